@@ -1,0 +1,545 @@
+//! A user's pictures, one subfolder per class: from the file system on the desktop
+//! ([`FolderDataset::open`]) or from in-memory `(relative path, bytes)` entries, e.g. files dropped
+//! on the browser page ([`FolderDataset::from_entries`]). The file system is a thin layer that
+//! feeds the same [`Builder`].
+//!
+//! Rules, in the order they apply:
+//! 1. Hidden entries are ignored silently: any path component starting with `.` (`.DS_Store`,
+//!    `._photo.jpg`, `.git/`), `__MACOSX/`, and the files `Thumbs.db` and `desktop.ini`.
+//! 2. If every remaining entry lies in one same top folder and some file is at least two folders
+//!    deep, that top folder is taken as the root (a browser drop of `animals/` gives
+//!    `animals/cats/1.jpg`; the classes are then `cats`, not `animals`).
+//! 3. The class of a file is its first folder; files deeper inside a class folder belong to that
+//!    class. Files directly at the root are skipped as [`SkipReason::NotInClassFolder`].
+//! 4. Files are decoded by content, not extension (PNG, JPEG, GIF (first frame), BMP, WebP, TIFF);
+//!    the JPEG/TIFF/WebP orientation tag is applied; transparency is composited over white.
+//!    Anything else is skipped with its reason, never a panic.
+//! 5. Each image is centre-cropped to a square (the shorter side) and resized to `resolution` with
+//!    an area average down to twice the target, then Lanczos3; then converted to RGB or to luma.
+//! 6. Classes are the folder names sorted by byte order; samples are sorted by (class, path).
+
+use std::collections::BTreeSet;
+use std::io::Cursor;
+
+use image::imageops::{self, FilterType};
+use image::metadata::Orientation;
+use image::{DynamicImage, ImageDecoder, ImageError, ImageReader, RgbImage};
+use serde::{Deserialize, Serialize};
+
+use crate::{Dataset, Error, Image, Result, Sample, flatten_over_white, rgb_to_chw};
+
+/// How the pictures of a folder are prepared for a model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FolderOptions {
+    /// Side of the square images served, in pixels. Default 32.
+    pub resolution: usize,
+    /// 3 for RGB, 1 for grayscale (Rec. 601 luma). Default 3.
+    pub channels: usize,
+}
+
+impl Default for FolderOptions {
+    fn default() -> Self {
+        Self { resolution: 32, channels: 3 }
+    }
+}
+
+/// A file that was left out of a [`FolderDataset`], and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skipped {
+    /// Path relative to the dataset root, `/`-separated.
+    pub path: String,
+    /// Why it was left out.
+    pub reason: SkipReason,
+}
+
+impl std::fmt::Display for Skipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.reason)
+    }
+}
+
+/// Why a file was left out of a [`FolderDataset`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SkipReason {
+    /// A file directly in the root folder, not in a class folder.
+    #[error("not inside a class folder")]
+    NotInClassFolder,
+    /// The content is not a known image format.
+    #[error("not an image")]
+    NotAnImage,
+    /// A known image format this build cannot decode (e.g. ICO, AVIF).
+    #[error("unsupported image format ({0})")]
+    Unsupported(String),
+    /// An image that fails to decode (truncated, corrupt).
+    #[error("broken image ({0})")]
+    Broken(String),
+    /// The file or folder could not be read.
+    #[error("cannot read ({0})")]
+    Unreadable(String),
+}
+
+/// Labelled pictures from a folder, decoded once, held as 8-bit CHW at the chosen resolution.
+#[derive(Clone, Debug)]
+pub struct FolderDataset {
+    name: String,
+    class_names: Vec<String>,
+    options: FolderOptions,
+    /// `len * channels * resolution²` bytes, sample-major.
+    pixels: Vec<u8>,
+    labels: Vec<usize>,
+    paths: Vec<String>,
+}
+
+impl FolderDataset {
+    /// Loads every picture under `root` (module docs give the rules), returning the dataset and
+    /// the files that were skipped.
+    ///
+    /// # Errors
+    /// [`Error::MissingRoot`], [`Error::Io`] for the root itself (unreadable subfolders are skipped
+    /// instead), [`Error::NoImages`], [`Error::EmptyClass`], [`Error::SingleClass`], and
+    /// [`Error::Channels`] or [`Error::Size`] for bad `options`.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn open(root: impl AsRef<std::path::Path>, options: FolderOptions) -> Result<(Self, Vec<Skipped>)> {
+        let root = root.as_ref();
+        if !root.is_dir() {
+            return Err(Error::MissingRoot { path: root.to_path_buf() });
+        }
+        let mut builder = Builder::new(options)?;
+        let listing = std::fs::read_dir(root).map_err(|source| Error::Io { path: root.to_path_buf(), source })?;
+        walk(listing, "", &mut builder);
+        let name = root.file_name().map_or_else(|| "folder".into(), |n| n.to_string_lossy().into_owned());
+        builder.finish(name)
+    }
+
+    /// Builds the dataset from `(relative path, file bytes)` entries, e.g. files dropped on a web
+    /// page (`webkitRelativePath`). Paths use `/` or `\`. Same rules and errors as
+    /// [`FolderDataset::open`], without the file system.
+    pub fn from_entries<I, P, B>(name: impl Into<String>, entries: I, options: FolderOptions) -> Result<(Self, Vec<Skipped>)>
+    where
+        I: IntoIterator<Item = (P, B)>,
+        P: AsRef<str>,
+        B: AsRef<[u8]>,
+    {
+        let mut builder = Builder::new(options)?;
+        for (path, bytes) in entries {
+            builder.add_file(path.as_ref(), Ok(bytes.as_ref()));
+        }
+        builder.finish(name.into())
+    }
+
+    /// The file sample `index` came from, relative to the dataset root.
+    ///
+    /// # Panics
+    /// If `index >= len()`.
+    pub fn path(&self, index: usize) -> &str {
+        &self.paths[index]
+    }
+
+    /// The options the images were prepared with.
+    pub fn options(&self) -> FolderOptions {
+        self.options
+    }
+}
+
+impl Dataset for FolderDataset {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    fn get(&self, index: usize) -> Sample {
+        assert!(index < self.len(), "{}: index {index} out of range 0..{}", self.name, self.len());
+        let FolderOptions { resolution: r, channels: c } = self.options;
+        let size = c * r * r;
+        let image = Image::from_u8(c, r, r, &self.pixels[index * size..(index + 1) * size]);
+        Sample { image, label: self.labels[index] }
+    }
+
+    fn label(&self, index: usize) -> usize {
+        self.labels[index]
+    }
+
+    fn class_names(&self) -> &[String] {
+        &self.class_names
+    }
+
+    fn channels(&self) -> usize {
+        self.options.channels
+    }
+
+    fn height(&self) -> usize {
+        self.options.resolution
+    }
+
+    fn width(&self) -> usize {
+        self.options.resolution
+    }
+}
+
+/// Collects decoded files and skips, then applies the folder rules in [`Builder::finish`].
+struct Builder {
+    options: FolderOptions,
+    /// Normalised path and CHW bytes of every file that decoded.
+    decoded: Vec<(String, Vec<u8>)>,
+    skipped: Vec<Skipped>,
+    /// Normalised paths of folders seen, so that an empty class folder is still a class.
+    folders: Vec<String>,
+}
+
+impl Builder {
+    fn new(options: FolderOptions) -> Result<Self> {
+        if options.channels != 1 && options.channels != 3 {
+            return Err(Error::Channels { channels: options.channels });
+        }
+        // 4096 keeps the u32 image sizes and the held bytes reasonable.
+        if !(1..=4096).contains(&options.resolution) {
+            let r = options.resolution;
+            return Err(Error::Size { height: r, width: r, reason: "the resolution must be 1 to 4096" });
+        }
+        Ok(Self { options, decoded: Vec::new(), skipped: Vec::new(), folders: Vec::new() })
+    }
+
+    /// Records a folder (possibly empty); hidden ones are ignored.
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+    fn add_folder(&mut self, path: &str) {
+        if let Some(path) = normalise(path) {
+            self.folders.push(path);
+        }
+    }
+
+    /// Decodes one file, or records why not; hidden files are ignored.
+    fn add_file(&mut self, path: &str, bytes: std::result::Result<&[u8], String>) {
+        let Some(path) = normalise(path) else { return };
+        match bytes.map_err(SkipReason::Unreadable).and_then(|b| prepare(b, self.options)) {
+            Ok(pixels) => self.decoded.push((path, pixels)),
+            Err(reason) => self.skipped.push(Skipped { path, reason }),
+        }
+    }
+
+    fn finish(mut self, name: String) -> Result<(FolderDataset, Vec<Skipped>)> {
+        // 1. A single common top folder is the real root (module docs, rule 2).
+        let all_paths = || {
+            self.decoded.iter().map(|(p, _)| p.as_str()).chain(self.skipped.iter().map(|s| s.path.as_str())).chain(self.folders.iter().map(String::as_str))
+        };
+        let top = |p: &str| p.split('/').next().unwrap_or("").to_string();
+        let tops: BTreeSet<String> = all_paths().map(top).collect();
+        let deep = self.decoded.iter().map(|(p, _)| p).chain(self.skipped.iter().map(|s| &s.path)).any(|p| p.split('/').count() >= 3);
+        if tops.len() == 1 && deep {
+            let prefix_len = tops.first().map_or(0, |t| t.len() + 1);
+            let strip = |p: &mut String| *p = p.get(prefix_len..).unwrap_or("").to_string();
+            self.decoded.iter_mut().for_each(|(p, _)| strip(p));
+            self.skipped.iter_mut().for_each(|s| strip(&mut s.path));
+            self.folders.iter_mut().for_each(strip);
+        }
+
+        // 2. Classes are first folders; files at the root are skipped.
+        let class_of = |p: &str| p.split_once('/').map(|(class, _)| class.to_string());
+        let mut images = Vec::new();
+        for (path, pixels) in self.decoded {
+            match class_of(&path) {
+                Some(class) => images.push((class, path, pixels)),
+                None => self.skipped.push(Skipped { path, reason: SkipReason::NotInClassFolder }),
+            }
+        }
+        for s in &mut self.skipped {
+            if class_of(&s.path).is_none() {
+                s.reason = SkipReason::NotInClassFolder;
+            }
+        }
+        let class_names: Vec<String> = images
+            .iter()
+            .map(|(class, _, _)| class.clone())
+            .chain(self.skipped.iter().filter_map(|s| class_of(&s.path)))
+            .chain(self.folders.iter().filter(|f| !f.is_empty()).map(|f| top(f)))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        self.skipped.sort_by(|a, b| a.path.cmp(&b.path));
+
+        // 3. Enough images in enough classes.
+        if images.is_empty() {
+            return Err(Error::NoImages { skipped: self.skipped });
+        }
+        for class in &class_names {
+            if !images.iter().any(|(c, _, _)| c == class) {
+                let skipped = self.skipped.iter().filter(|s| class_of(&s.path).as_ref() == Some(class)).cloned().collect();
+                return Err(Error::EmptyClass { class: class.clone(), skipped });
+            }
+        }
+        if class_names.len() == 1 {
+            return Err(Error::SingleClass { class: class_names[0].clone() });
+        }
+
+        // 4. Samples sorted by (class, path).
+        images.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        let mut dataset = FolderDataset {
+            name,
+            options: self.options,
+            pixels: Vec::with_capacity(images.len() * images[0].2.len()),
+            labels: Vec::with_capacity(images.len()),
+            paths: Vec::with_capacity(images.len()),
+            class_names,
+        };
+        for (class, path, pixels) in images {
+            let label = dataset.class_names.binary_search(&class).expect("every class is listed");
+            dataset.labels.push(label);
+            dataset.paths.push(path);
+            dataset.pixels.extend_from_slice(&pixels);
+        }
+        Ok((dataset, self.skipped))
+    }
+}
+
+/// `a\b/./c` → `a/b/c`; `None` for hidden or system entries (module docs, rule 1).
+fn normalise(path: &str) -> Option<String> {
+    let parts: Vec<&str> = path.split(['/', '\\']).filter(|p| !p.is_empty() && *p != ".").collect();
+    let hidden = |p: &&str| p.starts_with('.') || *p == "__MACOSX";
+    let system = |p: &&str| p.eq_ignore_ascii_case("Thumbs.db") || p.eq_ignore_ascii_case("desktop.ini");
+    if parts.is_empty() || parts.iter().any(hidden) || parts.last().is_some_and(system) {
+        return None;
+    }
+    Some(parts.join("/"))
+}
+
+/// Decodes, orients, crops, resizes and converts one file to CHW bytes.
+fn prepare(bytes: &[u8], options: FolderOptions) -> std::result::Result<Vec<u8>, SkipReason> {
+    let format = image::guess_format(bytes).map_err(|_| SkipReason::NotAnImage)?;
+    let mut decoder = ImageReader::with_format(Cursor::new(bytes), format).into_decoder().map_err(skip_reason)?;
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let mut image = DynamicImage::from_decoder(decoder).map_err(skip_reason)?;
+    image.apply_orientation(orientation);
+    if image.width() == 0 || image.height() == 0 {
+        return Err(SkipReason::Broken("the image is empty".into()));
+    }
+    let square = centre_square(&flatten_over_white(&image), options.resolution as u32);
+    Ok(rgb_to_chw(&square, options.channels))
+}
+
+fn skip_reason(error: ImageError) -> SkipReason {
+    match error {
+        ImageError::Unsupported(e) => SkipReason::Unsupported(e.to_string()),
+        e => SkipReason::Broken(e.to_string()),
+    }
+}
+
+/// The centred square of side min(width, height), resized to `side`.
+fn centre_square(rgb: &RgbImage, side: u32) -> RgbImage {
+    let (w, h) = rgb.dimensions();
+    let s = w.min(h);
+    let mut square = imageops::crop_imm(rgb, (w - s) / 2, (h - s) / 2, s, s).to_image();
+    // Lanczos3 over a 100x reduction reads ~600 source pixels per output pixel per axis; an area
+    // average to twice the target first gives the same look at a fraction of the cost.
+    if s >= 4 * side {
+        square = imageops::thumbnail(&square, 2 * side, 2 * side);
+    }
+    if square.width() != side {
+        square = imageops::resize(&square, side, side, FilterType::Lanczos3);
+    }
+    square
+}
+
+/// Feeds every file and folder below `dir` to `builder`, depth first. Symbolic links to folders
+/// are not followed (reading one as a file fails and is reported).
+#[cfg(not(target_arch = "wasm32"))]
+fn walk(listing: std::fs::ReadDir, relative: &str, builder: &mut Builder) {
+    let join = |name: &str| if relative.is_empty() { name.to_string() } else { format!("{relative}/{name}") };
+    for entry in listing {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                builder.add_file(&join("?"), Err(e.to_string()));
+                continue;
+            }
+        };
+        let path = join(&entry.file_name().to_string_lossy());
+        if normalise(&path).is_none() {
+            continue;
+        }
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            builder.add_folder(&path);
+            match std::fs::read_dir(entry.path()) {
+                Ok(listing) => walk(listing, &path, builder),
+                Err(e) => builder.add_file(&path, Err(e.to_string())),
+            }
+        } else {
+            let bytes = std::fs::read(entry.path()).map_err(|e| e.to_string());
+            builder.add_file(&path, bytes.as_deref().map_err(Clone::clone));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{ImageFormat, Rgb};
+    use std::fs;
+    use std::path::Path;
+
+    const RED: [u8; 3] = [220, 30, 30];
+    const BLUE: [u8; 3] = [20, 40, 210];
+
+    fn encode(width: u32, height: u32, color: [u8; 3], format: ImageFormat) -> Vec<u8> {
+        let image = RgbImage::from_pixel(width, height, Rgb(color));
+        let mut bytes = Cursor::new(Vec::new());
+        DynamicImage::ImageRgb8(image).write_to(&mut bytes, format).unwrap();
+        bytes.into_inner()
+    }
+
+    fn write(root: &Path, path: &str, bytes: &[u8]) {
+        let path = root.join(path);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, bytes).unwrap();
+    }
+
+    fn options(resolution: usize, channels: usize) -> FolderOptions {
+        FolderOptions { resolution, channels }
+    }
+
+    fn mean(image: &Image, c: usize) -> f32 {
+        let plane = image.height * image.width;
+        image.pixels[c * plane..(c + 1) * plane].iter().sum::<f32>() / plane as f32
+    }
+
+    #[test]
+    fn folder_loads_png_and_jpeg_and_reports_what_it_skips() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let png = encode(40, 30, RED, ImageFormat::Png);
+        write(root, "cats/a.png", &png);
+        write(root, "cats/b.jpg", &encode(50, 50, RED, ImageFormat::Jpeg));
+        write(root, "cats/notes.png", b"this is text, not a picture");
+        write(root, "cats/broken.png", &png[..png.len() / 2]);
+        write(root, "dogs/deeper/c.png", &encode(20, 60, BLUE, ImageFormat::Png));
+        // A JPEG named .png: decoded by content.
+        write(root, "dogs/d.png", &encode(16, 16, BLUE, ImageFormat::Jpeg));
+        write(root, "dogs/.DS_Store", b"\0\0\0\x01Bud1");
+        write(root, ".hidden/e.png", &png);
+        write(root, "readme.txt", b"hello");
+
+        let (ds, skipped) = FolderDataset::open(root, options(16, 3)).unwrap();
+        assert_eq!(ds.class_names(), ["cats", "dogs"]);
+        assert_eq!(ds.len(), 4);
+        assert_eq!((ds.channels(), ds.height(), ds.width()), (3, 16, 16));
+        let paths: Vec<_> = (0..ds.len()).map(|i| ds.path(i)).collect();
+        assert_eq!(paths, ["cats/a.png", "cats/b.jpg", "dogs/d.png", "dogs/deeper/c.png"]);
+        assert_eq!((0..4).map(|i| ds.label(i)).collect::<Vec<_>>(), [0, 0, 1, 1]);
+        for i in 0..4 {
+            let sample = ds.get(i);
+            assert_eq!(sample.label, ds.label(i));
+            let (r, b) = (mean(&sample.image, 0), mean(&sample.image, 2));
+            assert!(if sample.label == 0 { r > 0.7 && b < 0.3 } else { b > 0.7 && r < 0.3 }, "sample {i}: r {r}, b {b}");
+        }
+
+        let reasons: Vec<_> = skipped.iter().map(|s| (s.path.as_str(), s.reason.clone())).collect();
+        assert_eq!(reasons.len(), 3, "{reasons:?}");
+        assert_eq!(reasons[0], ("cats/notes.png", SkipReason::NotAnImage));
+        assert_eq!(reasons[2], ("readme.txt", SkipReason::NotInClassFolder));
+        assert_eq!(reasons[1].0, "cats/broken.png");
+        assert!(matches!(reasons[1].1, SkipReason::Broken(_)), "{:?}", reasons[1].1);
+        assert_eq!(ds.name(), root.file_name().unwrap().to_str().unwrap());
+    }
+
+    #[test]
+    fn grayscale_option_gives_one_channel_of_luma() {
+        let entries = [("a/red.png", encode(8, 8, RED, ImageFormat::Png)), ("b/blue.png", encode(8, 8, BLUE, ImageFormat::Png))];
+        let (ds, skipped) = FolderDataset::from_entries("mem", entries, options(4, 1)).unwrap();
+        assert!(skipped.is_empty());
+        let image = ds.get(0).image;
+        assert_eq!((image.channels, image.pixels.len()), (1, 16));
+        let luma = (299 * 220 + 587 * 30 + 114 * 30 + 500) / 1000;
+        assert!(image.pixels.iter().all(|&v| (v * 255.0 - luma as f32).abs() < 1.5), "{:?}", image.pixels);
+    }
+
+    #[test]
+    fn centre_crop_keeps_the_middle_of_wide_and_tall_images() {
+        // Three vertical bands (red, green, blue) in a 90 x 30 image: the centre square is green.
+        let wide = RgbImage::from_fn(90, 30, |x, _| Rgb(match x / 30 { 0 => RED, 1 => [0, 200, 0], _ => BLUE }));
+        let tall = RgbImage::from_fn(30, 90, |_, y| Rgb(match y / 30 { 0 => RED, 1 => [0, 200, 0], _ => BLUE }));
+        for source in [wide, tall] {
+            let square = centre_square(&source, 8);
+            assert_eq!(square.dimensions(), (8, 8));
+            assert!(square.pixels().all(|p| p.0[1] > 180 && p.0[0] < 20 && p.0[2] < 20));
+        }
+        // A large photo goes through the area-average shortcut and still averages correctly.
+        let checker = RgbImage::from_fn(1000, 800, |x, y| Rgb(if (x + y) % 2 == 0 { [255; 3] } else { [0; 3] }));
+        let small = centre_square(&checker, 10);
+        assert!(small.pixels().all(|p| (110..=145).contains(&p.0[0])), "{:?}", small.get_pixel(5, 5));
+    }
+
+    #[test]
+    fn from_entries_strips_a_dropped_root_folder_and_accepts_backslashes() {
+        let png = encode(10, 10, RED, ImageFormat::Png);
+        let entries = vec![
+            ("drop/cats/1.png".to_string(), png.clone()),
+            ("drop\\dogs\\2.png".to_string(), png.clone()),
+            ("drop/notes.txt".to_string(), b"hi".to_vec()),
+            ("drop/.DS_Store".to_string(), b"x".to_vec()),
+        ];
+        let (ds, skipped) = FolderDataset::from_entries("drop", entries, FolderOptions::default()).unwrap();
+        assert_eq!(ds.class_names(), ["cats", "dogs"]);
+        assert_eq!((ds.len(), ds.height()), (2, 32));
+        assert_eq!(skipped, [Skipped { path: "notes.txt".into(), reason: SkipReason::NotInClassFolder }]);
+    }
+
+    #[test]
+    fn empty_or_missing_folders_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(FolderDataset::open(dir.path(), FolderOptions::default()), Err(Error::NoImages { skipped }) if skipped.is_empty()));
+
+        let missing = dir.path().join("nope");
+        assert!(matches!(FolderDataset::open(&missing, FolderOptions::default()), Err(Error::MissingRoot { path }) if path == missing));
+
+        write(dir.path(), "file.png", &encode(4, 4, RED, ImageFormat::Png));
+        let file = dir.path().join("file.png");
+        assert!(matches!(FolderDataset::open(&file, FolderOptions::default()), Err(Error::MissingRoot { .. })));
+        // Only a root-level file: nothing usable.
+        assert!(matches!(FolderDataset::open(dir.path(), FolderOptions::default()), Err(Error::NoImages { skipped }) if skipped.len() == 1));
+    }
+
+    #[test]
+    fn one_class_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "cats/a.png", &encode(4, 4, RED, ImageFormat::Png));
+        write(dir.path(), "cats/b.png", &encode(4, 4, RED, ImageFormat::Png));
+        let error = FolderDataset::open(dir.path(), FolderOptions::default()).unwrap_err();
+        assert!(matches!(&error, Error::SingleClass { class } if class == "cats"), "{error}");
+    }
+
+    #[test]
+    fn class_without_usable_images_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "cats/a.png", &encode(4, 4, RED, ImageFormat::Png));
+        write(dir.path(), "dogs/a.png", b"not a png");
+        let error = FolderDataset::open(dir.path(), FolderOptions::default()).unwrap_err();
+        match error {
+            Error::EmptyClass { class, skipped } => {
+                assert_eq!(class, "dogs");
+                assert_eq!(skipped, [Skipped { path: "dogs/a.png".into(), reason: SkipReason::NotAnImage }]);
+            }
+            e => panic!("{e}"),
+        }
+        // An empty class folder counts as a class too.
+        fs::remove_file(dir.path().join("dogs/a.png")).unwrap();
+        write(dir.path(), "zebras/a.png", &encode(4, 4, RED, ImageFormat::Png));
+        let error = FolderDataset::open(dir.path(), FolderOptions::default()).unwrap_err();
+        assert!(matches!(&error, Error::EmptyClass { class, skipped } if class == "dogs" && skipped.is_empty()), "{error}");
+    }
+
+    #[test]
+    fn bad_options_are_rejected() {
+        let entries: [(&str, &[u8]); 0] = [];
+        assert!(matches!(FolderDataset::from_entries("x", entries, options(32, 2)), Err(Error::Channels { channels: 2 })));
+        assert!(matches!(FolderDataset::from_entries("x", entries, options(0, 3)), Err(Error::Size { .. })));
+    }
+
+    #[test]
+    fn hidden_and_system_paths_are_ignored() {
+        assert_eq!(normalise("./a\\b//c.png").as_deref(), Some("a/b/c.png"));
+        for path in [".DS_Store", "cats/._a.jpg", "__MACOSX/cats/a.jpg", "cats/Thumbs.db", ".git/x", ""] {
+            assert_eq!(normalise(path), None, "{path}");
+        }
+    }
+}

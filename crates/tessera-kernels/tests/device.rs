@@ -1,0 +1,66 @@
+//! The device starts (on lavapipe in CI) and computes the same numbers as the CPU backend.
+
+use burn::tensor::{Device, Distribution, Tensor, TensorData, Tolerance};
+use tessera_kernels::device::{self, Preference};
+
+/// In CI a software Vulkan adapter is installed, so a missing adapter is a failure there, not a skip.
+fn gpu_required() -> bool {
+    std::env::var_os("CI").is_some() || std::env::var_os("TESSERA_REQUIRE_GPU").is_some()
+}
+
+fn small_computation(device: &Device) -> TensorData {
+    // Same inputs on every device: made on the CPU, then uploaded.
+    let cpu = Device::flex();
+    let a = Tensor::<2>::random([33, 17], Distribution::Uniform(-1.0, 1.0), &cpu).into_data();
+    let b = Tensor::<2>::random([17, 9], Distribution::Uniform(-1.0, 1.0), &cpu).into_data();
+    let a = Tensor::<2>::from_data(a, device);
+    let b = Tensor::<2>::from_data(b, device);
+    (a.matmul(b).exp() + 1.0).log().into_data()
+}
+
+#[test]
+fn wgpu_device_starts_and_matches_the_cpu_backend() {
+    let compute = match device::create_blocking(Preference::Gpu) {
+        Ok(c) => c,
+        Err(e) if !gpu_required() => {
+            eprintln!("skipped: no wgpu adapter on this machine ({e}); CI installs lavapipe and requires one");
+            return;
+        }
+        Err(e) => panic!("no wgpu adapter, but CI must have lavapipe: {e}"),
+    };
+    let report = compute.adapter.clone().expect("a GPU preference yields an adapter report");
+    eprintln!("{}", compute.describe());
+    assert!(!report.name.is_empty());
+    assert!(report.max_storage_buffer_binding_size >= 128 << 20, "{report:?}");
+    assert!(report.max_compute_invocations_per_workgroup >= 256);
+    if gpu_required() && std::env::var_os("TESSERA_EXPECT_HARDWARE_GPU").is_none() {
+        // CI machines have no GPU: the adapter must be the software one, and reported as such.
+        assert!(report.is_software, "expected a software adapter in CI, got {report:?}");
+    }
+    let seeded = |d: &Device| {
+        Device::flex().seed(7);
+        small_computation(d)
+    };
+    let on_gpu = seeded(&compute.device);
+    let on_cpu = seeded(&Device::flex());
+    on_gpu.assert_approx_eq::<f32>(&on_cpu, Tolerance::absolute(1e-4));
+}
+
+#[test]
+fn cpu_preference_never_touches_wgpu() {
+    let compute = device::create_blocking(Preference::Cpu).unwrap();
+    assert!(!compute.is_gpu());
+    assert!(compute.adapter.is_none());
+    assert_eq!(compute.describe(), "CPU (burn flex backend)");
+    let x = Tensor::<1>::from_floats([1.0, 2.0, 3.0], &compute.device);
+    assert_eq!(x.sum().into_scalar::<f32>(), 6.0);
+}
+
+#[test]
+fn preference_parses_and_rejects_nonsense() {
+    assert_eq!("GPU".parse::<Preference>().unwrap(), Preference::Gpu);
+    assert_eq!("cpu".parse::<Preference>().unwrap(), Preference::Cpu);
+    assert_eq!("auto".parse::<Preference>().unwrap(), Preference::Auto);
+    let err = "tpu".parse::<Preference>().unwrap_err().to_string();
+    assert!(err.contains("tpu") && err.contains("auto, gpu or cpu"), "{err}");
+}

@@ -1,0 +1,3 @@
+//! Generators: tokens → logits.
+
+pub mod var;

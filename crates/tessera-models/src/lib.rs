@@ -1,0 +1,25 @@
+//! Tessera's models, checked number for number against the official PyTorch code.
+//!
+//! - [`tokenizers::msvq`]: VAR's multi-scale residual VQ-VAE (image ⇄ token maps).
+//! - [`generators::var`]: the VAR transformer (next-scale prediction).
+//! - [`sampling::var`]: VAR sampling with classifier-free guidance, top-k / top-p, seeded.
+//! - [`resize`]: PyTorch-exact `area`, `bicubic` and nearest ×2 resizes (reference twins of the
+//!   WGSL kernels).
+//! - [`weights`]: official `state_dict`s (safetensors) loaded into these modules.
+//! - [`parity`]: runs a fixture directory (official inputs and outputs) and reports per-output
+//!   differences (native only).
+//!
+//! Model, tokenizer and sampler code never reads a tensor back to the CPU, so it runs unchanged
+//! on WebGPU in the browser; only [`parity`] and tests read back.
+
+mod error;
+pub mod generators;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod parity;
+pub mod resize;
+pub mod rng;
+pub mod sampling;
+pub mod tokenizers;
+pub mod weights;
+
+pub use error::{Error, Result};

@@ -1,0 +1,3 @@
+//! Samplers: generator + tokenizer → images.
+
+pub mod var;

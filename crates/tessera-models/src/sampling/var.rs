@@ -1,0 +1,333 @@
+//! VAR sampling: next-scale prediction with classifier-free guidance.
+//! Official: FoundationVision/VAR @78b95394, `models/var.py` (`VAR.autoregressive_infer_cfg`) and
+//! `models/helpers.py` (`sample_with_top_k_top_p_`).
+//!
+//! The batch is doubled with the null class; each scale is one cached forward pass; the logits of
+//! scale `si` are guided with `t = guidance · si / (K - 1)` as `(1 + t) · cond − t · uncond` (the
+//! first scale is unguided), filtered by top-k and top-p, and sampled; the chosen codes are added
+//! to `f_hat` and the next scale's input is `f_hat` area-resized to it.
+//!
+//! Differences from the official code:
+//! - Random numbers come from a seeded [`SplitMix64`] on the CPU, one uniform per token, and a
+//!   token is drawn on the device by inverse CDF: the same seed gives the same image on every
+//!   device (up to float rounding at a CDF boundary). `torch.multinomial`'s stream is not
+//!   reproduced; with `top_k = 1` both are exact argmax, which the fixtures check.
+//! - Top-p keeps the official rule (remove the codes whose ascending cumulative probability is
+//!   ≤ 1 − top_p, always keep the best) but finds the cut by bisection on the logit threshold
+//!   instead of a sort, because `sort` reads back to the CPU on WebGPU; exact except among tied
+//!   logits at the cut.
+//! - An optional temperature (1 = official) divides the guided logits before filtering.
+//! - No `more_smooth` (Gumbel-softmax blending, for visualisation only).
+//! - Runs as a step-by-step state ([`VarSampling`]) so the app can show every scale.
+//!
+//! Nothing here reads a tensor back: it runs in the browser.
+
+use burn::prelude::*;
+use burn::tensor::activation::softmax;
+
+use crate::generators::var::{Var, VarCache};
+use crate::rng::SplitMix64;
+use crate::tokenizers::msvq::MsVqVae;
+
+/// Bisection steps of the top-p cut: enough to separate any two distinct f32 logits of a row.
+const TOP_P_BISECTION_STEPS: usize = 48;
+
+/// Settings of one sampling run.
+#[derive(Config, Debug)]
+pub struct VarSamplerConfig {
+    /// Classifier-free guidance (official `cfg`); scale `si` uses `t = guidance · si / (K - 1)`.
+    /// 0 disables guidance (the batch is still doubled, as the official does).
+    #[config(default = 1.5)]
+    pub guidance: f64,
+    /// Keep only the `top_k` best codes (0 = all; 1 = greedy argmax). README FID runs: 900.
+    #[config(default = 0)]
+    pub top_k: usize,
+    /// Nucleus filter (0 = off). README FID runs: 0.96.
+    #[config(default = 0.0)]
+    pub top_p: f64,
+    /// Divides the guided logits before filtering (1 = official, no temperature).
+    #[config(default = 1.0)]
+    pub temperature: f64,
+    /// Seed of the CPU random stream.
+    #[config(default = 0)]
+    pub seed: u64,
+}
+
+/// What one scale produced, for a step-through view.
+#[derive(Debug, Clone)]
+pub struct VarStep {
+    /// Scale index.
+    pub si: usize,
+    /// Chosen codes `[B, pn, pn]`.
+    pub tokens: Tensor<3, Int>,
+    /// Accumulated `f_hat` after this scale `[B, Cvae, h, w]`: decode it for a partial image.
+    pub f_hat: Tensor<4>,
+    /// Logits of the doubled batch `[2B, pn², V]`: rows `0..B` conditional, `B..2B` null class.
+    pub raw_logits: Tensor<3>,
+    /// Guided logits before filtering `[B, pn², V]`.
+    pub guided_logits: Tensor<3>,
+}
+
+/// The result of a whole run.
+#[derive(Debug, Clone)]
+pub struct VarSample {
+    /// Images in `[0, 1]`, `[B, C, H, W]` (official return value).
+    pub image: Tensor<4>,
+    /// Final `f_hat` `[B, Cvae, h, w]`.
+    pub f_hat: Tensor<4>,
+    /// Codes per scale `[B, pn²]`, smallest first (feed to `MsVqVae::idx_to_image`).
+    pub tokens: Vec<Tensor<2, Int>>,
+    /// Every scale's step when asked for (see [`sample`]).
+    pub steps: Vec<VarStep>,
+}
+
+/// A sampling run in progress: call [`VarSampling::step`] once per scale.
+#[derive(Debug, Clone)]
+pub struct VarSampling {
+    config: VarSamplerConfig,
+    rng: SplitMix64,
+    patch_nums: Vec<usize>,
+    batch: usize,
+    /// Class embedding of `[labels; null]`, `[2B, C]`.
+    cond: Tensor<2>,
+    cache: VarCache,
+    f_hat: Tensor<4>,
+    /// Input tokens of the next scale, `[2B, pn², C]`.
+    next_input: Option<Tensor<3>>,
+    si: usize,
+}
+
+impl VarSampling {
+    /// Starts a run for `labels` (`[B]`; the null class gives unconditional samples).
+    ///
+    /// # Panics
+    /// If the generator and the tokenizer disagree on the scales.
+    pub fn new(var: &Var, vae: &MsVqVae, labels: Tensor<1, Int>, config: VarSamplerConfig) -> Self {
+        assert_eq!(var.patch_nums(), vae.patch_nums(), "generator and tokenizer scales differ");
+        let [b] = labels.dims();
+        let device = labels.device();
+        let null = Tensor::<1, Int>::full([b], var.null_class() as i64, &device);
+        let cond = var.class_embedding(Tensor::cat(vec![labels, null], 0)); // [2B, C]
+        let side = *vae.patch_nums().last().expect("at least one scale");
+        let f_hat = Tensor::<4>::zeros([b, vae.z_channels(), side, side], &device);
+        Self {
+            rng: SplitMix64::new(config.seed),
+            config,
+            patch_nums: var.patch_nums().to_vec(),
+            batch: b,
+            next_input: Some(var.first_scale_input(cond.clone())),
+            cond,
+            cache: var.new_cache(),
+            f_hat,
+            si: 0,
+        }
+    }
+
+    /// Number of scales K.
+    pub fn num_scales(&self) -> usize {
+        self.patch_nums.len()
+    }
+
+    /// Index of the next scale to sample (K when done).
+    pub fn scale(&self) -> usize {
+        self.si
+    }
+
+    /// Whether every scale has been sampled.
+    pub fn is_done(&self) -> bool {
+        self.si >= self.patch_nums.len()
+    }
+
+    /// Accumulated `f_hat` so far, `[B, Cvae, h, w]`.
+    pub fn f_hat(&self) -> Tensor<4> {
+        self.f_hat.clone()
+    }
+
+    /// Samples the next scale; `None` when done.
+    pub fn step(&mut self, var: &Var, vae: &MsVqVae) -> Option<VarStep> {
+        let x = self.next_input.take()?;
+        let (si, b, k) = (self.si, self.batch, self.patch_nums.len());
+        let pn = self.patch_nums[si];
+
+        let raw_logits = var.forward_cached(x, self.cond.clone(), &mut self.cache); // [2B, pn², V]
+        let ratio = if k > 1 { si as f64 / (k - 1) as f64 } else { 0.0 };
+        let t = self.config.guidance * ratio;
+        let guided_logits =
+            raw_logits.clone().narrow(0, 0, b) * (1.0 + t) - raw_logits.clone().narrow(0, b, b) * t;
+        let idx = choose_tokens(guided_logits.clone(), &self.config, &mut self.rng); // [B, pn²]
+
+        let (f_hat, next) = vae.next_autoregressive_input(si, self.f_hat.clone(), vae.embed_codes(idx.clone()));
+        self.f_hat = f_hat.clone();
+        self.si += 1;
+        if self.si < k {
+            let [_, c, p, _] = next.dims();
+            let tokens = next.reshape([b, c, p * p]).swap_dims(1, 2); // [B, pn², Cvae]
+            let input = var.scale_input(self.si, tokens);
+            self.next_input = Some(Tensor::cat(vec![input.clone(), input], 0)); // both halves of the CFG batch
+        }
+        Some(VarStep { si, tokens: idx.reshape([b, pn, pn]), f_hat, raw_logits, guided_logits })
+    }
+
+    /// Decodes the current `f_hat` to images in `[0, 1]` (a partial image before the end).
+    pub fn image(&self, vae: &MsVqVae) -> Tensor<4> {
+        (vae.decode(self.f_hat.clone()) + 1.0) * 0.5
+    }
+}
+
+/// Samples images for `labels` (official `autoregressive_infer_cfg`); with `keep_steps` the result
+/// also holds every scale's [`VarStep`].
+///
+/// # Shapes
+/// - `labels`: `[B]` → `image`: `[B, C, H, W]` in `[0, 1]`
+pub fn sample(var: &Var, vae: &MsVqVae, labels: Tensor<1, Int>, config: VarSamplerConfig, keep_steps: bool) -> VarSample {
+    let mut run = VarSampling::new(var, vae, labels, config);
+    let mut tokens = Vec::with_capacity(run.num_scales());
+    let mut steps = Vec::new();
+    while let Some(step) = run.step(var, vae) {
+        let [b, p, _] = step.tokens.dims();
+        tokens.push(step.tokens.clone().reshape([b, p * p]));
+        if keep_steps {
+            steps.push(step);
+        }
+    }
+    VarSample { image: run.image(vae), f_hat: run.f_hat(), tokens, steps }
+}
+
+/// Picks one code per position from guided logits `[B, l, V]` → `[B, l]`.
+fn choose_tokens(logits: Tensor<3>, config: &VarSamplerConfig, rng: &mut SplitMix64) -> Tensor<2, Int> {
+    let [b, l, v] = logits.dims();
+    if config.top_k == 1 {
+        // Greedy: what torch.multinomial does when every other probability is exactly 0.
+        return logits.argmax(2).reshape([b, l]);
+    }
+    let mut logits = if config.temperature != 1.0 { logits / config.temperature } else { logits };
+    if config.top_k > 0 && config.top_k < v {
+        // Official: remove logits below the k-th largest (ties at the k-th are kept).
+        let kth = logits.clone().topk(config.top_k, 2).min_dim(2).expand([b, l, v]);
+        logits = logits.clone().mask_fill(logits.lower(kth), f32::NEG_INFINITY);
+    }
+    if config.top_p > 0.0 && config.top_p < 1.0 {
+        logits = top_p_filter(logits, config.top_p);
+    }
+    // Inverse CDF with one uploaded uniform per position: the first code whose CDF exceeds u.
+    let probs = softmax(logits, 2);
+    let cdf = probs.cumsum(2); // [B, l, V]
+    let total = cdf.clone().narrow(2, v - 1, 1); // ≈ 1, exact scale of the CDF
+    let u = Tensor::<3>::from_data(TensorData::new(rng.uniforms(b * l), [b, l, 1]), &cdf.device());
+    let below = cdf.lower_equal((u * total).expand([b, l, v]));
+    below.int().sum_dim(2).clamp_max(v as i64 - 1).reshape([b, l])
+}
+
+/// Official top-p on `[B, l, V]` logits: with the codes in ascending order, remove those whose
+/// cumulative probability is ≤ 1 − top_p; the best code always stays. The cut is a logit
+/// threshold found by bisection: `S(τ) = Σ p·[z ≤ τ]` is non-decreasing in τ, and the removed
+/// set is `{z ≤ τ*}` for the largest τ* with `S(τ*) ≤ 1 − top_p`.
+fn top_p_filter(logits: Tensor<3>, top_p: f64) -> Tensor<3> {
+    let [b, l, v] = logits.dims();
+    let probs = softmax(logits.clone(), 2);
+    let limit = 1.0 - top_p;
+    let hi = logits.clone().max_dim(2); // [B, l, 1]: S(hi) = 1 > limit
+    let finite = logits.clone().is_finite();
+    // Smallest finite logit minus one: S(lo) = 0 ≤ limit.
+    let lo = logits.clone().mask_where(finite.bool_not(), hi.clone().expand([b, l, v])).min_dim(2) - 1.0;
+    let (mut lo, mut hi) = (lo, hi);
+    for _ in 0..TOP_P_BISECTION_STEPS {
+        let mid = (lo.clone() + hi.clone()) * 0.5;
+        let below = logits.clone().lower_equal(mid.clone().expand([b, l, v]));
+        let mass = (probs.clone() * below.float()).sum_dim(2); // S(mid)
+        let removable = mass.lower_equal_elem(limit);
+        lo = lo.mask_where(removable.clone(), mid.clone());
+        hi = hi.mask_where(removable.bool_not(), mid);
+    }
+    logits.clone().mask_fill(logits.lower_equal(lo.expand([b, l, v])), f32::NEG_INFINITY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generators::var::VarConfig;
+    use crate::tokenizers::msvq::MsVqVaeConfig;
+    use burn::tensor::Distribution;
+
+    fn models(device: &Device) -> (Var, MsVqVae) {
+        device.seed(11);
+        let patch_nums = vec![1, 2, 4];
+        let vae = MsVqVaeConfig::new()
+            .with_vocab_size(16)
+            .with_z_channels(4)
+            .with_ch(8)
+            .with_ch_mult(vec![1, 1])
+            .with_num_res_blocks(1)
+            .with_num_groups(4)
+            .with_patch_nums(patch_nums.clone())
+            .init(device);
+        let var = VarConfig::new(patch_nums, 16, 4, 3, 2, 32, 2).with_init_head(1.0).init(device);
+        (var, vae)
+    }
+
+    fn ints(t: Tensor<2, Int>) -> Vec<i64> {
+        t.try_into_vec_as::<i64>().unwrap()
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_tokens() {
+        let device = Device::flex();
+        let (var, vae) = models(&device);
+        let labels = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 2, 3], [3]), &device);
+        let config = VarSamplerConfig::new().with_top_k(8).with_top_p(0.9).with_seed(42);
+        let a = sample(&var, &vae, labels.clone(), config.clone(), false);
+        let b = sample(&var, &vae, labels.clone(), config.clone(), false);
+        let c = sample(&var, &vae, labels, config.with_seed(43), false);
+        let (a, b, c) = (ints(a.tokens[2].clone()), ints(b.tokens[2].clone()), ints(c.tokens[2].clone()));
+        assert_eq!(a, b);
+        assert_ne!(a, c, "another seed should change some of the 48 last-scale tokens");
+    }
+
+    #[test]
+    fn top_k_one_is_argmax_of_the_guided_logits() {
+        let device = Device::flex();
+        let (var, vae) = models(&device);
+        let labels = Tensor::<1, Int>::from_data(TensorData::new(vec![1i64, 2], [2]), &device);
+        let run = sample(&var, &vae, labels, VarSamplerConfig::new().with_top_k(1).with_guidance(2.0), true);
+        for step in run.steps {
+            let [b, p, _] = step.tokens.dims();
+            let expected = step.guided_logits.argmax(2).reshape([b, p * p]);
+            assert_eq!(ints(step.tokens.reshape([b, p * p])), ints(expected), "scale {}", step.si);
+        }
+        assert_eq!(run.image.dims(), [2, 3, 8, 8]);
+    }
+
+    #[test]
+    fn top_k_and_top_p_keep_only_the_allowed_codes() {
+        let device = Device::flex();
+        // Probabilities ∝ exp(logit): 0.64, 0.24, 0.09, 0.03 (roughly) for logits 3, 2, 1, 0.
+        let row = vec![0.0f32, 3.0, 1.0, 2.0];
+        let logits = Tensor::<3>::from_data(TensorData::new(row.repeat(500), [1, 500, 4]), &device);
+        let mut rng = SplitMix64::new(5);
+        let seen = |config: &VarSamplerConfig, rng: &mut SplitMix64| {
+            let mut seen = ints(choose_tokens(logits.clone(), config, rng));
+            seen.sort();
+            seen.dedup();
+            seen
+        };
+        assert_eq!(seen(&VarSamplerConfig::new().with_top_k(2), &mut rng), vec![1, 3]);
+        // Ascending cumsum: 0.03, 0.12, 0.36, 1.0; top_p = 0.7 removes cumsum ≤ 0.3: codes 0, 2.
+        assert_eq!(seen(&VarSamplerConfig::new().with_top_p(0.7), &mut rng), vec![1, 3]);
+        assert_eq!(seen(&VarSamplerConfig::new().with_top_p(0.95), &mut rng), vec![1, 2, 3]);
+        assert_eq!(seen(&VarSamplerConfig::new().with_top_p(0.01), &mut rng), vec![1]);
+        assert_eq!(seen(&VarSamplerConfig::new(), &mut rng), vec![0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn inverse_cdf_draws_follow_the_softmax() {
+        let device = Device::flex();
+        let logits = Tensor::<3>::random([1, 1, 6], Distribution::Normal(0.0, 1.0), &device);
+        let probs = softmax(logits.clone(), 2).try_into_vec_as::<f32>().unwrap();
+        let many = logits.expand([1, 20_000, 6]);
+        let drawn = ints(choose_tokens(many, &VarSamplerConfig::new(), &mut SplitMix64::new(3)));
+        for (code, p) in probs.iter().enumerate() {
+            let freq = drawn.iter().filter(|&&d| d == code as i64).count() as f32 / 20_000.0;
+            assert!((freq - p).abs() < 0.015, "code {code}: {freq} vs {p}");
+        }
+    }
+}

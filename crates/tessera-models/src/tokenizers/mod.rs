@@ -1,0 +1,3 @@
+//! Tokenizers: images ⇄ tokens.
+
+pub mod msvq;

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Builds the browser app into web/dist/ (cargo + wasm-bindgen; nothing is downloaded at build time).
+# Serve it with `bash scripts/serve-web.sh`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tessera/target}"
+bash scripts/setup.sh web
+profile="${TESSERA_WEB_PROFILE:-release}"
+cargo build --locked --lib --target wasm32-unknown-unknown --profile "$profile"
+dir="$profile"; [ "$profile" = dev ] && dir=debug
+rm -rf web/dist && mkdir -p web/dist
+wasm-bindgen --target web --no-typescript --out-dir web/dist --out-name tessera \
+    "$CARGO_TARGET_DIR/wasm32-unknown-unknown/$dir/tessera.wasm"
+cp index.html web/dist/index.html
+echo "web bundle: web/dist ($(du -sh web/dist | cut -f1)); serve it with: bash scripts/serve-web.sh"

@@ -1,0 +1,31 @@
+//! The pre-flight panel: which adapter computes, whether it is a software one, what it can do.
+
+use tessera_kernels::device::Compute;
+
+pub fn ui(ui: &mut egui::Ui, compute: &Compute) {
+    ui.heading("Compute device");
+    if let Some(notice) = &compute.notice {
+        ui.colored_label(ui.visuals().warn_fg_color, notice);
+    }
+    match &compute.adapter {
+        Some(report) => {
+            if report.is_software {
+                ui.colored_label(
+                    ui.visuals().warn_fg_color,
+                    "This is a software adapter: everything works, but at CPU speed. Training the larger presets needs a real GPU.",
+                );
+            }
+            egui::Grid::new("adapter").striped(true).show(ui, |ui| {
+                for line in report.to_string().lines() {
+                    let (key, value) = line.split_at(line.find(' ').unwrap_or(line.len()));
+                    ui.label(key);
+                    ui.label(value.trim());
+                    ui.end_row();
+                }
+            });
+        }
+        None => {
+            ui.label("Computing on the CPU (burn's flex backend). No GPU adapter is in use.");
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! The Tessera app, the same on the desktop and in the browser.
+//!
+//! `TesseraApp { state, compute, .. }`: `State` is what persists between runs (serde, every field
+//! defaulted so older saves still load); the compute device and textures are rebuilt at start.
+//! Each panel is a file with a `ui` function.
+
+mod data_panel;
+mod device_panel;
+
+use serde::{Deserialize, Serialize};
+use tessera_kernels::device::Compute;
+
+/// The panels, in the order of the tab bar.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Tab {
+    #[default]
+    Data,
+    Device,
+}
+
+impl Tab {
+    const ALL: [Tab; 2] = [Tab::Data, Tab::Device];
+    fn label(self) -> &'static str {
+        match self {
+            Tab::Data => "Data",
+            Tab::Device => "Device",
+        }
+    }
+}
+
+/// Everything the app remembers between runs.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct State {
+    pub tab: Tab,
+    pub data: data_panel::Settings,
+}
+
+pub struct TesseraApp {
+    pub state: State,
+    pub compute: Compute,
+    data: data_panel::DataPanel,
+}
+
+impl TesseraApp {
+    pub fn new(cc: &eframe::CreationContext<'_>) -> Self {
+        let state = cc
+            .storage
+            .and_then(|s| eframe::get_value::<State>(s, eframe::APP_KEY))
+            .unwrap_or_default();
+        let compute = crate::gpu_setup::compute_from_render_state(cc.wgpu_render_state.as_ref());
+        log::info!("Tessera computes on {}", compute.describe());
+        Self { state, compute, data: Default::default() }
+    }
+}
+
+impl eframe::App for TesseraApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        egui::Panel::top("tabs").show(ui, |ui| {
+            ui.horizontal(|ui| {
+                ui.heading("Tessera");
+                ui.separator();
+                for tab in Tab::ALL {
+                    ui.selectable_value(&mut self.state.tab, tab, tab.label());
+                }
+                ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                    let device = self.compute.describe();
+                    if self.compute.is_lost() {
+                        ui.colored_label(ui.visuals().error_fg_color, format!("GPU lost: {device}"));
+                    } else {
+                        ui.weak(device);
+                    }
+                });
+            });
+        });
+        egui::CentralPanel::default().show(ui, |ui| match self.state.tab {
+            Tab::Data => self.data.ui(ui, &mut self.state.data),
+            Tab::Device => device_panel::ui(ui, &self.compute),
+        });
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        eframe::set_value(storage, eframe::APP_KEY, &self.state);
+    }
+}

@@ -1,0 +1,105 @@
+//! `tessera data ...`: look at a dataset before training on it.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use tessera_data::{Dataset, FolderDataset, FolderOptions, Mnist, Scenes, ScenesConfig, preview_grid};
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {
+    /// Write a labelled grid of a dataset's images, one row per class.
+    Preview(PreviewArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PreviewArgs {
+    /// `mnist`, `scenes`, or a folder with one subfolder of pictures per class.
+    #[arg(long, value_name = "mnist|scenes|PATH")]
+    dataset: DatasetSource,
+    /// Where to write the grid (PNG).
+    #[arg(long, default_value = "grid.png")]
+    out: PathBuf,
+    /// Images per class (columns).
+    #[arg(long, default_value_t = 8)]
+    per_class: usize,
+    /// Each image pixel becomes scale x scale pixels in the grid.
+    #[arg(long, default_value_t = 3)]
+    scale: usize,
+    /// MNIST: the held-out split instead of the training split.
+    #[arg(long)]
+    heldout: bool,
+    /// Scenes and folders: image height (and folder width) in pixels.
+    #[arg(long, default_value_t = 32)]
+    resolution: usize,
+    /// Scenes: image width in pixels (default: the resolution). Scenes work at any width.
+    #[arg(long)]
+    width: Option<usize>,
+    /// Scenes: seed of the generated set.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+/// Where a dataset comes from, as the CLI spells it.
+#[derive(Clone, Debug)]
+pub enum DatasetSource {
+    Mnist,
+    Scenes,
+    Folder(PathBuf),
+}
+
+impl std::str::FromStr for DatasetSource {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "mnist" => Self::Mnist,
+            "scenes" => Self::Scenes,
+            path => Self::Folder(PathBuf::from(path)),
+        })
+    }
+}
+
+pub fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Preview(args) => preview(args),
+    }
+}
+
+fn preview(args: PreviewArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.per_class >= 1, "--per-class must be at least 1");
+    anyhow::ensure!((1..=16).contains(&args.scale), "--scale must be 1 to 16");
+    let dataset: Box<dyn Dataset> = match &args.dataset {
+        DatasetSource::Mnist if args.heldout => Box::new(Mnist::heldout()),
+        DatasetSource::Mnist => Box::new(Mnist::train()),
+        DatasetSource::Scenes => {
+            let width = args.width.unwrap_or(args.resolution);
+            let classes = tessera_data::SceneClass::ALL.len();
+            Box::new(Scenes::new(ScenesConfig { height: args.resolution, width, len: classes * args.per_class, seed: args.seed })?)
+        }
+        DatasetSource::Folder(path) => {
+            let options = FolderOptions { resolution: args.resolution, ..Default::default() };
+            let (dataset, skipped) = FolderDataset::open(path, options)
+                .with_context(|| format!("reading the dataset folder {}", path.display()))?;
+            if !skipped.is_empty() {
+                eprintln!("skipped {} file(s) that are not usable images:", skipped.len());
+                for s in &skipped {
+                    eprintln!("  {s}");
+                }
+            }
+            Box::new(dataset)
+        }
+    };
+    let grid = preview_grid(dataset.as_ref(), args.per_class, args.scale);
+    grid.save(&args.out).with_context(|| format!("writing {}", args.out.display()))?;
+    println!(
+        "{}: {} images in {} classes ({}), {}x{}x{}; grid written to {}",
+        dataset.name(),
+        dataset.len(),
+        dataset.class_names().len(),
+        dataset.class_names().join(", "),
+        dataset.channels(),
+        dataset.height(),
+        dataset.width(),
+        args.out.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,66 @@
+//! The headless commands of the `tessera` binary, and the window when there is no command.
+
+mod data;
+mod info;
+mod window;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tessera_kernels::device::{self, Compute, Preference};
+
+#[derive(Parser, Debug)]
+#[command(name = "tessera", version, about = "Train small autoregressive image generators and watch them generate.",
+    long_about = "Train small autoregressive image generators and watch them generate.\n\n\
+    With no command, opens the app window. The commands below work headless (no display needed).")]
+struct Cli {
+    /// Which device computes: auto (best GPU, else a software adapter, else the CPU), gpu, or cpu.
+    /// Defaults to $TESSERA_DEVICE, else auto.
+    #[arg(long, global = true, value_name = "auto|gpu|cpu")]
+    device: Option<Preference>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Show the compute device: adapter, backend, type, limits and optional features.
+    Info(info::Args),
+    /// Inspect datasets.
+    #[command(subcommand)]
+    Data(data::Command),
+}
+
+/// Entry point of the desktop binary.
+pub fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => window::run(),
+        Some(Command::Info(args)) => info::run(args, preference(cli.device)),
+        Some(Command::Data(cmd)) => data::run(cmd),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn preference(flag: Option<Preference>) -> anyhow::Result<Preference> {
+    match flag {
+        Some(p) => Ok(p),
+        None => Ok(Preference::from_env()?),
+    }
+}
+
+/// The device for a headless command; says once, on stderr, when it had to fall back to the CPU.
+pub(crate) fn compute(preference: anyhow::Result<Preference>) -> anyhow::Result<Compute> {
+    let compute = device::create_blocking(preference?)?;
+    if let Some(notice) = &compute.notice {
+        eprintln!("note: {notice}");
+    }
+    Ok(compute)
+}
