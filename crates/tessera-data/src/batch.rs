@@ -18,7 +18,12 @@ pub struct Batch {
 /// # Panics
 /// If an index is out of range, or a sample's size differs from the dataset's.
 pub fn batch<D: Dataset + ?Sized>(dataset: &D, indices: &[usize]) -> Batch {
-    let shape = [indices.len(), dataset.channels(), dataset.height(), dataset.width()];
+    let shape = [
+        indices.len(),
+        dataset.channels(),
+        dataset.height(),
+        dataset.width(),
+    ];
     let mut images = Vec::with_capacity(shape.iter().product());
     let mut labels = Vec::with_capacity(indices.len());
     for &index in indices {
@@ -33,7 +38,11 @@ pub fn batch<D: Dataset + ?Sized>(dataset: &D, indices: &[usize]) -> Batch {
         images.extend_from_slice(&image.pixels);
         labels.push(sample.label);
     }
-    Batch { images, labels, shape }
+    Batch {
+        images,
+        labels,
+        shape,
+    }
 }
 
 #[cfg(test)]
@@ -43,7 +52,13 @@ mod tests {
 
     #[test]
     fn batch_concatenates_samples_in_index_order() {
-        let scenes = Scenes::new(ScenesConfig { height: 16, width: 24, len: 12, seed: 3 }).unwrap();
+        let scenes = Scenes::new(ScenesConfig {
+            height: 16,
+            width: 24,
+            len: 12,
+            seed: 3,
+        })
+        .unwrap();
         let b = batch(&scenes, &[5, 0, 5]);
         assert_eq!(b.shape, [3, 3, 16, 24]);
         let one = 3 * 16 * 24;
@@ -51,6 +66,9 @@ mod tests {
         assert_eq!(b.images[..one], scenes.get(5).image.pixels[..]);
         assert_eq!(b.images[one..2 * one], scenes.get(0).image.pixels[..]);
         assert_eq!(b.images[..one], b.images[2 * one..]);
-        assert_eq!(b.labels, vec![scenes.label(5), scenes.label(0), scenes.label(5)]);
+        assert_eq!(
+            b.labels,
+            vec![scenes.label(5), scenes.label(0), scenes.label(5)]
+        );
     }
 }

@@ -30,7 +30,10 @@ pub enum Error {
 
     /// A class folder without one usable image; `skipped` lists its files that failed.
     #[error("class folder {class:?} has no usable images ({} files skipped)", skipped.len())]
-    EmptyClass { class: String, skipped: Vec<Skipped> },
+    EmptyClass {
+        class: String,
+        skipped: Vec<Skipped>,
+    },
 
     /// A channel count other than 1 (grayscale) or 3 (RGB).
     #[error("{channels} channels are not supported: use 1 (grayscale) or 3 (RGB)")]
@@ -38,7 +41,11 @@ pub enum Error {
 
     /// An image size the source cannot make, e.g. a zero resolution.
     #[error("image size {height} x {width} is not supported: {reason}")]
-    Size { height: usize, width: usize, reason: &'static str },
+    Size {
+        height: usize,
+        width: usize,
+        reason: &'static str,
+    },
 }
 
 /// `Result` with this crate's [`Error`].

@@ -39,7 +39,10 @@ pub struct FolderOptions {
 
 impl Default for FolderOptions {
     fn default() -> Self {
-        Self { resolution: 32, channels: 3 }
+        Self {
+            resolution: 32,
+            channels: 3,
+        }
     }
 }
 
@@ -99,22 +102,36 @@ impl FolderDataset {
     /// instead), [`Error::NoImages`], [`Error::EmptyClass`], [`Error::SingleClass`], and
     /// [`Error::Channels`] or [`Error::Size`] for bad `options`.
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn open(root: impl AsRef<std::path::Path>, options: FolderOptions) -> Result<(Self, Vec<Skipped>)> {
+    pub fn open(
+        root: impl AsRef<std::path::Path>,
+        options: FolderOptions,
+    ) -> Result<(Self, Vec<Skipped>)> {
         let root = root.as_ref();
         if !root.is_dir() {
-            return Err(Error::MissingRoot { path: root.to_path_buf() });
+            return Err(Error::MissingRoot {
+                path: root.to_path_buf(),
+            });
         }
         let mut builder = Builder::new(options)?;
-        let listing = std::fs::read_dir(root).map_err(|source| Error::Io { path: root.to_path_buf(), source })?;
+        let listing = std::fs::read_dir(root).map_err(|source| Error::Io {
+            path: root.to_path_buf(),
+            source,
+        })?;
         walk(listing, "", &mut builder);
-        let name = root.file_name().map_or_else(|| "folder".into(), |n| n.to_string_lossy().into_owned());
+        let name = root
+            .file_name()
+            .map_or_else(|| "folder".into(), |n| n.to_string_lossy().into_owned());
         builder.finish(name)
     }
 
     /// Builds the dataset from `(relative path, file bytes)` entries, e.g. files dropped on a web
     /// page (`webkitRelativePath`). Paths use `/` or `\`. Same rules and errors as
     /// [`FolderDataset::open`], without the file system.
-    pub fn from_entries<I, P, B>(name: impl Into<String>, entries: I, options: FolderOptions) -> Result<(Self, Vec<Skipped>)>
+    pub fn from_entries<I, P, B>(
+        name: impl Into<String>,
+        entries: I,
+        options: FolderOptions,
+    ) -> Result<(Self, Vec<Skipped>)>
     where
         I: IntoIterator<Item = (P, B)>,
         P: AsRef<str>,
@@ -151,11 +168,22 @@ impl Dataset for FolderDataset {
     }
 
     fn get(&self, index: usize) -> Sample {
-        assert!(index < self.len(), "{}: index {index} out of range 0..{}", self.name, self.len());
-        let FolderOptions { resolution: r, channels: c } = self.options;
+        assert!(
+            index < self.len(),
+            "{}: index {index} out of range 0..{}",
+            self.name,
+            self.len()
+        );
+        let FolderOptions {
+            resolution: r,
+            channels: c,
+        } = self.options;
         let size = c * r * r;
         let image = Image::from_u8(c, r, r, &self.pixels[index * size..(index + 1) * size]);
-        Sample { image, label: self.labels[index] }
+        Sample {
+            image,
+            label: self.labels[index],
+        }
     }
 
     fn label(&self, index: usize) -> usize {
@@ -192,14 +220,25 @@ struct Builder {
 impl Builder {
     fn new(options: FolderOptions) -> Result<Self> {
         if options.channels != 1 && options.channels != 3 {
-            return Err(Error::Channels { channels: options.channels });
+            return Err(Error::Channels {
+                channels: options.channels,
+            });
         }
         // 4096 keeps the u32 image sizes and the held bytes reasonable.
         if !(1..=4096).contains(&options.resolution) {
             let r = options.resolution;
-            return Err(Error::Size { height: r, width: r, reason: "the resolution must be 1 to 4096" });
+            return Err(Error::Size {
+                height: r,
+                width: r,
+                reason: "the resolution must be 1 to 4096",
+            });
         }
-        Ok(Self { options, decoded: Vec::new(), skipped: Vec::new(), folders: Vec::new() })
+        Ok(Self {
+            options,
+            decoded: Vec::new(),
+            skipped: Vec::new(),
+            folders: Vec::new(),
+        })
     }
 
     /// Records a folder (possibly empty); hidden ones are ignored.
@@ -213,7 +252,10 @@ impl Builder {
     /// Decodes one file, or records why not; hidden files are ignored.
     fn add_file(&mut self, path: &str, bytes: std::result::Result<&[u8], String>) {
         let Some(path) = normalise(path) else { return };
-        match bytes.map_err(SkipReason::Unreadable).and_then(|b| prepare(b, self.options)) {
+        match bytes
+            .map_err(SkipReason::Unreadable)
+            .and_then(|b| prepare(b, self.options))
+        {
             Ok(pixels) => self.decoded.push((path, pixels)),
             Err(reason) => self.skipped.push(Skipped { path, reason }),
         }
@@ -222,11 +264,20 @@ impl Builder {
     fn finish(mut self, name: String) -> Result<(FolderDataset, Vec<Skipped>)> {
         // 1. A single common top folder is the real root (module docs, rule 2).
         let all_paths = || {
-            self.decoded.iter().map(|(p, _)| p.as_str()).chain(self.skipped.iter().map(|s| s.path.as_str())).chain(self.folders.iter().map(String::as_str))
+            self.decoded
+                .iter()
+                .map(|(p, _)| p.as_str())
+                .chain(self.skipped.iter().map(|s| s.path.as_str()))
+                .chain(self.folders.iter().map(String::as_str))
         };
         let top = |p: &str| p.split('/').next().unwrap_or("").to_string();
         let tops: BTreeSet<String> = all_paths().map(top).collect();
-        let deep = self.decoded.iter().map(|(p, _)| p).chain(self.skipped.iter().map(|s| &s.path)).any(|p| p.split('/').count() >= 3);
+        let deep = self
+            .decoded
+            .iter()
+            .map(|(p, _)| p)
+            .chain(self.skipped.iter().map(|s| &s.path))
+            .any(|p| p.split('/').count() >= 3);
         if tops.len() == 1 && deep {
             let prefix_len = tops.first().map_or(0, |t| t.len() + 1);
             let strip = |p: &mut String| *p = p.get(prefix_len..).unwrap_or("").to_string();
@@ -241,11 +292,15 @@ impl Builder {
         for (path, pixels) in self.decoded {
             match class_of(&path) {
                 Some(class) => images.push((class, path, pixels)),
-                None => self.skipped.push(Skipped { path, reason: SkipReason::NotInClassFolder }),
+                None => self.skipped.push(Skipped {
+                    path,
+                    reason: SkipReason::NotInClassFolder,
+                }),
             }
         }
         for s in &mut self.skipped {
-            if class_of(&s.path).is_none() {
+            // An unreadable entry at the root may be a class folder; keep that reason.
+            if class_of(&s.path).is_none() && !matches!(s.reason, SkipReason::Unreadable(_)) {
                 s.reason = SkipReason::NotInClassFolder;
             }
         }
@@ -253,7 +308,12 @@ impl Builder {
             .iter()
             .map(|(class, _, _)| class.clone())
             .chain(self.skipped.iter().filter_map(|s| class_of(&s.path)))
-            .chain(self.folders.iter().filter(|f| !f.is_empty()).map(|f| top(f)))
+            .chain(
+                self.folders
+                    .iter()
+                    .filter(|f| !f.is_empty())
+                    .map(|f| top(f)),
+            )
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
@@ -261,16 +321,28 @@ impl Builder {
 
         // 3. Enough images in enough classes.
         if images.is_empty() {
-            return Err(Error::NoImages { skipped: self.skipped });
+            return Err(Error::NoImages {
+                skipped: self.skipped,
+            });
         }
         for class in &class_names {
             if !images.iter().any(|(c, _, _)| c == class) {
-                let skipped = self.skipped.iter().filter(|s| class_of(&s.path).as_ref() == Some(class)).cloned().collect();
-                return Err(Error::EmptyClass { class: class.clone(), skipped });
+                let skipped = self
+                    .skipped
+                    .iter()
+                    .filter(|s| class_of(&s.path).as_ref() == Some(class))
+                    .cloned()
+                    .collect();
+                return Err(Error::EmptyClass {
+                    class: class.clone(),
+                    skipped,
+                });
             }
         }
         if class_names.len() == 1 {
-            return Err(Error::SingleClass { class: class_names[0].clone() });
+            return Err(Error::SingleClass {
+                class: class_names[0].clone(),
+            });
         }
 
         // 4. Samples sorted by (class, path).
@@ -284,7 +356,10 @@ impl Builder {
             class_names,
         };
         for (class, path, pixels) in images {
-            let label = dataset.class_names.binary_search(&class).expect("every class is listed");
+            let label = dataset
+                .class_names
+                .binary_search(&class)
+                .expect("every class is listed");
             dataset.labels.push(label);
             dataset.paths.push(path);
             dataset.pixels.extend_from_slice(&pixels);
@@ -295,9 +370,13 @@ impl Builder {
 
 /// `a\b/./c` → `a/b/c`; `None` for hidden or system entries (module docs, rule 1).
 fn normalise(path: &str) -> Option<String> {
-    let parts: Vec<&str> = path.split(['/', '\\']).filter(|p| !p.is_empty() && *p != ".").collect();
+    let parts: Vec<&str> = path
+        .split(['/', '\\'])
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
     let hidden = |p: &&str| p.starts_with('.') || *p == "__MACOSX";
-    let system = |p: &&str| p.eq_ignore_ascii_case("Thumbs.db") || p.eq_ignore_ascii_case("desktop.ini");
+    let system =
+        |p: &&str| p.eq_ignore_ascii_case("Thumbs.db") || p.eq_ignore_ascii_case("desktop.ini");
     if parts.is_empty() || parts.iter().any(hidden) || parts.last().is_some_and(system) {
         return None;
     }
@@ -307,7 +386,9 @@ fn normalise(path: &str) -> Option<String> {
 /// Decodes, orients, crops, resizes and converts one file to CHW bytes.
 fn prepare(bytes: &[u8], options: FolderOptions) -> std::result::Result<Vec<u8>, SkipReason> {
     let format = image::guess_format(bytes).map_err(|_| SkipReason::NotAnImage)?;
-    let mut decoder = ImageReader::with_format(Cursor::new(bytes), format).into_decoder().map_err(skip_reason)?;
+    let mut decoder = ImageReader::with_format(Cursor::new(bytes), format)
+        .into_decoder()
+        .map_err(skip_reason)?;
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let mut image = DynamicImage::from_decoder(decoder).map_err(skip_reason)?;
     image.apply_orientation(orientation);
@@ -345,7 +426,13 @@ fn centre_square(rgb: &RgbImage, side: u32) -> RgbImage {
 /// are not followed (reading one as a file fails and is reported).
 #[cfg(not(target_arch = "wasm32"))]
 fn walk(listing: std::fs::ReadDir, relative: &str, builder: &mut Builder) {
-    let join = |name: &str| if relative.is_empty() { name.to_string() } else { format!("{relative}/{name}") };
+    let join = |name: &str| {
+        if relative.is_empty() {
+            name.to_string()
+        } else {
+            format!("{relative}/{name}")
+        }
+    };
     for entry in listing {
         let entry = match entry {
             Ok(entry) => entry,
@@ -384,7 +471,9 @@ mod tests {
     fn encode(width: u32, height: u32, color: [u8; 3], format: ImageFormat) -> Vec<u8> {
         let image = RgbImage::from_pixel(width, height, Rgb(color));
         let mut bytes = Cursor::new(Vec::new());
-        DynamicImage::ImageRgb8(image).write_to(&mut bytes, format).unwrap();
+        DynamicImage::ImageRgb8(image)
+            .write_to(&mut bytes, format)
+            .unwrap();
         bytes.into_inner()
     }
 
@@ -395,7 +484,10 @@ mod tests {
     }
 
     fn options(resolution: usize, channels: usize) -> FolderOptions {
-        FolderOptions { resolution, channels }
+        FolderOptions {
+            resolution,
+            channels,
+        }
     }
 
     fn mean(image: &Image, c: usize) -> f32 {
@@ -412,7 +504,11 @@ mod tests {
         write(root, "cats/b.jpg", &encode(50, 50, RED, ImageFormat::Jpeg));
         write(root, "cats/notes.png", b"this is text, not a picture");
         write(root, "cats/broken.png", &png[..png.len() / 2]);
-        write(root, "dogs/deeper/c.png", &encode(20, 60, BLUE, ImageFormat::Png));
+        write(
+            root,
+            "dogs/deeper/c.png",
+            &encode(20, 60, BLUE, ImageFormat::Png),
+        );
         // A JPEG named .png: decoded by content.
         write(root, "dogs/d.png", &encode(16, 16, BLUE, ImageFormat::Jpeg));
         write(root, "dogs/.DS_Store", b"\0\0\0\x01Bud1");
@@ -424,49 +520,106 @@ mod tests {
         assert_eq!(ds.len(), 4);
         assert_eq!((ds.channels(), ds.height(), ds.width()), (3, 16, 16));
         let paths: Vec<_> = (0..ds.len()).map(|i| ds.path(i)).collect();
-        assert_eq!(paths, ["cats/a.png", "cats/b.jpg", "dogs/d.png", "dogs/deeper/c.png"]);
-        assert_eq!((0..4).map(|i| ds.label(i)).collect::<Vec<_>>(), [0, 0, 1, 1]);
+        assert_eq!(
+            paths,
+            [
+                "cats/a.png",
+                "cats/b.jpg",
+                "dogs/d.png",
+                "dogs/deeper/c.png"
+            ]
+        );
+        assert_eq!(
+            (0..4).map(|i| ds.label(i)).collect::<Vec<_>>(),
+            [0, 0, 1, 1]
+        );
         for i in 0..4 {
             let sample = ds.get(i);
             assert_eq!(sample.label, ds.label(i));
             let (r, b) = (mean(&sample.image, 0), mean(&sample.image, 2));
-            assert!(if sample.label == 0 { r > 0.7 && b < 0.3 } else { b > 0.7 && r < 0.3 }, "sample {i}: r {r}, b {b}");
+            assert!(
+                if sample.label == 0 {
+                    r > 0.7 && b < 0.3
+                } else {
+                    b > 0.7 && r < 0.3
+                },
+                "sample {i}: r {r}, b {b}"
+            );
         }
 
-        let reasons: Vec<_> = skipped.iter().map(|s| (s.path.as_str(), s.reason.clone())).collect();
+        let reasons: Vec<_> = skipped
+            .iter()
+            .map(|s| (s.path.as_str(), s.reason.clone()))
+            .collect();
         assert_eq!(reasons.len(), 3, "{reasons:?}");
-        assert_eq!(reasons[0], ("cats/notes.png", SkipReason::NotAnImage));
+        assert_eq!(reasons[0].0, "cats/broken.png");
+        assert!(
+            matches!(reasons[0].1, SkipReason::Broken(_)),
+            "{:?}",
+            reasons[0].1
+        );
+        assert_eq!(reasons[1], ("cats/notes.png", SkipReason::NotAnImage));
         assert_eq!(reasons[2], ("readme.txt", SkipReason::NotInClassFolder));
-        assert_eq!(reasons[1].0, "cats/broken.png");
-        assert!(matches!(reasons[1].1, SkipReason::Broken(_)), "{:?}", reasons[1].1);
         assert_eq!(ds.name(), root.file_name().unwrap().to_str().unwrap());
     }
 
     #[test]
     fn grayscale_option_gives_one_channel_of_luma() {
-        let entries = [("a/red.png", encode(8, 8, RED, ImageFormat::Png)), ("b/blue.png", encode(8, 8, BLUE, ImageFormat::Png))];
+        let entries = [
+            ("a/red.png", encode(8, 8, RED, ImageFormat::Png)),
+            ("b/blue.png", encode(8, 8, BLUE, ImageFormat::Png)),
+        ];
         let (ds, skipped) = FolderDataset::from_entries("mem", entries, options(4, 1)).unwrap();
         assert!(skipped.is_empty());
         let image = ds.get(0).image;
         assert_eq!((image.channels, image.pixels.len()), (1, 16));
         let luma = (299 * 220 + 587 * 30 + 114 * 30 + 500) / 1000;
-        assert!(image.pixels.iter().all(|&v| (v * 255.0 - luma as f32).abs() < 1.5), "{:?}", image.pixels);
+        assert!(
+            image
+                .pixels
+                .iter()
+                .all(|&v| (v * 255.0 - luma as f32).abs() < 1.5),
+            "{:?}",
+            image.pixels
+        );
     }
 
     #[test]
     fn centre_crop_keeps_the_middle_of_wide_and_tall_images() {
         // Three vertical bands (red, green, blue) in a 90 x 30 image: the centre square is green.
-        let wide = RgbImage::from_fn(90, 30, |x, _| Rgb(match x / 30 { 0 => RED, 1 => [0, 200, 0], _ => BLUE }));
-        let tall = RgbImage::from_fn(30, 90, |_, y| Rgb(match y / 30 { 0 => RED, 1 => [0, 200, 0], _ => BLUE }));
+        let wide = RgbImage::from_fn(90, 30, |x, _| {
+            Rgb(match x / 30 {
+                0 => RED,
+                1 => [0, 200, 0],
+                _ => BLUE,
+            })
+        });
+        let tall = RgbImage::from_fn(30, 90, |_, y| {
+            Rgb(match y / 30 {
+                0 => RED,
+                1 => [0, 200, 0],
+                _ => BLUE,
+            })
+        });
         for source in [wide, tall] {
             let square = centre_square(&source, 8);
             assert_eq!(square.dimensions(), (8, 8));
-            assert!(square.pixels().all(|p| p.0[1] > 180 && p.0[0] < 20 && p.0[2] < 20));
+            assert!(
+                square
+                    .pixels()
+                    .all(|p| p.0[1] > 180 && p.0[0] < 20 && p.0[2] < 20)
+            );
         }
         // A large photo goes through the area-average shortcut and still averages correctly.
-        let checker = RgbImage::from_fn(1000, 800, |x, y| Rgb(if (x + y) % 2 == 0 { [255; 3] } else { [0; 3] }));
+        let checker = RgbImage::from_fn(1000, 800, |x, y| {
+            Rgb(if (x + y) % 2 == 0 { [255; 3] } else { [0; 3] })
+        });
         let small = centre_square(&checker, 10);
-        assert!(small.pixels().all(|p| (110..=145).contains(&p.0[0])), "{:?}", small.get_pixel(5, 5));
+        assert!(
+            small.pixels().all(|p| (110..=145).contains(&p.0[0])),
+            "{:?}",
+            small.get_pixel(5, 5)
+        );
     }
 
     #[test]
@@ -478,67 +631,124 @@ mod tests {
             ("drop/notes.txt".to_string(), b"hi".to_vec()),
             ("drop/.DS_Store".to_string(), b"x".to_vec()),
         ];
-        let (ds, skipped) = FolderDataset::from_entries("drop", entries, FolderOptions::default()).unwrap();
+        let (ds, skipped) =
+            FolderDataset::from_entries("drop", entries, FolderOptions::default()).unwrap();
         assert_eq!(ds.class_names(), ["cats", "dogs"]);
         assert_eq!((ds.len(), ds.height()), (2, 32));
-        assert_eq!(skipped, [Skipped { path: "notes.txt".into(), reason: SkipReason::NotInClassFolder }]);
+        assert_eq!(
+            skipped,
+            [Skipped {
+                path: "notes.txt".into(),
+                reason: SkipReason::NotInClassFolder
+            }]
+        );
     }
 
     #[test]
     fn empty_or_missing_folders_are_clear_errors() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(FolderDataset::open(dir.path(), FolderOptions::default()), Err(Error::NoImages { skipped }) if skipped.is_empty()));
+        assert!(
+            matches!(FolderDataset::open(dir.path(), FolderOptions::default()), Err(Error::NoImages { skipped }) if skipped.is_empty())
+        );
 
         let missing = dir.path().join("nope");
-        assert!(matches!(FolderDataset::open(&missing, FolderOptions::default()), Err(Error::MissingRoot { path }) if path == missing));
+        assert!(
+            matches!(FolderDataset::open(&missing, FolderOptions::default()), Err(Error::MissingRoot { path }) if path == missing)
+        );
 
         write(dir.path(), "file.png", &encode(4, 4, RED, ImageFormat::Png));
         let file = dir.path().join("file.png");
-        assert!(matches!(FolderDataset::open(&file, FolderOptions::default()), Err(Error::MissingRoot { .. })));
+        assert!(matches!(
+            FolderDataset::open(&file, FolderOptions::default()),
+            Err(Error::MissingRoot { .. })
+        ));
         // Only a root-level file: nothing usable.
-        assert!(matches!(FolderDataset::open(dir.path(), FolderOptions::default()), Err(Error::NoImages { skipped }) if skipped.len() == 1));
+        assert!(
+            matches!(FolderDataset::open(dir.path(), FolderOptions::default()), Err(Error::NoImages { skipped }) if skipped.len() == 1)
+        );
     }
 
     #[test]
     fn one_class_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "cats/a.png", &encode(4, 4, RED, ImageFormat::Png));
-        write(dir.path(), "cats/b.png", &encode(4, 4, RED, ImageFormat::Png));
+        write(
+            dir.path(),
+            "cats/a.png",
+            &encode(4, 4, RED, ImageFormat::Png),
+        );
+        write(
+            dir.path(),
+            "cats/b.png",
+            &encode(4, 4, RED, ImageFormat::Png),
+        );
         let error = FolderDataset::open(dir.path(), FolderOptions::default()).unwrap_err();
-        assert!(matches!(&error, Error::SingleClass { class } if class == "cats"), "{error}");
+        assert!(
+            matches!(&error, Error::SingleClass { class } if class == "cats"),
+            "{error}"
+        );
     }
 
     #[test]
     fn class_without_usable_images_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "cats/a.png", &encode(4, 4, RED, ImageFormat::Png));
+        write(
+            dir.path(),
+            "cats/a.png",
+            &encode(4, 4, RED, ImageFormat::Png),
+        );
         write(dir.path(), "dogs/a.png", b"not a png");
         let error = FolderDataset::open(dir.path(), FolderOptions::default()).unwrap_err();
         match error {
             Error::EmptyClass { class, skipped } => {
                 assert_eq!(class, "dogs");
-                assert_eq!(skipped, [Skipped { path: "dogs/a.png".into(), reason: SkipReason::NotAnImage }]);
+                assert_eq!(
+                    skipped,
+                    [Skipped {
+                        path: "dogs/a.png".into(),
+                        reason: SkipReason::NotAnImage
+                    }]
+                );
             }
             e => panic!("{e}"),
         }
         // An empty class folder counts as a class too.
         fs::remove_file(dir.path().join("dogs/a.png")).unwrap();
-        write(dir.path(), "zebras/a.png", &encode(4, 4, RED, ImageFormat::Png));
+        write(
+            dir.path(),
+            "zebras/a.png",
+            &encode(4, 4, RED, ImageFormat::Png),
+        );
         let error = FolderDataset::open(dir.path(), FolderOptions::default()).unwrap_err();
-        assert!(matches!(&error, Error::EmptyClass { class, skipped } if class == "dogs" && skipped.is_empty()), "{error}");
+        assert!(
+            matches!(&error, Error::EmptyClass { class, skipped } if class == "dogs" && skipped.is_empty()),
+            "{error}"
+        );
     }
 
     #[test]
     fn bad_options_are_rejected() {
         let entries: [(&str, &[u8]); 0] = [];
-        assert!(matches!(FolderDataset::from_entries("x", entries, options(32, 2)), Err(Error::Channels { channels: 2 })));
-        assert!(matches!(FolderDataset::from_entries("x", entries, options(0, 3)), Err(Error::Size { .. })));
+        assert!(matches!(
+            FolderDataset::from_entries("x", entries, options(32, 2)),
+            Err(Error::Channels { channels: 2 })
+        ));
+        assert!(matches!(
+            FolderDataset::from_entries("x", entries, options(0, 3)),
+            Err(Error::Size { .. })
+        ));
     }
 
     #[test]
     fn hidden_and_system_paths_are_ignored() {
         assert_eq!(normalise("./a\\b//c.png").as_deref(), Some("a/b/c.png"));
-        for path in [".DS_Store", "cats/._a.jpg", "__MACOSX/cats/a.jpg", "cats/Thumbs.db", ".git/x", ""] {
+        for path in [
+            ".DS_Store",
+            "cats/._a.jpg",
+            "__MACOSX/cats/a.jpg",
+            "cats/Thumbs.db",
+            ".git/x",
+            "",
+        ] {
             assert_eq!(normalise(path), None, "{path}");
         }
     }

@@ -21,7 +21,14 @@ pub(crate) fn text_width(text: &str, scale: usize) -> usize {
 
 /// Draws `text` with its top-left corner at (`x`, `y`), each font pixel a `scale` × `scale` square;
 /// whatever falls outside the image is clipped.
-pub(crate) fn draw_text(image: &mut RgbImage, x: usize, y: usize, text: &str, scale: usize, color: Rgb<u8>) {
+pub(crate) fn draw_text(
+    image: &mut RgbImage,
+    x: usize,
+    y: usize,
+    text: &str,
+    scale: usize,
+    color: Rgb<u8>,
+) {
     for (i, ch) in text.chars().enumerate() {
         let glyph = glyph(ch);
         let x0 = x + i * ADVANCE * scale;
@@ -43,6 +50,7 @@ pub(crate) fn draw_text(image: &mut RgbImage, x: usize, y: usize, text: &str, sc
     }
 }
 
+#[rustfmt::skip]
 fn glyph(ch: char) -> Glyph {
     match ch {
         '0'..='9' => DIGITS[ch as usize - '0' as usize],
@@ -76,7 +84,9 @@ fn glyph(ch: char) -> Glyph {
 
 /// A glyph from 7 rows of `#` (ink) and `.` (blank); an empty string is a blank row.
 const fn g(rows: [&str; 7]) -> Glyph {
-    g8([rows[0], rows[1], rows[2], rows[3], rows[4], rows[5], rows[6], ""])
+    g8([
+        rows[0], rows[1], rows[2], rows[3], rows[4], rows[5], rows[6], "",
+    ])
 }
 
 /// A glyph from 8 rows, the last one below the baseline (descenders).
@@ -85,10 +95,16 @@ const fn g8(rows: [&str; GLYPH_H]) -> Glyph {
     let mut r = 0;
     while r < GLYPH_H {
         let row = rows[r].as_bytes();
-        assert!(row.is_empty() || row.len() == GLYPH_W, "a glyph row has 5 characters");
+        assert!(
+            row.is_empty() || row.len() == GLYPH_W,
+            "a glyph row has 5 characters"
+        );
         let mut c = 0;
         while c < row.len() {
-            assert!(row[c] == b'#' || row[c] == b'.', "a glyph row is made of '#' and '.'");
+            assert!(
+                row[c] == b'#' || row[c] == b'.',
+                "a glyph row is made of '#' and '.'"
+            );
             if row[c] == b'#' {
                 out[r] |= 1 << (GLYPH_W - 1 - c);
             }
@@ -99,6 +115,7 @@ const fn g8(rows: [&str; GLYPH_H]) -> Glyph {
     out
 }
 
+#[rustfmt::skip]
 const DIGITS: [Glyph; 10] = [
     g([".###.", "#...#", "#..##", "#.#.#", "##..#", "#...#", ".###."]),
     g(["..#..", ".##..", "..#..", "..#..", "..#..", "..#..", ".###."]),
@@ -112,6 +129,7 @@ const DIGITS: [Glyph; 10] = [
     g([".###.", "#...#", "#...#", ".####", "....#", "...#.", ".##.."]),
 ];
 
+#[rustfmt::skip]
 const UPPER: [Glyph; 26] = [
     g([".###.", "#...#", "#...#", "#####", "#...#", "#...#", "#...#"]),
     g(["####.", "#...#", "#...#", "####.", "#...#", "#...#", "####."]),
@@ -141,6 +159,7 @@ const UPPER: [Glyph; 26] = [
     g(["#####", "....#", "...#.", "..#..", ".#...", "#....", "#####"]),
 ];
 
+#[rustfmt::skip]
 const LOWER: [Glyph; 26] = [
     g(["", "", ".###.", "....#", ".####", "#...#", ".####"]),
     g(["#....", "#....", "####.", "#...#", "#...#", "#...#", "####."]),

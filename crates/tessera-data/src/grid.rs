@@ -28,14 +28,25 @@ const LABEL: Rgb<u8> = Rgb([236, 236, 236]);
 /// # Panics
 /// If `scale` or `per_class` is 0.
 pub fn preview_grid<D: Dataset + ?Sized>(dataset: &D, per_class: usize, scale: usize) -> RgbImage {
-    assert!(scale > 0 && per_class > 0, "preview_grid: scale and per_class must be at least 1");
+    assert!(
+        scale > 0 && per_class > 0,
+        "preview_grid: scale and per_class must be at least 1"
+    );
     let classes = dataset.class_names().len();
     let picks = first_of_each_class(dataset, per_class);
 
     let (tile_w, tile_h) = (dataset.width() * scale, dataset.height() * scale);
     let text_scale = (tile_h / 24).clamp(1, 4);
-    let labels: Vec<String> = dataset.class_names().iter().map(|name| shorten(name)).collect();
-    let label_w = labels.iter().map(|l| text_width(l, text_scale)).max().unwrap_or(0);
+    let labels: Vec<String> = dataset
+        .class_names()
+        .iter()
+        .map(|name| shorten(name))
+        .collect();
+    let label_w = labels
+        .iter()
+        .map(|l| text_width(l, text_scale))
+        .max()
+        .unwrap_or(0);
     let grid_x = MARGIN + label_w + MARGIN;
     let width = grid_x + per_class * (tile_w + GAP) - GAP + MARGIN;
     let height = MARGIN + (classes * (tile_h + GAP)).saturating_sub(GAP) + MARGIN;
@@ -49,7 +60,9 @@ pub fn preview_grid<D: Dataset + ?Sized>(dataset: &D, per_class: usize, scale: u
         for col in 0..per_class {
             let x = grid_x + col * (tile_w + GAP);
             match picked.get(col) {
-                Some(&index) => blit_scaled(&mut out, &dataset.get(index).image.to_rgb8(), x, y, scale),
+                Some(&index) => {
+                    blit_scaled(&mut out, &dataset.get(index).image.to_rgb8(), x, y, scale)
+                }
                 None => fill(&mut out, x, y, tile_w, tile_h, EMPTY_CELL),
             }
         }
@@ -117,7 +130,10 @@ mod tests {
         }
         fn get(&self, index: usize) -> Sample {
             let label = usize::from(index == 2);
-            Sample { image: Image::new(1, 3, 5, vec![label as f32; 15]), label }
+            Sample {
+                image: Image::new(1, 3, 5, vec![label as f32; 15]),
+                label,
+            }
         }
         fn class_names(&self) -> &[String] {
             &self.class_names
@@ -135,20 +151,34 @@ mod tests {
 
     #[test]
     fn grid_has_the_documented_size_and_draws_samples_and_labels() {
-        let ds = TwoFlat { class_names: vec!["dark".into(), "Light".into()] };
+        let ds = TwoFlat {
+            class_names: vec!["dark".into(), "Light".into()],
+        };
         let (per_class, scale) = (3, 4);
         let grid = preview_grid(&ds, per_class, scale);
         let label_w = text_width("Light", 1);
         let (tile_w, tile_h) = (5 * scale, 3 * scale);
         let grid_x = MARGIN + label_w + MARGIN;
-        assert_eq!(grid.width() as usize, grid_x + per_class * (tile_w + GAP) - GAP + MARGIN);
-        assert_eq!(grid.height() as usize, MARGIN + 2 * (tile_h + GAP) - GAP + MARGIN);
+        assert_eq!(
+            grid.width() as usize,
+            grid_x + per_class * (tile_w + GAP) - GAP + MARGIN
+        );
+        assert_eq!(
+            grid.height() as usize,
+            MARGIN + 2 * (tile_h + GAP) - GAP + MARGIN
+        );
 
         let at = |x: usize, y: usize| grid.get_pixel(x as u32, y as u32).0;
         let (row0, row1) = (MARGIN, MARGIN + tile_h + GAP);
         // Row 0: three black samples; row 1: one white sample, then empty cells.
         for col in 0..3 {
-            assert_eq!(at(grid_x + col * (tile_w + GAP) + tile_w - 1, row0 + tile_h - 1), [0, 0, 0]);
+            assert_eq!(
+                at(
+                    grid_x + col * (tile_w + GAP) + tile_w - 1,
+                    row0 + tile_h - 1
+                ),
+                [0, 0, 0]
+            );
         }
         assert_eq!(at(grid_x, row1), [255, 255, 255]);
         assert_eq!(at(grid_x + tile_w + GAP, row1), EMPTY_CELL.0);
@@ -159,35 +189,59 @@ mod tests {
                 .flat_map(|y| (MARGIN..MARGIN + label_w).map(move |x| (x, y)))
                 .filter(|&(x, y)| at(x, y) == LABEL.0)
                 .count();
-            assert!(label_pixels > 10, "row at {row_y} has {label_pixels} label pixels");
+            assert!(
+                label_pixels > 10,
+                "row at {row_y} has {label_pixels} label pixels"
+            );
         }
     }
 
     #[test]
     fn mnist_grid_shows_a_different_digit_per_row() {
         let grid = preview_grid(&Mnist::heldout(), 4, 2);
-        assert_eq!(grid.height() as usize, MARGIN + 10 * (64 + GAP) - GAP + MARGIN);
+        assert_eq!(
+            grid.height() as usize,
+            MARGIN + 10 * (64 + GAP) - GAP + MARGIN
+        );
         let grid_x = MARGIN + text_width("0", 2) + MARGIN;
         let tile = |row: usize| {
             let y0 = MARGIN + row * (64 + GAP);
-            (0..64).flat_map(|y| (0..64).map(move |x| (x, y))).map(|(x, y)| grid.get_pixel((grid_x + x) as u32, (y0 + y) as u32).0[0]).collect::<Vec<_>>()
+            (0..64)
+                .flat_map(|y| (0..64).map(move |x| (x, y)))
+                .map(|(x, y)| grid.get_pixel((grid_x + x) as u32, (y0 + y) as u32).0[0])
+                .collect::<Vec<_>>()
         };
         let rows: Vec<_> = (0..10).map(tile).collect();
         for (a, row) in rows.iter().enumerate() {
-            assert!(row.iter().filter(|&&v| v > 128).count() > 40, "row {a} is blank");
-            for b in a + 1..10 {
-                assert_ne!(row, &rows[b], "rows {a} and {b} are the same");
+            assert!(
+                row.iter().filter(|&&v| v > 128).count() > 40,
+                "row {a} is blank"
+            );
+            for (b, other) in rows.iter().enumerate().skip(a + 1) {
+                assert_ne!(row, other, "rows {a} and {b} are the same");
             }
         }
     }
 
     #[test]
     fn scenes_grid_covers_every_class() {
-        let scenes = Scenes::new(ScenesConfig { height: 16, width: 32, len: 60, seed: 1 }).unwrap();
+        let scenes = Scenes::new(ScenesConfig {
+            height: 16,
+            width: 32,
+            len: 60,
+            seed: 1,
+        })
+        .unwrap();
         let grid = preview_grid(&scenes, 2, 1);
         let classes = scenes.class_names().len();
-        assert_eq!(grid.height() as usize, MARGIN + classes * (16 + GAP) - GAP + MARGIN);
-        assert!(grid.pixels().all(|p| p.0 != EMPTY_CELL.0), "a class had fewer than 2 samples");
+        assert_eq!(
+            grid.height() as usize,
+            MARGIN + classes * (16 + GAP) - GAP + MARGIN
+        );
+        assert!(
+            grid.pixels().all(|p| p.0 != EMPTY_CELL.0),
+            "a class had fewer than 2 samples"
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //! and a folder arrives as in-memory `(relative path, bytes)` entries. Only
 //! [`FolderDataset::open`] touches the file system, and it is absent on wasm32.
 //!
-//! ```no_run
+//! ```
 //! use tessera_data::{Dataset, Mnist, Scenes, ScenesConfig, batch};
 //!
 //! let train = Mnist::train();
@@ -125,7 +125,12 @@ impl Image {
             "Image::new: {channels} x {height} x {width} needs {} values",
             channels * height * width
         );
-        Self { channels, height, width, pixels }
+        Self {
+            channels,
+            height,
+            width,
+            pixels,
+        }
     }
 
     /// CHW bytes (0-255) to values in [0, 1].
@@ -133,7 +138,12 @@ impl Image {
     /// # Panics
     /// If `bytes.len() != channels * height * width`.
     pub fn from_u8(channels: usize, height: usize, width: usize, bytes: &[u8]) -> Self {
-        Self::new(channels, height, width, bytes.iter().map(|&b| f32::from(b) / 255.0).collect())
+        Self::new(
+            channels,
+            height,
+            width,
+            bytes.iter().map(|&b| f32::from(b) / 255.0).collect(),
+        )
     }
 
     /// Converts any decoded image, without resizing, to 3 channels (RGB) or 1 (luma,
@@ -152,7 +162,10 @@ impl Image {
     /// # Panics
     /// If the position is outside the image.
     pub fn at(&self, c: usize, y: usize, x: usize) -> f32 {
-        assert!(c < self.channels && y < self.height && x < self.width, "Image::at out of bounds");
+        assert!(
+            c < self.channels && y < self.height && x < self.width,
+            "Image::at out of bounds"
+        );
         self.pixels[(c * self.height + y) * self.width + x]
     }
 

@@ -1,10 +1,10 @@
 //! City skyline: two layers of rectangular buildings (some with setbacks or antennas) on a street,
 //! with a grid of windows, lit at dusk and night.
 
+use super::Scene;
 use super::noise::{Rng, cell, hash2, unit};
 use super::paint::{Rgb, hex, mix, pick, scale};
 use super::sky::{Sky, TimeOfDay};
-use super::Scene;
 
 pub(super) struct City {
     sky: Sky,
@@ -49,7 +49,13 @@ impl City {
         let time = TimeOfDay::random(rng, [0.4, 0.3, 0.3]);
         let sky = Sky::new(rng, time, ppu);
         let facades: &[Rgb] = match time {
-            TimeOfDay::Day => &[hex(0x8a8f99), hex(0xa39b8b), hex(0x6d7a8a), hex(0x9b7b6b), hex(0xb0aba0)],
+            TimeOfDay::Day => &[
+                hex(0x8a8f99),
+                hex(0xa39b8b),
+                hex(0x6d7a8a),
+                hex(0x9b7b6b),
+                hex(0xb0aba0),
+            ],
             TimeOfDay::Dusk => &[hex(0x3d3550), hex(0x4a4058), hex(0x353a52)],
             TimeOfDay::Night => &[hex(0x15161c), hex(0x1c1b24), hex(0x121820)],
         };
@@ -70,12 +76,24 @@ impl City {
             let fade = if near { 0.0 } else { 0.35 };
             Layer {
                 seed: rng.next_u64(),
-                cell: if near { rng.range(0.22, 0.34) } else { rng.range(0.14, 0.22) },
+                cell: if near {
+                    rng.range(0.22, 0.34)
+                } else {
+                    rng.range(0.14, 0.22)
+                },
                 min_height: if near { 0.12 } else { 0.3 },
-                max_height: if near { rng.range(0.4, 0.6) } else { rng.range(0.55, 0.75) },
+                max_height: if near {
+                    rng.range(0.4, 0.6)
+                } else {
+                    rng.range(0.55, 0.75)
+                },
                 gaps: if near { rng.range(0.05, 0.3) } else { 0.05 },
                 facade: mix(facade, sky.haze, fade),
-                pitch: if near { (pitch, pitch) } else { (pitch * 0.7, pitch * 0.7) },
+                pitch: if near {
+                    (pitch, pitch)
+                } else {
+                    (pitch * 0.7, pitch * 0.7)
+                },
                 lit_share: if near { lit_share } else { lit_share * 0.7 },
                 unlit: mix(unlit, sky.haze, fade),
                 lamp: mix(lamp, sky.haze, fade * 0.5),
@@ -85,7 +103,13 @@ impl City {
         let layers = [layer(true, rng), layer(false, rng)];
         let street_color = sky.lit(pick(rng, &[hex(0x3a3a3f), hex(0x45434a), hex(0x2e3035)]));
         let curb_color = sky.lit(hex(0x8c8a86));
-        Self { sky, street, street_color, curb_color, layers }
+        Self {
+            sky,
+            street,
+            street_color,
+            curb_color,
+            layers,
+        }
     }
 }
 
@@ -116,7 +140,11 @@ impl Layer {
             if x < 0.0 || x >= b.width {
                 continue;
             }
-            if b.antenna && altitude >= b.height && altitude < b.height + 0.1 && (x - 0.5 * b.width).abs() < 0.5 * self.px {
+            if b.antenna
+                && altitude >= b.height
+                && altitude < b.height + 0.1
+                && (x - 0.5 * b.width).abs() < 0.5 * self.px
+            {
                 return Some(scale(self.facade, 0.8));
             }
             let inset = match b.setback {
@@ -135,9 +163,16 @@ impl Layer {
         let (px, py) = self.pitch;
         let (col, row) = ((x - 0.25 * px) / px, (altitude - 0.5 * py) / py);
         let (fx, fy) = (col - col.floor(), row - row.floor());
-        let inside = col >= 0.0 && (col.floor() + 1.0) * px + 0.25 * px <= b.width && row >= 0.0 && altitude < b.height - 0.5 * py;
+        let inside = col >= 0.0
+            && (col.floor() + 1.0) * px + 0.25 * px <= b.width
+            && row >= 0.0
+            && altitude < b.height - 0.5 * py;
         if inside && fx < 0.5 && fy < 0.5 {
-            let h = hash2(self.seed ^ (i as u64).wrapping_mul(0x9e37), col.floor() as i64, row.floor() as i64);
+            let h = hash2(
+                self.seed ^ (i as u64).wrapping_mul(0x9e37),
+                col.floor() as i64,
+                row.floor() as i64,
+            );
             if unit(h) < self.lit_share {
                 return scale(self.lamp, 0.75 + 0.25 * unit(h.rotate_left(21)));
             }
@@ -150,9 +185,16 @@ impl Layer {
 impl Scene for City {
     fn shade(&self, u: f64, v: f64) -> Rgb {
         if v >= self.street {
-            return if v < self.street + 0.02 { self.curb_color } else { self.street_color };
+            return if v < self.street + 0.02 {
+                self.curb_color
+            } else {
+                self.street_color
+            };
         }
         let altitude = self.street - v;
-        self.layers.iter().find_map(|l| l.shade(u, altitude)).unwrap_or_else(|| self.sky.shade(u, v, self.street))
+        self.layers
+            .iter()
+            .find_map(|l| l.shade(u, altitude))
+            .unwrap_or_else(|| self.sky.shade(u, v, self.street))
     }
 }

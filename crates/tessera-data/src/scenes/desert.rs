@@ -1,10 +1,10 @@
 //! Desert: two layers of dunes with a gentle windward slope and a steep, shadowed slip face,
 //! flat-topped mesas on the horizon and saguaro cacti in front, under a pale, hot sky.
 
+use super::Scene;
 use super::noise::{Rng, cell, value2, wave};
 use super::paint::{Rgb, hex, mul, pick, scale};
 use super::sky::{Sky, TimeOfDay};
-use super::Scene;
 
 pub(super) struct Desert {
     sky: Sky,
@@ -51,16 +51,37 @@ impl Desert {
             sky.haze = pick(rng, &[hex(0xf0e0c8), hex(0xf3e6cf), hex(0xe8d6b8)]);
         }
         let horizon = rng.range(0.5, 0.64);
-        let sand = pick(rng, &[hex(0xe8b866), hex(0xe3a857), hex(0xf0c987), hex(0xd99a4e), hex(0xe6b07a)]);
+        let sand = pick(
+            rng,
+            &[
+                hex(0xe8b866),
+                hex(0xe3a857),
+                hex(0xf0c987),
+                hex(0xd99a4e),
+                hex(0xe6b07a),
+            ],
+        );
         let slip_right = rng.chance(0.5);
         let dunes = |near: bool, rng: &mut Rng| {
             let fade = if near { 0.0 } else { 0.3 };
             Dunes {
                 seed: rng.next_u64(),
-                base: if near { rng.range(1.0, 1.08) } else { horizon + rng.range(0.1, 0.16) },
-                cell: if near { rng.range(0.5, 0.9) } else { rng.range(0.3, 0.5) },
+                base: if near {
+                    rng.range(1.0, 1.08)
+                } else {
+                    horizon + rng.range(0.1, 0.16)
+                },
+                cell: if near {
+                    rng.range(0.5, 0.9)
+                } else {
+                    rng.range(0.3, 0.5)
+                },
                 min_height: if near { 0.12 } else { 0.04 },
-                max_height: if near { rng.range(0.22, 0.38) } else { rng.range(0.08, 0.14) },
+                max_height: if near {
+                    rng.range(0.22, 0.38)
+                } else {
+                    rng.range(0.08, 0.14)
+                },
                 lit: sky.far(scale(sand, 1.08), fade),
                 shadow: sky.far(mul(sand, [0.78, 0.62, 0.55]), fade),
                 slip_right,
@@ -71,7 +92,13 @@ impl Desert {
             seed: rng.next_u64(),
             cell: rng.range(0.6, 1.2),
             density: rng.range(0.3, 0.7),
-            color: sky.far(pick(rng, &[hex(0xa0522d), hex(0xb5653a), hex(0x8e4a32), hex(0xc07850)]), 0.35),
+            color: sky.far(
+                pick(
+                    rng,
+                    &[hex(0xa0522d), hex(0xb5653a), hex(0x8e4a32), hex(0xc07850)],
+                ),
+                0.35,
+            ),
         });
         let cacti = rng.chance(0.6).then(|| Cacti {
             seed: rng.next_u64(),
@@ -79,7 +106,14 @@ impl Desert {
             density: rng.range(0.25, 0.6),
             color: sky.lit(pick(rng, &[hex(0x2f5d3a), hex(0x3a6b40), hex(0x284d32)])),
         });
-        Self { plain: sky.far(scale(sand, 0.92), 0.15), sky, horizon, dunes, mesas, cacti }
+        Self {
+            plain: sky.far(scale(sand, 0.92), 0.15),
+            sky,
+            horizon,
+            dunes,
+            mesas,
+            cacti,
+        }
     }
 }
 
@@ -93,8 +127,12 @@ impl Dunes {
         let mut best = (0.0, 0.0, -1.0);
         for i in i0 - 2..=i0 + 2 {
             let crest = (i as f64 + 0.2 + 0.6 * cell(self.seed, i, 0)) * self.cell;
-            let height = self.min_height + (self.max_height - self.min_height) * cell(self.seed, i, 1);
-            let (windward, lee) = (self.cell * (0.9 + 0.5 * cell(self.seed, i, 2)), 2.2 * height);
+            let height =
+                self.min_height + (self.max_height - self.min_height) * cell(self.seed, i, 1);
+            let (windward, lee) = (
+                self.cell * (0.9 + 0.5 * cell(self.seed, i, 2)),
+                2.2 * height,
+            );
             let dx = w - crest;
             let h = if dx < 0.0 {
                 let t = (1.0 + dx / windward).max(0.0);
@@ -118,8 +156,18 @@ impl Dunes {
         // The slip face is a shadowed wedge hanging from the crest; the windward slope brightens
         // towards the crest.
         let slip = past >= 0.0 && altitude > crest - 1.4 * past;
-        let ripples = 0.96 + 0.04 * wave(altitude * 45.0 + 0.3 * value2(self.seed, u * 6.0, v * 6.0));
-        let color = if slip { self.shadow } else { scale(self.lit, 0.86 + 0.14 * altitude.max(0.0) / crest) };
+        let ripples =
+            0.96 + 0.04 * wave(altitude * 45.0 + 0.3 * value2(self.seed, u * 6.0, v * 6.0));
+        let rise = if crest > 0.0 {
+            (altitude / crest).clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        let color = if slip {
+            self.shadow
+        } else {
+            scale(self.lit, 0.86 + 0.14 * rise)
+        };
         Some(scale(color, ripples))
     }
 }

@@ -1,10 +1,10 @@
 //! Forest: three rows of trees (far, middle, near) on a jittered lattice in front of hazy hills;
 //! conifers with layered branches, round broadleaf crowns, or a mix; summer or autumn colours.
 
+use super::Scene;
 use super::noise::{Rng, cell, fbm1, value2};
 use super::paint::{Rgb, conifer_half_width, hex, pick, scale};
 use super::sky::Sky;
-use super::Scene;
 
 pub(super) struct Forest {
     sky: Sky,
@@ -38,20 +38,50 @@ impl Forest {
         let horizon = rng.range(0.42, 0.58);
         let conifers = [1.0, 0.0, 0.5][rng.weighted(&[0.55, 0.25, 0.2])];
         let autumn = conifers < 1.0 && rng.chance(0.3);
-        let needles = pick(rng, &[hex(0x1f4d2b), hex(0x2a5d34), hex(0x24492f), hex(0x1d3d2a)]);
+        let needles = pick(
+            rng,
+            &[hex(0x1f4d2b), hex(0x2a5d34), hex(0x24492f), hex(0x1d3d2a)],
+        );
         let leaves = if autumn {
-            pick(rng, &[hex(0xc8642a), hex(0xd9902f), hex(0xb8432a), hex(0xe0b040)])
+            pick(
+                rng,
+                &[hex(0xc8642a), hex(0xd9902f), hex(0xb8432a), hex(0xe0b040)],
+            )
         } else {
-            pick(rng, &[hex(0x3d7a35), hex(0x4f8a3a), hex(0x5d9440), hex(0x356b30)])
+            pick(
+                rng,
+                &[hex(0x3d7a35), hex(0x4f8a3a), hex(0x5d9440), hex(0x356b30)],
+            )
         };
         let light_from_left = rng.chance(0.5);
         let density = rng.range(0.6, 1.0);
         let row = |k: usize, rng: &mut Rng| {
             // k = 0 is the nearest row.
             let (base, cell, min_height, max_height, fade, dark) = match k {
-                0 => (rng.range(1.02, 1.12), rng.range(0.16, 0.26), 0.45, 0.75, 0.0, 0.8),
-                1 => (horizon + rng.range(0.2, 0.3), rng.range(0.08, 0.12), 0.22, 0.38, 0.2, 0.95),
-                _ => (horizon + rng.range(0.04, 0.08), rng.range(0.04, 0.06), 0.1, 0.18, 0.45, 1.0),
+                0 => (
+                    rng.range(1.02, 1.12),
+                    rng.range(0.16, 0.26),
+                    0.45,
+                    0.75,
+                    0.0,
+                    0.8,
+                ),
+                1 => (
+                    horizon + rng.range(0.2, 0.3),
+                    rng.range(0.08, 0.12),
+                    0.22,
+                    0.38,
+                    0.2,
+                    0.95,
+                ),
+                _ => (
+                    horizon + rng.range(0.04, 0.08),
+                    rng.range(0.04, 0.06),
+                    0.1,
+                    0.18,
+                    0.45,
+                    1.0,
+                ),
             };
             Row {
                 seed: rng.next_u64(),
@@ -69,7 +99,10 @@ impl Forest {
         };
         let rows = [row(0, rng), row(1, rng), row(2, rng)];
         Self {
-            hills: sky.far(pick(rng, &[hex(0x4a6a50), hex(0x55704a), hex(0x3f5f5a)]), 0.5),
+            hills: sky.far(
+                pick(rng, &[hex(0x4a6a50), hex(0x55704a), hex(0x3f5f5a)]),
+                0.5,
+            ),
             ground: sky.lit(pick(rng, &[hex(0x2f4a25), hex(0x3a5228), hex(0x43452a)])),
             seed: rng.next_u64(),
             sky,
@@ -88,7 +121,8 @@ impl Row {
                 continue;
             }
             let center = (i as f64 + 0.2 + 0.6 * cell(self.seed, i, 1)) * self.cell;
-            let height = self.min_height + (self.max_height - self.min_height) * cell(self.seed, i, 2);
+            let height =
+                self.min_height + (self.max_height - self.min_height) * cell(self.seed, i, 2);
             let depth = self.base - v;
             if depth < 0.0 || depth > height {
                 continue;
@@ -102,16 +136,22 @@ impl Row {
                 // Foliage over the top 88%, a short trunk below.
                 if t < 0.88 {
                     let width = 0.42 * height * (0.8 + 0.4 * cell(self.seed, i, 5));
-                    if dx.abs() < width * conifer_half_width(t / 0.88, 4.0 + 2.0 * cell(self.seed, i, 6)) {
+                    if dx.abs()
+                        < width * conifer_half_width(t / 0.88, 4.0 + 2.0 * cell(self.seed, i, 6))
+                    {
                         return Some(scale(self.needles, side * tone));
                     }
                 } else if dx.abs() < 0.03 * height {
                     return Some(self.trunk);
                 }
             } else {
-                let (rx, ry) = (0.32 * height * (0.8 + 0.4 * cell(self.seed, i, 5)), 0.36 * height);
+                let (rx, ry) = (
+                    0.32 * height * (0.8 + 0.4 * cell(self.seed, i, 5)),
+                    0.36 * height,
+                );
                 let (nx, ny) = (dx / rx, (depth - (height - ry)) / ry);
-                let bumps = 0.22 * value2(self.seed ^ (i as u64), u * 18.0 / height, v * 18.0 / height);
+                let bumps =
+                    0.22 * value2(self.seed ^ (i as u64), u * 18.0 / height, v * 18.0 / height);
                 if nx * nx + ny * ny < 1.0 - bumps {
                     let shine = if ny > 0.0 { 1.06 } else { 0.94 };
                     return Some(scale(self.leaves, side * tone * shine));
@@ -131,7 +171,10 @@ impl Scene for Forest {
             return color;
         }
         if v >= self.horizon {
-            return scale(self.ground, 0.9 + 0.2 * value2(self.seed, u * 12.0, v * 30.0));
+            return scale(
+                self.ground,
+                0.9 + 0.2 * value2(self.seed, u * 12.0, v * 30.0),
+            );
         }
         let hill = 0.04 + 0.12 * fbm1(self.seed, u * 1.3, 3);
         if self.horizon - v < hill {

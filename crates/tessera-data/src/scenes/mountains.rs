@@ -1,10 +1,10 @@
 //! Mountains: two or three ranges receding into the haze, each a union of cone-shaped peaks on a
 //! jittered lattice with a jagged crest; faces lit from one side, snow above a snow line.
 
+use super::Scene;
 use super::noise::{Rng, cell, fbm1, value2};
 use super::paint::{Rgb, hex, mix, pick, scale};
 use super::sky::Sky;
-use super::Scene;
 
 pub(super) struct Mountains {
     sky: Sky,
@@ -35,8 +35,20 @@ impl Mountains {
     pub(super) fn new(rng: &mut Rng, ppu: f64) -> Self {
         let sky = Sky::random(rng, [0.6, 0.25, 0.15], ppu);
         let horizon = rng.range(0.55, 0.72);
-        let rock = pick(rng, &[hex(0x5b6b84), hex(0x6b5f7e), hex(0x7a6a5a), hex(0x4e5d6c), hex(0x6f7680)]);
-        let foothill = pick(rng, &[hex(0x2f4a35), hex(0x3b5530), hex(0x4a4a3a), hex(0x2c3f3a)]);
+        let rock = pick(
+            rng,
+            &[
+                hex(0x5b6b84),
+                hex(0x6b5f7e),
+                hex(0x7a6a5a),
+                hex(0x4e5d6c),
+                hex(0x6f7680),
+            ],
+        );
+        let foothill = pick(
+            rng,
+            &[hex(0x2f4a35), hex(0x3b5530), hex(0x4a4a3a), hex(0x2c3f3a)],
+        );
         let light_from_left = rng.chance(0.5);
         let snowy = rng.chance(0.75);
         let count = if rng.chance(0.6) { 3 } else { 2 };
@@ -47,9 +59,16 @@ impl Mountains {
             let (foot, height) = if k == 0 {
                 (1.02, rng.range(0.25, 0.42))
             } else {
-                (horizon + rng.range(0.0, 0.08) + 0.12 * (1.0 - depth), rng.range(0.28, 0.5) * (1.1 - 0.3 * depth))
+                (
+                    horizon + rng.range(0.0, 0.08) + 0.12 * (1.0 - depth),
+                    rng.range(0.28, 0.5) * (1.1 - 0.3 * depth),
+                )
             };
-            let base = if k == 0 { mix(foothill, rock, rng.range(0.0, 0.4)) } else { rock };
+            let base = if k == 0 {
+                mix(foothill, rock, rng.range(0.0, 0.4))
+            } else {
+                rock
+            };
             let fade = if k == 0 { 0.0 } else { 0.2 + 0.55 * depth };
             let lit = sky.far(scale(base, 1.12), fade);
             let shadow = sky.far(scale(base, 0.7), fade);
@@ -67,7 +86,11 @@ impl Mountains {
                 light_from_left,
             });
         }
-        Self { sky, horizon, ranges }
+        Self {
+            sky,
+            horizon,
+            ranges,
+        }
     }
 }
 
@@ -100,7 +123,8 @@ impl Range {
         }
         let lit = faces_left == self.light_from_left;
         if let Some(line) = self.snow_line {
-            let edge = line * self.height + 0.05 * self.height * (value2(self.seed, u * 14.0, v * 14.0) - 0.5);
+            let edge = line * self.height
+                + 0.05 * self.height * (value2(self.seed, u * 14.0, v * 14.0) - 0.5);
             if altitude > edge {
                 return Some(if lit { self.snow_lit } else { self.snow_shadow });
             }
@@ -112,6 +136,9 @@ impl Range {
 
 impl Scene for Mountains {
     fn shade(&self, u: f64, v: f64) -> Rgb {
-        self.ranges.iter().find_map(|r| r.shade(u, v)).unwrap_or_else(|| self.sky.shade(u, v, self.horizon))
+        self.ranges
+            .iter()
+            .find_map(|r| r.shade(u, v))
+            .unwrap_or_else(|| self.sky.shade(u, v, self.horizon))
     }
 }

@@ -126,7 +126,11 @@ pub(super) fn fbm2(seed: u64, x: f64, y: f64, octaves: u32) -> f64 {
 /// A sine-like wave of period 1 in [-1, 1], made of two parabolas (peak at 0.25, trough at 0.75).
 pub(super) fn wave(t: f64) -> f64 {
     let s = t - t.floor();
-    if s < 0.5 { 16.0 * s * (0.5 - s) } else { -16.0 * (s - 0.5) * (1.0 - s) }
+    if s < 0.5 {
+        16.0 * s * (0.5 - s)
+    } else {
+        -16.0 * (s - 0.5) * (1.0 - s)
+    }
 }
 
 /// Hermite ease 3t² − 2t³ on [0, 1].

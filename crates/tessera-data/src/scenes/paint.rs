@@ -7,11 +7,19 @@ pub(super) type Rgb = [f64; 3];
 
 /// `0xRRGGBB` as a colour.
 pub(super) const fn hex(v: u32) -> Rgb {
-    [((v >> 16) & 0xff) as f64 / 255.0, ((v >> 8) & 0xff) as f64 / 255.0, (v & 0xff) as f64 / 255.0]
+    [
+        ((v >> 16) & 0xff) as f64 / 255.0,
+        ((v >> 8) & 0xff) as f64 / 255.0,
+        (v & 0xff) as f64 / 255.0,
+    ]
 }
 
 pub(super) fn mix(a: Rgb, b: Rgb, t: f64) -> Rgb {
-    [a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t, a[2] + (b[2] - a[2]) * t]
+    [
+        a[0] + (b[0] - a[0]) * t,
+        a[1] + (b[1] - a[1]) * t,
+        a[2] + (b[2] - a[2]) * t,
+    ]
 }
 
 /// Component-wise product, e.g. a colour under a light.

@@ -1,10 +1,10 @@
 //! Sea: water to a straight horizon, waves in perspective (bands that crowd towards the horizon,
 //! crests and whitecaps), sometimes distant islands, sailboats or a beach in front.
 
+use super::Scene;
 use super::noise::{Rng, cell, fbm1, fbm2, value2};
 use super::paint::{Rgb, hex, mix, pick, scale, smoothstep};
 use super::sky::Sky;
-use super::Scene;
 
 pub(super) struct Sea {
     sky: Sky,
@@ -43,9 +43,26 @@ struct Beach {
 impl Sea {
     pub(super) fn new(rng: &mut Rng, ppu: f64) -> Self {
         let sky = Sky::random(rng, [0.55, 0.3, 0.15], ppu);
-        let deep = sky.lit(pick(rng, &[hex(0x1d5f8a), hex(0x17688f), hex(0x22507a), hex(0x0f6f7a), hex(0x2a6a9a)]));
+        let deep = sky.lit(pick(
+            rng,
+            &[
+                hex(0x1d5f8a),
+                hex(0x17688f),
+                hex(0x22507a),
+                hex(0x0f6f7a),
+                hex(0x2a6a9a),
+            ],
+        ));
         let crest = mix(sky.lit(hex(0x8fc3dd)), sky.haze, 0.3);
-        let islands = rng.chance(0.35).then(|| (sky.far(pick(rng, &[hex(0x3d5a45), hex(0x5a6a58), hex(0x4a5060)]), 0.45), rng.range(0.55, 0.75)));
+        let islands = rng.chance(0.35).then(|| {
+            (
+                sky.far(
+                    pick(rng, &[hex(0x3d5a45), hex(0x5a6a58), hex(0x4a5060)]),
+                    0.45,
+                ),
+                rng.range(0.55, 0.75),
+            )
+        });
         let boats = rng.chance(0.45).then(|| Boats {
             seed: rng.next_u64(),
             cell: rng.range(0.6, 1.2),
@@ -106,7 +123,8 @@ impl Sea {
             let waterline = self.horizon + d * (1.0 - self.horizon);
             let size = 0.6 * d;
             let dx = u - x;
-            let hull = (0.0..0.18 * size).contains(&(v - waterline + 0.12 * size)) && dx.abs() < size * (0.5 - 0.3 * (v - waterline + 0.12 * size) / (0.18 * size));
+            let hull = (0.0..0.18 * size).contains(&(v - waterline + 0.12 * size))
+                && dx.abs() < size * (0.5 - 0.3 * (v - waterline + 0.12 * size) / (0.18 * size));
             if hull {
                 return Some(boats.hull);
             }

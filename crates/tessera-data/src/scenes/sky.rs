@@ -46,22 +46,37 @@ impl Sky {
     pub(super) fn new(rng: &mut Rng, time: TimeOfDay, ppu: f64) -> Self {
         let (top, haze, light, cloud, stars) = match time {
             TimeOfDay::Day => (
-                pick(rng, &[hex(0x2f6fd6), hex(0x4a8fe0), hex(0x5aa0e8), hex(0x3a7bd0)]),
-                pick(rng, &[hex(0xbfe0f7), hex(0xd6ecf8), hex(0xa9d2f0), hex(0xe3eef5)]),
+                pick(
+                    rng,
+                    &[hex(0x2f6fd6), hex(0x4a8fe0), hex(0x5aa0e8), hex(0x3a7bd0)],
+                ),
+                pick(
+                    rng,
+                    &[hex(0xbfe0f7), hex(0xd6ecf8), hex(0xa9d2f0), hex(0xe3eef5)],
+                ),
                 [1.0, 1.0, 0.97],
                 hex(0xf4f6fa),
                 0.0,
             ),
             TimeOfDay::Dusk => (
-                pick(rng, &[hex(0x2b2f6b), hex(0x3b3a7a), hex(0x5a3d7a), hex(0x33457e)]),
-                pick(rng, &[hex(0xf59e5a), hex(0xf7b267), hex(0xef7f6a), hex(0xf4a3a0)]),
+                pick(
+                    rng,
+                    &[hex(0x2b2f6b), hex(0x3b3a7a), hex(0x5a3d7a), hex(0x33457e)],
+                ),
+                pick(
+                    rng,
+                    &[hex(0xf59e5a), hex(0xf7b267), hex(0xef7f6a), hex(0xf4a3a0)],
+                ),
                 [0.95, 0.72, 0.62],
                 pick(rng, &[hex(0xf3a6a0), hex(0xffc890), hex(0xc98aa8)]),
                 rng.range(0.0, 0.004),
             ),
             TimeOfDay::Night => (
                 pick(rng, &[hex(0x050914), hex(0x0a1026), hex(0x0d0d1f)]),
-                pick(rng, &[hex(0x1c2a4a), hex(0x233556), hex(0x1a2238), hex(0x26304f)]),
+                pick(
+                    rng,
+                    &[hex(0x1c2a4a), hex(0x233556), hex(0x1a2238), hex(0x26304f)],
+                ),
                 [0.26, 0.3, 0.44],
                 hex(0x2a3145),
                 rng.range(0.01, 0.03),
@@ -73,7 +88,11 @@ impl Sky {
             haze,
             light,
             cloud,
-            cover: if rng.chance(0.3) { 0.0 } else { rng.range(0.05, 0.6) },
+            cover: if rng.chance(0.3) {
+                0.0
+            } else {
+                rng.range(0.05, 0.6)
+            },
             cloud_seed: rng.next_u64(),
             stars,
             star_seed: rng.next_u64(),
@@ -106,7 +125,11 @@ impl Sky {
         let t = (v / horizon).clamp(0.0, 1.0);
         let mut color = mix(self.top, self.haze, t * (0.35 + 0.65 * t));
         if self.stars > 0.0 {
-            let h = hash2(self.star_seed, (u * self.ppu).floor() as i64, (v * self.ppu).floor() as i64);
+            let h = hash2(
+                self.star_seed,
+                (u * self.ppu).floor() as i64,
+                (v * self.ppu).floor() as i64,
+            );
             let density = self.stars * (1.0 - t);
             if unit(h) < density {
                 let brightness = 0.35 + 0.65 * unit(h.rotate_left(17));
@@ -117,7 +140,11 @@ impl Sky {
             // Banks stretched horizontally, thinning towards the horizon.
             let d = fbm2(self.cloud_seed, u * 1.3, v * 5.0, 4);
             let alpha = smoothstep(1.0 - self.cover, 1.1 - self.cover, d) * (1.0 - 0.6 * t);
-            let underside = mix(self.cloud, scale(self.cloud, 0.78), smoothstep(0.45, 0.75, d));
+            let underside = mix(
+                self.cloud,
+                scale(self.cloud, 0.78),
+                smoothstep(0.45, 0.75, d),
+            );
             color = mix(color, underside, 0.9 * alpha);
         }
         color
