@@ -76,6 +76,11 @@ pub struct CaseReport {
 }
 
 impl CaseReport {
+    /// Failed to run, or an output is out of tolerance (a skipped case has not failed).
+    pub fn failed(&self) -> bool {
+        !self.passed() && !matches!(self.outcome, CaseOutcome::Unsupported(_))
+    }
+
     /// Ran, and every output is within tolerance.
     pub fn passed(&self) -> bool {
         matches!(&self.outcome, CaseOutcome::Ran(outputs) if outputs.iter().all(|o| o.passed))
@@ -89,7 +94,11 @@ impl fmt::Display for CaseReport {
             CaseOutcome::Unsupported(why) => writeln!(f, "{title:<24} SKIP  {why}"),
             CaseOutcome::Failed(why) => writeln!(f, "{title:<24} FAIL  {why}"),
             CaseOutcome::Ran(outputs) => {
-                writeln!(f, "{title:<24} {}", if self.passed() { "PASS" } else { "FAIL" })?;
+                writeln!(
+                    f,
+                    "{title:<24} {}",
+                    if self.passed() { "PASS" } else { "FAIL" }
+                )?;
                 for o in outputs {
                     let tol = match o.tolerance {
                         Tolerance::Exact => "exact".to_string(),
@@ -127,7 +136,10 @@ pub fn run_fixture_dir(dir: &Path, device: &Device) -> Result<Vec<CaseReport>> {
 }
 
 fn collect_configs(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<()> {
-    let io = |source| Error::Io { path: dir.display().to_string(), source };
+    let io = |source| Error::Io {
+        path: dir.display().to_string(),
+        source,
+    };
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let path = entry.map_err(io)?.path();
         if path.is_dir() && depth > 0 {
@@ -141,7 +153,10 @@ fn collect_configs(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<(
 
 /// Runs one case from its config file.
 pub fn run_case(config_path: &Path, device: &Device) -> CaseReport {
-    let name = config_path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let name = config_path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     let mut report = CaseReport {
         family: String::from("?"),
         case: name.trim_end_matches(".config.json").to_string(),
@@ -170,12 +185,18 @@ pub fn run_case(config_path: &Path, device: &Device) -> CaseReport {
 }
 
 fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
     serde_json::from_str(&text).map_err(|e| fixture_err(path, format!("invalid JSON: {e}")))
 }
 
 fn fixture_err(path: &Path, message: impl Into<String>) -> Error {
-    Error::Fixture { path: path.display().to_string(), message: message.into() }
+    Error::Fixture {
+        path: path.display().to_string(),
+        message: message.into(),
+    }
 }
 
 /// A computed output, read back.
@@ -205,28 +226,40 @@ impl Io {
     fn open(config_path: &Path, config: &Value, case: &str) -> Result<Self> {
         let path = config_path.with_file_name(format!("{case}.io.safetensors"));
         let tensors = StateDict::from_file(&path)?;
-        let meta = config["io_tensors"].as_object().ok_or_else(|| fixture_err(config_path, "no io_tensors"))?;
+        let meta = config["io_tensors"]
+            .as_object()
+            .ok_or_else(|| fixture_err(config_path, "no io_tensors"))?;
         let outputs = meta
             .iter()
             .filter(|(_, m)| !m["meaning"].as_str().unwrap_or("").starts_with("INPUT"))
             .map(|(name, _)| name.clone())
             .collect();
-        Ok(Self { path, tensors, outputs })
+        Ok(Self {
+            path,
+            tensors,
+            outputs,
+        })
     }
 
     fn f32<const D: usize>(&mut self, name: &str, device: &Device) -> Result<Tensor<D>> {
         let (shape, values) = self.tensors.f32(name, None)?;
-        let shape: [usize; D] = shape
-            .try_into()
-            .map_err(|s: Vec<usize>| fixture_err(&self.path, format!("`{name}` has rank {}, expected {D}", s.len())))?;
+        let shape: [usize; D] = shape.try_into().map_err(|s: Vec<usize>| {
+            fixture_err(
+                &self.path,
+                format!("`{name}` has rank {}, expected {D}", s.len()),
+            )
+        })?;
         Ok(Tensor::from_data(TensorData::new(values, shape), device))
     }
 
     fn i64<const D: usize>(&mut self, name: &str, device: &Device) -> Result<Tensor<D, Int>> {
         let (shape, values) = self.tensors.i64(name, None)?;
-        let shape: [usize; D] = shape
-            .try_into()
-            .map_err(|s: Vec<usize>| fixture_err(&self.path, format!("`{name}` has rank {}, expected {D}", s.len())))?;
+        let shape: [usize; D] = shape.try_into().map_err(|s: Vec<usize>| {
+            fixture_err(
+                &self.path,
+                format!("`{name}` has rank {}, expected {D}", s.len()),
+            )
+        })?;
         Ok(Tensor::from_data(TensorData::new(values, shape), device))
     }
 
@@ -242,8 +275,17 @@ impl Io {
             .collect()
     }
 
-    fn compare_one(&mut self, config: &Value, name: &str, computed: Option<&Computed>) -> OutputReport {
-        let shape = self.tensors.shape(name).map(<[usize]>::to_vec).unwrap_or_default();
+    fn compare_one(
+        &mut self,
+        config: &Value,
+        name: &str,
+        computed: Option<&Computed>,
+    ) -> OutputReport {
+        let shape = self
+            .tensors
+            .shape(name)
+            .map(<[usize]>::to_vec)
+            .unwrap_or_default();
         let mut report = OutputReport {
             name: name.to_string(),
             shape: shape.clone(),
@@ -262,18 +304,26 @@ impl Io {
         };
         let (got_shape, diffs): (&Vec<usize>, Vec<f64>) = match computed {
             Computed::F32(s, got) => match self.tensors.f32(name, None) {
-                Ok((_, want)) if want.len() == got.len() => {
-                    (s, got.iter().zip(&want).map(|(a, b)| (*a as f64 - *b as f64).abs()).collect())
-                }
+                Ok((_, want)) if want.len() == got.len() => (
+                    s,
+                    got.iter()
+                        .zip(&want)
+                        .map(|(a, b)| (*a as f64 - *b as f64).abs())
+                        .collect(),
+                ),
                 Ok(_) => (s, Vec::new()),
                 Err(e) => return fail(report, e.to_string()),
             },
             Computed::I64(s, got) => {
                 report.tolerance = Tolerance::Exact;
                 match self.tensors.i64(name, None) {
-                    Ok((_, want)) if want.len() == got.len() => {
-                        (s, got.iter().zip(&want).map(|(a, b)| (*a - *b).unsigned_abs() as f64).collect())
-                    }
+                    Ok((_, want)) if want.len() == got.len() => (
+                        s,
+                        got.iter()
+                            .zip(&want)
+                            .map(|(a, b)| (*a - *b).unsigned_abs() as f64)
+                            .collect(),
+                    ),
                     Ok(_) => (s, Vec::new()),
                     Err(e) => return fail(report, e.to_string()),
                 }
@@ -282,7 +332,9 @@ impl Io {
         if *got_shape != shape {
             return fail(report, format!("shape mismatch: computed {got_shape:?}"));
         }
-        report.max_abs_diff = diffs.iter().fold(0.0, |m, d| if d.is_nan() { f64::NAN } else { m.max(*d) });
+        report.max_abs_diff = diffs
+            .iter()
+            .fold(0.0, |m, d| if d.is_nan() { f64::NAN } else { m.max(*d) });
         report.mismatches = diffs.iter().filter(|d| **d != 0.0).count();
         report.passed = match report.tolerance {
             Tolerance::Exact => report.mismatches == 0,
@@ -294,9 +346,14 @@ impl Io {
 
 /// `tolerances[name]` (or a `*` pattern matching it): `"exact"` or `{suggested_atol}`.
 fn tolerance_of(config: &Value, name: &str) -> Tolerance {
-    let Some(tolerances) = config["tolerances"].as_object() else { return Tolerance::Exact };
+    let Some(tolerances) = config["tolerances"].as_object() else {
+        return Tolerance::Exact;
+    };
     let entry = tolerances.get(name).or_else(|| {
-        tolerances.iter().find(|(pattern, _)| glob_match(pattern, name)).map(|(_, v)| v)
+        tolerances
+            .iter()
+            .find(|(pattern, _)| glob_match(pattern, name))
+            .map(|(_, v)| v)
     });
     match entry {
         Some(Value::String(s)) if s == "exact" => Tolerance::Exact,
@@ -314,7 +371,9 @@ fn glob_match(pattern: &str, name: &str) -> bool {
     match pattern.split_once('*') {
         None => pattern == name,
         Some((prefix, rest)) => {
-            let Some(tail) = name.strip_prefix(prefix) else { return false };
+            let Some(tail) = name.strip_prefix(prefix) else {
+                return false;
+            };
             (0..=tail.len()).any(|i| tail.is_char_boundary(i) && glob_match(rest, &tail[i..]))
         }
     }
@@ -323,7 +382,17 @@ fn glob_match(pattern: &str, name: &str) -> bool {
 // ---------------------------------------------------------------------------------------------
 // VAR
 
-fn run_var_case(config_path: &Path, config: &Value, case: &str, device: &Device) -> Result<CaseOutcome> {
+fn run_var_case(
+    config_path: &Path,
+    config: &Value,
+    case: &str,
+    device: &Device,
+) -> Result<CaseOutcome> {
+    if config["constructor"]["build_vae_var"]["shared_aln"].as_bool() == Some(true) {
+        return Ok(CaseOutcome::Unsupported(
+            "shared AdaLN (shared_aln=True) is not implemented".into(),
+        ));
+    }
     let mut io = Io::open(config_path, config, case)?;
     let computed = match case {
         "resize" => var_resize(&mut io, device)?,
@@ -333,7 +402,11 @@ fn run_var_case(config_path: &Path, config: &Value, case: &str, device: &Device)
             Ok(computed) => computed,
             Err(why) => return Ok(CaseOutcome::Unsupported(why)),
         },
-        other => return Ok(CaseOutcome::Unsupported(format!("VAR case `{other}` is not known to the runner"))),
+        other => {
+            return Ok(CaseOutcome::Unsupported(format!(
+                "VAR case `{other}` is not known to the runner"
+            )));
+        }
     };
     Ok(CaseOutcome::Ran(io.compare(config, computed)))
 }
@@ -343,17 +416,21 @@ fn var_configs(config_path: &Path, config: &Value) -> Result<(MsVqVaeConfig, Var
     let args = &config["constructor"]["build_vae_var"];
     let derived = &config["constructor"]["derived_by_build_vae_var"];
     let need = |key: &str| {
-        args[key].as_u64().map(|v| v as usize).ok_or_else(|| fixture_err(config_path, format!("build_vae_var.{key} missing")))
+        args[key]
+            .as_u64()
+            .map(|v| v as usize)
+            .ok_or_else(|| fixture_err(config_path, format!("build_vae_var.{key} missing")))
     };
     let patch_nums: Vec<usize> = args["patch_nums"]
         .as_array()
         .ok_or_else(|| fixture_err(config_path, "build_vae_var.patch_nums missing"))?
         .iter()
-        .map(|v| v.as_u64().map(|v| v as usize).ok_or_else(|| fixture_err(config_path, "patch_nums must be integers")))
+        .map(|v| {
+            v.as_u64()
+                .map(|v| v as usize)
+                .ok_or_else(|| fixture_err(config_path, "patch_nums must be integers"))
+        })
         .collect::<Result<_>>()?;
-    if args["shared_aln"].as_bool().unwrap_or(false) {
-        return Err(fixture_err(config_path, "shared_aln=True (shared AdaLN) is not implemented"));
-    }
     let (v, cvae, ch, depth) = (need("V")?, need("Cvae")?, need("ch")?, need("depth")?);
 
     let vq = &derived["VQVAE"];
@@ -365,7 +442,11 @@ fn var_configs(config_path: &Path, config: &Value) -> Result<(MsVqVaeConfig, Var
         .with_patch_nums(patch_nums.clone());
     // Keys the official builder hard-codes; honoured if a fixture states them.
     if let Some(m) = vq["ch_mult"].as_array() {
-        vae = vae.with_ch_mult(m.iter().filter_map(|v| v.as_u64().map(|v| v as usize)).collect());
+        vae = vae.with_ch_mult(
+            m.iter()
+                .filter_map(|v| v.as_u64().map(|v| v as usize))
+                .collect(),
+        );
     }
     if let Some(n) = vq["num_res_blocks"].as_u64() {
         vae = vae.with_num_res_blocks(n as usize);
@@ -383,8 +464,16 @@ fn var_configs(config_path: &Path, config: &Value) -> Result<(MsVqVaeConfig, Var
     let g = &derived["VAR"];
     let embed_dim = g["embed_dim"].as_u64().map_or(64 * depth, |v| v as usize);
     let num_heads = g["num_heads"].as_u64().map_or(depth, |v| v as usize);
-    let mut var = VarConfig::new(patch_nums, v, cvae, need("num_classes")?, depth, embed_dim, num_heads)
-        .with_attn_l2_norm(args["attn_l2_norm"].as_bool().unwrap_or(true));
+    let mut var = VarConfig::new(
+        patch_nums,
+        v,
+        cvae,
+        need("num_classes")?,
+        depth,
+        embed_dim,
+        num_heads,
+    )
+    .with_attn_l2_norm(args["attn_l2_norm"].as_bool().unwrap_or(true));
     if let Some(r) = g["mlp_ratio"].as_f64() {
         var = var.with_mlp_ratio(r);
     }
@@ -400,7 +489,8 @@ fn var_configs(config_path: &Path, config: &Value) -> Result<(MsVqVaeConfig, Var
 fn weight_file(config_path: &Path, config: &Value, role: &str) -> Result<PathBuf> {
     let w = &config["weights"];
     let file = w["files"][role].as_str().or_else(|| w["file"].as_str());
-    let file = file.ok_or_else(|| fixture_err(config_path, format!("no weight file for the {role}")))?;
+    let file =
+        file.ok_or_else(|| fixture_err(config_path, format!("no weight file for the {role}")))?;
     Ok(config_path.with_file_name(file))
 }
 
@@ -428,26 +518,60 @@ fn var_resize(io: &mut Io, device: &Device) -> Result<Vec<(String, Computed)>> {
         .tensors
         .keys()
         .filter(|k| !io.outputs.iter().any(|o| o.as_str() == *k))
-        .filter_map(|k| io.tensors.shape(k).filter(|s| s.len() == 4).map(|s| (k.to_string(), s[2])))
+        .filter_map(|k| {
+            io.tensors
+                .shape(k)
+                .filter(|s| s.len() == 4)
+                .map(|s| (k.to_string(), s[2]))
+        })
         .collect();
     let mut computed = Vec::new();
     for name in io.outputs.clone() {
-        let Some(out_shape) = io.tensors.shape(&name).map(<[usize]>::to_vec) else { continue };
+        let Some(out_shape) = io.tensors.shape(&name).map(<[usize]>::to_vec) else {
+            continue;
+        };
         let (mode, side) = if let Some(rest) = name.strip_prefix("nearest2x_") {
             ("nearest", rest.parse::<usize>().ok())
         } else if let Some(rest) = name.strip_prefix("bicubic_down_") {
-            ("bicubic_down", rest.split("_to_").next().and_then(|s| s.parse::<usize>().ok()))
+            (
+                "bicubic_down",
+                rest.split("_to_")
+                    .next()
+                    .and_then(|s| s.parse::<usize>().ok()),
+            )
         } else if let Some(rest) = name.strip_prefix("bicubic_") {
-            ("bicubic", rest.split("_to_").next().and_then(|s| s.parse::<usize>().ok()))
+            (
+                "bicubic",
+                rest.split("_to_")
+                    .next()
+                    .and_then(|s| s.parse::<usize>().ok()),
+            )
         } else if let Some(rest) = name.strip_prefix("area_") {
-            ("area", rest.split("_to_").next().and_then(|s| s.parse::<usize>().ok()))
+            (
+                "area",
+                rest.split("_to_")
+                    .next()
+                    .and_then(|s| s.parse::<usize>().ok()),
+            )
         } else {
             continue;
         };
-        let (Some(side), [_, _, oh, ow]) = (side, out_shape.as_slice()) else { continue };
+        let (Some(side), [_, _, oh, ow]) = (side, out_shape.as_slice()) else {
+            continue;
+        };
         let prefer = if mode == "bicubic" { "bicubic" } else { "area" };
-        let candidates: Vec<&String> = inputs.iter().filter(|(_, s)| *s == side).map(|(k, _)| k).collect();
-        let Some(input) = candidates.iter().find(|k| k.contains(prefer)).or(candidates.first()) else { continue };
+        let candidates: Vec<&String> = inputs
+            .iter()
+            .filter(|(_, s)| *s == side)
+            .map(|(k, _)| k)
+            .collect();
+        let Some(input) = candidates
+            .iter()
+            .find(|k| k.contains(prefer))
+            .or(candidates.first())
+        else {
+            continue;
+        };
         let x = io.f32::<4>(&input.to_string(), device)?;
         let y = match mode {
             "area" => resize_area(x, [*oh, *ow]),
@@ -459,7 +583,12 @@ fn var_resize(io: &mut Io, device: &Device) -> Result<Vec<(String, Computed)>> {
     Ok(computed)
 }
 
-fn var_tokenizer(config_path: &Path, config: &Value, io: &mut Io, device: &Device) -> Result<Vec<(String, Computed)>> {
+fn var_tokenizer(
+    config_path: &Path,
+    config: &Value,
+    io: &mut Io,
+    device: &Device,
+) -> Result<Vec<(String, Computed)>> {
     let vae = load_vae(config_path, config, device)?;
     let image = io.f32::<4>("image", device)?;
     let encoder_out = vae.encoder_forward(image.clone());
@@ -470,12 +599,27 @@ fn var_tokenizer(config_path: &Path, config: &Value, io: &mut Io, device: &Devic
     let mut out = vec![
         ("encoder_out".to_string(), f32_of(encoder_out)),
         ("f".to_string(), f32_of(f)),
-        ("idx_all".to_string(), i64_of(Tensor::cat(codes.idx.clone(), 1))),
-        ("fhat_per_scale".to_string(), f32_of(Tensor::stack::<5>(codes.f_hat.clone(), 0))),
-        ("fhat_from_idx_per_scale".to_string(), f32_of(Tensor::stack::<5>(fhat_from_idx, 0))),
-        ("decoder_out_raw".to_string(), f32_of(vae.decode_raw(last.clone()))),
+        (
+            "idx_all".to_string(),
+            i64_of(Tensor::cat(codes.idx.clone(), 1)),
+        ),
+        (
+            "fhat_per_scale".to_string(),
+            f32_of(Tensor::stack::<5>(codes.f_hat.clone(), 0)),
+        ),
+        (
+            "fhat_from_idx_per_scale".to_string(),
+            f32_of(Tensor::stack::<5>(fhat_from_idx, 0)),
+        ),
+        (
+            "decoder_out_raw".to_string(),
+            f32_of(vae.decode_raw(last.clone())),
+        ),
         ("recon_image".to_string(), f32_of(vae.decode(last))),
-        ("var_input".to_string(), f32_of(vae.idx_to_var_input(&codes.idx))),
+        (
+            "var_input".to_string(),
+            f32_of(vae.idx_to_var_input(&codes.idx)),
+        ),
     ];
     for (si, idx) in codes.idx.into_iter().enumerate() {
         out.push((format!("idx_s{si}"), i64_of(idx)));
@@ -483,12 +627,20 @@ fn var_tokenizer(config_path: &Path, config: &Value, io: &mut Io, device: &Devic
     Ok(out)
 }
 
-fn var_generator(config_path: &Path, config: &Value, io: &mut Io, device: &Device) -> Result<Vec<(String, Computed)>> {
+fn var_generator(
+    config_path: &Path,
+    config: &Value,
+    io: &mut Io,
+    device: &Device,
+) -> Result<Vec<(String, Computed)>> {
     let var = load_var(config_path, config, device)?;
     let labels = io.i64::<1>("labels", device)?;
     let x = io.f32::<3>("var_input", device)?;
     let (logits, inter) = var.forward_with_intermediates(labels, x);
-    let mut out = vec![("logits".to_string(), f32_of(logits)), ("embed_in".to_string(), f32_of(inter.embed_in))];
+    let mut out = vec![
+        ("logits".to_string(), f32_of(logits)),
+        ("embed_in".to_string(), f32_of(inter.embed_in)),
+    ];
     for (i, block) in inter.block_outs.into_iter().enumerate() {
         out.push((format!("block{i}_out"), f32_of(block)));
     }
@@ -526,21 +678,34 @@ fn var_sampling(
 ) -> Result<std::result::Result<Vec<(String, Computed)>, String>> {
     let calls: Vec<SamplingCall> = config["calls"]
         .as_array()
-        .map(|a| a.iter().filter_map(|c| c.as_str().and_then(parse_sampling_call)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| c.as_str().and_then(parse_sampling_call))
+                .collect()
+        })
         .unwrap_or_default();
     if calls.is_empty() {
-        return Err(fixture_err(config_path, "no `autoregressive_infer_cfg(...) -> prefix` call found"));
+        return Err(fixture_err(
+            config_path,
+            "no `autoregressive_infer_cfg(...) -> prefix` call found",
+        ));
     }
     if let Some(c) = calls.iter().find(|c| c.top_k != 1) {
         // torch.multinomial's random stream cannot be reproduced; only greedy runs are comparable.
-        return Ok(Err(format!("call `{}` samples with top_k={} (only greedy top_k=1 is comparable)", c.prefix, c.top_k)));
+        return Ok(Err(format!(
+            "call `{}` samples with top_k={} (only greedy top_k=1 is comparable)",
+            c.prefix, c.top_k
+        )));
     }
     let vae = load_vae(config_path, config, device)?;
     let var = load_var(config_path, config, device)?;
     let labels = io.i64::<1>("labels", device)?;
     let mut out = Vec::new();
     for call in calls {
-        let sampler = VarSamplerConfig::new().with_guidance(call.guidance).with_top_k(call.top_k).with_top_p(call.top_p);
+        let sampler = VarSamplerConfig::new()
+            .with_guidance(call.guidance)
+            .with_top_k(call.top_k)
+            .with_top_p(call.top_p);
         let run = sample(&var, &vae, labels.clone(), sampler, true);
         let p = call.prefix;
         let raw: Vec<Tensor<3>> = run.steps.iter().map(|s| s.raw_logits.clone()).collect();
@@ -548,7 +713,10 @@ fn var_sampling(
         out.push((format!("{p}idx_all"), i64_of(Tensor::cat(run.tokens, 1))));
         out.push((format!("{p}raw_logits"), f32_of(Tensor::cat(raw, 1))));
         out.push((format!("{p}guided_logits"), f32_of(Tensor::cat(guided, 1))));
-        out.push((format!("{p}image_m11"), f32_of(vae.decode(run.f_hat.clone()))));
+        out.push((
+            format!("{p}image_m11"),
+            f32_of(vae.decode(run.f_hat.clone())),
+        ));
         out.push((format!("{p}f_hat"), f32_of(run.f_hat)));
         out.push((format!("{p}image_01"), f32_of(run.image)));
     }
@@ -573,6 +741,9 @@ mod tests {
             "img = var.autoregressive_infer_cfg(B, label_B=labels, g_seed=0, cfg=1.5, top_k=1, top_p=0.0, more_smooth=False)  -> prefix cfg1p5_",
         )
         .unwrap();
-        assert_eq!((call.prefix.as_str(), call.guidance, call.top_k, call.top_p), ("cfg1p5_", 1.5, 1, 0.0));
+        assert_eq!(
+            (call.prefix.as_str(), call.guidance, call.top_k, call.top_p),
+            ("cfg1p5_", 1.5, 1, 0.0)
+        );
     }
 }

@@ -120,7 +120,9 @@ fn apply_separable(x: Tensor<4>, rows_t: Tensor<2>, cols_t: Tensor<2>) -> Tensor
     let x = x.reshape([b * c * h, w]).matmul(cols_t); // [BCH, OW]
     let x = x.reshape([b * c, h, ow]).swap_dims(1, 2); // [BC, OW, H]
     let x = x.reshape([b * c * ow, h]).matmul(rows_t); // [BC·OW, OH]
-    x.reshape([b * c, ow, oh]).swap_dims(1, 2).reshape([b, c, oh, ow])
+    x.reshape([b * c, ow, oh])
+        .swap_dims(1, 2)
+        .reshape([b, c, oh, ow])
 }
 
 #[cfg(test)]
@@ -158,9 +160,17 @@ mod tests {
     #[test]
     fn nearest2x_repeats_each_pixel_in_a_2x2_block() {
         let device = Device::flex();
-        let x = Tensor::<4>::from_data(TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0], [1, 1, 2, 2]), &device);
+        let x = Tensor::<4>::from_data(
+            TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0], [1, 1, 2, 2]),
+            &device,
+        );
         let y = values(upsample_nearest2x(x));
-        assert_eq!(y, vec![1., 1., 2., 2., 1., 1., 2., 2., 3., 3., 4., 4., 3., 3., 4., 4.]);
+        assert_eq!(
+            y,
+            vec![
+                1., 1., 2., 2., 1., 1., 2., 2., 3., 3., 4., 4., 3., 3., 4., 4.
+            ]
+        );
     }
 
     #[test]

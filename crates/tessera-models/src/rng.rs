@@ -44,7 +44,10 @@ mod tests {
         let mut rng = SplitMix64::new(0);
         assert_eq!(rng.next_u64(), 0xE220_A839_7B1D_CDAF);
         assert_eq!(rng.next_u64(), 0x6E78_9E6A_A1B9_65F4);
-        assert_eq!(SplitMix64::new(7).uniforms(5), SplitMix64::new(7).uniforms(5));
+        assert_eq!(
+            SplitMix64::new(7).uniforms(5),
+            SplitMix64::new(7).uniforms(5)
+        );
     }
 
     #[test]

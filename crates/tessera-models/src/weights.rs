@@ -62,14 +62,20 @@ impl StateDict {
                 (name, entry)
             })
             .collect();
-        Ok(Self { bytes, entries, used: BTreeSet::new() })
+        Ok(Self {
+            bytes,
+            entries,
+            used: BTreeSet::new(),
+        })
     }
 
     /// Reads and parses a safetensors file (native only).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn from_file(path: &std::path::Path) -> Result<Self> {
-        let bytes = std::fs::read(path)
-            .map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
         Self::from_bytes(bytes)
     }
 
@@ -97,14 +103,25 @@ impl StateDict {
 
     /// Ends loading: an error naming the tensors the model never read.
     pub fn finish(&self) -> Result<()> {
-        let keys: Vec<String> =
-            self.entries.keys().filter(|k| !self.used.contains(*k)).cloned().collect();
-        if keys.is_empty() { Ok(()) } else { Err(Error::UnexpectedWeights { keys }) }
+        let keys: Vec<String> = self
+            .entries
+            .keys()
+            .filter(|k| !self.used.contains(*k))
+            .cloned()
+            .collect();
+        if keys.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::UnexpectedWeights { keys })
+        }
     }
 
     fn entry(&mut self, key: &str) -> Result<Entry> {
-        let entry =
-            self.entries.get(key).cloned().ok_or_else(|| Error::MissingWeight { key: key.into() })?;
+        let entry = self
+            .entries
+            .get(key)
+            .cloned()
+            .ok_or_else(|| Error::MissingWeight { key: key.into() })?;
         self.used.insert(key.to_string());
         Ok(entry)
     }
@@ -115,11 +132,17 @@ impl StateDict {
         check_shape(key, expected, &entry.shape)?;
         if entry.dtype != Dtype::F32 {
             let dtype = format!("{:?}", entry.dtype);
-            return Err(Error::WeightDtype { key: key.into(), dtype, expected: "F32" });
+            return Err(Error::WeightDtype {
+                key: key.into(),
+                dtype,
+                expected: "F32",
+            });
         }
         // The data is not guaranteed to be 4-byte aligned: decode, do not cast.
         let data = &self.bytes[entry.start..entry.end];
-        let values = data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        let values = data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
         Ok((entry.shape, values.collect()))
     }
 
@@ -139,20 +162,33 @@ impl StateDict {
                 .collect(),
             other => {
                 let dtype = format!("{other:?}");
-                return Err(Error::WeightDtype { key: key.into(), dtype, expected: "I64" });
+                return Err(Error::WeightDtype {
+                    key: key.into(),
+                    dtype,
+                    expected: "I64",
+                });
             }
         };
         Ok((entry.shape, values))
     }
 
     /// `key` as a float tensor of exactly `shape`, on `device`.
-    pub fn tensor<const D: usize>(&mut self, key: &str, shape: [usize; D], device: &Device) -> Result<Tensor<D>> {
+    pub fn tensor<const D: usize>(
+        &mut self,
+        key: &str,
+        shape: [usize; D],
+        device: &Device,
+    ) -> Result<Tensor<D>> {
         let (_, values) = self.f32(key, Some(&shape))?;
         Ok(Tensor::from_data(TensorData::new(values, shape), device))
     }
 
     /// Replaces a parameter by `key`, whose stored shape must equal the parameter's.
-    pub fn param<const D: usize>(&mut self, key: &str, param: Param<Tensor<D>>) -> Result<Param<Tensor<D>>> {
+    pub fn param<const D: usize>(
+        &mut self,
+        key: &str,
+        param: Param<Tensor<D>>,
+    ) -> Result<Param<Tensor<D>>> {
         let shape: [usize; D] = param.lazy_shape().dims();
         let tensor = self.tensor(key, shape, &param.lazy_device())?;
         Ok(Param::from_tensor(tensor))
@@ -170,7 +206,10 @@ impl StateDict {
                 t[i * d_out + o] = w[o * d_in + i];
             }
         }
-        let weight = Param::from_tensor(Tensor::from_data(TensorData::new(t, [d_in, d_out]), &device));
+        let weight = Param::from_tensor(Tensor::from_data(
+            TensorData::new(t, [d_in, d_out]),
+            &device,
+        ));
         let bias = match linear.bias {
             Some(b) => Some(self.param(&format!("{prefix}.bias"), b)?),
             None => None,
@@ -231,8 +270,9 @@ pub fn serialize_f32(tensors: &[(&str, Vec<usize>, Vec<f32>)]) -> Vec<u8> {
         );
         offset = end;
     }
-    let mut header = serde_json::to_vec(&serde_json::Value::Object(header)).expect("json of plain values");
-    while header.len() % 8 != 0 {
+    let mut header =
+        serde_json::to_vec(&serde_json::Value::Object(header)).expect("json of plain values");
+    while !header.len().is_multiple_of(8) {
         header.push(b' ');
     }
     let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
@@ -252,7 +292,11 @@ mod tests {
 
     fn linear_file(weight_shape: Vec<usize>, with_bias: bool, extra: bool) -> StateDict {
         let n: usize = weight_shape.iter().product();
-        let mut tensors = vec![("fc.weight", weight_shape, (0..n).map(|v| v as f32).collect())];
+        let mut tensors = vec![(
+            "fc.weight",
+            weight_shape,
+            (0..n).map(|v| v as f32).collect(),
+        )];
         if with_bias {
             tensors.push(("fc.bias", vec![3], vec![0.5, 1.5, 2.5]));
         }
@@ -266,7 +310,9 @@ mod tests {
     fn linear_weight_is_transposed_from_pytorch_layout() {
         let device = Device::flex();
         let mut sd = linear_file(vec![3, 2], true, false);
-        let fc = sd.linear("fc", LinearConfig::new(2, 3).init(&device)).unwrap();
+        let fc = sd
+            .linear("fc", LinearConfig::new(2, 3).init(&device))
+            .unwrap();
         sd.finish().unwrap();
         // PyTorch (out=3, in=2) [[0,1],[2,3],[4,5]] -> burn [in=2, out=3] [[0,2,4],[1,3,5]].
         let w = fc.weight.val().try_into_vec_as::<f32>().unwrap();
@@ -277,26 +323,39 @@ mod tests {
     fn a_missing_bias_is_an_error_naming_the_key() {
         let device = Device::flex();
         let mut sd = linear_file(vec![3, 2], false, false);
-        let err = sd.linear("fc", LinearConfig::new(2, 3).init(&device)).unwrap_err();
-        assert!(matches!(&err, Error::MissingWeight { key } if key == "fc.bias"), "{err}");
+        let err = sd
+            .linear("fc", LinearConfig::new(2, 3).init(&device))
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::MissingWeight { key } if key == "fc.bias"),
+            "{err}"
+        );
     }
 
     #[test]
     fn a_wrong_shape_is_an_error_naming_the_key_and_both_shapes() {
         let device = Device::flex();
         let mut sd = linear_file(vec![2, 3], true, false);
-        let err = sd.linear("fc", LinearConfig::new(2, 3).init(&device)).unwrap_err();
+        let err = sd
+            .linear("fc", LinearConfig::new(2, 3).init(&device))
+            .unwrap_err();
         assert!(err.to_string().contains("fc.weight"), "{err}");
-        assert!(matches!(err, Error::WeightShape { expected, found, .. } if expected == [3, 2] && found == [2, 3]));
+        assert!(
+            matches!(err, Error::WeightShape { expected, found, .. } if expected == [3, 2] && found == [2, 3])
+        );
     }
 
     #[test]
     fn an_unread_tensor_is_reported_as_unexpected() {
         let device = Device::flex();
         let mut sd = linear_file(vec![3, 2], true, true);
-        sd.linear("fc", LinearConfig::new(2, 3).init(&device)).unwrap();
+        sd.linear("fc", LinearConfig::new(2, 3).init(&device))
+            .unwrap();
         let err = sd.finish().unwrap_err();
-        assert!(matches!(&err, Error::UnexpectedWeights { keys } if keys == &["fc.surprise"]), "{err}");
+        assert!(
+            matches!(&err, Error::UnexpectedWeights { keys } if keys == &["fc.surprise"]),
+            "{err}"
+        );
     }
 
     #[test]
@@ -304,6 +363,9 @@ mod tests {
         assert!(StateDict::from_bytes(vec![1, 2, 3]).is_err());
         let mut bytes = linear_file(vec![3, 2], true, false).bytes;
         bytes.truncate(bytes.len() - 4);
-        assert!(matches!(StateDict::from_bytes(bytes), Err(Error::Safetensors(_))));
+        assert!(matches!(
+            StateDict::from_bytes(bytes),
+            Err(Error::Safetensors(_))
+        ));
     }
 }

@@ -16,14 +16,20 @@ fn fixtures() -> Option<PathBuf> {
     if dir.join("var").is_dir() {
         Some(dir)
     } else {
-        eprintln!("skipping: no fixtures at {} (set TESSERA_FIXTURES)", dir.display());
+        eprintln!(
+            "skipping: no fixtures at {} (set TESSERA_FIXTURES)",
+            dir.display()
+        );
         None
     }
 }
 
 fn case_passes(case: &str) {
     let Some(dir) = fixtures() else { return };
-    let report = run_case(&dir.join("var").join(format!("{case}.config.json")), &Device::flex());
+    let report = run_case(
+        &dir.join("var").join(format!("{case}.config.json")),
+        &Device::flex(),
+    );
     println!("{report}");
     assert!(report.passed(), "{report}");
 }
@@ -56,7 +62,10 @@ fn other_families_are_reported_as_not_supported_yet() {
             continue;
         }
         for report in run_fixture_dir(&dir.join(family), &Device::flex()).unwrap() {
-            assert!(matches!(report.outcome, CaseOutcome::Unsupported(_)), "{report}");
+            assert!(
+                matches!(report.outcome, CaseOutcome::Unsupported(_)),
+                "{report}"
+            );
         }
     }
 }

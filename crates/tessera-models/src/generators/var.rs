@@ -25,9 +25,9 @@ use burn::tensor::Distribution;
 use burn::tensor::activation::{gelu_approximate, silu, softmax};
 use burn::tensor::module::linear;
 
+use crate::Error;
 use crate::rng::SplitMix64;
 use crate::weights::StateDict;
-use crate::Error;
 
 /// Hyper-parameters of [`Var`]. Saved and loaded as JSON through burn's `Config` (serde).
 #[derive(Config, Debug)]
@@ -84,7 +84,15 @@ impl VarConfig {
         z_channels: usize,
         num_classes: usize,
     ) -> Self {
-        Self::new(patch_nums, vocab_size, z_channels, num_classes, depth, 64 * depth, depth)
+        Self::new(
+            patch_nums,
+            vocab_size,
+            z_channels,
+            num_classes,
+            depth,
+            64 * depth,
+            depth,
+        )
     }
 
     /// Number of tokens over all scales, `L = Σ pn²`.
@@ -101,10 +109,16 @@ impl VarConfig {
     pub fn validate(&self) -> crate::Result<()> {
         let bad = |m: String| Err(Error::Config(m));
         if self.patch_nums.is_empty() || self.patch_nums.contains(&0) {
-            return bad(format!("patch_nums must be non-empty and positive, got {:?}", self.patch_nums));
+            return bad(format!(
+                "patch_nums must be non-empty and positive, got {:?}",
+                self.patch_nums
+            ));
         }
-        if self.num_heads == 0 || self.embed_dim % self.num_heads != 0 {
-            return bad(format!("embed_dim {} is not a multiple of num_heads {}", self.embed_dim, self.num_heads));
+        if self.num_heads == 0 || !self.embed_dim.is_multiple_of(self.num_heads) {
+            return bad(format!(
+                "embed_dim {} is not a multiple of num_heads {}",
+                self.embed_dim, self.num_heads
+            ));
         }
         if self.depth == 0 || self.vocab_size == 0 || self.z_channels == 0 {
             return bad("depth, vocab_size and z_channels must be positive".into());
@@ -121,7 +135,11 @@ impl VarConfig {
             panic!("{e}");
         }
         let c = self.embed_dim;
-        let std = if self.init_std < 0.0 { (1.0 / c as f64 / 3.0).sqrt() } else { self.init_std };
+        let std = if self.init_std < 0.0 {
+            (1.0 / c as f64 / 3.0).sqrt()
+        } else {
+            self.init_std
+        };
         // The constructor draws the position tables with the automatic std, whatever init_std is.
         let auto_std = (1.0 / c as f64 / 3.0).sqrt();
         // proj and fc2 weights are divided by sqrt(2 depth) (GPT-2's residual scaling).
@@ -129,9 +147,16 @@ impl VarConfig {
         let first_l = self.patch_nums[0] * self.patch_nums[0];
         let hidden = (c as f64 * self.mlp_ratio).round() as usize;
 
-        // AdaLN rows are (gamma1, gamma2, scale1, scale2, shift1, shift2): gammas get init_adaln_gamma.
-        let ada_mults: Vec<f64> =
-            (0..6).map(|i| if i < 2 { self.init_adaln_gamma } else { self.init_adaln }).collect();
+        // AdaLN output chunks are (gamma1, gamma2, scale1, scale2, shift1, shift2): gates get init_adaln_gamma.
+        let ada_mults: Vec<f64> = (0..6)
+            .map(|i| {
+                if i < 2 {
+                    self.init_adaln_gamma
+                } else {
+                    self.init_adaln
+                }
+            })
+            .collect();
 
         let blocks = (0..self.depth)
             .map(|_| AdaLnSelfAttn {
@@ -140,7 +165,8 @@ impl VarConfig {
                     q_bias: Initializer::Zeros.init([c], device),
                     v_bias: Initializer::Zeros.init([c], device),
                     scale_mul_1h11: self.attn_l2_norm.then(|| {
-                        Initializer::Constant { value: 4f64.ln() }.init([1, self.num_heads, 1, 1], device)
+                        Initializer::Constant { value: 4f64.ln() }
+                            .init([1, self.num_heads, 1, 1], device)
                     }),
                     proj: normal_linear(c, c, true, resid, device),
                     num_heads: self.num_heads,
@@ -161,9 +187,17 @@ impl VarConfig {
             word_embed: normal_linear(self.z_channels, c, true, std, device),
             // 2. class embedding (+ the null class) and the start position
             class_emb: normal_embedding(self.num_classes + 1, c, std, device),
-            pos_start: Initializer::Normal { mean: 0.0, std: auto_std }.init([1, first_l, c], device),
+            pos_start: Initializer::Normal {
+                mean: 0.0,
+                std: auto_std,
+            }
+            .init([1, first_l, c], device),
             // 3. absolute position of every token of every scale, and the level embedding
-            pos_1lc: Initializer::Normal { mean: 0.0, std: auto_std }.init([1, self.seq_len(), c], device),
+            pos_1lc: Initializer::Normal {
+                mean: 0.0,
+                std: auto_std,
+            }
+            .init([1, self.seq_len(), c], device),
             lvl_embed: normal_embedding(self.patch_nums.len(), c, std, device),
             // 4. backbone blocks
             blocks,
@@ -201,14 +235,22 @@ fn normal_linear(d_in: usize, d_out: usize, bias: bool, std: f64, device: &Devic
 /// Linear `D → k·C` whose output chunk `i` has weights N(0, (std·mults[i])²), zero bias.
 fn chunked_linear(d_in: usize, c: usize, std: f64, mults: &[f64], device: &Device) -> Linear {
     let k = mults.len();
-    let col_scale: Vec<f32> = mults.iter().flat_map(|m| std::iter::repeat_n(*m as f32, c)).collect();
+    let col_scale: Vec<f32> = mults
+        .iter()
+        .flat_map(|m| std::iter::repeat_n(*m as f32, c))
+        .collect();
     let col_scale = Tensor::<2>::from_data(TensorData::new(col_scale, [1, k * c]), device);
     let w = Tensor::<2>::random([d_in, k * c], Distribution::Normal(0.0, std), device) * col_scale;
-    Linear { weight: Param::from_tensor(w), bias: Some(Initializer::Zeros.init([k * c], device)) }
+    Linear {
+        weight: Param::from_tensor(w),
+        bias: Some(Initializer::Zeros.init([k * c], device)),
+    }
 }
 
 fn normal_embedding(n: usize, d: usize, std: f64, device: &Device) -> Embedding {
-    EmbeddingConfig::new(n, d).with_initializer(Initializer::Normal { mean: 0.0, std }).init(device)
+    EmbeddingConfig::new(n, d)
+        .with_initializer(Initializer::Normal { mean: 0.0, std })
+        .init(device)
 }
 
 /// Token ranges of the scales in the full sequence.
@@ -252,7 +294,10 @@ pub struct VarCache {
 impl VarCache {
     /// Number of tokens cached so far.
     pub fn len(&self) -> usize {
-        self.layers.first().and_then(|l| l.k.as_ref()).map_or(0, |k| k.dims()[2])
+        self.layers
+            .first()
+            .and_then(|l| l.k.as_ref())
+            .map_or(0, |k| k.dims()[2])
     }
 
     /// Whether nothing is cached yet.
@@ -279,14 +324,24 @@ struct SelfAttention {
 
 impl SelfAttention {
     /// `x`: `[B, L, C]`, `bias`: `[L, Lk]` additive mask → `[B, L, C]`.
-    fn forward(&self, x: Tensor<3>, bias: Option<Tensor<2>>, cache: Option<&mut LayerKv>) -> Tensor<3> {
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        bias: Option<Tensor<2>>,
+        cache: Option<&mut LayerKv>,
+    ) -> Tensor<3> {
         let [b, l, c] = x.dims();
         let (h, hd) = (self.num_heads, c / self.num_heads);
         let zeros = Tensor::<1>::zeros([c], &x.device());
         let qkv_bias = Tensor::cat(vec![self.q_bias.val(), zeros, self.v_bias.val()], 0);
         let qkv = linear(x, self.mat_qkv.weight.val(), Some(qkv_bias)); // [B, L, 3C]
         // (3, H, hd) along the last axis → three [B, H, L, hd]
-        let split = |i: usize| qkv.clone().narrow(2, i * c, c).reshape([b, l, h, hd]).swap_dims(1, 2);
+        let split = |i: usize| {
+            qkv.clone()
+                .narrow(2, i * c, c)
+                .reshape([b, l, h, hd])
+                .swap_dims(1, 2)
+        };
         let (mut q, mut k, mut v) = (split(0), split(1), split(2));
 
         let mut scale = 1.0;
@@ -357,11 +412,18 @@ struct AdaLnSelfAttn {
 
 impl AdaLnSelfAttn {
     /// `x`: `[B, L, C]`, `cond`: `[B, D]` → `[B, L, C]`.
-    fn forward(&self, x: Tensor<3>, cond: Tensor<2>, bias: Option<Tensor<2>>, cache: Option<&mut LayerKv>) -> Tensor<3> {
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        cond: Tensor<2>,
+        bias: Option<Tensor<2>>,
+        cache: Option<&mut LayerKv>,
+    ) -> Tensor<3> {
         let c = self.embed_dim;
         let ada = self.ada_lin.forward(silu(cond)); // [B, 6C]
         // Official unbind order: gamma1, gamma2, scale1, scale2, shift1, shift2.
-        let [gamma1, gamma2, scale1, scale2, shift1, shift2] = [0, 1, 2, 3, 4, 5].map(|i| chunk(&ada, i, c));
+        let [gamma1, gamma2, scale1, scale2, shift1, shift2] =
+            [0, 1, 2, 3, 4, 5].map(|i| chunk(&ada, i, c));
         let h = layer_norm(x.clone(), self.norm_eps) * (scale1 + 1.0) + shift1;
         let x = x + self.attn.forward(h, bias, cache) * gamma1;
         let h = layer_norm(x.clone(), self.norm_eps) * (scale2 + 1.0) + shift2;
@@ -381,7 +443,10 @@ struct AdaLnBeforeHead {
 impl AdaLnBeforeHead {
     fn forward(&self, x: Tensor<3>, cond: Tensor<2>) -> Tensor<3> {
         let ada = self.ada_lin.forward(silu(cond)); // [B, 2C]
-        let (scale, shift) = (chunk(&ada, 0, self.embed_dim), chunk(&ada, 1, self.embed_dim));
+        let (scale, shift) = (
+            chunk(&ada, 0, self.embed_dim),
+            chunk(&ada, 1, self.embed_dim),
+        );
         layer_norm(x, self.norm_eps) * (scale + 1.0) + shift
     }
 }
@@ -445,7 +510,9 @@ impl Var {
     /// - `labels`: `[B]` → `[B]`
     pub fn drop_labels(&self, labels: Tensor<1, Int>, rng: &mut SplitMix64) -> Tensor<1, Int> {
         let [b] = labels.dims();
-        let drop: Vec<bool> = (0..b).map(|_| (rng.next_f32() as f64) < self.cond_drop_rate).collect();
+        let drop: Vec<bool> = (0..b)
+            .map(|_| (rng.next_f32() as f64) < self.cond_drop_rate)
+            .collect();
         let drop = Tensor::<1, Bool>::from_data(TensorData::new(drop, [b]), &labels.device());
         labels.mask_fill(drop, self.num_classes as i64)
     }
@@ -460,17 +527,37 @@ impl Var {
     }
 
     /// [`Var::forward`], also returning the block inputs and outputs.
-    pub fn forward_with_intermediates(&self, labels: Tensor<1, Int>, x: Tensor<3>) -> (Tensor<3>, VarIntermediates) {
+    pub fn forward_with_intermediates(
+        &self,
+        labels: Tensor<1, Int>,
+        x: Tensor<3>,
+    ) -> (Tensor<3>, VarIntermediates) {
         let mut trace = Vec::new();
         let logits = self.forward_inner(labels, x, Some(&mut trace));
         let embed_in = trace.remove(0);
-        (logits, VarIntermediates { embed_in, block_outs: trace })
+        (
+            logits,
+            VarIntermediates {
+                embed_in,
+                block_outs: trace,
+            },
+        )
     }
 
-    fn forward_inner(&self, labels: Tensor<1, Int>, x: Tensor<3>, mut trace: Option<&mut Vec<Tensor<3>>>) -> Tensor<3> {
+    fn forward_inner(
+        &self,
+        labels: Tensor<1, Int>,
+        x: Tensor<3>,
+        mut trace: Option<&mut Vec<Tensor<3>>>,
+    ) -> Tensor<3> {
         let [_, lx, _] = x.dims();
         let l = self.seq_len();
-        assert_eq!(lx + self.first_l(), l, "x must hold L - first_l = {} tokens", l - self.first_l());
+        assert_eq!(
+            lx + self.first_l(),
+            l,
+            "x must hold L - first_l = {} tokens",
+            l - self.first_l()
+        );
         let cond = self.class_embedding(labels); // [B, C]
         let sos = self.start_tokens(cond.clone()); // [B, first_l, C]
         let x = Tensor::cat(vec![sos, self.word_embed.forward(x)], 1) + self.level_position(0..l); // [B, L, C]
@@ -494,7 +581,9 @@ impl Var {
     /// - `labels`: `[B]` → `[B, C]`
     pub fn class_embedding(&self, labels: Tensor<1, Int>) -> Tensor<2> {
         let [b] = labels.dims();
-        self.class_emb.forward(labels.reshape([b, 1])).squeeze_dim::<2>(1)
+        self.class_emb
+            .forward(labels.reshape([b, 1]))
+            .squeeze_dim::<2>(1)
     }
 
     /// Input tokens of the first scale, `sos + pos_start + lvl + pos`.
@@ -511,13 +600,20 @@ impl Var {
     /// - `x`: `[B, pn², Cvae]` (row-major `h * pn + w`) → `[B, pn², C]`
     pub fn scale_input(&self, si: usize, x: Tensor<3>) -> Tensor<3> {
         let range = scale_ranges(&self.patch_nums)[si].clone();
-        assert_eq!(x.dims()[1], range.len(), "scale {si} has {} tokens", range.len());
+        assert_eq!(
+            x.dims()[1],
+            range.len(),
+            "scale {si} has {} tokens",
+            range.len()
+        );
         self.word_embed.forward(x) + self.level_position(range)
     }
 
     /// An empty KV cache for [`Var::forward_cached`].
     pub fn new_cache(&self) -> VarCache {
-        VarCache { layers: vec![LayerKv::default(); self.blocks.len()] }
+        VarCache {
+            layers: vec![LayerKv::default(); self.blocks.len()],
+        }
     }
 
     /// One scale with the KV cache: attends to every earlier scale in `cache` and to itself, then
@@ -527,7 +623,11 @@ impl Var {
     /// - `x`: `[B, pn², C]` (from [`Var::first_scale_input`] / [`Var::scale_input`]),
     ///   `cond`: `[B, C]` → logits `[B, pn², V]`
     pub fn forward_cached(&self, x: Tensor<3>, cond: Tensor<2>, cache: &mut VarCache) -> Tensor<3> {
-        assert_eq!(cache.layers.len(), self.blocks.len(), "cache built for another model");
+        assert_eq!(
+            cache.layers.len(),
+            self.blocks.len(),
+            "cache built for another model"
+        );
         let mut x = x;
         for (block, kv) in self.blocks.iter().zip(cache.layers.iter_mut()) {
             x = block.forward(x, cond.clone(), None, Some(kv));
@@ -543,7 +643,8 @@ impl Var {
     fn start_tokens(&self, cond: Tensor<2>) -> Tensor<3> {
         let [b, c] = cond.dims();
         let first_l = self.first_l();
-        cond.reshape([b, 1, c]).expand([b, first_l, c]) + self.pos_start.val().expand([b, first_l, c])
+        cond.reshape([b, 1, c]).expand([b, first_l, c])
+            + self.pos_start.val().expand([b, first_l, c])
     }
 
     /// `[1, len, C]` level embedding plus absolute position of the tokens in `range`.
@@ -556,7 +657,8 @@ impl Var {
             .skip(range.start)
             .take(range.len())
             .collect();
-        let levels = Tensor::<2, Int>::from_data(TensorData::new(levels, [1, range.len()]), &device);
+        let levels =
+            Tensor::<2, Int>::from_data(TensorData::new(levels, [1, range.len()]), &device);
         self.lvl_embed.forward(levels) + self.pos_1lc.val().narrow(1, range.start, range.len())
     }
 
@@ -624,11 +726,15 @@ mod tests {
 
     #[test]
     fn sequence_length_is_the_sum_of_squared_patch_nums() {
-        let config = VarConfig::from_depth(16, vec![1, 2, 3, 4, 5, 6, 8, 10, 13, 16], 4096, 32, 1000);
+        let config =
+            VarConfig::from_depth(16, vec![1, 2, 3, 4, 5, 6, 8, 10, 13, 16], 4096, 32, 1000);
         assert_eq!(config.seq_len(), 680);
         assert_eq!(config.scale_ranges()[9], 424..680);
         assert_eq!(config.embed_dim, 1024);
-        assert_eq!(VarConfig::from_depth(2, vec![1, 2, 3, 4, 5, 6, 8], 64, 8, 10).seq_len(), 155);
+        assert_eq!(
+            VarConfig::from_depth(2, vec![1, 2, 3, 4, 5, 6, 8], 64, 8, 10).seq_len(),
+            155
+        );
     }
 
     #[test]
@@ -638,7 +744,11 @@ mod tests {
         let config = tiny();
         let var = config.init(&device);
         let labels = Tensor::<1, Int>::from_data(TensorData::new(vec![1i64, 5], [2]), &device);
-        let x = Tensor::<3>::random([2, config.seq_len() - 1, 4], Distribution::Normal(0.0, 1.0), &device);
+        let x = Tensor::<3>::random(
+            [2, config.seq_len() - 1, 4],
+            Distribution::Normal(0.0, 1.0),
+            &device,
+        );
         let full = var.forward(labels.clone(), x.clone());
 
         let cond = var.class_embedding(labels);
@@ -664,7 +774,11 @@ mod tests {
         let config = tiny();
         let var = config.init(&device);
         let labels = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 2], [2]), &device);
-        let x = Tensor::<3>::random([2, config.seq_len() - 1, 4], Distribution::Normal(0.0, 1.0), &device);
+        let x = Tensor::<3>::random(
+            [2, config.seq_len() - 1, 4],
+            Distribution::Normal(0.0, 1.0),
+            &device,
+        );
         let y = x.clone().slice_fill([0..2, 4..13, 0..4], 3.0); // change scale 2 only (tokens 5..14)
         let (a, b) = (var.forward(labels.clone(), x), var.forward(labels, y));
         assert!(max_abs_diff(a.clone().narrow(1, 0, 5), b.clone().narrow(1, 0, 5)) == 0.0);
@@ -679,12 +793,32 @@ mod tests {
         let var = config.init(&device);
         let c = config.embed_dim;
         let ada = var.blocks[0].ada_lin.weight.val(); // [D, 6C]
-        let gamma = ada.clone().narrow(1, 0, 2 * c).abs().max().into_scalar::<f32>();
+        let gamma = ada
+            .clone()
+            .narrow(1, 0, 2 * c)
+            .abs()
+            .max()
+            .into_scalar::<f32>();
         let rest = ada.narrow(1, 2 * c, 4 * c).abs().max().into_scalar::<f32>();
         assert!(gamma < 1e-3 && rest > 1e-2, "gamma {gamma}, rest {rest}");
-        let bias = var.head.bias.as_ref().unwrap().val().abs().max().into_scalar::<f32>();
+        let bias = var
+            .head
+            .bias
+            .as_ref()
+            .unwrap()
+            .val()
+            .abs()
+            .max()
+            .into_scalar::<f32>();
         assert_eq!(bias, 0.0);
-        let s = var.blocks[1].attn.scale_mul_1h11.as_ref().unwrap().val().try_into_vec_as::<f32>().unwrap();
+        let s = var.blocks[1]
+            .attn
+            .scale_mul_1h11
+            .as_ref()
+            .unwrap()
+            .val()
+            .try_into_vec_as::<f32>()
+            .unwrap();
         assert!(s.iter().all(|v| (v - 4f32.ln()).abs() < 1e-6));
     }
 
@@ -694,7 +828,10 @@ mod tests {
         let var = tiny().with_cond_drop_rate(0.5).init(&device);
         let labels = Tensor::<1, Int>::zeros([1000], &device);
         let mut rng = SplitMix64::new(9);
-        let dropped = var.drop_labels(labels, &mut rng).try_into_vec_as::<i64>().unwrap();
+        let dropped = var
+            .drop_labels(labels, &mut rng)
+            .try_into_vec_as::<i64>()
+            .unwrap();
         let nulls = dropped.iter().filter(|&&l| l == 5).count();
         assert!((400..600).contains(&nulls), "{nulls} of 1000 dropped");
         assert!(dropped.iter().all(|&l| l == 0 || l == 5));

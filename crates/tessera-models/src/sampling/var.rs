@@ -103,7 +103,11 @@ impl VarSampling {
     /// # Panics
     /// If the generator and the tokenizer disagree on the scales.
     pub fn new(var: &Var, vae: &MsVqVae, labels: Tensor<1, Int>, config: VarSamplerConfig) -> Self {
-        assert_eq!(var.patch_nums(), vae.patch_nums(), "generator and tokenizer scales differ");
+        assert_eq!(
+            var.patch_nums(),
+            vae.patch_nums(),
+            "generator and tokenizer scales differ"
+        );
         let [b] = labels.dims();
         let device = labels.device();
         let null = Tensor::<1, Int>::full([b], var.null_class() as i64, &device);
@@ -150,13 +154,18 @@ impl VarSampling {
         let pn = self.patch_nums[si];
 
         let raw_logits = var.forward_cached(x, self.cond.clone(), &mut self.cache); // [2B, pn², V]
-        let ratio = if k > 1 { si as f64 / (k - 1) as f64 } else { 0.0 };
+        let ratio = if k > 1 {
+            si as f64 / (k - 1) as f64
+        } else {
+            0.0
+        };
         let t = self.config.guidance * ratio;
         let guided_logits =
             raw_logits.clone().narrow(0, 0, b) * (1.0 + t) - raw_logits.clone().narrow(0, b, b) * t;
         let idx = choose_tokens(guided_logits.clone(), &self.config, &mut self.rng); // [B, pn²]
 
-        let (f_hat, next) = vae.next_autoregressive_input(si, self.f_hat.clone(), vae.embed_codes(idx.clone()));
+        let (f_hat, next) =
+            vae.next_autoregressive_input(si, self.f_hat.clone(), vae.embed_codes(idx.clone()));
         self.f_hat = f_hat.clone();
         self.si += 1;
         if self.si < k {
@@ -165,7 +174,13 @@ impl VarSampling {
             let input = var.scale_input(self.si, tokens);
             self.next_input = Some(Tensor::cat(vec![input.clone(), input], 0)); // both halves of the CFG batch
         }
-        Some(VarStep { si, tokens: idx.reshape([b, pn, pn]), f_hat, raw_logits, guided_logits })
+        Some(VarStep {
+            si,
+            tokens: idx.reshape([b, pn, pn]),
+            f_hat,
+            raw_logits,
+            guided_logits,
+        })
     }
 
     /// Decodes the current `f_hat` to images in `[0, 1]` (a partial image before the end).
@@ -179,7 +194,13 @@ impl VarSampling {
 ///
 /// # Shapes
 /// - `labels`: `[B]` → `image`: `[B, C, H, W]` in `[0, 1]`
-pub fn sample(var: &Var, vae: &MsVqVae, labels: Tensor<1, Int>, config: VarSamplerConfig, keep_steps: bool) -> VarSample {
+pub fn sample(
+    var: &Var,
+    vae: &MsVqVae,
+    labels: Tensor<1, Int>,
+    config: VarSamplerConfig,
+    keep_steps: bool,
+) -> VarSample {
     let mut run = VarSampling::new(var, vae, labels, config);
     let mut tokens = Vec::with_capacity(run.num_scales());
     let mut steps = Vec::new();
@@ -190,21 +211,40 @@ pub fn sample(var: &Var, vae: &MsVqVae, labels: Tensor<1, Int>, config: VarSampl
             steps.push(step);
         }
     }
-    VarSample { image: run.image(vae), f_hat: run.f_hat(), tokens, steps }
+    VarSample {
+        image: run.image(vae),
+        f_hat: run.f_hat(),
+        tokens,
+        steps,
+    }
 }
 
 /// Picks one code per position from guided logits `[B, l, V]` → `[B, l]`.
-fn choose_tokens(logits: Tensor<3>, config: &VarSamplerConfig, rng: &mut SplitMix64) -> Tensor<2, Int> {
+fn choose_tokens(
+    logits: Tensor<3>,
+    config: &VarSamplerConfig,
+    rng: &mut SplitMix64,
+) -> Tensor<2, Int> {
     let [b, l, v] = logits.dims();
     if config.top_k == 1 {
         // Greedy: what torch.multinomial does when every other probability is exactly 0.
         return logits.argmax(2).reshape([b, l]);
     }
-    let mut logits = if config.temperature != 1.0 { logits / config.temperature } else { logits };
+    let mut logits = if config.temperature != 1.0 {
+        logits / config.temperature
+    } else {
+        logits
+    };
     if config.top_k > 0 && config.top_k < v {
         // Official: remove logits below the k-th largest (ties at the k-th are kept).
-        let kth = logits.clone().topk(config.top_k, 2).min_dim(2).expand([b, l, v]);
-        logits = logits.clone().mask_fill(logits.lower(kth), f32::NEG_INFINITY);
+        let kth = logits
+            .clone()
+            .topk(config.top_k, 2)
+            .min_dim(2)
+            .expand([b, l, v]);
+        logits = logits
+            .clone()
+            .mask_fill(logits.lower(kth), f32::NEG_INFINITY);
     }
     if config.top_p > 0.0 && config.top_p < 1.0 {
         logits = top_p_filter(logits, config.top_p);
@@ -213,9 +253,16 @@ fn choose_tokens(logits: Tensor<3>, config: &VarSamplerConfig, rng: &mut SplitMi
     let probs = softmax(logits, 2);
     let cdf = probs.cumsum(2); // [B, l, V]
     let total = cdf.clone().narrow(2, v - 1, 1); // ≈ 1, exact scale of the CDF
-    let u = Tensor::<3>::from_data(TensorData::new(rng.uniforms(b * l), [b, l, 1]), &cdf.device());
+    let u = Tensor::<3>::from_data(
+        TensorData::new(rng.uniforms(b * l), [b, l, 1]),
+        &cdf.device(),
+    );
     let below = cdf.lower_equal((u * total).expand([b, l, v]));
-    below.int().sum_dim(2).clamp_max(v as i64 - 1).reshape([b, l])
+    below
+        .int()
+        .sum_dim(2)
+        .clamp_max(v as i64 - 1)
+        .reshape([b, l])
 }
 
 /// Official top-p on `[B, l, V]` logits: with the codes in ascending order, remove those whose
@@ -229,7 +276,11 @@ fn top_p_filter(logits: Tensor<3>, top_p: f64) -> Tensor<3> {
     let hi = logits.clone().max_dim(2); // [B, l, 1]: S(hi) = 1 > limit
     let finite = logits.clone().is_finite();
     // Smallest finite logit minus one: S(lo) = 0 ≤ limit.
-    let lo = logits.clone().mask_where(finite.bool_not(), hi.clone().expand([b, l, v])).min_dim(2) - 1.0;
+    let lo = logits
+        .clone()
+        .mask_where(finite.bool_not(), hi.clone().expand([b, l, v]))
+        .min_dim(2)
+        - 1.0;
     let (mut lo, mut hi) = (lo, hi);
     for _ in 0..TOP_P_BISECTION_STEPS {
         let mid = (lo.clone() + hi.clone()) * 0.5;
@@ -239,7 +290,9 @@ fn top_p_filter(logits: Tensor<3>, top_p: f64) -> Tensor<3> {
         lo = lo.mask_where(removable.clone(), mid.clone());
         hi = hi.mask_where(removable.bool_not(), mid);
     }
-    logits.clone().mask_fill(logits.lower_equal(lo.expand([b, l, v])), f32::NEG_INFINITY)
+    logits
+        .clone()
+        .mask_fill(logits.lower_equal(lo.expand([b, l, v])), f32::NEG_INFINITY)
 }
 
 #[cfg(test)]
@@ -261,7 +314,9 @@ mod tests {
             .with_num_groups(4)
             .with_patch_nums(patch_nums.clone())
             .init(device);
-        let var = VarConfig::new(patch_nums, 16, 4, 3, 2, 32, 2).with_init_head(1.0).init(device);
+        let var = VarConfig::new(patch_nums, 16, 4, 3, 2, 32, 2)
+            .with_init_head(1.0)
+            .init(device);
         (var, vae)
     }
 
@@ -274,13 +329,23 @@ mod tests {
         let device = Device::flex();
         let (var, vae) = models(&device);
         let labels = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 2, 3], [3]), &device);
-        let config = VarSamplerConfig::new().with_top_k(8).with_top_p(0.9).with_seed(42);
+        let config = VarSamplerConfig::new()
+            .with_top_k(8)
+            .with_top_p(0.9)
+            .with_seed(42);
         let a = sample(&var, &vae, labels.clone(), config.clone(), false);
         let b = sample(&var, &vae, labels.clone(), config.clone(), false);
         let c = sample(&var, &vae, labels, config.with_seed(43), false);
-        let (a, b, c) = (ints(a.tokens[2].clone()), ints(b.tokens[2].clone()), ints(c.tokens[2].clone()));
+        let (a, b, c) = (
+            ints(a.tokens[2].clone()),
+            ints(b.tokens[2].clone()),
+            ints(c.tokens[2].clone()),
+        );
         assert_eq!(a, b);
-        assert_ne!(a, c, "another seed should change some of the 48 last-scale tokens");
+        assert_ne!(
+            a, c,
+            "another seed should change some of the 48 last-scale tokens"
+        );
     }
 
     #[test]
@@ -288,11 +353,22 @@ mod tests {
         let device = Device::flex();
         let (var, vae) = models(&device);
         let labels = Tensor::<1, Int>::from_data(TensorData::new(vec![1i64, 2], [2]), &device);
-        let run = sample(&var, &vae, labels, VarSamplerConfig::new().with_top_k(1).with_guidance(2.0), true);
+        let run = sample(
+            &var,
+            &vae,
+            labels,
+            VarSamplerConfig::new().with_top_k(1).with_guidance(2.0),
+            true,
+        );
         for step in run.steps {
             let [b, p, _] = step.tokens.dims();
             let expected = step.guided_logits.argmax(2).reshape([b, p * p]);
-            assert_eq!(ints(step.tokens.reshape([b, p * p])), ints(expected), "scale {}", step.si);
+            assert_eq!(
+                ints(step.tokens.reshape([b, p * p])),
+                ints(expected),
+                "scale {}",
+                step.si
+            );
         }
         assert_eq!(run.image.dims(), [2, 3, 8, 8]);
     }
@@ -301,7 +377,7 @@ mod tests {
     fn top_k_and_top_p_keep_only_the_allowed_codes() {
         let device = Device::flex();
         // Probabilities ∝ exp(logit): 0.64, 0.24, 0.09, 0.03 (roughly) for logits 3, 2, 1, 0.
-        let row = vec![0.0f32, 3.0, 1.0, 2.0];
+        let row = [0.0f32, 3.0, 1.0, 2.0];
         let logits = Tensor::<3>::from_data(TensorData::new(row.repeat(500), [1, 500, 4]), &device);
         let mut rng = SplitMix64::new(5);
         let seen = |config: &VarSamplerConfig, rng: &mut SplitMix64| {
@@ -310,11 +386,23 @@ mod tests {
             seen.dedup();
             seen
         };
-        assert_eq!(seen(&VarSamplerConfig::new().with_top_k(2), &mut rng), vec![1, 3]);
+        assert_eq!(
+            seen(&VarSamplerConfig::new().with_top_k(2), &mut rng),
+            vec![1, 3]
+        );
         // Ascending cumsum: 0.03, 0.12, 0.36, 1.0; top_p = 0.7 removes cumsum ≤ 0.3: codes 0, 2.
-        assert_eq!(seen(&VarSamplerConfig::new().with_top_p(0.7), &mut rng), vec![1, 3]);
-        assert_eq!(seen(&VarSamplerConfig::new().with_top_p(0.95), &mut rng), vec![1, 2, 3]);
-        assert_eq!(seen(&VarSamplerConfig::new().with_top_p(0.01), &mut rng), vec![1]);
+        assert_eq!(
+            seen(&VarSamplerConfig::new().with_top_p(0.7), &mut rng),
+            vec![1, 3]
+        );
+        assert_eq!(
+            seen(&VarSamplerConfig::new().with_top_p(0.95), &mut rng),
+            vec![1, 2, 3]
+        );
+        assert_eq!(
+            seen(&VarSamplerConfig::new().with_top_p(0.01), &mut rng),
+            vec![1]
+        );
         assert_eq!(seen(&VarSamplerConfig::new(), &mut rng), vec![0, 1, 2, 3]);
     }
 
@@ -324,7 +412,11 @@ mod tests {
         let logits = Tensor::<3>::random([1, 1, 6], Distribution::Normal(0.0, 1.0), &device);
         let probs = softmax(logits.clone(), 2).try_into_vec_as::<f32>().unwrap();
         let many = logits.expand([1, 20_000, 6]);
-        let drawn = ints(choose_tokens(many, &VarSamplerConfig::new(), &mut SplitMix64::new(3)));
+        let drawn = ints(choose_tokens(
+            many,
+            &VarSamplerConfig::new(),
+            &mut SplitMix64::new(3),
+        ));
         for (code, p) in probs.iter().enumerate() {
             let freq = drawn.iter().filter(|&&d| d == code as i64).count() as f32 / 20_000.0;
             assert!((freq - p).abs() < 0.015, "code {code}: {freq} vs {p}");
