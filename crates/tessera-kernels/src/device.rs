@@ -93,9 +93,15 @@ impl AdapterReport {
         let info = adapter.get_info();
         let limits = adapter.limits();
         let features = adapter.features();
+        // Browsers hide the adapter's name (fingerprinting); say at least what kind it is.
+        let name = match info.name.trim() {
+            "" if info.backend == wgpu::Backend::BrowserWebGpu => "WebGPU adapter".to_string(),
+            "" => format!("{:?} adapter", info.backend),
+            name => name.to_string(),
+        };
         Self {
             is_software: is_software(&info),
-            name: info.name,
+            name,
             backend: format!("{:?}", info.backend),
             device_type: format!("{:?}", info.device_type),
             driver: [info.driver, info.driver_info]
@@ -222,7 +228,8 @@ pub fn register(
     Ok(Compute { device, adapter: Some(report), notice: None, lost })
 }
 
-/// Adapter preference order: real GPUs first, software rasterisers last.
+/// Adapter preference order: real GPUs first, software rasterisers last (native: browsers offer one).
+#[cfg(not(target_arch = "wasm32"))]
 fn rank(info: &wgpu::AdapterInfo) -> u8 {
     if is_software(info) {
         return 4;

@@ -19,6 +19,9 @@
 //! - An optional temperature (1 = official) divides the guided logits before filtering.
 //! - No `more_smooth` (Gumbel-softmax blending, for visualisation only).
 //! - Runs as a step-by-step state ([`VarSampling`]) so the app can show every scale.
+//! - Zero-shot editing ([`VarEdit`], the official `demo_zero_shot_edit.ipynb`): the keep-mask is
+//!   resized per scale on the CPU (bilinear, align_corners = False, threshold 0.5, as the notebook),
+//!   and kept positions take the source image's code instead of the sampled one.
 //!
 //! Nothing here reads a tensor back: it runs in the browser.
 
@@ -95,6 +98,84 @@ pub struct VarSampling {
     /// Input tokens of the next scale, `[2B, pn², C]`.
     next_input: Option<Tensor<3>>,
     si: usize,
+    edit: Option<EditState>,
+}
+
+/// Zero-shot editing of an existing image (VAR paper §7, official `demo_zero_shot_edit.ipynb`):
+/// where `keep` is 1 the source image's codes are kept at every scale, elsewhere they are sampled.
+/// In-painting = keep outside a hole, out-painting = keep inside a box, both with the null class;
+/// class-conditional editing = keep outside a box and sample it with a class label.
+#[derive(Debug, Clone)]
+pub struct VarEdit {
+    /// Codes of the source images per scale `[B, pn²]`, smallest first (`MsVqVae::image_to_idx`).
+    pub tokens: Vec<Tensor<2, Int>>,
+    /// Keep-mask over the image, row-major `height × width`, 1 = keep the source, shared by the batch.
+    pub keep: Vec<f32>,
+    pub height: usize,
+    pub width: usize,
+}
+
+#[derive(Debug, Clone)]
+struct EditState {
+    tokens: Vec<Tensor<2, Int>>,
+    /// Per scale `[B, pn²]`: true where the source code is kept.
+    keep: Vec<Tensor<2, Bool>>,
+}
+
+/// The keep-mask at each scale: area-averaged to the latent grid (`patch_nums` last), then
+/// bilinear (align_corners = False) to `pn × pn` and thresholded at 0.5, as the official notebook
+/// does with its latent-resolution mask. Scales of at most 3 tokens (the 1×1 start) always keep
+/// the source, as the notebook does. Row-major `pn²` booleans per scale.
+pub fn edit_keep_masks(keep: &[f32], height: usize, width: usize, patch_nums: &[usize]) -> Vec<Vec<bool>> {
+    assert_eq!(keep.len(), height * width, "mask is not height × width");
+    let side = *patch_nums.last().expect("at least one scale");
+    let latent = area_resize(keep, height, width, side);
+    patch_nums
+        .iter()
+        .map(|&pn| {
+            if pn * pn <= 3 {
+                return vec![true; pn * pn];
+            }
+            bilinear_resize(&latent, side, pn).into_iter().map(|v| v > 0.5).collect()
+        })
+        .collect()
+}
+
+/// Mean of each output cell's window (windows overlap when sizes do not divide, as PyTorch's
+/// adaptive average pooling).
+fn area_resize(x: &[f32], h: usize, w: usize, out: usize) -> Vec<f32> {
+    let window = |i: usize, n: usize| (i * n / out, ((i + 1) * n).div_ceil(out));
+    let mut y = vec![0.0; out * out];
+    for oy in 0..out {
+        let (y0, y1) = window(oy, h);
+        for ox in 0..out {
+            let (x0, x1) = window(ox, w);
+            let sum: f32 = (y0..y1).flat_map(|r| (x0..x1).map(move |c| (r, c))).map(|(r, c)| x[r * w + c]).sum();
+            y[oy * out + ox] = sum / ((y1 - y0) * (x1 - x0)) as f32;
+        }
+    }
+    y
+}
+
+/// PyTorch `F.interpolate(mode='bilinear', align_corners=False)` of a square map.
+fn bilinear_resize(x: &[f32], n: usize, out: usize) -> Vec<f32> {
+    let taps = |i: usize| {
+        let src = ((i as f32 + 0.5) * n as f32 / out as f32 - 0.5).max(0.0);
+        let i0 = (src.floor() as usize).min(n - 1);
+        let i1 = (i0 + 1).min(n - 1);
+        (i0, i1, src - i0 as f32)
+    };
+    let mut y = vec![0.0; out * out];
+    for oy in 0..out {
+        let (r0, r1, ty) = taps(oy);
+        for ox in 0..out {
+            let (c0, c1, tx) = taps(ox);
+            let top = x[r0 * n + c0] * (1.0 - tx) + x[r0 * n + c1] * tx;
+            let bottom = x[r1 * n + c0] * (1.0 - tx) + x[r1 * n + c1] * tx;
+            y[oy * out + ox] = top * (1.0 - ty) + bottom * ty;
+        }
+    }
+    y
 }
 
 impl VarSampling {
@@ -124,7 +205,31 @@ impl VarSampling {
             cache: var.new_cache(),
             f_hat,
             si: 0,
+            edit: None,
         }
+    }
+
+    /// Turns this run into a zero-shot edit of `edit.tokens`' images.
+    ///
+    /// # Panics
+    /// If the edit's scales or batch differ from the run's.
+    pub fn with_edit(mut self, edit: VarEdit) -> Self {
+        assert_eq!(edit.tokens.len(), self.patch_nums.len(), "edit tokens must cover every scale");
+        let device = self.f_hat.device();
+        let masks = edit_keep_masks(&edit.keep, edit.height, edit.width, &self.patch_nums);
+        let keep = masks
+            .into_iter()
+            .map(|m| {
+                let l = m.len();
+                let row = Tensor::<1, Bool>::from_data(TensorData::new(m, [l]), &device);
+                row.reshape([1, l]).expand([self.batch, l])
+            })
+            .collect();
+        for (t, &pn) in edit.tokens.iter().zip(&self.patch_nums) {
+            assert_eq!(t.dims(), [self.batch, pn * pn], "edit tokens of the wrong shape");
+        }
+        self.edit = Some(EditState { tokens: edit.tokens, keep });
+        self
     }
 
     /// Number of scales K.
@@ -162,7 +267,10 @@ impl VarSampling {
         let t = self.config.guidance * ratio;
         let guided_logits =
             raw_logits.clone().narrow(0, 0, b) * (1.0 + t) - raw_logits.clone().narrow(0, b, b) * t;
-        let idx = choose_tokens(guided_logits.clone(), &self.config, &mut self.rng); // [B, pn²]
+        let mut idx = choose_tokens(guided_logits.clone(), &self.config, &mut self.rng); // [B, pn²]
+        if let Some(edit) = &self.edit {
+            idx = idx.mask_where(edit.keep[si].clone(), edit.tokens[si].clone());
+        }
 
         let (f_hat, next) =
             vae.next_autoregressive_input(si, self.f_hat.clone(), vae.embed_codes(idx.clone()));
@@ -421,5 +529,63 @@ mod tests {
             let freq = drawn.iter().filter(|&&d| d == code as i64).count() as f32 / 20_000.0;
             assert!((freq - p).abs() < 0.015, "code {code}: {freq} vs {p}");
         }
+    }
+
+    #[test]
+    fn edit_masks_follow_the_official_resize_and_threshold() {
+        // 8×8 image, left half kept → latent 4×4 rows [1, 1, 0, 0].
+        let keep: Vec<f32> = (0..64).map(|i| if i % 8 < 4 { 1.0 } else { 0.0 }).collect();
+        let masks = edit_keep_masks(&keep, 8, 8, &[1, 2, 3, 4]);
+        assert_eq!(masks[0], vec![true], "the 1×1 scale always keeps the source");
+        assert_eq!(masks[1], vec![true, false, true, false]);
+        // pn = 3: the middle column interpolates to exactly 0.5, which is not kept.
+        assert_eq!(masks[2], [true, false, false].repeat(3));
+        assert_eq!(masks[3], [true, true, false, false].repeat(4));
+        let none = edit_keep_masks(&[0.0; 64], 8, 8, &[1, 2, 4]);
+        assert_eq!(none[0], vec![true]);
+        assert!(none[1..].iter().flatten().all(|k| !k));
+        assert!(edit_keep_masks(&[1.0; 36], 6, 6, &[1, 2, 4]).iter().flatten().all(|&k| k));
+    }
+
+    #[test]
+    fn editing_keeps_the_source_codes_where_masked_and_samples_elsewhere() {
+        let device = Device::flex();
+        let (var, vae) = models(&device);
+        let labels = Tensor::<1, Int>::from_data(TensorData::new(vec![1i64, 2], [2]), &device);
+        let config = VarSamplerConfig::new().with_top_k(8).with_seed(1);
+        let source = sample(&var, &vae, labels.clone(), config.clone(), false);
+        let run = |keep: Vec<f32>, seed: u64| {
+            let edit = VarEdit { tokens: source.tokens.clone(), keep, height: 4, width: 4 };
+            let mut run = VarSampling::new(&var, &vae, labels.clone(), config.clone().with_seed(seed)).with_edit(edit);
+            let mut tokens = Vec::new();
+            while let Some(step) = run.step(&var, &vae) {
+                let [b, p, _] = step.tokens.dims();
+                tokens.push(ints(step.tokens.reshape([b, p * p])));
+            }
+            (tokens, run.image(&vae))
+        };
+        // Everything kept: the edit reproduces the source exactly, whatever the seed.
+        let (tokens, image) = run(vec![1.0; 16], 99);
+        for (si, t) in tokens.iter().enumerate() {
+            assert_eq!(t, &ints(source.tokens[si].clone()), "scale {si}");
+        }
+        image.into_data().assert_approx_eq::<f32>(&source.image.clone().into_data(), burn::tensor::Tolerance::absolute(1e-5));
+        // Left half kept: kept positions carry the source codes; a new seed changes the rest.
+        let keep: Vec<f32> = (0..16).map(|i| if i % 4 < 2 { 1.0 } else { 0.0 }).collect();
+        let masks = edit_keep_masks(&keep, 4, 4, &[1, 2, 4]);
+        let (tokens, _) = run(keep, 7);
+        let mut changed = 0;
+        for (si, t) in tokens.iter().enumerate() {
+            let src = ints(source.tokens[si].clone());
+            let l = masks[si].len();
+            for (i, (&got, &want)) in t.iter().zip(&src).enumerate() {
+                if masks[si][i % l] {
+                    assert_eq!(got, want, "scale {si} position {i} should keep the source");
+                } else if got != want {
+                    changed += 1;
+                }
+            }
+        }
+        assert!(changed > 0, "the free half should be re-sampled");
     }
 }
