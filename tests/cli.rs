@@ -106,3 +106,105 @@ fn data_preview_writes_a_grid_for_each_source() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("class") && !stderr.contains("panicked"), "{stderr}");
 }
+
+/// The fixtures made by the official implementations live beside the checkout, never in it.
+fn fixtures_dir() -> Option<std::path::PathBuf> {
+    let dir = std::env::var_os("TESSERA_FIXTURES")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"));
+    if dir.join("var").is_dir() {
+        Some(dir)
+    } else {
+        eprintln!("skipped: no fixtures at {} (set TESSERA_FIXTURES to the shared fixtures folder)", dir.display());
+        None
+    }
+}
+
+#[test]
+fn parity_passes_on_the_official_var_fixtures_and_fails_on_a_tampered_copy() {
+    let Some(fixtures) = fixtures_dir() else { return };
+    let out = tessera().args(["--device", "cpu", "parity"]).arg(fixtures.join("var")).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    for case in ["var/generator", "var/resize", "var/sampling", "var/tokenizer"] {
+        assert!(stdout.lines().any(|l| l.starts_with(case) && l.contains("PASS")), "{case} did not pass:\n{stdout}");
+    }
+    assert!(stdout.contains("4 passed, 0 failed"), "{stdout}");
+
+    // The same generator case with one logit changed must fail, and the exit code must say so.
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["generator.config.json", "generator.weights.safetensors"] {
+        std::fs::copy(fixtures.join("var").join(name), dir.path().join(name)).unwrap();
+    }
+    let io = std::fs::read(fixtures.join("var/generator.io.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&io).unwrap();
+    let mut tensors: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| (name, view.dtype(), view.shape().to_vec(), view.data().to_vec()))
+        .collect();
+    let logits = tensors.iter_mut().find(|t| t.0 == "logits").unwrap();
+    let v = f32::from_le_bytes(logits.3[0..4].try_into().unwrap()) + 0.5;
+    logits.3[0..4].copy_from_slice(&v.to_le_bytes());
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(n, d, s, b)| (n.clone(), safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    safetensors::serialize_to_file(views, None, &dir.path().join("generator.io.safetensors")).unwrap();
+    let out = tessera().args(["--device", "cpu", "parity"]).arg(dir.path()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "a tampered fixture passed:\n{stdout}");
+    assert!(stdout.contains("FAIL") && stdout.contains("logits"), "{stdout}");
+}
+
+#[test]
+fn train_sample_and_edit_a_tiny_var_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let cpu = ["--device", "cpu"];
+    let ok = |args: &[&str]| {
+        let out = tessera().args(cpu).args(args).output().unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+        assert!(out.status.success(), "{args:?} failed:\n{stdout}\n{stderr}");
+        stdout
+    };
+    let run_s = run.to_str().unwrap();
+    ok(&["train", "var-tokenizer", "--dataset", "mnist", "--steps", "6", "--batch", "8", "--sample-every", "0", "--out", run_s]);
+    let tok = run.join("tokenizer.weights.ckpt");
+    ok(&["train", "var", "--dataset", "mnist", "--tokenizer", tok.to_str().unwrap(), "--steps", "6", "--batch", "8", "--sample-every", "0", "--out", run_s]);
+    let var = run.join("var.weights.ckpt");
+    let models = ["--checkpoint", var.to_str().unwrap(), "--tokenizer", tok.to_str().unwrap()];
+
+    let samples = dir.path().join("samples");
+    ok(&[&["sample", "var", "--class", "7", "--n", "2", "--steps", "--out", samples.to_str().unwrap()][..], &models[..]].concat());
+    assert_eq!(png_size(&samples.join("7/0.png")), (32, 32));
+    assert!(samples.join("7/1_scale0_1x1.png").exists());
+
+    let edits = dir.path().join("edits");
+    let stdout = ok(&[&["edit", "var", "--input", "heldout:5", "--mode", "inpaint", "--box", "8,8,24,24", "--n", "2",
+        "--out", edits.to_str().unwrap()][..], &models[..]].concat());
+    assert!(stdout.contains("2 edit(s)"), "{stdout}");
+    for f in ["source.png", "edit_0.png", "edit_1.png"] {
+        assert_eq!(png_size(&edits.join(f)), (32, 32), "{f}");
+    }
+    let mask = image::open(edits.join("mask.png")).unwrap().to_luma8();
+    assert_eq!(mask.get_pixel(16, 16).0[0], 0, "the box is regenerated");
+    assert_eq!(mask.get_pixel(2, 2).0[0], 255, "outside the box is kept");
+
+    // Bad input: clear errors, no panics.
+    for (args, expect) in [
+        (vec!["sample", "var", "--class", "10"], "out of range"),
+        (vec!["edit", "var", "--input", "heldout:5", "--mode", "class", "--box", "8,8,24,24"], "--mode class needs --class"),
+        (vec!["edit", "var", "--input", "heldout:5", "--box", "8,8,40,24"], "model's resolution"),
+    ] {
+        let out = tessera().args(cpu).args(&args).args(models).args(["--out", dir.path().join("x").to_str().unwrap()]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(expect) && !stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+    let garbage = dir.path().join("garbage.ckpt");
+    std::fs::write(&garbage, b"not a checkpoint at all").unwrap();
+    let out = tessera().args(cpu).args(["sample", "var", "--class", "1", "--checkpoint"]).arg(&garbage)
+        .args(["--tokenizer", tok.to_str().unwrap()]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("garbage.ckpt") && !stderr.contains("panicked"), "{stderr}");
+}

@@ -39,6 +39,8 @@ pub struct State {
 pub struct TesseraApp {
     pub state: State,
     pub compute: Compute,
+    /// The user closed the banner that says why computing is on the CPU.
+    notice_dismissed: bool,
     data: data_panel::DataPanel,
 }
 
@@ -50,7 +52,7 @@ impl TesseraApp {
             .unwrap_or_default();
         let compute = crate::gpu_setup::compute_from_render_state(cc.wgpu_render_state.as_ref());
         log::info!("Tessera computes on {}", compute.describe());
-        Self { state, compute, data: Default::default() }
+        Self { state, compute, notice_dismissed: false, data: Default::default() }
     }
 }
 
@@ -73,6 +75,14 @@ impl eframe::App for TesseraApp {
                 });
             });
         });
+        if let Some(notice) = self.compute.notice.clone().filter(|_| !self.notice_dismissed) {
+            egui::Panel::top("notice").show(ui, |ui| {
+                ui.horizontal(|ui| {
+                    ui.colored_label(ui.visuals().warn_fg_color, notice);
+                    self.notice_dismissed = ui.small_button("Dismiss").clicked();
+                });
+            });
+        }
         egui::CentralPanel::default().show(ui, |ui| match self.state.tab {
             Tab::Data => self.data.ui(ui, &mut self.state.data),
             Tab::Device => device_panel::ui(ui, &self.compute),

@@ -1,7 +1,11 @@
 //! The headless commands of the `tessera` binary, and the window when there is no command.
 
 mod data;
+mod edit;
 mod info;
+mod parity;
+mod sample;
+mod train;
 mod window;
 
 use std::process::ExitCode;
@@ -29,6 +33,17 @@ enum Command {
     /// Inspect datasets.
     #[command(subcommand)]
     Data(data::Command),
+    /// Check the models against fixtures made by the official implementations; non-zero exit on any FAIL.
+    Parity(parity::Args),
+    /// Train a model: `var-tokenizer` first, then `var` on its token maps.
+    #[command(subcommand)]
+    Train(train::Command),
+    /// Draw images from a trained model (the shipped tiny MNIST VAR by default).
+    #[command(subcommand)]
+    Sample(sample::Command),
+    /// Zero-shot editing: in-paint, out-paint, or re-generate a region as another class.
+    #[command(subcommand)]
+    Edit(edit::Command),
 }
 
 /// Entry point of the desktop binary.
@@ -39,6 +54,10 @@ pub fn main() -> ExitCode {
         None => window::run(),
         Some(Command::Info(args)) => info::run(args, preference(cli.device)),
         Some(Command::Data(cmd)) => data::run(cmd),
+        Some(Command::Parity(args)) => parity::run(args, preference(cli.device)),
+        Some(Command::Train(cmd)) => train::run(cmd, preference(cli.device)),
+        Some(Command::Sample(cmd)) => sample::run(cmd, preference(cli.device)),
+        Some(Command::Edit(cmd)) => edit::run(cmd, preference(cli.device)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

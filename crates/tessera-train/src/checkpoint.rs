@@ -1,0 +1,411 @@
+//! Checkpoints: one self-checking file per model with its config (JSON), its weights, the
+//! optimizer state and the training position, so a run resumes exactly where it stopped.
+//!
+//! Layout (little-endian), version 1:
+//!
+//! ```text
+//! "TSRACKPT"            8 bytes, the signature
+//! version               u32
+//! header length, header u64, JSON: kind, model config, training config, step, metrics
+//! weights length, bytes u64, burnpack (burn's own record format: path, param id, tensor)
+//! optimizer length, …   u64, burnpack (AdamW moments per parameter path; empty: none)
+//! state length, …       u64, burnpack (trainer state such as codebook usage; empty: none)
+//! checksum              u64, FNV-1a of everything before it
+//! ```
+//!
+//! Weights are burnpack so burn's `ModuleRecord::from_bytes` + `try_load_record` load them (with
+//! their parameter ids, which the optimizer state is keyed by), but they are *written* here by
+//! reading every parameter back asynchronously: burn's `into_record` reads back synchronously,
+//! which panics on WebGPU. Files are written atomically on the desktop (temporary file, then
+//! rename), so a crash leaves either the old checkpoint or the new one, never half of one.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use burn::module::{Module, ModuleVisitor, Param, ParamId};
+use burn::prelude::*;
+use burn::store::ModuleRecord;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{Error, Result};
+
+/// The signature every checkpoint starts with.
+pub const MAGIC: &[u8; 8] = b"TSRACKPT";
+/// The format version this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Which model a checkpoint holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ModelKind {
+    /// VAR's multi-scale VQ-VAE ([`tessera_models::tokenizers::msvq::MsVqVae`]).
+    #[serde(rename = "var-tokenizer")]
+    VarTokenizer,
+    /// The VAR transformer ([`tessera_models::generators::var::Var`]).
+    #[serde(rename = "var")]
+    Var,
+}
+
+impl fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::VarTokenizer => "VAR tokenizer (multi-scale VQ-VAE)",
+            Self::Var => "VAR transformer",
+        })
+    }
+}
+
+/// The JSON part of a checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointHeader {
+    /// Which model the weights belong to.
+    pub kind: ModelKind,
+    /// The model's burn `Config` as JSON (`MsVqVaeConfig` or `VarConfig`).
+    pub model_config: Value,
+    /// The training config as JSON, when the file can resume training.
+    #[serde(default)]
+    pub training_config: Option<Value>,
+    /// Optimizer steps taken: training resumes at this step.
+    pub step: usize,
+    /// Last measured metrics (loss, PSNR, accuracy, ...), for people reading the file.
+    #[serde(default)]
+    pub metrics: BTreeMap<String, f64>,
+    /// What wrote the file.
+    #[serde(default)]
+    pub written_by: String,
+    /// For a VAR transformer: [`fingerprint`] of the tokenizer weights it was trained with.
+    #[serde(default)]
+    pub tokenizer: Option<String>,
+}
+
+/// A checkpoint in memory: what [`Checkpoint::to_bytes`] writes and [`Checkpoint::from_bytes`]
+/// reads (the browser keeps these bytes in IndexedDB, the desktop in a file).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint {
+    /// Kind, configs, step, metrics.
+    pub header: CheckpointHeader,
+    /// The model's weights (burnpack).
+    pub weights: Vec<u8>,
+    /// The optimizer's state (burnpack); empty when the file only holds weights.
+    pub optimizer: Vec<u8>,
+    /// Extra trainer state (burnpack); empty when there is none.
+    pub state: Vec<u8>,
+}
+
+impl Checkpoint {
+    /// The whole file as bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let header = serde_json::to_vec(&self.header).expect("a checkpoint header always serialises");
+        let mut out = Vec::with_capacity(64 + header.len() + self.weights.len() + self.optimizer.len() + self.state.len());
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        for section in [&header, &self.weights, &self.optimizer, &self.state] {
+            out.extend_from_slice(&(section.len() as u64).to_le_bytes());
+            out.extend_from_slice(section);
+        }
+        let sum = fnv1a(&out);
+        out.extend_from_slice(&sum.to_le_bytes());
+        out
+    }
+
+    /// Reads a checkpoint, checking its signature, version, length and checksum.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+            return Err(Error::NotACheckpoint);
+        }
+        let mut r = Cursor { bytes, at: MAGIC.len() };
+        let version = u32::from_le_bytes(r.take(4, "the version")?.try_into().expect("4 bytes"));
+        if version != FORMAT_VERSION {
+            return Err(Error::UnsupportedVersion { found: version, supported: FORMAT_VERSION });
+        }
+        let mut sections = Vec::with_capacity(4);
+        for name in ["header", "weights", "optimizer state", "trainer state"] {
+            let len = u64::from_le_bytes(r.take(8, name)?.try_into().expect("8 bytes"));
+            let len = usize::try_from(len).map_err(|_| Error::Corrupt(format!("{name} length {len}")))?;
+            sections.push(r.take(len, name)?);
+        }
+        let body_end = r.at;
+        let stored = u64::from_le_bytes(r.take(8, "the checksum")?.try_into().expect("8 bytes"));
+        if r.at != bytes.len() {
+            return Err(Error::Corrupt(format!("{} unexpected bytes after the end", bytes.len() - r.at)));
+        }
+        if fnv1a(&bytes[..body_end]) != stored {
+            return Err(Error::Corrupt("checksum mismatch (the file was changed or damaged)".into()));
+        }
+        let header: CheckpointHeader =
+            serde_json::from_slice(sections[0]).map_err(|e| Error::Corrupt(format!("header: {e}")))?;
+        Ok(Self {
+            header,
+            weights: sections[1].to_vec(),
+            optimizer: sections[2].to_vec(),
+            state: sections[3].to_vec(),
+        })
+    }
+
+    /// The same checkpoint without optimizer and trainer state: what ships for sampling (a
+    /// third of the size), and what cannot resume training.
+    pub fn weights_only(mut self) -> Self {
+        self.optimizer.clear();
+        self.state.clear();
+        self
+    }
+
+    /// Whether the file can resume training (it holds a training config and optimizer state).
+    pub fn can_resume(&self) -> bool {
+        self.header.training_config.is_some() && !self.optimizer.is_empty()
+    }
+
+    /// Errors unless the file holds a `kind` model.
+    pub fn expect_kind(&self, kind: ModelKind) -> Result<()> {
+        if self.header.kind == kind { Ok(()) } else { Err(Error::WrongKind { expected: kind, found: self.header.kind }) }
+    }
+
+    /// The model config, read as `C`.
+    pub fn model_config<C: serde::de::DeserializeOwned>(&self) -> Result<C> {
+        serde_json::from_value(self.header.model_config.clone())
+            .map_err(|e| Error::Corrupt(format!("model config: {e}")))
+    }
+
+    /// The training config, read as `C`; `None` when the file holds weights only.
+    pub fn training_config<C: serde::de::DeserializeOwned>(&self) -> Result<Option<C>> {
+        self.header
+            .training_config
+            .clone()
+            .map(|v| serde_json::from_value(v).map_err(|e| Error::Corrupt(format!("training config: {e}"))))
+            .transpose()
+    }
+
+    /// Errors, naming every differing field, unless the saved model config equals `expected`.
+    pub fn expect_model_config<C: Serialize>(&self, expected: &C) -> Result<()> {
+        let expected = serde_json::to_value(expected).expect("configs serialise");
+        let differences = differences(&expected, &self.header.model_config);
+        if differences.is_empty() { Ok(()) } else { Err(Error::ConfigMismatch { differences }) }
+    }
+
+    /// Writes the file atomically: a temporary file in the same folder, flushed to disk, then
+    /// renamed over `path`; the folder is created if needed.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn save(&self, path: &std::path::Path) -> Result<()> {
+        use std::io::Write;
+        let io = |source| Error::Io { path: path.to_path_buf(), source };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+        let result = (|| {
+            let mut file = std::fs::File::create(&tmp)?;
+            file.write_all(&self.to_bytes())?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, path)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result.map_err(io)
+    }
+
+    /// Reads a checkpoint file.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn load(path: &std::path::Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        Self::from_bytes(&bytes)
+    }
+}
+
+/// `field: expected X, checkpoint has Y` for every top-level field that differs.
+fn differences(expected: &Value, found: &Value) -> Vec<String> {
+    match (expected, found) {
+        (Value::Object(e), Value::Object(f)) => {
+            // A set, not a Vec sort: the readback scan forbids `.sort(` in training code.
+            let keys: std::collections::BTreeSet<&String> = e.keys().chain(f.keys()).collect();
+            keys.into_iter()
+                .filter(|k| e.get(*k) != f.get(*k))
+                .map(|k| {
+                    let show = |v: Option<&Value>| v.map_or("nothing".to_string(), |v| v.to_string());
+                    format!("{k}: expected {}, checkpoint has {}", show(e.get(k)), show(f.get(k)))
+                })
+                .collect()
+        }
+        _ if expected == found => Vec::new(),
+        _ => vec![format!("expected {expected}, checkpoint has {found}")],
+    }
+}
+
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
+        let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len()).ok_or_else(|| {
+            Error::Truncated(format!("{what} needs {n} bytes at offset {}, the file has {}", self.at, self.bytes.len()))
+        })?;
+        let out = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(out)
+    }
+}
+
+/// 64-bit FNV-1a: detects damage, not tampering.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// A short hex digest of some bytes (a tokenizer's weights), to tell checkpoints apart.
+pub fn fingerprint(bytes: &[u8]) -> String {
+    format!("{:016x}", fnv1a(bytes))
+}
+
+/// Named 2-D tensors (trainer state) as burnpack bytes, read back asynchronously.
+pub async fn named_tensors_to_bytes(named: Vec<(String, Tensor<2>)>) -> Result<Vec<u8>> {
+    let mut tensors = Vec::with_capacity(named.len());
+    for (name, t) in named {
+        let data = t.into_data_async().await.map_err(Error::readback)?;
+        let (bytes, shape, dtype) = data.into_parts();
+        tensors.push(burn_pack::Tensor::new(name, dtype, shape, None, bytes));
+    }
+    let bytes = burn_pack::Writer::new(tensors).into_bytes().map_err(|e| Error::Corrupt(e.to_string()))?;
+    Ok(bytes.to_vec())
+}
+
+/// The tensors [`named_tensors_to_bytes`] wrote, on `device` without autodiff.
+pub fn named_tensors_from_bytes(bytes: &[u8], device: &Device) -> Result<std::collections::HashMap<String, Tensor<2>>> {
+    let bad = |e: burn_pack::Error| Error::Corrupt(format!("trainer state: {e}"));
+    let reader = burn_pack::Reader::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes.to_vec())).map_err(bad)?;
+    let device = device.clone().inner();
+    let mut out = std::collections::HashMap::new();
+    for t in reader.into_tensors().map_err(bad)? {
+        let (name, dtype, shape, _, bytes) = t.into_parts().map_err(bad)?;
+        if shape.num_dims() != 2 {
+            return Err(Error::Corrupt(format!("trainer state `{name}` is not 2-D")));
+        }
+        out.insert(name, Tensor::from_data(TensorData::from_bytes(bytes, shape, dtype), &device));
+    }
+    Ok(out)
+}
+
+/// A module's weights as burnpack bytes (as `into_record().into_bytes()` writes them), read back
+/// asynchronously, so this also works on WebGPU.
+pub async fn weights_to_bytes<M: Module>(module: &M) -> Result<Vec<u8>> {
+    #[derive(Default)]
+    struct Collect {
+        path: Vec<String>,
+        out: Vec<(String, ParamId, Tensor<1>, Vec<usize>)>,
+    }
+    impl ModuleVisitor for Collect {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let value = param.transform_for_save().val().inner();
+            let shape = value.dims().to_vec();
+            let flat = value.reshape([shape.iter().product::<usize>()]);
+            self.out.push((self.path.join("."), param.id, flat, shape));
+        }
+    }
+    let mut visitor = Collect::default();
+    module.visit(&mut visitor);
+    let mut tensors = Vec::with_capacity(visitor.out.len());
+    for (path, id, flat, shape) in visitor.out {
+        let data = flat.into_data_async().await.map_err(Error::readback)?;
+        let (bytes, _, dtype) = data.into_parts();
+        tensors.push(burn_pack::Tensor::new(path, dtype, shape, Some(id.val()), bytes));
+    }
+    let bytes = burn_pack::Writer::new(tensors).into_bytes().map_err(|e| Error::Weights(e.to_string()))?;
+    Ok(bytes.to_vec())
+}
+
+/// Loads weights written by [`weights_to_bytes`] (or burn's `into_record().into_bytes()`) into
+/// `module`, keeping the saved parameter ids. Every parameter must be there with its shape, and
+/// nothing else.
+pub fn load_weights<M: Module>(module: M, bytes: &[u8]) -> Result<M> {
+    let record = ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes.to_vec()))
+        .map_err(|e| Error::Weights(e.to_string()))?;
+    module.try_load_record(record).map_err(|e| Error::Weights(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Checkpoint {
+        Checkpoint {
+            header: CheckpointHeader {
+                kind: ModelKind::Var,
+                model_config: serde_json::json!({"depth": 2, "patch_nums": [1, 2]}),
+                training_config: Some(serde_json::json!({"steps": 10})),
+                step: 7,
+                metrics: BTreeMap::from([("loss".to_string(), 1.5)]),
+                written_by: "test".into(),
+                tokenizer: Some(fingerprint(&[1, 2, 3])),
+            },
+            weights: vec![1, 2, 3],
+            optimizer: vec![],
+            state: vec![9; 100],
+        }
+    }
+
+    #[test]
+    fn bytes_round_trip_exactly() {
+        let c = sample();
+        assert_eq!(Checkpoint::from_bytes(&c.to_bytes()).unwrap(), c);
+    }
+
+    #[test]
+    fn damage_is_reported_as_the_named_error() {
+        let bytes = sample().to_bytes();
+        assert!(matches!(Checkpoint::from_bytes(b"PK\x03\x04 a zip file"), Err(Error::NotACheckpoint)));
+        for cut in [10, 30, bytes.len() - 120, bytes.len() - 3] {
+            let e = Checkpoint::from_bytes(&bytes[..cut]).unwrap_err();
+            assert!(matches!(e, Error::Truncated(_)), "cut at {cut}: {e}");
+        }
+        let mut flipped = bytes.clone();
+        let at = flipped.len() - 40;
+        flipped[at] ^= 0x10;
+        assert!(matches!(Checkpoint::from_bytes(&flipped), Err(Error::Corrupt(_))));
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(matches!(Checkpoint::from_bytes(&longer), Err(Error::Corrupt(_))));
+        let mut newer = bytes;
+        newer[8] = 9;
+        assert!(matches!(Checkpoint::from_bytes(&newer), Err(Error::UnsupportedVersion { found: 9, .. })));
+    }
+
+    #[test]
+    fn kind_and_config_checks_name_what_differs() {
+        let c = sample();
+        assert!(c.expect_kind(ModelKind::Var).is_ok());
+        let e = c.expect_kind(ModelKind::VarTokenizer).unwrap_err();
+        assert!(matches!(e, Error::WrongKind { expected: ModelKind::VarTokenizer, found: ModelKind::Var }));
+        assert!(e.to_string().contains("VAR transformer"), "{e}");
+        assert!(c.expect_model_config(&serde_json::json!({"depth": 2, "patch_nums": [1, 2]})).is_ok());
+        let e = c.expect_model_config(&serde_json::json!({"depth": 4, "patch_nums": [1, 2]})).unwrap_err();
+        let Error::ConfigMismatch { differences } = &e else { panic!("{e}") };
+        assert_eq!(differences, &vec!["depth: expected 4, checkpoint has 2".to_string()]);
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn files_are_replaced_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("model.tsr");
+        let mut c = sample();
+        c.save(&path).unwrap();
+        c.header.step = 8;
+        c.save(&path).unwrap();
+        assert_eq!(Checkpoint::load(&path).unwrap().header.step, 8);
+        let names: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names.len(), 1, "no temporary file left: {names:?}");
+        assert!(matches!(Checkpoint::load(&dir.path().join("missing")), Err(Error::Io { .. })));
+    }
+}

@@ -1,0 +1,140 @@
+//! Size presets: a tokenizer and a transformer that go together, with their training runs.
+//!
+//! | preset | image | tokenizer | transformer | run |
+//! |---|---|---|---|---|
+//! | `Tiny` | 32 px | ch 16, ×(1,2,2) → 8×8×8 latent, V 256, scales 1,2,3,4,5,6,8 (155 tokens) | depth 4, width 128, 4 heads, MLP ×2 (≈0.7 M params) | MNIST on a 2-core CPU in under 30 min in all |
+//! | `Small` | 32 px | ch 64, ×(1,2,2) → 8×8×16 latent, V 512 | depth 6, width 384, 6 heads (≈11 M) | a GPU; richer datasets (scenes, folders) |
+//!
+//! The official `build_vae_var` ties width = 64·depth and heads = depth (head dim 64) with an MLP
+//! ratio of 4; `Tiny` decouples them (width 128 with depth 4, head dim 32, MLP ratio 2) because a
+//! 2-core CPU affords well under a million parameters in the time (on burn's CPU backend the
+//! tanh-GELU of a ×4 MLP alone costs a quarter of a step), and `Small` follows the tie's head
+//! count with a narrower width. Both use
+//! the official `init_adaln_gamma` of the smallest README runs (1e-3) and `lin0` schedules.
+
+use burn::config::Config;
+use tessera_models::generators::var::VarConfig;
+use tessera_models::tokenizers::msvq::{MsVqVaeConfig, PhiSharing};
+
+use crate::optim::AdamWConfig;
+use crate::schedule::LrScheduleConfig;
+use crate::tokenizer::{DeadCodeConfig, TokenizerLossConfig, TokenizerTrainingConfig};
+use crate::var::VarTrainingConfig;
+
+/// A named size of the VAR tokenizer + transformer pair.
+#[derive(Config, Debug, PartialEq, Eq)]
+pub enum VarPreset {
+    /// 32 px, about a million transformer parameters: trains on MNIST on a laptop CPU.
+    Tiny,
+    /// 32 px, about 11 M transformer parameters: for a GPU.
+    Small,
+}
+
+impl VarPreset {
+    /// Every preset, smallest first.
+    pub const ALL: [VarPreset; 2] = [VarPreset::Tiny, VarPreset::Small];
+
+    /// Lower-case name, as the CLI spells it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Tiny => "tiny",
+            Self::Small => "small",
+        }
+    }
+
+    /// Image side the preset's tokenizer works at.
+    pub fn image_size(&self) -> usize {
+        32
+    }
+
+    /// The tokenizer for images with `channels` channels (1 or 3).
+    pub fn tokenizer(&self, channels: usize) -> MsVqVaeConfig {
+        let base = MsVqVaeConfig::new()
+            .with_in_channels(channels)
+            .with_ch_mult(vec![1, 2, 2]) // 32 → 16 → 8: downsampling 4
+            .with_num_res_blocks(1)
+            .with_num_groups(8)
+            .with_using_sa(false) // attention only in the middle, at 8×8
+            .with_using_mid_sa(true)
+            .with_phi_sharing(PhiSharing::Partial(4))
+            .with_patch_nums(vec![1, 2, 3, 4, 5, 6, 8]);
+        match self {
+            Self::Tiny => base.with_ch(16).with_vocab_size(256).with_z_channels(8),
+            Self::Small => base.with_ch(64).with_vocab_size(512).with_z_channels(16),
+        }
+    }
+
+    /// The tokenizer's training run.
+    pub fn tokenizer_training(&self, channels: usize) -> TokenizerTrainingConfig {
+        let (steps, batch, lr) = match self {
+            Self::Tiny => (600, 32, 2e-3),
+            Self::Small => (20_000, 64, 1e-3),
+        };
+        TokenizerTrainingConfig::new(
+            self.tokenizer(channels),
+            LrScheduleConfig::new(lr).with_warmup_fraction(0.03),
+            steps,
+            batch,
+        )
+        .with_optimizer(AdamWConfig::new().with_weight_decay(0.0))
+        .with_loss(TokenizerLossConfig::new().with_l1(0.1))
+        .with_dead_codes(DeadCodeConfig::new().with_every(50))
+    }
+
+    /// The transformer for `tokenizer`'s token maps and `num_classes` classes.
+    pub fn var(&self, tokenizer: &MsVqVaeConfig, num_classes: usize) -> VarConfig {
+        let (depth, width, heads, mlp_ratio) = match self {
+            Self::Tiny => (4, 128, 4, 2.0),
+            Self::Small => (6, 384, 6, 4.0),
+        };
+        VarConfig::new(
+            tokenizer.patch_nums.clone(),
+            tokenizer.vocab_size,
+            tokenizer.z_channels,
+            num_classes,
+            depth,
+            width,
+            heads,
+        )
+        .with_mlp_ratio(mlp_ratio)
+        .with_init_adaln_gamma(1e-3)
+    }
+
+    /// The transformer's training run.
+    pub fn var_training(&self, tokenizer: &MsVqVaeConfig, num_classes: usize) -> VarTrainingConfig {
+        let (steps, batch, lr) = match self {
+            Self::Tiny => (800, 32, 2e-3),
+            Self::Small => (30_000, 128, 4e-4),
+        };
+        VarTrainingConfig::new(self.var(tokenizer, num_classes), LrScheduleConfig::new(lr).with_warmup_fraction(0.03), steps, batch)
+    }
+}
+
+impl std::str::FromStr for VarPreset {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.name() == s.trim().to_ascii_lowercase())
+            .ok_or_else(|| format!("unknown preset '{s}': use tiny or small"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_fit_together_and_validate() {
+        for preset in VarPreset::ALL {
+            let tok = preset.tokenizer_training(1);
+            tok.validate().unwrap();
+            assert_eq!(tok.model.image_size(), preset.image_size());
+            let var = preset.var_training(&tok.model, 10);
+            var.validate().unwrap();
+            assert_eq!(var.model.seq_len(), 155);
+            assert_eq!(preset.name().parse::<VarPreset>().unwrap(), preset);
+        }
+        assert!("huge".parse::<VarPreset>().is_err());
+    }
+}

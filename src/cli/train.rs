@@ -1,0 +1,457 @@
+//! `tessera train var-tokenizer|var`: train VAR's tokenizer, then its transformer, with progress
+//! bars, periodic sample grids and checkpoints.
+//!
+//! Files in `--out DIR`: `tokenizer.ckpt` / `var.ckpt` (resumable: weights, optimizer state,
+//! step, configs; rewritten atomically every `--save-every` steps and at the end), at the end
+//! `tokenizer.weights.ckpt` / `var.weights.ckpt` (weights only, what ships in `assets/`), and
+//! `samples/step_NNNNNN.png` grids: one row per class with held-out originals then their
+//! reconstructions (tokenizer), or samples with a fixed seed (transformer).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail, ensure};
+use burn::prelude::*;
+use indicatif::{ProgressBar, ProgressStyle};
+use pollster::block_on;
+use tessera_data::{Dataset, FolderDataset, FolderOptions, Image, Mnist, Sample, Scenes, ScenesConfig, preview_grid};
+use tessera_kernels::device::Preference;
+use tessera_models::sampling::var::{VarSamplerConfig, sample};
+use tessera_train::checkpoint::fingerprint;
+use tessera_train::data::{first_of_each_class, load_batch};
+use tessera_train::tokenizer::{load_tokenizer, psnr_from_mse};
+use tessera_train::{BatchOrder, Checkpoint, TokenizerTrainer, VarPreset, VarTrainer};
+
+use super::data::DatasetSource;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {
+    /// Train VAR's multi-scale VQ-VAE tokenizer (images ⇄ token maps).
+    VarTokenizer(TokenizerArgs),
+    /// Train the VAR transformer on a trained tokenizer's token maps.
+    Var(VarArgs),
+}
+
+/// Options both trainings share.
+#[derive(clap::Args, Debug)]
+pub struct CommonArgs {
+    /// `mnist`, `scenes`, or a folder with one subfolder of pictures per class.
+    #[arg(long, value_name = "mnist|scenes|PATH")]
+    dataset: DatasetSource,
+    /// Model and run size.
+    #[arg(long, default_value = "tiny", value_name = "tiny|small")]
+    preset: VarPreset,
+    /// Total optimizer steps (default: the preset's). With --resume, the new run length.
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Images per step (default: the preset's).
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Peak learning rate (default: the preset's).
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Seed of the weights and the sample order.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Where checkpoints and sample grids go.
+    #[arg(long, default_value = "runs/var-tiny")]
+    out: PathBuf,
+    /// Continue the run saved in DIR (same preset; --steps may lengthen it).
+    #[arg(long)]
+    resume: bool,
+    /// Save a checkpoint every N steps (and always at the end).
+    #[arg(long, default_value_t = 250)]
+    save_every: usize,
+    /// Write a sample grid every N steps (and at the end); 0 = only at the end.
+    #[arg(long, default_value_t = 500)]
+    sample_every: usize,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct TokenizerArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct VarArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// The trained tokenizer (a `tokenizer.ckpt` or `tokenizer.weights.ckpt`).
+    #[arg(long)]
+    tokenizer: PathBuf,
+    /// Classifier-free guidance of the periodic sample grids.
+    #[arg(long, default_value_t = 2.0)]
+    guidance: f64,
+}
+
+pub fn run(command: Command, preference: anyhow::Result<Preference>) -> anyhow::Result<()> {
+    match command {
+        Command::VarTokenizer(args) => train_tokenizer(args, preference),
+        Command::Var(args) => train_var(args, preference),
+    }
+}
+
+/// The device training runs on: a real GPU if there is one; on a machine whose only adapter is
+/// a software rasteriser (lavapipe, SwiftShader), burn's CPU backend, which trains the tiny
+/// preset faster (README, "Training speed") — unless `--device gpu` asks for the adapter.
+fn training_device(preference: anyhow::Result<Preference>) -> anyhow::Result<(Device, String)> {
+    let preference = preference?;
+    let compute = super::compute(Ok(preference))?;
+    if preference == Preference::Auto && compute.adapter.as_ref().is_some_and(|a| a.is_software) {
+        let note = format!(
+            "training on the CPU backend: faster than the software adapter {} (use --device gpu to train on it anyway)",
+            compute.describe()
+        );
+        return Ok((Device::flex(), note));
+    }
+    Ok((compute.device.clone(), format!("training on {}", compute.describe())))
+}
+
+/// The training split of a dataset, at the preset's resolution.
+fn open_dataset(source: &DatasetSource, preset: &VarPreset, seed: u64) -> anyhow::Result<Box<dyn Dataset>> {
+    let side = preset.image_size();
+    let dataset: Box<dyn Dataset> = match source {
+        DatasetSource::Mnist => Box::new(Mnist::train()),
+        DatasetSource::Scenes => Box::new(Scenes::new(ScenesConfig { height: side, width: side, len: 12_000, seed })?),
+        DatasetSource::Folder(path) => {
+            let options = FolderOptions { resolution: side, ..Default::default() };
+            let (dataset, skipped) = FolderDataset::open(path, options)
+                .with_context(|| format!("reading the dataset folder {}", path.display()))?;
+            if !skipped.is_empty() {
+                eprintln!("skipped {} file(s) that are not usable images", skipped.len());
+            }
+            Box::new(dataset)
+        }
+    };
+    ensure!(
+        dataset.height() == side && dataset.width() == side,
+        "the {} preset works on {side}x{side} images, {} has {}x{}",
+        preset.name(),
+        dataset.name(),
+        dataset.height(),
+        dataset.width()
+    );
+    ensure!(!dataset.is_empty(), "{} has no images", dataset.name());
+    Ok(dataset)
+}
+
+/// Images the grids show: held-out MNIST digits, else the first of the training set.
+fn grid_dataset(source: &DatasetSource, train: Box<dyn Dataset>) -> Box<dyn Dataset> {
+    match source {
+        DatasetSource::Mnist => Box::new(Mnist::heldout()),
+        _ => train,
+    }
+}
+
+fn progress_bar(total: usize, done: usize) -> ProgressBar {
+    let bar = ProgressBar::new(total as u64).with_position(done as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} {per_sec} ETA {eta} {msg}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+fn train_tokenizer(args: TokenizerArgs, preference: anyhow::Result<Preference>) -> anyhow::Result<()> {
+    let a = args.common;
+    let (device, note) = training_device(preference)?;
+    eprintln!("{note}");
+    let dataset = open_dataset(&a.dataset, &a.preset, a.seed)?;
+    let path = a.out.join("tokenizer.ckpt");
+
+    let mut trainer = if a.resume {
+        let checkpoint = Checkpoint::load(&path).with_context(|| format!("resuming from {}", path.display()))?;
+        checkpoint.expect_model_config(&a.preset.tokenizer(dataset.channels()))
+            .with_context(|| format!("{} was not trained with the {} preset on {}", path.display(), a.preset.name(), dataset.name()))?;
+        let trainer = TokenizerTrainer::resume(&checkpoint, a.steps, &device)?;
+        eprintln!("resuming {} at step {}", path.display(), trainer.step_index());
+        trainer
+    } else {
+        if path.exists() {
+            bail!("{} exists: pass --resume to continue it, or choose another --out", path.display());
+        }
+        let mut config = a.preset.tokenizer_training(dataset.channels());
+        config.seed = a.seed;
+        if let Some(steps) = a.steps {
+            config.steps = steps;
+        }
+        if let Some(batch) = a.batch {
+            config.batch_size = batch;
+        }
+        if let Some(lr) = a.lr {
+            config.schedule.peak_lr = lr;
+        }
+        TokenizerTrainer::new(config, &device)?
+    };
+    let config = trainer.config().clone();
+    let order = BatchOrder::new(dataset.len(), config.batch_size, config.seed);
+    let grid_set = grid_dataset(&a.dataset, open_dataset(&a.dataset, &a.preset, a.seed)?);
+    let grid_idx = first_of_each_class(grid_set.as_ref(), 4);
+
+    println!(
+        "tokenizer: {} steps of {} {} images, {} codes x {} channels, scales {:?}",
+        config.steps, config.batch_size, dataset.name(), config.model.vocab_size, config.model.z_channels, config.model.patch_nums
+    );
+    let started = Instant::now();
+    let bar = progress_bar(config.steps, trainer.step_index());
+    let mut last = None;
+    while !trainer.is_done() {
+        let (images, _) = load_batch(dataset.as_ref(), &order.indices(trainer.step_index()), &device);
+        let stats = match block_on(trainer.step(images)) {
+            Ok(stats) => stats,
+            Err(e) => {
+                bar.abandon();
+                return Err(e).context(format!("the last good checkpoint is {}", path.display()));
+            }
+        };
+        let done = trainer.step_index();
+        bar.set_position(done as u64);
+        bar.set_message(format!(
+            "loss {:.4} psnr {:.1} dB lr {:.1e}{}",
+            stats.loss,
+            stats.psnr,
+            stats.lr,
+            if stats.codes_reset > 0 { format!(" reset {}", stats.codes_reset) } else { String::new() }
+        ));
+        if (a.sample_every > 0 && done % a.sample_every == 0) || trainer.is_done() {
+            let usage = block_on(trainer.codebook_usage().into_data_async())?.try_to_vec::<f32>().unwrap_or_default();
+            let psnr = write_reconstructions(&trainer, grid_set.as_ref(), &grid_idx, &a.out, done, &device)?;
+            bar.println(format!(
+                "step {done}: loss {:.4}, train psnr {:.2} dB, held-out psnr {psnr:.2} dB, codebook usage per scale {}",
+                stats.loss,
+                stats.psnr,
+                usage.iter().map(|u| format!("{:.0}%", u * 100.0)).collect::<Vec<_>>().join(" ")
+            ));
+        }
+        if done % a.save_every == 0 || trainer.is_done() {
+            let metrics = [("loss", stats.loss as f64), ("psnr", stats.psnr as f64)];
+            block_on(trainer.checkpoint(&metrics))?.save(&path)?;
+        }
+        last = Some(stats);
+    }
+    bar.finish();
+    let checkpoint = Checkpoint::load(&path)?;
+    let weights = a.out.join("tokenizer.weights.ckpt");
+    checkpoint.weights_only().save(&weights)?;
+    if let Some(stats) = last {
+        println!(
+            "done in {:.1} min: loss {:.4}, train psnr {:.2} dB; {} (resumable), {} (weights only)",
+            started.elapsed().as_secs_f64() / 60.0,
+            stats.loss,
+            stats.psnr,
+            path.display(),
+            weights.display()
+        );
+    }
+    Ok(())
+}
+
+/// Writes the held-out grid (per class: 4 originals, then their reconstructions) and returns
+/// the PSNR of those reconstructions.
+fn write_reconstructions(
+    trainer: &TokenizerTrainer,
+    set: &dyn Dataset,
+    indices: &[usize],
+    out: &Path,
+    step: usize,
+    device: &Device,
+) -> anyhow::Result<f64> {
+    let (images, labels) = load_batch(set, indices, device);
+    let recon = trainer.reconstruct(images.clone());
+    let mse: f32 = (recon.clone() - images.clone()).square().mean().into_scalar();
+    let originals = to_images(images);
+    let recons = to_images(recon);
+    drop(labels);
+    let labels: Vec<usize> = indices.iter().map(|&i| set.label(i)).collect();
+    // Per class: its originals first, then its reconstructions, so a row reads left to right.
+    let mut samples = Vec::new();
+    for class in 0..set.class_names().len() {
+        for source in [&originals, &recons] {
+            for (image, _) in source.iter().zip(&labels).filter(|(_, l)| **l == class) {
+                samples.push(Sample { image: image.clone(), label: class });
+            }
+        }
+    }
+    let per_class = 2 * indices.len() / set.class_names().len().max(1);
+    write_grid(samples, set, per_class, out, step)?;
+    Ok(psnr_from_mse(mse as f64))
+}
+
+/// `[B, C, H, W]` in `[-1, 1]` → images in `[0, 1]`.
+fn to_images(t: Tensor<4>) -> Vec<Image> {
+    let [b, c, h, w] = t.dims();
+    let values = ((t + 1.0) * 0.5).clamp(0.0, 1.0).into_data().try_to_vec::<f32>().expect("f32 images");
+    values.chunks(c * h * w).take(b).map(|px| Image::new(c, h, w, px.to_vec())).collect()
+}
+
+/// Images already in memory, as a dataset, so `preview_grid` can lay them out by class.
+struct Generated {
+    samples: Vec<Sample>,
+    class_names: Vec<String>,
+    shape: [usize; 3],
+}
+
+impl Dataset for Generated {
+    fn name(&self) -> &str {
+        "samples"
+    }
+    fn len(&self) -> usize {
+        self.samples.len()
+    }
+    fn get(&self, index: usize) -> Sample {
+        self.samples[index].clone()
+    }
+    fn label(&self, index: usize) -> usize {
+        self.samples[index].label
+    }
+    fn class_names(&self) -> &[String] {
+        &self.class_names
+    }
+    fn channels(&self) -> usize {
+        self.shape[0]
+    }
+    fn height(&self) -> usize {
+        self.shape[1]
+    }
+    fn width(&self) -> usize {
+        self.shape[2]
+    }
+}
+
+fn write_grid(samples: Vec<Sample>, like: &dyn Dataset, per_class: usize, out: &Path, step: usize) -> anyhow::Result<()> {
+    let shape = [like.channels(), like.height(), like.width()];
+    let set = Generated { samples, class_names: like.class_names().to_vec(), shape };
+    let grid = preview_grid(&set, per_class.max(1), (64 / shape[1]).max(1));
+    let path = out.join("samples").join(format!("step_{step:06}.png"));
+    std::fs::create_dir_all(path.parent().expect("has a parent"))?;
+    grid.save(&path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+fn train_var(args: VarArgs, preference: anyhow::Result<Preference>) -> anyhow::Result<()> {
+    let a = args.common;
+    let (device, note) = training_device(preference)?;
+    eprintln!("{note}");
+    let dataset = open_dataset(&a.dataset, &a.preset, a.seed)?;
+    let path = a.out.join("var.ckpt");
+
+    let tokenizer_file = Checkpoint::load(&args.tokenizer).with_context(|| format!("reading the tokenizer {}", args.tokenizer.display()))?;
+    let tokenizer_id = fingerprint(&tokenizer_file.weights);
+    let (tokenizer_config, tokenizer) = load_tokenizer(&tokenizer_file, &device)
+        .with_context(|| format!("loading the tokenizer {}", args.tokenizer.display()))?;
+    ensure!(
+        tokenizer_config.in_channels == dataset.channels() && tokenizer_config.image_size() == dataset.height(),
+        "the tokenizer works on {}-channel {}px images, {} has {}-channel {}px images",
+        tokenizer_config.in_channels,
+        tokenizer_config.image_size(),
+        dataset.name(),
+        dataset.channels(),
+        dataset.height()
+    );
+    let classes = dataset.class_names().len();
+
+    let mut trainer = if a.resume {
+        let checkpoint = Checkpoint::load(&path).with_context(|| format!("resuming from {}", path.display()))?;
+        checkpoint.expect_model_config(&a.preset.var(&tokenizer_config, classes))
+            .with_context(|| format!("{} was not trained with the {} preset on {}", path.display(), a.preset.name(), dataset.name()))?;
+        if checkpoint.header.tokenizer.as_deref().is_some_and(|t| t != tokenizer_id) {
+            bail!("{} was trained with another tokenizer than {}", path.display(), args.tokenizer.display());
+        }
+        let trainer = VarTrainer::resume(&checkpoint, tokenizer, a.steps, &device)?;
+        eprintln!("resuming {} at step {}", path.display(), trainer.step_index());
+        trainer
+    } else {
+        if path.exists() {
+            bail!("{} exists: pass --resume to continue it, or choose another --out", path.display());
+        }
+        let mut config = a.preset.var_training(&tokenizer_config, classes).with_class_names(dataset.class_names().to_vec());
+        config.seed = a.seed;
+        if let Some(steps) = a.steps {
+            config.steps = steps;
+        }
+        if let Some(batch) = a.batch {
+            config.batch_size = batch;
+        }
+        if let Some(lr) = a.lr {
+            config.schedule.peak_lr = lr;
+        }
+        VarTrainer::new(config, tokenizer, &device)?.with_tokenizer_fingerprint(tokenizer_id)
+    };
+    let config = trainer.config().clone();
+    let order = BatchOrder::new(dataset.len(), config.batch_size, config.seed);
+    let sampler = VarSamplerConfig::new().with_guidance(args.guidance).with_seed(7);
+
+    println!(
+        "transformer: {} steps of {} {} images, depth {}, width {}, {} heads, {} tokens per image",
+        config.steps, config.batch_size, dataset.name(), config.model.depth, config.model.embed_dim, config.model.num_heads,
+        config.model.seq_len()
+    );
+    let started = Instant::now();
+    let bar = progress_bar(config.steps, trainer.step_index());
+    let mut last = None;
+    let (mut loss_avg, mut acc_avg) = (None::<f64>, 0.0);
+    while !trainer.is_done() {
+        let (images, labels) = load_batch(dataset.as_ref(), &order.indices(trainer.step_index()), &device);
+        let stats = match block_on(trainer.step(images, labels)) {
+            Ok(stats) => stats,
+            Err(e) => {
+                bar.abandon();
+                return Err(e).context(format!("the last good checkpoint is {}", path.display()));
+            }
+        };
+        // Smoothed over ~50 steps: single batches are noisy.
+        let (l, acc) = (stats.loss as f64, stats.accuracy as f64);
+        let avg = loss_avg.map_or(l, |m| 0.98 * m + 0.02 * l);
+        acc_avg = if loss_avg.is_none() { acc } else { 0.98 * acc_avg + 0.02 * acc };
+        loss_avg = Some(avg);
+        let done = trainer.step_index();
+        bar.set_position(done as u64);
+        bar.set_message(format!("ce {avg:.3} acc {:.1}% lr {:.1e}", acc_avg * 100.0, stats.lr));
+        if (a.sample_every > 0 && done % a.sample_every == 0) || trainer.is_done() {
+            write_samples(&trainer, dataset.as_ref(), &sampler, &a.out, done, &device)?;
+            bar.println(format!("step {done}: ce {avg:.4} (batch {:.4}), token accuracy {:.1}%", stats.loss, acc_avg * 100.0));
+        }
+        if done % a.save_every == 0 || trainer.is_done() {
+            let metrics = [("ce", avg), ("accuracy", acc_avg)];
+            block_on(trainer.checkpoint(&metrics))?.save(&path)?;
+        }
+        last = Some(stats);
+    }
+    bar.finish();
+    let checkpoint = Checkpoint::load(&path)?;
+    let weights = a.out.join("var.weights.ckpt");
+    checkpoint.weights_only().save(&weights)?;
+    if last.is_some() {
+        println!(
+            "done in {:.1} min: ce {:.4}, token accuracy {:.1}%; {} (resumable), {} (weights only)",
+            started.elapsed().as_secs_f64() / 60.0,
+            loss_avg.unwrap_or(f64::NAN),
+            acc_avg * 100.0,
+            path.display(),
+            weights.display()
+        );
+    }
+    Ok(())
+}
+
+/// Eight samples per class with a fixed seed, one row per class.
+fn write_samples(
+    trainer: &VarTrainer,
+    like: &dyn Dataset,
+    sampler: &VarSamplerConfig,
+    out: &Path,
+    step: usize,
+    device: &Device,
+) -> anyhow::Result<()> {
+    const PER_CLASS: usize = 8;
+    let classes = like.class_names().len();
+    let labels: Vec<i64> = (0..classes).flat_map(|c| std::iter::repeat_n(c as i64, PER_CLASS)).collect();
+    let labels = Tensor::<1, Int>::from_data(TensorData::new(labels.clone(), [labels.len()]), &device.clone().inner());
+    let var = trainer.model();
+    let run = sample(&var, trainer.tokenizer(), labels, sampler.clone(), false);
+    let images = to_images(run.image * 2.0 - 1.0);
+    let samples = images.into_iter().enumerate().map(|(i, image)| Sample { image, label: i / PER_CLASS }).collect();
+    write_grid(samples, like, PER_CLASS, out, step)
+}
