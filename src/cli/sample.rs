@@ -71,7 +71,7 @@ pub fn run(command: Command, preference: anyhow::Result<Preference>) -> anyhow::
 }
 
 /// A shipped asset: relative to the working directory, else to the source tree.
-fn shipped(relative: &str) -> PathBuf {
+pub(crate) fn shipped(relative: &str) -> PathBuf {
     let here = PathBuf::from(relative);
     if here.exists() { here } else { Path::new(env!("CARGO_MANIFEST_DIR")).join(relative) }
 }
@@ -135,7 +135,10 @@ pub(crate) struct VarModels {
     pub var: tessera_models::generators::var::Var,
     pub vae: tessera_models::tokenizers::msvq::MsVqVae,
     pub var_config: tessera_models::generators::var::VarConfig,
+    pub vae_config: tessera_models::tokenizers::msvq::MsVqVaeConfig,
     pub class_names: Vec<String>,
+    /// Wall time of both training runs, when both checkpoints record it.
+    pub train_seconds: Option<f64>,
     pub num_classes: usize,
     /// Side of the images the tokenizer works on.
     pub image_size: usize,
@@ -173,13 +176,16 @@ pub(crate) fn load_var_models(checkpoint: Option<&Path>, tokenizer: Option<&Path
     let (vae_config, vae) = load_tokenizer(&tok_file, device).with_context(|| format!("loading {}", tok_path.display()))?;
     let (var_config, var) = load_var(&var_file, device).with_context(|| format!("loading {}", var_path.display()))?;
     check_tokenizer(&var_config, &vae).context("the transformer and the tokenizer do not belong together")?;
+    let seconds = |c: &Checkpoint| c.header.metrics.get(super::train::TRAIN_SECONDS).copied();
     Ok(VarModels {
+        train_seconds: seconds(&tok_file).zip(seconds(&var_file)).map(|(a, b)| a + b),
         num_classes: var_config.num_classes,
         image_size: vae_config.image_size(),
         channels: vae_config.in_channels,
         var,
         vae,
         var_config,
+        vae_config,
         class_names,
     })
 }
