@@ -190,6 +190,17 @@ fn train_sample_and_edit_a_tiny_var_from_the_command_line() {
     let mask = image::open(edits.join("mask.png")).unwrap().to_luma8();
     assert_eq!(mask.get_pixel(16, 16).0[0], 0, "the box is regenerated");
     assert_eq!(mask.get_pixel(2, 2).0[0], 255, "outside the box is kept");
+    // Out-painting keeps the box and redraws around it; class editing redraws the box as another digit.
+    for (mode, extra) in [("outpaint", vec![]), ("class", vec!["--class", "3"])] {
+        let dir = dir.path().join(mode);
+        let stdout = ok(&[&["edit", "var", "--input", "heldout:5", "--mode", mode, "--box", "8,8,24,24", "--n", "1",
+            "--out", dir.to_str().unwrap()][..], &extra[..], &models[..]].concat());
+        assert!(stdout.contains("1 edit(s)"), "{mode}: {stdout}");
+        assert_eq!(png_size(&dir.join("edit_0.png")), (32, 32), "{mode}");
+        let mask = image::open(dir.join("mask.png")).unwrap().to_luma8();
+        let inside_kept = mask.get_pixel(16, 16).0[0] == 255;
+        assert_eq!(inside_kept, mode == "outpaint", "{mode}: which side of the box is kept");
+    }
 
     // Bad input: clear errors, no panics.
     for (args, expect) in [
