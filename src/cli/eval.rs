@@ -161,13 +161,13 @@ fn sanity_rows(judge: &Judge, real: &Features, train: &dyn Dataset, per_class: u
     ])
 }
 
-/// VAR's guidance / top-k ablation (paper claim 2): the shipped var-tiny under four sampler
+/// VAR's guidance / top-k ablation (paper claim 2): the shipped var-tiny under six sampler
 /// settings. (Claim 1, VAR against a raster-order baseline, needs that baseline: RAR's issue.)
 fn claims(judge: &Judge, real: &Features, per_class: usize, device: &Device, device_name: String, progress: &dyn Fn(&str)) -> anyhow::Result<Vec<ModelRow>> {
     let models = load_var_models(None, None, device)?;
     let mut rows = Vec::new();
     let mut speed = None;
-    for (guidance, top_k) in [(0.0, 0), (0.0, 100), (2.0, 0), (2.0, 100)] {
+    for (guidance, top_k) in [(0.0, 0), (0.0, 100), (1.0, 0), (1.0, 100), (2.0, 0), (2.0, 100)] {
         let sampler = VarSamplerConfig::new().with_guidance(guidance).with_top_k(top_k);
         let described = describe(&sampler);
         progress(&format!("var-tiny, {described}"));

@@ -129,6 +129,9 @@ impl Report {
                 train
             ));
         }
+        if self.sanity.is_empty() {
+            return out;
+        }
         out.push_str("\n| sanity row | images | class acc. | FID | precision | recall | distinct |\n|---|---|---|---|---|---|---|\n");
         for s in &self.sanity {
             let q = &s.quality;
