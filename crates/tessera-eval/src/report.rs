@@ -20,7 +20,7 @@ pub struct JudgeRow {
     pub heldout_images: usize,
 }
 
-/// One shipped model.
+/// One shipped model (or one sampler setting of it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelRow {
     /// Name of the model (`"var-tiny"`).
@@ -33,18 +33,9 @@ pub struct ModelRow {
     pub steps: usize,
     /// Sampler settings the row was measured with, in words.
     pub sampler: String,
-    /// Images generated and judged.
-    pub images: usize,
-    /// Share the judge assigns to the asked class.
-    pub class_accuracy: f64,
-    /// FID to the held-out real images, judge feature space.
-    pub fid: f64,
-    /// k-NN precision.
-    pub precision: f64,
-    /// k-NN recall.
-    pub recall: f64,
-    /// Share of samples that are not near-copies.
-    pub distinct: f64,
+    /// Class accuracy, FID, precision, recall, distinct (flat in the JSON).
+    #[serde(flatten)]
+    pub quality: Quality,
     /// Sampling throughput at batch 64 on `device`.
     pub images_per_s: f64,
     /// Where it was measured.
@@ -52,29 +43,6 @@ pub struct ModelRow {
     /// Wall time of the training runs (tokenizer + generator), from the checkpoints; `null` when
     /// a checkpoint does not record it.
     pub train_seconds: Option<f64>,
-}
-
-impl ModelRow {
-    /// A row from a measurement and the model's facts.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(name: &str, generator: &str, params: usize, steps: usize, sampler: String, quality: &Quality, images_per_s: f64, device: String, train_seconds: Option<f64>) -> Self {
-        Self {
-            name: name.to_string(),
-            generator: generator.to_string(),
-            params,
-            steps,
-            sampler,
-            images: quality.images,
-            class_accuracy: quality.class_accuracy,
-            fid: quality.fid,
-            precision: quality.precision,
-            recall: quality.recall,
-            distinct: quality.distinct,
-            images_per_s,
-            device,
-            train_seconds,
-        }
-    }
 }
 
 /// A reference row: real images against real images (the floor) or noise (the ceiling).
@@ -110,7 +78,7 @@ impl Report {
         out.push_str("| model | generator | params | steps | sampler | images | class acc. | FID | precision | recall | distinct | images/s (batch 64) | device | training |\n");
         out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         for m in &self.models {
-            let train = m.train_seconds.map_or("n/a".to_string(), |s| format!("{:.1} min", s / 60.0));
+            let (q, train) = (&m.quality, m.train_seconds.map_or("n/a".to_string(), |s| format!("{:.1} min", s / 60.0)));
             out.push_str(&format!(
                 "| {} | {} | {:.2} M | {} | {} | {} | {:.1}% | {:.2} | {:.3} | {:.3} | {:.3} | {:.1} | {} | {} |\n",
                 m.name,
@@ -118,12 +86,12 @@ impl Report {
                 m.params as f64 / 1e6,
                 m.steps,
                 m.sampler,
-                m.images,
-                m.class_accuracy * 100.0,
-                m.fid,
-                m.precision,
-                m.recall,
-                m.distinct,
+                q.images,
+                q.class_accuracy * 100.0,
+                q.fid,
+                q.precision,
+                q.recall,
+                q.distinct,
                 m.images_per_s,
                 m.device,
                 train
@@ -159,7 +127,17 @@ mod tests {
         let q = Quality { images: 10, class_accuracy: 0.9, fid: 1.5, precision: 0.8, recall: 0.7, distinct: 1.0 };
         let report = Report {
             judge: JudgeRow { dataset: "mnist".into(), heldout_accuracy: 0.99, heldout_images: 1000 },
-            models: vec![ModelRow::new("var-tiny", "var", 1_000_000, 7, "guidance 2".into(), &q, 12.5, "cpu".into(), Some(120.0))],
+            models: vec![ModelRow {
+                name: "var-tiny".into(),
+                generator: "var".into(),
+                params: 1_000_000,
+                steps: 7,
+                sampler: "guidance 2".into(),
+                quality: q.clone(),
+                images_per_s: 12.5,
+                device: "cpu".into(),
+                train_seconds: Some(120.0),
+            }],
             sanity: vec![SanityRow { name: "noise".into(), quality: q.clone() }],
         };
         let json = serde_json::to_value(&report).unwrap();

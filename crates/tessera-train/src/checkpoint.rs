@@ -82,6 +82,21 @@ pub struct CheckpointHeader {
     pub tokenizer: Option<String>,
 }
 
+impl CheckpointHeader {
+    /// The header of a training run of `kind` at `step` (no tokenizer recorded).
+    pub fn of_run(kind: ModelKind, model_config: &impl Serialize, training_config: &impl Serialize, step: usize, metrics: &[(&str, f64)]) -> Self {
+        Self {
+            kind,
+            model_config: serde_json::to_value(model_config).expect("configs serialise"),
+            training_config: Some(serde_json::to_value(training_config).expect("configs serialise")),
+            step,
+            metrics: metrics.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            written_by: crate::WRITTEN_BY.to_string(),
+            tokenizer: None,
+        }
+    }
+}
+
 /// A checkpoint in memory: what [`Checkpoint::to_bytes`] writes and [`Checkpoint::from_bytes`]
 /// reads (the browser keeps these bytes in IndexedDB, the desktop in a file).
 #[derive(Debug, Clone, PartialEq)]

@@ -296,15 +296,7 @@ impl TokenizerTrainer {
     pub async fn checkpoint(&self, metrics: &[(&str, f64)]) -> crate::Result<Checkpoint> {
         let model = self.model();
         Ok(Checkpoint {
-            header: CheckpointHeader {
-                kind: ModelKind::VarTokenizer,
-                model_config: serde_json::to_value(&self.config.model).expect("configs serialise"),
-                training_config: Some(serde_json::to_value(&self.config).expect("configs serialise")),
-                step: self.step,
-                metrics: metrics.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
-                written_by: crate::WRITTEN_BY.to_string(),
-                tokenizer: None,
-            },
+            header: CheckpointHeader::of_run(ModelKind::VarTokenizer, &self.config.model, &self.config, self.step, metrics),
             weights: weights_to_bytes(&model).await?,
             optimizer: self.optimizer.to_bytes(&model).await?,
             state: named_tensors_to_bytes(vec![

@@ -230,13 +230,8 @@ impl VarTrainer {
         let model = self.model();
         Ok(Checkpoint {
             header: CheckpointHeader {
-                kind: ModelKind::Var,
-                model_config: serde_json::to_value(&self.config.model).expect("configs serialise"),
-                training_config: Some(serde_json::to_value(&self.config).expect("configs serialise")),
-                step: self.step,
-                metrics: metrics.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
-                written_by: crate::WRITTEN_BY.to_string(),
                 tokenizer: self.tokenizer_fingerprint.clone(),
+                ..CheckpointHeader::of_run(ModelKind::Var, &self.config.model, &self.config, self.step, metrics)
             },
             weights: weights_to_bytes(&model).await?,
             optimizer: self.optimizer.to_bytes(&model).await?,
