@@ -4,10 +4,11 @@
 //
 // Template values (filled by attention.rs): d = head dim, d4 = ceil(d / 4) (rows are held as vec4,
 // zero-padded), bq = queries per workgroup (= invocations), bk = keys per tile, tile = bk * d4,
-// mask = 0 none, 1 causal, 2 windowed causal, 3 block-causal; qk_dot, acc_scale, acc_add =
-// the per-key loops over the head dimension, unrolled by the host. Unrolled because software
+// mask = 0 none, 1 causal, 2 windowed causal, 3 block-causal; q_load, qk_dot, acc_scale, acc_add,
+// out_store = the loops over the head dimension, unrolled by the host. Unrolled because software
 // adapters (llvmpipe/lavapipe) cap the loop iterations of one invocation at about 65535 and then
-// silently stop; per key there is then no inner loop left. On GPUs it keeps q and acc in registers.
+// silently stop; per key there is then no inner loop left. And with constant indices only, q and
+// acc stay in registers (a dynamic index would put them in memory).
 //
 // Every mask lets a query see one contiguous key range [lo, hi), monotone in the query position;
 // that is what lets a workgroup skip the tiles none of its queries can see.
@@ -110,13 +111,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 
     var qv: array<vec4<f32>, D4>;
     var acc: array<vec4<f32>, D4>;
-    var s: array<f32, BK>;
     var mine = vec2<u32>(0u, 0u);
     if (live) {
         let base = (bh * lq + i) * D;
-        for (var c = 0u; c < D4; c++) {
-            qv[c] = load_q(base, c) * scale;
-        }
+{{ q_load }}
         mine = key_range(i + q_offset, lk, window);
     }
     var m = NEG; // running max of the scores seen
@@ -132,37 +130,24 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             v_tile[e] = load_v(row, e % D4);
         }
         workgroupBarrier();
-        if (live) {
-            var tile_max = m;
-            for (var jj = 0u; jj < n; jj++) {
-                let j = t + jj;
-                var score = NEG;
-                if (j >= mine.x && j < mine.y) {
-                    let kb = jj * D4;
-                    var qk = 0.0;
+        // Every invocation walks the same keys (dead and masked ones too, with weight 0): the tile
+        // addresses stay uniform, so reads are broadcasts, not per-invocation gathers.
+        for (var jj = 0u; jj < n; jj++) {
+            let j = t + jj;
+            let kb = jj * D4;
+            var qk = 0.0;
 {{ qk_dot }}
-                    score = qk;
-                }
-                s[jj] = score;
-                tile_max = max(tile_max, score);
-            }
-            if (tile_max > NEG) {
-                // Rescale what was accumulated under the old max once per tile, not per key.
-                if (tile_max > m) {
-                    let corr = select(0.0, exp(m - tile_max), m > NEG);
-                    l *= corr;
+            let visible = j >= mine.x && j < mine.y;
+            // Online softmax, one key at a time: rescale the sums when the max grows.
+            if (visible && qk > m) {
+                let corr = select(0.0, exp(m - qk), m > NEG);
+                l *= corr;
 {{ acc_scale }}
-                    m = tile_max;
-                }
-                for (var jj = 0u; jj < n; jj++) {
-                    if (s[jj] > NEG) {
-                        let p = exp(s[jj] - m);
-                        l += p;
-                        let vb = jj * D4;
-{{ acc_add }}
-                    }
-                }
+                m = qk;
             }
+            let p = select(0.0, exp(qk - m), visible);
+            l += p;
+{{ acc_add }}
         }
         workgroupBarrier();
     }
@@ -171,8 +156,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         // A query that sees no key at all gets zeros (plain softmax would give NaN).
         let inv = select(0.0, 1.0 / l, l > 0.0);
         let base = (bh * lq + i) * D;
-        for (var d = 0u; d < D; d++) {
-            out[base + d] = acc[d / 4u][d % 4u] * inv;
-        }
+{{ out_store }}
     }
 }

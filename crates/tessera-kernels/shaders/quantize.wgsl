@@ -4,8 +4,9 @@
 //
 // Template values (filled by quantize.rs): d = vector length, d4 = ceil(d / 4) (vectors held as
 // vec4, zero-padded), bn = vectors per workgroup (= invocations), bv = codes per tile,
-// tile = bv * d4, dist = the loop over d4 unrolled by the host (software adapters cap the loop
-// iterations of one invocation at about 65535 and then silently stop: see attention.wgsl).
+// tile = bv * d4; x_load, dist = the loops over d4 unrolled by the host (software adapters cap the
+// loop iterations of one invocation at about 65535 and then silently stop, and constant indices
+// keep xv in registers: see attention.wgsl).
 // Layout: x [N, D], codebook [V, D], indices [N] (i32), codes [N, D], all contiguous.
 
 const D: u32 = {{ d }}u;
@@ -58,9 +59,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 
     var xv: array<vec4<f32>, D4>;
     if (live) {
-        for (var c = 0u; c < D4; c++) {
-            xv[c] = load_x(i * D, c);
-        }
+{{ x_load }}
     }
     var best = 3.0e38;
     var best_j = 0u;
@@ -70,15 +69,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             c_tile[e] = load_code((t + e / D4) * D, e % D4);
         }
         workgroupBarrier();
-        if (live) {
-            for (var jj = 0u; jj < m; jj++) {
-                let cb = jj * D4;
-                var dist = 0.0;
+        // Dead invocations compute too: the loop stays uniform, tile reads stay broadcasts.
+        for (var jj = 0u; jj < m; jj++) {
+            let cb = jj * D4;
+            var dist = 0.0;
 {{ dist }}
-                if (dist < best) {
-                    best = dist;
-                    best_j = t + jj;
-                }
+            if (dist < best) {
+                best = dist;
+                best_j = t + jj;
             }
         }
         workgroupBarrier();

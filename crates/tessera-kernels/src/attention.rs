@@ -23,8 +23,11 @@ use crate::ops::{KernelOps, kernels_enabled};
 /// Largest head dimension the kernel takes (its private accumulators are sized by it); larger heads
 /// run on the plain ops.
 pub const MAX_HEAD_DIM: usize = 128;
-/// Queries per workgroup (one invocation each).
+/// Queries per workgroup (one invocation each), at most; fewer queries (KV-cache decoding) get a
+/// smaller workgroup, since every invocation walks the keys whether it has a query or not.
 const BQ: u32 = 64;
+/// Smallest workgroup: one SIMD row of a software adapter, a quarter of a GPU warp.
+const BQ_MIN: u32 = 8;
 /// vec4s of K (and as many of V) per tile: 2 × 510 × 16 bytes, plus 8 bytes of range, stays within
 /// 16 KiB, WebGPU's default workgroup storage limit.
 const TILE_VEC4: u32 = 510;
@@ -186,13 +189,15 @@ fn check_shapes(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>) -> (usize, usize) {
 #[derive(Debug)]
 struct AttentionKernel {
     d: u32,
+    bq: u32,
     bk: u32,
     mask: u32,
 }
 
 impl AttentionKernel {
-    fn new(d: u32, mask: u32) -> Self {
-        Self { d, bk: (TILE_VEC4 / d.div_ceil(4)).clamp(1, 64), mask }
+    fn new(d: u32, lq: u32, mask: u32) -> Self {
+        let bq = lq.next_power_of_two().clamp(BQ_MIN, BQ);
+        Self { d, bq, bk: (TILE_VEC4 / d.div_ceil(4)).clamp(1, 64), mask }
     }
 }
 
@@ -204,21 +209,29 @@ fn unrolled(count: u32, line: &str) -> String {
 impl KernelSource for AttentionKernel {
     fn source(&self) -> SourceTemplate {
         let d4 = self.d.div_ceil(4);
-        let pad = " ".repeat(20);
+        let pad = " ".repeat(12);
+        // q and out move whole vec4s where the row has them, single floats in a ragged tail.
+        let q_load = unrolled(d4, "        qv[{c}] = load_q(base, {c}u) * scale;");
+        let out_store = (0..self.d)
+            .map(|e| format!("        out[base + {e}u] = acc[{}].{} * inv;", e / 4, ["x", "y", "z", "w"][e as usize % 4]))
+            .collect::<Vec<_>>()
+            .join("\n");
         SourceTemplate::new(include_str!("../shaders/attention.wgsl"))
             .register("d", self.d.to_string())
             .register("d4", d4.to_string())
-            .register("bq", BQ.to_string())
+            .register("bq", self.bq.to_string())
             .register("bk", self.bk.to_string())
             .register("tile", (self.bk * d4).to_string())
             .register("mask", self.mask.to_string())
             .register("qk_dot", unrolled(d4, &format!("{pad}qk += dot(qv[{{c}}], k_tile[kb + {{c}}u]);")))
-            .register("acc_scale", unrolled(d4, &format!("{pad}acc[{{c}}] *= corr;")))
-            .register("acc_add", unrolled(d4, &format!("{pad}    acc[{{c}}] += p * v_tile[vb + {{c}}u];")))
+            .register("acc_scale", unrolled(d4, &format!("{pad}    acc[{{c}}] *= corr;")))
+            .register("acc_add", unrolled(d4, &format!("{pad}acc[{{c}}] += p * v_tile[kb + {{c}}u];")))
+            .register("q_load", q_load)
+            .register("out_store", out_store)
     }
 
     fn id(&self) -> KernelId {
-        KernelId::new::<Self>().info((self.d, BQ, self.bk, self.mask))
+        KernelId::new::<Self>().info((self.d, self.bq, self.bk, self.mask))
     }
 
     fn lang(&self) -> &'static str {
@@ -252,10 +265,11 @@ pub(crate) fn launch(
     let dummy = [0u32];
     let block_end = client.create_from_slice(bytemuck::cast_slice(if block_end.is_empty() { &dummy[..] } else { block_end }));
     let d = d as u32;
-    let kernel = AttentionKernel::new(d, mask);
+    let kernel = AttentionKernel::new(d, lq as u32, mask);
+    let bq = kernel.bq;
     client.launch(
-        Box::new(SourceKernel::new(kernel, CubeDim::new_1d(BQ))),
-        CubeCount::Static((lq as u32).div_ceil(BQ), (b * h) as u32, 1),
+        Box::new(SourceKernel::new(kernel, CubeDim::new_1d(bq))),
+        CubeCount::Static((lq as u32).div_ceil(bq), (b * h) as u32, 1),
         KernelArguments::new().with_buffers(vec![
             q.handle.clone().binding(),
             k.handle.clone().binding(),

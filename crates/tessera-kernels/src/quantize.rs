@@ -80,7 +80,7 @@ impl KernelSource for QuantizeKernel {
         let d4 = self.d.div_ceil(4);
         // The distance over the vector, unrolled: no inner loop per code.
         let dist = (0..d4)
-            .map(|c| format!("                {{ let diff = xv[{c}] - c_tile[cb + {c}u]; dist += dot(diff, diff); }}"))
+            .map(|c| format!("            {{ let diff = xv[{c}] - c_tile[cb + {c}u]; dist += dot(diff, diff); }}"))
             .collect::<Vec<_>>()
             .join("\n");
         SourceTemplate::new(include_str!("../shaders/quantize.wgsl"))
@@ -90,6 +90,7 @@ impl KernelSource for QuantizeKernel {
             .register("bv", self.bv.to_string())
             .register("tile", (self.bv * d4).to_string())
             .register("dist", dist)
+            .register("x_load", (0..d4).map(|c| format!("        xv[{c}] = load_x(i * D, {c}u);")).collect::<Vec<_>>().join("\n"))
     }
 
     fn id(&self) -> KernelId {
