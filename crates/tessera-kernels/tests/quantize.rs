@@ -94,3 +94,24 @@ fn cpu_device_uses_the_plain_ops() {
     assert_eq!(ints(a), ints(b));
     assert_eq!(to_vec(ac), to_vec(bc));
 }
+
+/// Training path: indices from the kernel, codes from a tracked gather, so the codebook's gradient
+/// equals the plain ops' (and the vectors get none, through either path).
+#[test]
+fn codebook_gradient_matches_plain_ops() {
+    let Some(device) = gpu() else { return };
+    let run = |fused: bool| {
+        let x = random([300, 8], 70, -1.0, 1.0, &device).autodiff().require_grad();
+        let cb = random([40, 8], 71, -1.0, 1.0, &device).autodiff().require_grad();
+        let w = random([300, 8], 72, -1.0, 1.0, &device);
+        let f = if fused { quantize } else { quantize_reference };
+        let (idx, codes) = f(x.clone(), cb.clone());
+        let grads = (codes * w).sum().backward();
+        assert!(x.grad(&grads).is_none_or(|g| to_vec(g).iter().all(|v| *v == 0.0)), "no gradient reaches x");
+        (ints(idx), to_vec(cb.grad(&grads).expect("codebook gradient")))
+    };
+    let ((ia, ga), (ib, gb)) = (run(true), run(false));
+    assert_eq!(ia, ib);
+    assert!(gb.iter().any(|v| *v != 0.0));
+    assert!(max_abs_diff(&ga, &gb) <= 1e-5, "codebook grads differ by {}", max_abs_diff(&ga, &gb));
+}
