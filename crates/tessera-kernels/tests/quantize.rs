@@ -8,7 +8,7 @@ use tessera_kernels::quantize::{quantize, quantize_reference};
 use tessera_kernels::kernels_enabled;
 
 fn ints(t: Tensor<1, Int>) -> Vec<i64> {
-    t.into_data().convert::<i64>().into_vec::<i64>().unwrap()
+    t.into_data().convert::<i64>().try_into_vec::<i64>().unwrap()
 }
 
 fn dist(x: &[f32], c: &[f32]) -> f64 {

@@ -9,6 +9,7 @@ use std::time::Instant;
 use burn::tensor::Device;
 use common::{gpu, random};
 use tessera_kernels::attention::{AttentionMask, attention, attention_reference};
+use tessera_kernels::decoder::{Padding, conv3x3, conv3x3_reference};
 use tessera_kernels::quantize::{quantize, quantize_reference};
 
 /// Median wall time of `f` in ms, device work included (synced), after one warm-up run.
@@ -54,5 +55,12 @@ fn kernel_vs_plain_ops() {
         let fused = time(&device, 5, || drop(quantize(x.clone(), cb.clone())));
         let plain = time(&device, 5, || drop(quantize_reference(x.clone(), cb.clone())));
         eprintln!("TIMING quantize N {n:<5} D {d:<3} V {v:<5}: kernel {fused:8.2} ms  plain {plain:8.2} ms  speed-up {:.2}x", plain / fused);
+    }
+    for (shape, cout, padding, up) in [([1, 128, 32, 32], 128, Padding::Zero, 1), ([1, 64, 32, 32], 64, Padding::Reflect, 2), ([1, 32, 64, 64], 3, Padding::Zero, 1)] {
+        let x = random(shape, 6, -1.0, 1.0, &device);
+        let w = random([cout, shape[1], 3, 3], 7, -0.1, 0.1, &device);
+        let fused = time(&device, 5, || drop(conv3x3(x.clone(), w.clone(), None, padding, up)));
+        let plain = time(&device, 5, || drop(conv3x3_reference(x.clone(), w.clone(), None, padding, up)));
+        eprintln!("TIMING decode conv3x3 {shape:?} -> {cout} {padding:?} up {up}: kernel {fused:8.2} ms  plain {plain:8.2} ms  speed-up {:.2}x", plain / fused);
     }
 }

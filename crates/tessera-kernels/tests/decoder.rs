@@ -1,0 +1,59 @@
+//! The fused 3x3 convolution (zero/reflect padding, nearest 2x up-sampling) against the plain ops.
+
+mod common;
+
+use burn::tensor::{Device, Tensor};
+use common::{from_vec, gpu, max_abs_diff, random, to_vec};
+use tessera_kernels::decoder::{Padding, conv3x3, conv3x3_reference};
+use tessera_kernels::kernels_enabled;
+
+#[test]
+fn conv3x3_matches_plain_ops() {
+    let Some(device) = gpu() else { return };
+    assert!(kernels_enabled(&device));
+    // [B, Cin, H, W], Cout, padding, up-sampling
+    let cases = [
+        ([1, 3, 16, 16], 8, Padding::Zero, 1),
+        ([2, 5, 13, 7], 9, Padding::Reflect, 1),   // sides and channels not multiples of the tiles
+        ([1, 32, 8, 8], 16, Padding::Reflect, 2),  // up-sampling fused
+        ([1, 17, 5, 9], 3, Padding::Zero, 2),
+        ([1, 1, 2, 2], 1, Padding::Reflect, 1),    // smallest reflectable image
+        ([1, 64, 16, 16], 64, Padding::Zero, 1),   // a decoder block's width
+        ([1, 40, 1, 1], 5, Padding::Reflect, 2),   // 1 pixel, reflectable after up-sampling
+    ];
+    for (n, (shape, cout, padding, up)) in cases.into_iter().enumerate() {
+        let seed = 900 + 10 * n as u64;
+        let x = random(shape, seed, -1.0, 1.0, &device);
+        let w = random([cout, shape[1], 3, 3], seed + 1, -0.5, 0.5, &device);
+        let b = random([cout], seed + 2, -1.0, 1.0, &device);
+        let fused = conv3x3(x.clone(), w.clone(), Some(b.clone()), padding, up);
+        let plain = conv3x3_reference(x, w, Some(b), padding, up);
+        assert_eq!(fused.dims(), [shape[0], cout, shape[2] * up, shape[3] * up]);
+        let diff = max_abs_diff(&to_vec(fused), &to_vec(plain));
+        eprintln!("decode conv3x3 {shape:?} -> {cout} {padding:?} up {up}: max abs diff {diff:.2e}");
+        assert!(diff <= 1e-4, "{shape:?} {padding:?} up {up}: max abs diff {diff}");
+    }
+}
+
+/// The padding rules themselves, on a tiny image through the plain path (CPU) and the kernel.
+#[test]
+fn padding_modes_follow_their_definition() {
+    let devices: Vec<Device> = std::iter::once(Device::flex()).chain(gpu()).collect();
+    for device in devices {
+        // A single "pick the top-left neighbour" filter: out[y][x] = in_padded[y-1][x-1].
+        let mut k = vec![0.0f32; 9];
+        k[0] = 1.0;
+        let w = from_vec(k, [1, 1, 3, 3], &device);
+        let x = from_vec(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], [1, 1, 2, 3], &device);
+        let zero = to_vec(conv3x3(x.clone(), w.clone(), None, Padding::Zero, 1));
+        assert_eq!(zero, vec![0.0, 0.0, 0.0, 0.0, 1.0, 2.0]);
+        // Reflect: row -1 is row 1, column -1 is column 1.
+        let reflect = to_vec(conv3x3(x.clone(), w.clone(), None, Padding::Reflect, 1));
+        assert_eq!(reflect, vec![5.0, 4.0, 5.0, 2.0, 1.0, 2.0]);
+        // Up-sampled 2x first: [[1,1,2,2,3,3],[1,1,..],[4,4,5,5,6,6],[4,..]], then shifted.
+        let up: Tensor<4> = conv3x3(x, w, None, Padding::Zero, 2);
+        let up = to_vec(up);
+        assert_eq!(&up[6..12], &[0.0, 1.0, 1.0, 2.0, 2.0, 3.0]);
+        assert_eq!(&up[18..24], &[0.0, 4.0, 4.0, 5.0, 5.0, 6.0]);
+    }
+}
