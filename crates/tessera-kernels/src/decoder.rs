@@ -1,12 +1,13 @@
-//! Tokenizer-decoder layers as WGSL kernels, with plain-burn twins: so far the 3x3 convolution
-//! (zero or reflect padding) with an optional nearest 2x up-sampling fused in front
-//! (`shaders/conv3x3.wgsl`).
+//! Tokenizer-decoder layers as WGSL kernels, with plain-burn twins: the 3x3 convolution (zero or
+//! reflect padding) with an optional nearest 2x up-sampling fused in front (`shaders/conv3x3.wgsl`),
+//! and GroupNorm fused with SiLU (`shaders/group_norm.wgsl`).
 //!
 //! Inference only: under autodiff (training the tokenizer) the plain ops run, since the kernel has
 //! no backward.
 
 use burn::backend::wgpu::{CubeBackend, CubeTensor, KernelSource, SourceKernel, SourceTemplate, into_contiguous};
 use burn::backend::{Backend, Dispatch, backend_extension, tensor::FloatTensor};
+use burn::tensor::activation::silu;
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::{ConvOptions, PadMode};
 use burn::tensor::{DType, Shape, Tensor};
@@ -41,12 +42,64 @@ pub trait DecoderOps: Backend {
         reflect: bool,
         up: u32,
     ) -> FloatTensor<Self>;
+
+    /// See [`group_norm`].
+    fn group_norm_fused(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        groups: u32,
+        eps: f32,
+        silu: bool,
+    ) -> FloatTensor<Self>;
 }
 
 impl DecoderOps for CubeBackend {
     fn conv3x3_fused(x: CubeTensor, weight: CubeTensor, bias: CubeTensor, reflect: bool, up: u32) -> CubeTensor {
         launch_conv3x3(x, weight, bias, reflect, up)
     }
+
+    fn group_norm_fused(x: CubeTensor, gamma: CubeTensor, beta: CubeTensor, groups: u32, eps: f32, silu: bool) -> CubeTensor {
+        launch_group_norm(x, gamma, beta, groups, eps, silu)
+    }
+}
+
+/// GroupNorm over `groups` groups of channels of `x` `[B, C, H, W]` (biased variance, `eps` inside
+/// the square root, per-channel `gamma` and `beta`), then SiLU if `silu`: the decoders'
+/// `Normalize` + `nonlinearity` pair as one pass over the data.
+///
+/// On a wgpu device without autodiff (unless [`crate::set_reference_ops`] is on) one fused kernel
+/// runs; elsewhere [`group_norm_reference`].
+pub fn group_norm(x: Tensor<4>, gamma: Tensor<1>, beta: Tensor<1>, groups: usize, eps: f32, silu: bool) -> Tensor<4> {
+    let [b, c, _, _] = x.dims();
+    assert!(groups >= 1 && c % groups == 0, "{c} channels do not split into {groups} groups");
+    assert_eq!(gamma.dims(), [c]);
+    assert_eq!(beta.dims(), [c]);
+    let device = x.device();
+    let fits = [x.dtype(), gamma.dtype(), beta.dtype()] == [DType::F32; 3] && b * groups <= 65535;
+    if !fits || x.is_autodiff() || gamma.is_autodiff() || beta.is_autodiff() || !kernels_enabled(&device) {
+        return group_norm_reference(x, gamma, beta, groups, eps, silu);
+    }
+    Tensor::from_dispatch(Dispatch::group_norm_fused(
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        groups as u32,
+        eps,
+        silu,
+    ))
+}
+
+/// [`group_norm`] with plain burn ops.
+pub fn group_norm_reference(x: Tensor<4>, gamma: Tensor<1>, beta: Tensor<1>, groups: usize, eps: f32, silu_after: bool) -> Tensor<4> {
+    let [b, c, h, w] = x.dims();
+    let g = x.reshape([b, groups, (c / groups) * h * w]);
+    let mean = g.clone().mean_dim(2);
+    let centred = g - mean;
+    let var = centred.clone().square().mean_dim(2);
+    let y = (centred / (var + eps as f64).sqrt()).reshape([b, c, h, w]);
+    let y = y * gamma.reshape([1, c, 1, 1]) + beta.reshape([1, c, 1, 1]);
+    if silu_after { silu(y) } else { y }
 }
 
 /// 3x3 convolution, stride 1, output the size of its input after an optional nearest up-sampling by
@@ -160,6 +213,56 @@ fn launch_conv3x3(x: CubeTensor, weight: CubeTensor, bias: CubeTensor, reflect: 
             x.handle.clone().binding(),
             weight.handle.clone().binding(),
             bias.handle.clone().binding(),
+            out.handle.clone().binding(),
+            info.binding(),
+        ]),
+    );
+    out
+}
+
+/// Invocations per GroupNorm workgroup.
+const GN_WG: u32 = 256;
+
+/// One instantiation of `shaders/group_norm.wgsl`.
+#[derive(Debug)]
+struct GroupNormKernel {
+    silu: bool,
+}
+
+impl KernelSource for GroupNormKernel {
+    fn source(&self) -> SourceTemplate {
+        SourceTemplate::new(include_str!("../shaders/group_norm.wgsl"))
+            .register("wg", GN_WG.to_string())
+            .register("silu", u32::from(self.silu).to_string())
+    }
+
+    fn id(&self) -> KernelId {
+        KernelId::new::<Self>().info((GN_WG, self.silu))
+    }
+
+    fn lang(&self) -> &'static str {
+        "wgsl"
+    }
+}
+
+fn launch_group_norm(x: CubeTensor, gamma: CubeTensor, beta: CubeTensor, groups: u32, eps: f32, silu: bool) -> CubeTensor {
+    let (x, gamma, beta) = (into_contiguous(x), into_contiguous(gamma), into_contiguous(beta));
+    let [b, c, h, w] = dims4(x.meta.shape());
+    let client = x.client.clone();
+    let out_buf = client.empty((b * c * h * w).max(1) * x.dtype.size());
+    let out = CubeTensor::new_contiguous(client.clone(), x.device.clone(), x.meta.shape().clone(), out_buf, x.dtype);
+    if b * c * h * w == 0 {
+        return out;
+    }
+    let info = [c as u32 / groups, (h * w) as u32, groups, eps.to_bits()];
+    let info = client.create_from_slice(bytemuck::cast_slice(&info));
+    client.launch(
+        Box::new(SourceKernel::new(GroupNormKernel { silu }, CubeDim::new_1d(GN_WG))),
+        CubeCount::Static(b as u32 * groups, 1, 1),
+        KernelArguments::new().with_buffers(vec![
+            x.handle.clone().binding(),
+            gamma.handle.clone().binding(),
+            beta.handle.clone().binding(),
             out.handle.clone().binding(),
             info.binding(),
         ]),

@@ -4,7 +4,7 @@ mod common;
 
 use burn::tensor::{Device, Tensor};
 use common::{from_vec, gpu, max_abs_diff, random, to_vec};
-use tessera_kernels::decoder::{Padding, conv3x3, conv3x3_reference};
+use tessera_kernels::decoder::{Padding, conv3x3, conv3x3_reference, group_norm, group_norm_reference};
 use tessera_kernels::kernels_enabled;
 
 #[test]
@@ -55,5 +55,42 @@ fn padding_modes_follow_their_definition() {
         let up = to_vec(up);
         assert_eq!(&up[6..12], &[0.0, 1.0, 1.0, 2.0, 2.0, 3.0]);
         assert_eq!(&up[18..24], &[0.0, 4.0, 4.0, 5.0, 5.0, 6.0]);
+    }
+}
+
+#[test]
+fn group_norm_silu_matches_plain_ops() {
+    let Some(device) = gpu() else { return };
+    // [B, C, H, W], groups, SiLU
+    let cases = [
+        ([2, 64, 16, 16], 32, true),
+        ([1, 128, 8, 8], 32, false),
+        ([1, 6, 5, 3], 3, true),     // odd sizes, fewer elements than invocations
+        ([3, 4, 1, 1], 1, true),     // one group, one pixel
+        ([1, 32, 64, 64], 32, true), // many elements per invocation
+    ];
+    for (n, (shape, groups, silu)) in cases.into_iter().enumerate() {
+        let seed = 1200 + 10 * n as u64;
+        let x = random(shape, seed, -2.0, 3.0, &device);
+        let gamma = random([shape[1]], seed + 1, 0.5, 1.5, &device);
+        let beta = random([shape[1]], seed + 2, -0.5, 0.5, &device);
+        let fused = to_vec(group_norm(x.clone(), gamma.clone(), beta.clone(), groups, 1e-6, silu));
+        let plain = to_vec(group_norm_reference(x, gamma, beta, groups, 1e-6, silu));
+        let diff = max_abs_diff(&fused, &plain);
+        eprintln!("decode group_norm {shape:?} groups {groups} silu {silu}: max abs diff {diff:.2e}");
+        assert!(diff <= 1e-4, "{shape:?}: max abs diff {diff}");
+    }
+}
+
+/// The reference itself against the definition: zero mean, unit variance per group before the affine.
+#[test]
+fn group_norm_reference_normalises_each_group() {
+    let device = Device::flex();
+    let x = random([2, 8, 3, 3], 77, -3.0, 5.0, &device);
+    let y = to_vec(group_norm_reference(x, Tensor::ones([8], &device), Tensor::zeros([8], &device), 4, 1e-6, false));
+    for g in y.chunks(2 * 9) {
+        let mean = g.iter().map(|v| *v as f64).sum::<f64>() / g.len() as f64;
+        let var = g.iter().map(|v| (*v as f64 - mean).powi(2)).sum::<f64>() / g.len() as f64;
+        assert!(mean.abs() < 1e-5 && (var - 1.0).abs() < 1e-4, "mean {mean} var {var}");
     }
 }

@@ -9,7 +9,7 @@ use std::time::Instant;
 use burn::tensor::Device;
 use common::{gpu, random};
 use tessera_kernels::attention::{AttentionMask, attention, attention_reference};
-use tessera_kernels::decoder::{Padding, conv3x3, conv3x3_reference};
+use tessera_kernels::decoder::{Padding, conv3x3, conv3x3_reference, group_norm, group_norm_reference};
 use tessera_kernels::quantize::{quantize, quantize_reference};
 
 /// Median wall time of `f` in ms, device work included (synced), after one warm-up run.
@@ -62,5 +62,12 @@ fn kernel_vs_plain_ops() {
         let fused = time(&device, 5, || drop(conv3x3(x.clone(), w.clone(), None, padding, up)));
         let plain = time(&device, 5, || drop(conv3x3_reference(x.clone(), w.clone(), None, padding, up)));
         eprintln!("TIMING decode conv3x3 {shape:?} -> {cout} {padding:?} up {up}: kernel {fused:8.2} ms  plain {plain:8.2} ms  speed-up {:.2}x", plain / fused);
+    }
+    for (shape, groups) in [([1, 128, 64, 64], 32), ([4, 256, 16, 16], 32)] {
+        let x = random(shape, 8, -1.0, 1.0, &device);
+        let (g, b) = (random([shape[1]], 9, 0.5, 1.5, &device), random([shape[1]], 10, -0.5, 0.5, &device));
+        let fused = time(&device, 5, || drop(group_norm(x.clone(), g.clone(), b.clone(), groups, 1e-6, true)));
+        let plain = time(&device, 5, || drop(group_norm_reference(x.clone(), g.clone(), b.clone(), groups, 1e-6, true)));
+        eprintln!("TIMING decode group_norm+silu {shape:?} groups {groups}: kernel {fused:8.2} ms  plain {plain:8.2} ms  speed-up {:.2}x", plain / fused);
     }
 }
