@@ -1,6 +1,6 @@
 //! Tokenizer-decoder layers as WGSL kernels, with plain-burn twins: the 3x3 convolution (zero or
 //! reflect padding) with an optional nearest 2x up-sampling fused in front (`shaders/conv3x3.wgsl`),
-//! and GroupNorm fused with SiLU (`shaders/group_norm.wgsl`).
+//! GroupNorm fused with SiLU (`shaders/group_norm.wgsl`) and pixel shuffle (`shaders/pixel_shuffle.wgsl`).
 //!
 //! Inference only: under autodiff (training the tokenizer) the plain ops run, since the kernel has
 //! no backward.
@@ -52,6 +52,9 @@ pub trait DecoderOps: Backend {
         eps: f32,
         silu: bool,
     ) -> FloatTensor<Self>;
+
+    /// See [`pixel_shuffle`].
+    fn pixel_shuffle_fused(x: FloatTensor<Self>, r: u32) -> FloatTensor<Self>;
 }
 
 impl DecoderOps for CubeBackend {
@@ -62,6 +65,30 @@ impl DecoderOps for CubeBackend {
     fn group_norm_fused(x: CubeTensor, gamma: CubeTensor, beta: CubeTensor, groups: u32, eps: f32, silu: bool) -> CubeTensor {
         launch_group_norm(x, gamma, beta, groups, eps, silu)
     }
+
+    fn pixel_shuffle_fused(x: CubeTensor, r: u32) -> CubeTensor {
+        launch_pixel_shuffle(x, r)
+    }
+}
+
+/// Depth to space (PyTorch's `pixel_shuffle`): `[B, C·r², H, W]` → `[B, C, H·r, W·r]`.
+///
+/// On a wgpu device without autodiff (unless [`crate::set_reference_ops`] is on) one gather kernel
+/// runs; elsewhere [`pixel_shuffle_reference`].
+pub fn pixel_shuffle(x: Tensor<4>, r: usize) -> Tensor<4> {
+    let [_, c, _, _] = x.dims();
+    assert!(r >= 1 && c % (r * r) == 0, "{c} channels are not a multiple of r² = {}", r * r);
+    if x.dtype() != DType::F32 || x.is_autodiff() || !kernels_enabled(&x.device()) {
+        return pixel_shuffle_reference(x, r);
+    }
+    Tensor::from_dispatch(Dispatch::pixel_shuffle_fused(x.into_dispatch(), r as u32))
+}
+
+/// [`pixel_shuffle`] with plain burn ops (reshape, permute, reshape).
+pub fn pixel_shuffle_reference(x: Tensor<4>, r: usize) -> Tensor<4> {
+    let [b, c, h, w] = x.dims();
+    let c = c / (r * r);
+    x.reshape([b, c, r, r, h, w]).permute([0, 1, 4, 2, 5, 3]).reshape([b, c, h * r, w * r])
 }
 
 /// GroupNorm over `groups` groups of channels of `x` `[B, C, H, W]` (biased variance, `eps` inside
@@ -266,6 +293,50 @@ fn launch_group_norm(x: CubeTensor, gamma: CubeTensor, beta: CubeTensor, groups:
             out.handle.clone().binding(),
             info.binding(),
         ]),
+    );
+    out
+}
+
+/// One instantiation of `shaders/pixel_shuffle.wgsl`.
+#[derive(Debug)]
+struct PixelShuffleKernel {
+    r: u32,
+}
+
+impl KernelSource for PixelShuffleKernel {
+    fn source(&self) -> SourceTemplate {
+        SourceTemplate::new(include_str!("../shaders/pixel_shuffle.wgsl")).register("r", self.r.to_string())
+    }
+
+    fn id(&self) -> KernelId {
+        KernelId::new::<Self>().info(self.r)
+    }
+
+    fn lang(&self) -> &'static str {
+        "wgsl"
+    }
+}
+
+fn launch_pixel_shuffle(x: CubeTensor, r: u32) -> CubeTensor {
+    let x = into_contiguous(x);
+    let [b, c, h, w] = dims4(x.meta.shape());
+    let ru = r as usize;
+    let shape = [b, c / (ru * ru), h * ru, w * ru];
+    let total = shape.iter().product::<usize>();
+    let client = x.client.clone();
+    let out_buf = client.empty(total.max(1) * x.dtype.size());
+    let out = CubeTensor::new_contiguous(client.clone(), x.device.clone(), Shape::from(shape), out_buf, x.dtype);
+    if total == 0 {
+        return out;
+    }
+    let groups = (total as u32).div_ceil(256);
+    let (gx, gy) = if groups <= 65535 { (groups, 1) } else { (65535, groups.div_ceil(65535)) };
+    let info = [total as u32, h as u32, w as u32, gx];
+    let info = client.create_from_slice(bytemuck::cast_slice(&info));
+    client.launch(
+        Box::new(SourceKernel::new(PixelShuffleKernel { r }, CubeDim::new_1d(256))),
+        CubeCount::Static(gx, gy, 1),
+        KernelArguments::new().with_buffers(vec![x.handle.clone().binding(), out.handle.clone().binding(), info.binding()]),
     );
     out
 }

@@ -4,7 +4,9 @@ mod common;
 
 use burn::tensor::{Device, Tensor};
 use common::{from_vec, gpu, max_abs_diff, random, to_vec};
-use tessera_kernels::decoder::{Padding, conv3x3, conv3x3_reference, group_norm, group_norm_reference};
+use tessera_kernels::decoder::{
+    Padding, conv3x3, conv3x3_reference, group_norm, group_norm_reference, pixel_shuffle, pixel_shuffle_reference,
+};
 use tessera_kernels::kernels_enabled;
 
 #[test]
@@ -92,5 +94,27 @@ fn group_norm_reference_normalises_each_group() {
         let mean = g.iter().map(|v| *v as f64).sum::<f64>() / g.len() as f64;
         let var = g.iter().map(|v| (*v as f64 - mean).powi(2)).sum::<f64>() / g.len() as f64;
         assert!(mean.abs() < 1e-5 && (var - 1.0).abs() < 1e-4, "mean {mean} var {var}");
+    }
+}
+
+#[test]
+fn pixel_shuffle_matches_plain_ops_and_its_definition() {
+    // Definition, on the CPU path: out[b, c, h*r + i, w*r + j] = x[b, c*r*r + i*r + j, h, w].
+    let cpu = Device::flex();
+    let (b, c, h, w, r) = (2, 3, 2, 5, 2);
+    let x: Vec<f32> = (0..b * c * r * r * h * w).map(|v| v as f32).collect();
+    let y = to_vec(pixel_shuffle(from_vec(x.clone(), [b, c * r * r, h, w], &cpu), r));
+    for (e, got) in y.iter().enumerate() {
+        let (ox, oy, cc, bb) = (e % (w * r), (e / (w * r)) % (h * r), (e / (w * r * h * r)) % c, e / (w * r * h * r * c));
+        let ch = cc * r * r + (oy % r) * r + ox % r;
+        assert_eq!(*got, x[((bb * c * r * r + ch) * h + oy / r) * w + ox / r]);
+    }
+    let Some(device) = gpu() else { return };
+    for (shape, r) in [([2, 12, 5, 7], 2), ([1, 27, 4, 4], 3), ([1, 4, 1, 1], 2), ([1, 5, 3, 3], 1)] {
+        let x = random(shape, 3, -1.0, 1.0, &device);
+        let fused = to_vec(pixel_shuffle(x.clone(), r));
+        let plain = to_vec(pixel_shuffle_reference(x, r));
+        assert_eq!(fused, plain, "{shape:?} r {r}");
+        eprintln!("decode pixel_shuffle {shape:?} r {r}: identical");
     }
 }
