@@ -142,7 +142,8 @@ pub fn conv3x3(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, padding
         && b * (cout as u32).div_ceil(COB) as usize <= 65535
         && (h * upsample).div_ceil(8) <= 65535
         && (w * upsample).div_ceil(8) <= 65535;
-    if !fits || x.is_autodiff() || weight.is_autodiff() || !kernels_enabled(&device) {
+    let tracked = x.is_autodiff() || weight.is_autodiff() || bias.as_ref().is_some_and(|b| b.is_autodiff());
+    if !fits || tracked || !kernels_enabled(&device) {
         return conv3x3_reference(x, weight, bias, padding, upsample);
     }
     let bias = bias.unwrap_or_else(|| Tensor::zeros([cout], &device));

@@ -118,3 +118,18 @@ fn pixel_shuffle_matches_plain_ops_and_its_definition() {
         eprintln!("decode pixel_shuffle {shape:?} r {r}: identical");
     }
 }
+
+/// Training the tokenizer: with autodiff inputs the decoder layers take the plain ops (no kernel
+/// backward yet), so gradients exist and match.
+#[test]
+fn autodiff_inputs_take_the_plain_ops() {
+    let Some(device) = gpu() else { return };
+    let x = random([1, 4, 6, 6], 40, -1.0, 1.0, &device);
+    let w = random([2, 4, 3, 3], 41, -1.0, 1.0, &device).autodiff().require_grad();
+    let y = conv3x3(x.clone(), w.clone(), None, Padding::Reflect, 2);
+    let grads = y.sum().backward();
+    let g = to_vec(w.grad(&grads).expect("weight gradient"));
+    assert!(g.iter().any(|v| *v != 0.0));
+    let plain = conv3x3_reference(x, w.clone().without_autodiff(), None, Padding::Reflect, 2);
+    assert_eq!(plain.dims(), [1, 2, 12, 12]);
+}
