@@ -1,8 +1,20 @@
 //! Tessera's compute layer: the one device everything runs on ([`device`]) and, as burn backend
-//! extensions, the hand-written WGSL kernels in `shaders/` (attention, quantizer, decoder layers).
+//! extensions ([`ops`], [`decoder`]), the hand-written WGSL kernels in `shaders/` (attention,
+//! quantizer, decoder convolution, GroupNorm+SiLU, pixel shuffle).
 //! Every kernel has a `_reference` twin made of plain burn ops; on devices without wgpu (the CPU
-//! fallback) the twin runs instead.
+//! fallback) and with [`set_reference_ops`] the twin runs instead, and so it does for the decoder
+//! kernels under autodiff (attention and the quantizer have a backward; see [`ops`]).
 
+pub mod attention;
+pub mod decoder;
 pub mod device;
+pub mod ops;
+pub mod quantize;
 
+pub use attention::{AttentionMask, attention, attention_reference};
+pub use decoder::{
+    Padding, conv3x3, conv3x3_reference, group_norm, group_norm_reference, pixel_shuffle, pixel_shuffle_reference,
+};
 pub use device::{AdapterReport, Compute, DeviceError, Preference};
+pub use ops::{kernels_enabled, reference_ops, set_reference_ops};
+pub use quantize::{quantize, quantize_reference};
