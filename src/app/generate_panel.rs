@@ -80,11 +80,12 @@ impl GeneratePanel {
             self.autorun = false;
             self.start(m.clone(), settings, ctx);
         }
-        let (state, error) = match (&models, &self.job) {
+        let status = self.job.as_ref().map(|job| job.progress().status.clone());
+        let (state, error) = match (&models, status) {
             (ModelSlot::Loading, _) => (AppState::Loading, None),
             (ModelSlot::Failed(e), _) => (AppState::Error, Some(format!("could not load the models: {e}"))),
             (ModelSlot::Ready(_), None) => (AppState::Ready, None),
-            (ModelSlot::Ready(_), Some(job)) => match job.progress().status.clone() {
+            (ModelSlot::Ready(_), Some(status)) => match status {
                 JobStatus::Running => (AppState::Running, None),
                 JobStatus::Done => (AppState::Done, None),
                 JobStatus::Cancelled => (AppState::Ready, None),
@@ -162,10 +163,11 @@ impl GeneratePanel {
         self.run_bar(ui, settings, ready);
         ui.separator();
         let Some(job) = self.job.clone() else {
-            ui.weak("Press Generate to draw images; then click one to step through how it was made.");
+            ui.weak("Press Generate images (or Enter) to draw; then click one to step through how it was made.");
             return;
         };
-        let progress = job.progress().clone();
+        // Held while drawing (no re-locking below): the worker waits at most one frame to add a step.
+        let progress = job.progress();
         self.results_grid(ui, &progress.images);
         ui.separator();
         if let Some(image) = progress.images.get(self.selected) {
@@ -177,33 +179,30 @@ impl GeneratePanel {
         ui.horizontal(|ui| {
             let can_generate = models.is_some() && settings.generator.is_available();
             let generate = ui
-                .add_enabled(can_generate, egui::Button::new("Generate"))
+                .add_enabled(can_generate, egui::Button::new("Generate images"))
                 .on_hover_text("Draw the images (Enter)");
             let enter = ui.input(|i| i.key_pressed(egui::Key::Enter)) && ui.ctx().memory(|m| m.focused().is_none());
             if let Some(models) = models.filter(|_| can_generate && (generate.clicked() || enter)) {
                 self.start(models, settings, ui.ctx());
             }
             let Some(job) = self.job.clone() else { return };
-            let progress = job.progress().clone();
-            match &progress.status {
+            let (status, settings, steps_done, steps_total, elapsed_ms) = {
+                let p = job.progress();
+                (p.status.clone(), p.settings.clone(), p.steps_done, p.steps_total, p.elapsed_ms)
+            };
+            match &status {
                 JobStatus::Running => {
                     if ui.button("Cancel").clicked() {
                         job.cancel();
                     }
                     ui.spinner();
                     ui.label(format!(
-                        "{} {} of {} · {:.0} ms",
-                        progress.settings.generator.order().step_name(),
-                        progress.steps_done,
-                        progress.steps_total,
-                        progress.elapsed_ms
+                        "{} {steps_done} of {steps_total} · {elapsed_ms:.0} ms",
+                        settings.generator.order().step_name()
                     ));
                 }
                 JobStatus::Done => {
-                    ui.label(format!(
-                        "{} image(s) in {:.0} ms",
-                        progress.settings.count, progress.elapsed_ms
-                    ));
+                    ui.label(format!("{} image(s) in {elapsed_ms:.0} ms", settings.count));
                 }
                 JobStatus::Cancelled => {
                     ui.weak("cancelled");
@@ -212,7 +211,7 @@ impl GeneratePanel {
                     ui.colored_label(ui.visuals().error_fg_color, e);
                 }
             }
-            let query = progress.settings.to_query(false);
+            let query = settings.to_query(false);
             if ui.button("Copy link").on_hover_text(format!("?{query}")).clicked() {
                 ui.ctx().copy_text(format!("?{query}"));
             }
@@ -401,7 +400,8 @@ fn settings_ui(ui: &mut egui::Ui, settings: &mut GenerateSettings, models: Optio
                     ui.selectable_value(&mut settings.class, c, name(c));
                 }
             });
-        ui.add(egui::DragValue::new(&mut settings.seed).prefix("seed "));
+        let seed = ui.label("seed");
+        ui.add(egui::DragValue::new(&mut settings.seed)).labelled_by(seed.id);
         if ui.button("Next seed").clicked() {
             settings.seed = settings.seed.wrapping_add(1);
         }
@@ -411,7 +411,9 @@ fn settings_ui(ui: &mut egui::Ui, settings: &mut GenerateSettings, models: Optio
         ui.add(egui::Slider::new(&mut settings.guidance, 0.0..=MAX_GUIDANCE.min(8.0)).text("guidance"))
             .on_hover_text("classifier-free guidance: higher follows the class more closely (0 = none)");
         let vocab = models.map_or(4096, |m| m.var_config.vocab_size);
-        ui.add(egui::DragValue::new(&mut settings.top_k).range(0..=vocab).prefix("top-k "))
+        let top_k = ui.label("top-k");
+        ui.add(egui::DragValue::new(&mut settings.top_k).range(0..=vocab))
+            .labelled_by(top_k.id)
             .on_hover_text("keep only the k most likely codes (0 = all)");
         ui.add(egui::Slider::new(&mut settings.top_p, 0.0..=1.0).text("top-p"))
             .on_hover_text("nucleus sampling: keep the most likely codes up to this probability (0 = off)");
