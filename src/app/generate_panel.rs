@@ -275,9 +275,9 @@ impl GeneratePanel {
             ui.strong(format!("Image {}", self.selected + 1));
             for (label, act, hint) in [
                 ("First", Action::First, "Home"),
-                ("Back", Action::Back, "←"),
+                ("Back", Action::Back, "Left arrow"),
                 (if self.player.playing { "Pause" } else { "Play" }, Action::TogglePlay, "Space"),
-                ("Forward", Action::Forward, "→"),
+                ("Forward", Action::Forward, "Right arrow"),
                 ("Last", Action::Last, "End"),
             ] {
                 if ui.button(label).on_hover_text(hint).clicked() {
@@ -290,10 +290,10 @@ impl GeneratePanel {
                 self.follow_live = false;
                 self.player.seek(step, len);
             }
-            if ui.button("−").on_hover_text("slower (−)").clicked() {
+            if ui.button("-").on_hover_text("slower (-)").clicked() {
                 action = Some(Action::Slower);
             }
-            ui.label(format!("{} {step_name}s/s", self.player.steps_per_second()));
+            ui.label(format!("{} {step_name}/s", self.player.steps_per_second()));
             if ui.button("+").on_hover_text("faster (+)").clicked() {
                 action = Some(Action::Faster);
             }

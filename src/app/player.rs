@@ -6,7 +6,8 @@
 pub const SPEEDS: [f32; 7] = [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0];
 
 /// The keyboard shortcuts, for the help line under the player.
-pub const SHORTCUTS: &str = "Space play/pause · ←/→ step · Home/End first/last · −/+ slower/faster";
+/// (Plain ASCII names: egui's default fonts have no arrow glyphs.)
+pub const SHORTCUTS: &str = "Space play/pause · Left/Right arrow step · Home/End first/last · -/+ slower/faster";
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Player {
