@@ -9,6 +9,7 @@
 //   npm ci --prefix web            # playwright-core only; it drives the system Chromium, downloads no browser
 //   bash scripts/build-web.sh
 //   node web/e2e.mjs               # CHROMIUM=/usr/bin/chromium TIMEOUT_S=600 by default
+//   WEBGPU=0 node web/e2e.mjs      # the same without WebGPU: the page must fall back to the CPU backend
 //
 // Chromium needs --enable-unsafe-webgpu on Linux to expose its software (SwiftShader) WebGPU
 // adapter (stack-notes §4.1). With that flag alone, presenting the egui canvas loses the device
@@ -26,6 +27,7 @@ const dist = join(here, 'dist');
 const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
 const timeoutMs = Number(process.env.TIMEOUT_S || 600) * 1000;
 const query = process.env.QUERY || 'generator=var&class=3&seed=1&autorun=1';
+const webgpu = process.env.WEBGPU !== '0';
 
 // playwright-core from web/node_modules, else from $PLAYWRIGHT_DIR (a folder holding node_modules).
 const require = createRequire(join(process.env.PLAYWRIGHT_DIR || here, 'package.json'));
@@ -51,8 +53,8 @@ const errors = [];
 const browser = await chromium.launch({
   executablePath: chromiumPath,
   headless: true,
-  args: ['--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-vulkan=swiftshader', '--use-angle=swiftshader',
-    '--enable-unsafe-swiftshader', '--ignore-gpu-blocklist', '--no-sandbox', '--disable-quic', '--no-first-run',
+  args: [...(webgpu ? ['--enable-unsafe-webgpu'] : []), '--enable-features=Vulkan', '--use-vulkan=swiftshader',
+    '--use-angle=swiftshader', '--enable-unsafe-swiftshader', '--ignore-gpu-blocklist', '--no-sandbox', '--disable-quic', '--no-first-run',
     '--disable-background-networking', '--disable-component-update', '--disable-sync'],
 });
 try {
@@ -75,6 +77,9 @@ try {
   console.log(`after ${((Date.now() - started) / 1000).toFixed(1)} s:`,
     JSON.stringify({ ...status, last: { ...last, png: png ? `${png.slice(0, 30)}… (${png.length} chars)` : png } }));
   if (status.state !== 'done') failures.push(`state is ${status.state} (error: ${status.error})`);
+  // The compute device the app chose: WebGPU when the browser has it, else burn's CPU backend.
+  const expectAdapter = webgpu ? 'WebGPU' : 'CPU';
+  if (!String(status.adapter).includes(expectAdapter)) failures.push(`adapter is ${status.adapter}, expected ${expectAdapter}`);
   if (!status.last) {
     failures.push('window.tessera.last is missing');
   } else {
