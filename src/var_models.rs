@@ -8,7 +8,7 @@
 use anyhow::Context;
 use burn::prelude::*;
 use tessera_models::generators::var::{Var, VarConfig};
-use tessera_models::tokenizers::msvq::MsVqVae;
+use tessera_models::tokenizers::msvq::{MsVqVae, MsVqVaeConfig};
 use tessera_train::checkpoint::fingerprint;
 use tessera_train::tokenizer::load_tokenizer;
 use tessera_train::var::{check_tokenizer, load_var};
@@ -19,13 +19,19 @@ pub const SHIPPED_VAR_BYTES: &[u8] = include_bytes!("../assets/var-tiny/var.ckpt
 /// `assets/var-tiny/tokenizer.ckpt`: its multi-scale VQ-VAE.
 pub const SHIPPED_TOKENIZER_BYTES: &[u8] = include_bytes!("../assets/var-tiny/tokenizer.ckpt");
 
+/// The checkpoint metric with a training run's wall time in seconds.
+pub const TRAIN_SECONDS: &str = "train_seconds";
+
 /// A VAR transformer and its tokenizer, loaded and checked against each other.
 pub struct VarModels {
     pub var: Var,
     pub vae: MsVqVae,
     pub var_config: VarConfig,
+    pub vae_config: MsVqVaeConfig,
     /// Class names from the training config (MNIST: the digits); empty when the file has none.
     pub class_names: Vec<String>,
+    /// Wall time of both training runs, when both checkpoints record it.
+    pub train_seconds: Option<f64>,
     pub num_classes: usize,
     /// Side of the images the tokenizer works on.
     pub image_size: usize,
@@ -63,13 +69,16 @@ impl VarModels {
         let (vae_config, vae) = load_tokenizer(&tok_file, device).context("loading the tokenizer")?;
         let (var_config, var) = load_var(&var_file, device).context("loading the transformer")?;
         check_tokenizer(&var_config, &vae).context("the transformer and the tokenizer do not belong together")?;
+        let seconds = |c: &Checkpoint| c.header.metrics.get(TRAIN_SECONDS).copied();
         Ok(Self {
+            train_seconds: seconds(&tok_file).zip(seconds(&var_file)).map(|(a, b)| a + b),
             num_classes: var_config.num_classes,
             image_size: vae_config.image_size(),
             channels: vae_config.in_channels,
             var,
             vae,
             var_config,
+            vae_config,
             class_names,
             warning,
             device: device.clone(),

@@ -1,7 +1,9 @@
 //! The headless commands of the `tessera` binary, and the window when there is no command.
 
+mod bench;
 mod data;
 mod edit;
+mod eval;
 mod info;
 mod parity;
 mod sample;
@@ -48,6 +50,11 @@ enum Command {
     /// Zero-shot editing: in-paint, out-paint, or re-generate a region as another class.
     #[command(subcommand)]
     Edit(edit::Command),
+    /// Measure the shipped models with the judge: class accuracy, FID, precision/recall, speed.
+    Eval(eval::Args),
+    /// Throughput of sampling and training on this device.
+    #[command(subcommand)]
+    Bench(bench::Command),
 }
 
 /// Entry point of the desktop binary.
@@ -62,6 +69,8 @@ pub fn main() -> ExitCode {
         Some(Command::Train(cmd)) => train::run(cmd, preference(cli.device)),
         Some(Command::Sample(cmd)) => sample::run(cmd, preference(cli.device)),
         Some(Command::Edit(cmd)) => edit::run(cmd, preference(cli.device)),
+        Some(Command::Eval(args)) => eval::run(args, preference(cli.device)),
+        Some(Command::Bench(cmd)) => bench::run(cmd, preference(cli.device)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

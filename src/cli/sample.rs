@@ -69,7 +69,7 @@ pub fn run(command: Command, preference: anyhow::Result<Preference>) -> anyhow::
 }
 
 /// A shipped asset: relative to the working directory, else to the source tree.
-fn shipped(relative: &str) -> PathBuf {
+pub(crate) fn shipped(relative: &str) -> PathBuf {
     let here = PathBuf::from(relative);
     if here.exists() { here } else { Path::new(env!("CARGO_MANIFEST_DIR")).join(relative) }
 }

@@ -3,6 +3,7 @@
 //! - [`tokenizers::msvq`]: VAR's multi-scale residual VQ-VAE (image ⇄ token maps).
 //! - [`generators::var`]: the VAR transformer (next-scale prediction).
 //! - [`sampling::var`]: VAR sampling with classifier-free guidance, top-k / top-p, seeded.
+//! - [`judge`]: the small CNN classifier whose verdicts and features measure generated images.
 //! - [`resize`]: PyTorch-exact `area`, `bicubic` and nearest ×2 resizes (reference twins of the
 //!   WGSL kernels).
 //! - [`weights`]: official `state_dict`s (safetensors) loaded into these modules.
@@ -14,6 +15,7 @@
 
 mod error;
 pub mod generators;
+pub mod judge;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod parity;
 pub mod resize;

@@ -44,6 +44,9 @@ pub enum ModelKind {
     /// The VAR transformer ([`tessera_models::generators::var::Var`]).
     #[serde(rename = "var")]
     Var,
+    /// The evaluation's classifier ([`tessera_models::judge::Judge`]).
+    #[serde(rename = "judge")]
+    Judge,
 }
 
 impl fmt::Display for ModelKind {
@@ -51,6 +54,7 @@ impl fmt::Display for ModelKind {
         f.write_str(match self {
             Self::VarTokenizer => "VAR tokenizer (multi-scale VQ-VAE)",
             Self::Var => "VAR transformer",
+            Self::Judge => "judge classifier",
         })
     }
 }

@@ -4,6 +4,8 @@
 //!   codebook usage per scale, dead-code re-initialisation, PSNR.
 //! - [`var`]: [`VarTrainer`] — teacher forcing from the frozen tokenizer, cross-entropy over all
 //!   tokens, label dropout.
+//! - [`judge`]: [`JudgeTrainer`] — the evaluation's classifier, cross-entropy with shift
+//!   augmentation.
 //! - [`optim`]: [`AdamW`] with VAR's weight-decay exclusions and global gradient clipping.
 //! - [`schedule`]: warm-up then `lin0` / cosine decay.
 //! - [`checkpoint`]: one self-checking file (bytes) per model: config, weights, optimizer
@@ -40,6 +42,7 @@
 pub mod checkpoint;
 pub mod data;
 mod error;
+pub mod judge;
 pub mod optim;
 pub mod presets;
 pub mod schedule;
@@ -49,6 +52,7 @@ pub mod var;
 pub use checkpoint::{Checkpoint, ModelKind};
 pub use data::BatchOrder;
 pub use error::{Error, Result};
+pub use judge::{JudgeStats, JudgeTrainer, JudgeTrainingConfig};
 pub use optim::{AdamW, AdamWConfig};
 pub use presets::VarPreset;
 pub use schedule::{Decay, LrScheduleConfig};

@@ -2,12 +2,12 @@
 //!
 //! | preset | image | tokenizer | transformer | run |
 //! |---|---|---|---|---|
-//! | `Tiny` | 32 px | ch 16, ×(1,2,2) → 8×8×8 latent, V 256, scales 1,2,3,4,5,6,8 (155 tokens) | depth 4, width 128, 4 heads, MLP ×2 (≈0.7 M params) | MNIST on a 2-core CPU in under 30 min in all |
-//! | `Small` | 32 px | ch 64, ×(1,2,2) → 8×8×16 latent, V 512 | depth 6, width 384, 6 heads (≈11 M) | a GPU; richer datasets (scenes, folders) |
+//! | `Tiny` | 32 px | ch 16, ×(1,2,2) → 8×8×8 latent, V 256, scales 1,2,3,4,5,6,8 (155 tokens) | depth 4, width 128, 4 heads, MLP ×2 (≈1.0 M params) | MNIST on a 2-core CPU in under 30 min in all |
+//! | `Small` | 32 px | ch 64, ×(1,2,2) → 8×8×16 latent, V 512 | depth 6, width 384, 6 heads (≈16 M) | a GPU; richer datasets (scenes, folders) |
 //!
 //! The official `build_vae_var` ties width = 64·depth and heads = depth (head dim 64) with an MLP
 //! ratio of 4; `Tiny` decouples them (width 128 with depth 4, head dim 32, MLP ratio 2) because a
-//! 2-core CPU affords well under a million parameters in the time (on burn's CPU backend the
+//! 2-core CPU affords about a million parameters in the time (on burn's CPU backend the
 //! tanh-GELU of a ×4 MLP alone costs a quarter of a step), and `Small` follows the tie's head
 //! count with a narrower width. Both use
 //! the official `init_adaln_gamma` of the smallest README runs (1e-3) and `lin0` schedules.
@@ -26,7 +26,7 @@ use crate::var::VarTrainingConfig;
 pub enum VarPreset {
     /// 32 px, about a million transformer parameters: trains on MNIST on a laptop CPU.
     Tiny,
-    /// 32 px, about 11 M transformer parameters: for a GPU.
+    /// 32 px, about 16 M transformer parameters: for a GPU.
     Small,
 }
 

@@ -1,0 +1,147 @@
+//! Tessera's measuring instruments: how good and how varied a generator's images are.
+//!
+//! - [`metrics`]: FID, precision / recall (k-NN manifolds) and the distinct fraction, on plain
+//!   vectors.
+//! - [`judging`]: the judge classifier ([`tessera_models::judge`]) over images → [`Verdicts`]
+//!   (features and predicted classes), read back asynchronously.
+//! - [`generators`]: the [`Generator`] trait every method implements for evaluation.
+//! - [`report`]: the report's rows, as JSON and as a markdown table.
+//!
+//! [`Quality::measure`] is the one recipe every row uses: `per_class` images of each class,
+//! judged; class accuracy against the asked labels, FID and precision / recall against the
+//! held-out real images' features.
+
+pub mod generators;
+pub mod judging;
+pub mod metrics;
+pub mod report;
+
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+use tessera_models::judge::Judge;
+use tessera_models::rng::SplitMix64;
+
+pub use generators::{Generator, VarGenerator};
+pub use judging::{Verdicts, judge_dataset, judge_images};
+pub use metrics::{Features, distinct_fraction, fid, precision_recall};
+
+/// Neighbours of the precision / recall manifolds (the paper's k).
+pub const PR_NEIGHBOURS: usize = 3;
+/// Mean absolute pixel difference under which two samples count as copies.
+pub const COPY_TOLERANCE: f32 = 0.01;
+
+/// Errors of the evaluation.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reading a tensor back from the device failed.
+    #[error("reading results back from the device failed: {0}")]
+    Readback(String),
+    /// Nothing to measure.
+    #[error("{0}")]
+    Empty(&'static str),
+}
+
+impl Error {
+    fn readback(e: impl std::fmt::Debug) -> Self {
+        Self::Readback(format!("{e:?}"))
+    }
+}
+
+/// Result of the evaluation.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// How one set of images compares with the real held-out images.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Quality {
+    /// Images measured.
+    pub images: usize,
+    /// Share the judge assigns to the asked class.
+    pub class_accuracy: f64,
+    /// Fréchet distance to the held-out real images in the judge's feature space.
+    pub fid: f64,
+    /// Share of images inside the real images' k-NN manifold.
+    pub precision: f64,
+    /// Share of real images inside these images' k-NN manifold.
+    pub recall: f64,
+    /// Share of images that are not near-copies of another.
+    pub distinct: f64,
+}
+
+impl Quality {
+    /// Measures `images` (`[N, C, H, W]` in `[0, 1]`, asked to be `labels`) against the real
+    /// images' features, `batch` images at a time through the judge.
+    pub async fn measure(judge: &Judge, images: Tensor<4>, labels: &[usize], real: &Features, batch: usize) -> Result<Self> {
+        let n = images.dims()[0];
+        let mut verdicts: Option<Verdicts> = None;
+        let mut pixels = Vec::with_capacity(n);
+        for start in (0..n).step_by(batch.max(1)) {
+            let part = images.clone().narrow(0, start, batch.min(n - start));
+            let v = judge_images(judge, part.clone()).await?;
+            let data = part.into_data_async().await.map_err(Error::readback)?;
+            let values: Vec<f32> = data.iter::<f32>().collect();
+            let per = values.len() / v.predictions.len();
+            pixels.extend(values.chunks(per).map(<[f32]>::to_vec));
+            match &mut verdicts {
+                Some(all) => {
+                    all.features.values.extend(v.features.values);
+                    all.predictions.extend(v.predictions);
+                }
+                None => verdicts = Some(v),
+            }
+        }
+        let verdicts = verdicts.ok_or(Error::Empty("no images to measure"))?;
+        Ok(Self::from_verdicts(&verdicts, labels, real, distinct_fraction(&pixels, COPY_TOLERANCE)))
+    }
+
+    /// The row for images the judge has already seen.
+    pub fn from_verdicts(verdicts: &Verdicts, labels: &[usize], real: &Features, distinct: f64) -> Self {
+        let (precision, recall) = precision_recall(real, &verdicts.features, PR_NEIGHBOURS);
+        Self {
+            images: labels.len(),
+            class_accuracy: verdicts.accuracy(labels),
+            fid: fid(real, &verdicts.features),
+            precision,
+            recall,
+            distinct,
+        }
+    }
+}
+
+/// `per_class` labels of each of `classes` classes, class by class.
+pub fn balanced_labels(classes: usize, per_class: usize) -> Vec<usize> {
+    (0..classes).flat_map(|c| std::iter::repeat_n(c, per_class)).collect()
+}
+
+/// Measures a generator: `per_class` images of every class from `seed`, generated `batch` at a
+/// time (each batch its own seed from the stream).
+pub async fn measure_generator(
+    generator: &dyn Generator,
+    judge: &Judge,
+    real: &Features,
+    per_class: usize,
+    batch: usize,
+    seed: u64,
+) -> Result<Quality> {
+    let labels = balanced_labels(generator.num_classes(), per_class);
+    let mut seeds = SplitMix64::new(seed);
+    let images: Vec<Tensor<4>> = labels.chunks(batch.max(1)).map(|chunk| generator.generate(chunk, seeds.next_u64())).collect();
+    Quality::measure(judge, Tensor::cat(images, 0), &labels, real, batch).await
+}
+
+/// Uniform noise images with balanced labels: the ceiling row of every report.
+pub fn noise_images(shape: [usize; 4], seed: u64, device: &Device) -> Tensor<4> {
+    let mut rng = SplitMix64::new(seed);
+    let values = rng.uniforms(shape.iter().product());
+    Tensor::from_data(TensorData::new(values, shape), device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_balanced_and_grouped() {
+        assert_eq!(balanced_labels(3, 2), vec![0, 0, 1, 1, 2, 2]);
+        assert!(balanced_labels(10, 0).is_empty());
+    }
+}

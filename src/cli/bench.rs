@@ -1,0 +1,154 @@
+//! `tessera bench sample|train`: throughput of the shipped generators on this device.
+//!
+//! Each row names its device and the ops it ran on. Timings are wall clock around work that
+//! ends in a readback (so queued GPU work is counted), after one untimed warm-up run.
+
+use std::time::Instant;
+
+use anyhow::Context;
+use burn::prelude::*;
+use pollster::block_on;
+use serde::Serialize;
+use tessera_data::{Dataset, Mnist};
+use tessera_eval::{Generator, VarGenerator, balanced_labels};
+use tessera_kernels::device::Preference;
+use tessera_models::sampling::var::VarSamplerConfig;
+use tessera_train::data::load_batch;
+use tessera_train::{BatchOrder, TokenizerTrainer, VarPreset, VarTrainer};
+
+use super::sample::load_var_models;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {
+    /// Images per second of sampling at batch 1, 16 and 64.
+    Sample(Args),
+    /// Training steps per second of each model of the tiny preset.
+    Train(Args),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Print JSON (a list of rows) instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Small batches and one repeat: checks the command works (CI), the figures mean little.
+    #[arg(long)]
+    quick: bool,
+}
+
+/// One measurement.
+#[derive(Debug, Serialize)]
+pub struct Row {
+    /// `sample` or `train`.
+    pub bench: &'static str,
+    /// `var`, `var-tokenizer`, ...
+    pub model: String,
+    /// Images per call / step.
+    pub batch: usize,
+    /// Mean wall time of one call / step.
+    pub ms: f64,
+    /// `batch / seconds`.
+    pub images_per_s: f64,
+    /// Calls / steps per second.
+    pub per_s: f64,
+    /// Which ops ran: the plain burn ops until the WGSL kernels land (issue 4).
+    pub ops: &'static str,
+    /// The device, in words.
+    pub device: String,
+}
+
+pub fn run(command: Command, preference: anyhow::Result<Preference>) -> anyhow::Result<()> {
+    let compute = super::compute(preference)?;
+    let device_name = compute.describe();
+    let (rows, args) = match command {
+        Command::Sample(args) => (sample_rows(&compute.device, &device_name, args.quick)?, args),
+        Command::Train(args) => (train_rows(&compute.device, &device_name, args.quick)?, args),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        println!("| bench | model | batch | ms per call | images/s | calls/s | ops | device |\n|---|---|---|---|---|---|---|---|");
+        for r in &rows {
+            println!(
+                "| {} | {} | {} | {:.1} | {:.1} | {:.2} | {} | {} |",
+                r.bench, r.model, r.batch, r.ms, r.images_per_s, r.per_s, r.ops, r.device
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Mean seconds of `f` over `repeats` runs after one warm-up.
+fn seconds_per_call(repeats: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
+    f()?;
+    let start = Instant::now();
+    for _ in 0..repeats {
+        f()?;
+    }
+    Ok(start.elapsed().as_secs_f64() / repeats.max(1) as f64)
+}
+
+/// Seconds to generate one batch of `batch` images, read back (classes cycle through all).
+pub(crate) fn sampling_seconds(generator: &dyn Generator, batch: usize, repeats: usize) -> anyhow::Result<f64> {
+    let per_class = batch.div_ceil(generator.num_classes());
+    let labels: Vec<usize> = balanced_labels(generator.num_classes(), per_class).into_iter().take(batch).collect();
+    let mut seed = 0;
+    seconds_per_call(repeats, || {
+        seed += 1;
+        block_on(generator.generate(&labels, seed).into_data_async()).context("reading the samples back")?;
+        Ok(())
+    })
+}
+
+fn row(bench: &'static str, model: &str, batch: usize, seconds: f64, device: &str) -> Row {
+    Row {
+        bench,
+        model: model.to_string(),
+        batch,
+        ms: seconds * 1e3,
+        images_per_s: batch as f64 / seconds,
+        per_s: 1.0 / seconds,
+        ops: "burn",
+        device: device.to_string(),
+    }
+}
+
+fn sample_rows(device: &Device, device_name: &str, quick: bool) -> anyhow::Result<Vec<Row>> {
+    let models = load_var_models(None, None, device)?;
+    let generator = VarGenerator { var: models.var, vae: models.vae, sampler: VarSamplerConfig::new().with_guidance(2.0), device: device.clone() };
+    let (batches, repeats): (&[usize], usize) = if quick { (&[1, 4], 1) } else { (&[1, 16, 64], 3) };
+    batches
+        .iter()
+        .map(|&b| Ok(row("sample", "var-tiny", b, sampling_seconds(&generator, b, repeats)?, device_name)))
+        .collect()
+}
+
+fn train_rows(device: &Device, device_name: &str, quick: bool) -> anyhow::Result<Vec<Row>> {
+    let (batch, repeats) = if quick { (4, 1) } else { (32, 5) };
+    let mnist = Mnist::train();
+    let order = BatchOrder::new(mnist.len(), batch, 0);
+    let preset = VarPreset::Tiny;
+
+    let mut config = preset.tokenizer_training(1);
+    config.batch_size = batch;
+    let mut tokenizer = TokenizerTrainer::new(config, device)?;
+    let tokenizer_s = seconds_per_call(repeats, || {
+        let (images, _) = load_batch(&mnist, &order.indices(tokenizer.step_index()), device);
+        block_on(tokenizer.step(images))?;
+        Ok(())
+    })?;
+
+    let shipped = load_var_models(None, None, device)?;
+    let mut config = preset.var_training(&shipped.vae_config, mnist.class_names().len());
+    config.batch_size = batch;
+    let mut var = VarTrainer::new(config, shipped.vae, device)?;
+    let var_s = seconds_per_call(repeats, || {
+        let (images, labels) = load_batch(&mnist, &order.indices(var.step_index()), device);
+        block_on(var.step(images, labels))?;
+        Ok(())
+    })?;
+    Ok(vec![
+        row("train", "var-tokenizer (tiny)", batch, tokenizer_s, device_name),
+        row("train", "var (tiny)", batch, var_s, device_name),
+    ])
+}
