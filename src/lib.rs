@@ -8,5 +8,6 @@ pub mod app;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod cli;
 pub mod gpu_setup;
+pub mod var_models;
 #[cfg(target_arch = "wasm32")]
-mod web;
+pub(crate) mod web;

@@ -1,5 +1,9 @@
 //! The browser entry: starts the app on the page's canvas and keeps `window.tessera` current,
-//! the object end-to-end tests (and curious users) read: `state`, `error`, `adapter`.
+//! the object end-to-end tests (and curious users) read: `state` (`loading`, `ready`, `running`,
+//! `done`, `error`), `error`, `adapter`, `notice`, and `last`, the latest generation:
+//! `{generator, class, seed, width, height, ms, png}` with `png` a `data:image/png;base64,...`
+//! URL of its first image at native resolution. The app sets `state` from `ready` on (once the
+//! models are loaded); this file sets `loading` and start-up errors.
 
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -16,6 +20,45 @@ pub fn set_status(key: &str, value: JsValue) {
             obj
         });
     let _ = js_sys::Reflect::set(&status, &key.into(), &value);
+}
+
+/// Sets `window.tessera.last` to an object of `(key, value)` fields.
+pub fn set_last(fields: &[(&str, JsValue)]) {
+    let last = js_sys::Object::new();
+    for (key, value) in fields {
+        let _ = js_sys::Reflect::set(&last, &(*key).into(), value);
+    }
+    set_status("last", last.into());
+}
+
+/// The page's query string, without the `?`.
+pub fn query() -> String {
+    web_sys::window()
+        .and_then(|w| w.location().search().ok())
+        .map(|s| s.trim_start_matches('?').to_string())
+        .unwrap_or_default()
+}
+
+/// Replaces the page's query string without reloading, so the address bar always holds a link
+/// that reproduces what is on screen. (Through a tiny JS function: `History` is not among the
+/// web-sys features the crate enables, and adding one rebuilds wgpu and eframe for wasm32.)
+pub fn replace_query(query: &str) {
+    let replace = js_sys::Function::new_with_args("q", "history.replaceState(history.state, '', '?' + q)");
+    if let Err(e) = replace.call1(&JsValue::NULL, &query.into()) {
+        log::warn!("could not update the address bar: {e:?}");
+    }
+}
+
+/// Offers `bytes` as a file download named `name` (a data URL on a temporary link).
+pub fn download(name: &str, mime: &str, bytes: &[u8]) -> Result<(), String> {
+    use base64::Engine;
+    let url = format!("data:{mime};base64,{}", base64::engine::general_purpose::STANDARD.encode(bytes));
+    let click = js_sys::Function::new_with_args(
+        "url, name",
+        "const a = document.createElement('a'); a.href = url; a.download = name; \
+         document.body.appendChild(a); a.click(); a.remove();",
+    );
+    click.call2(&JsValue::NULL, &url.into(), &name.into()).map(|_| ()).map_err(|e| format!("the download failed: {e:?}"))
 }
 
 fn fail(message: &str) {
@@ -51,7 +94,7 @@ pub fn start() {
                 canvas,
                 options,
                 Box::new(|cc| {
-                    let app = crate::app::TesseraApp::new(cc);
+                    let app = crate::app::TesseraApp::with_query(cc, Some(&query()));
                     set_status("adapter", app.compute.describe().into());
                     if let Some(notice) = &app.compute.notice {
                         set_status("notice", notice.as_str().into());
@@ -62,7 +105,7 @@ pub fn start() {
             .await;
         match started {
             Ok(()) => {
-                set_status("state", "ready".into());
+                // `state` becomes `ready` when the app has loaded its models.
                 if let Some(el) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.get_element_by_id("tessera_loading")) {
                     el.remove();
                 }

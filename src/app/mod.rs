@@ -2,10 +2,18 @@
 //!
 //! `TesseraApp { state, compute, .. }`: `State` is what persists between runs (serde, every field
 //! defaulted so older saves still load); the compute device and textures are rebuilt at start.
-//! Each panel is a file with a `ui` function.
+//! Each panel is a file with a `ui` function; the Generate panel's parts (settings and URL,
+//! background jobs, player, token maps, exports, page hooks) are files of their own.
 
 mod data_panel;
 mod device_panel;
+pub mod export;
+mod generate_panel;
+pub mod generate_settings;
+pub mod generation;
+mod hooks;
+pub mod player;
+pub mod token_map;
 
 use serde::{Deserialize, Serialize};
 use tessera_kernels::device::Compute;
@@ -14,14 +22,16 @@ use tessera_kernels::device::Compute;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Tab {
     #[default]
+    Generate,
     Data,
     Device,
 }
 
 impl Tab {
-    const ALL: [Tab; 2] = [Tab::Data, Tab::Device];
+    const ALL: [Tab; 3] = [Tab::Generate, Tab::Data, Tab::Device];
     fn label(self) -> &'static str {
         match self {
+            Tab::Generate => "Generate",
             Tab::Data => "Data",
             Tab::Device => "Device",
         }
@@ -33,6 +43,7 @@ impl Tab {
 #[serde(default)]
 pub struct State {
     pub tab: Tab,
+    pub generate: generate_settings::GenerateSettings,
     pub data: data_panel::Settings,
 }
 
@@ -42,22 +53,42 @@ pub struct TesseraApp {
     /// The user closed the banner that says why computing is on the CPU.
     notice_dismissed: bool,
     data: data_panel::DataPanel,
+    generate: generate_panel::GeneratePanel,
 }
 
 impl TesseraApp {
     pub fn new(cc: &eframe::CreationContext<'_>) -> Self {
-        let state = cc
+        Self::with_query(cc, None)
+    }
+
+    /// The app opened with a URL query (`?generator=var&class=3&seed=1&autorun=1`, see
+    /// [`generate_settings`]): its settings replace the remembered ones and open the Generate tab.
+    pub fn with_query(cc: &eframe::CreationContext<'_>, query: Option<&str>) -> Self {
+        let mut state = cc
             .storage
             .and_then(|s| eframe::get_value::<State>(s, eframe::APP_KEY))
             .unwrap_or_default();
+        let request = query
+            .filter(|q| !q.trim_start_matches('?').is_empty())
+            .map(generate_settings::GenerateSettings::from_query);
+        let (autorun, warnings) = match request {
+            Some(r) => {
+                state.generate = r.settings;
+                state.tab = Tab::Generate;
+                (r.autorun, r.warnings)
+            }
+            None => (false, Vec::new()),
+        };
         let compute = crate::gpu_setup::compute_from_render_state(cc.wgpu_render_state.as_ref());
         log::info!("Tessera computes on {}", compute.describe());
-        Self { state, compute, notice_dismissed: false, data: Default::default() }
+        let generate = generate_panel::GeneratePanel::new(&cc.egui_ctx, compute.device.clone(), autorun, warnings);
+        Self { state, compute, notice_dismissed: false, data: Default::default(), generate }
     }
 }
 
 impl eframe::App for TesseraApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        self.generate.poll(ui.ctx(), &self.state.generate);
         egui::Panel::top("tabs").show(ui, |ui| {
             ui.horizontal(|ui| {
                 ui.heading("Tessera");
@@ -84,6 +115,9 @@ impl eframe::App for TesseraApp {
             });
         }
         egui::CentralPanel::default().show(ui, |ui| match self.state.tab {
+            Tab::Generate => {
+                egui::ScrollArea::vertical().show(ui, |ui| self.generate.ui(ui, &mut self.state.generate));
+            }
             Tab::Data => self.data.ui(ui, &mut self.state.data),
             Tab::Device => device_panel::ui(ui, &self.compute),
         });

@@ -24,6 +24,10 @@ struct Cli {
     /// Defaults to $TESSERA_DEVICE, else auto.
     #[arg(long, global = true, value_name = "auto|gpu|cpu")]
     device: Option<Preference>,
+    /// Open the window with the settings of a shared link, e.g.
+    /// '?generator=var&class=3&seed=1&autorun=1' (the part of the web app's URL after the '?').
+    #[arg(long, value_name = "QUERY")]
+    link: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -58,7 +62,7 @@ pub fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     let result = match cli.command {
-        None => window::run(),
+        None => window::run(cli.link),
         Some(Command::Info(args)) => info::run(args, preference(cli.device)),
         Some(Command::Data(cmd)) => data::run(cmd),
         Some(Command::Parity(args)) => parity::run(args, preference(cli.device)),

@@ -12,10 +12,8 @@ use burn::prelude::*;
 use tessera_data::Image;
 use tessera_kernels::device::Preference;
 use tessera_models::sampling::var::{VarSamplerConfig, sample};
-use tessera_train::checkpoint::fingerprint;
-use tessera_train::tokenizer::load_tokenizer;
-use tessera_train::var::{check_tokenizer, load_var};
-use tessera_train::{Checkpoint, VarTrainingConfig};
+
+use crate::var_models::VarModels;
 
 /// The checkpoints `tessera sample` uses when none is named.
 pub const SHIPPED_VAR: &str = "assets/var-tiny/var.ckpt";
@@ -130,62 +128,17 @@ pub(crate) fn write_png(image: &Image, path: &Path) -> anyhow::Result<()> {
     std::fs::write(path, image.to_png_bytes()).with_context(|| format!("writing {}", path.display()))
 }
 
-/// A VAR transformer and its tokenizer, loaded and checked against each other.
-pub(crate) struct VarModels {
-    pub var: tessera_models::generators::var::Var,
-    pub vae: tessera_models::tokenizers::msvq::MsVqVae,
-    pub var_config: tessera_models::generators::var::VarConfig,
-    pub vae_config: tessera_models::tokenizers::msvq::MsVqVaeConfig,
-    pub class_names: Vec<String>,
-    /// Wall time of both training runs, when both checkpoints record it.
-    pub train_seconds: Option<f64>,
-    pub num_classes: usize,
-    /// Side of the images the tokenizer works on.
-    pub image_size: usize,
-    pub channels: usize,
-}
-
-impl VarModels {
-    /// A clear error for a class the model does not have.
-    pub fn check_class(&self, class: usize) -> anyhow::Result<()> {
-        if class >= self.num_classes {
-            let names = if self.class_names.is_empty() { String::new() } else { format!(" ({})", self.class_names.join(", ")) };
-            anyhow::bail!("class {class} is out of range: this model has classes 0 to {}{names}", self.num_classes - 1);
-        }
-        Ok(())
-    }
-}
-
-/// Loads the named checkpoints, or the shipped tiny MNIST pair.
+/// Loads the named checkpoints, or the shipped tiny MNIST pair (from `assets/`, so a retrained
+/// file there is picked up without a rebuild).
 pub(crate) fn load_var_models(checkpoint: Option<&Path>, tokenizer: Option<&Path>, device: &Device) -> anyhow::Result<VarModels> {
     let var_path = checkpoint.map(Path::to_path_buf).unwrap_or_else(|| shipped(SHIPPED_VAR));
     let tok_path = tokenizer.map(Path::to_path_buf).unwrap_or_else(|| shipped(SHIPPED_TOKENIZER));
-    let var_file = Checkpoint::load(&var_path).with_context(|| format!("reading the transformer {}", var_path.display()))?;
-    let tok_file = Checkpoint::load(&tok_path).with_context(|| format!("reading the tokenizer {}", tok_path.display()))?;
-    let class_names: Vec<String> = var_file
-        .training_config::<VarTrainingConfig>()
-        .ok()
-        .flatten()
-        .map(|c| c.class_names)
-        .unwrap_or_default();
-    if let Some(expected) = &var_file.header.tokenizer
-        && *expected != fingerprint(&tok_file.weights)
-    {
-        eprintln!("warning: {} was trained with another tokenizer than {}", var_path.display(), tok_path.display());
+    let read = |path: &Path| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
+    let (var_bytes, tok_bytes) = (read(&var_path)?, read(&tok_path)?);
+    let models = VarModels::from_bytes(&var_bytes, &tok_bytes, device)
+        .with_context(|| format!("loading {} with {}", var_path.display(), tok_path.display()))?;
+    if let Some(warning) = &models.warning {
+        eprintln!("warning: {warning} ({} with {})", var_path.display(), tok_path.display());
     }
-    let (vae_config, vae) = load_tokenizer(&tok_file, device).with_context(|| format!("loading {}", tok_path.display()))?;
-    let (var_config, var) = load_var(&var_file, device).with_context(|| format!("loading {}", var_path.display()))?;
-    check_tokenizer(&var_config, &vae).context("the transformer and the tokenizer do not belong together")?;
-    let seconds = |c: &Checkpoint| c.header.metrics.get(super::train::TRAIN_SECONDS).copied();
-    Ok(VarModels {
-        train_seconds: seconds(&tok_file).zip(seconds(&var_file)).map(|(a, b)| a + b),
-        num_classes: var_config.num_classes,
-        image_size: vae_config.image_size(),
-        channels: vae_config.in_channels,
-        var,
-        vae,
-        var_config,
-        vae_config,
-        class_names,
-    })
+    Ok(models)
 }

@@ -138,8 +138,9 @@ impl RunClock {
     }
 }
 
-/// The checkpoint metric with a run's wall time (read by `tessera eval`).
-pub(crate) const TRAIN_SECONDS: &str = "train_seconds";
+/// The checkpoint metric with a run's wall time (read by `tessera eval`); defined with the
+/// model loading, which the browser build compiles too.
+pub(crate) use crate::var_models::TRAIN_SECONDS;
 
 /// The device training runs on: a real GPU if there is one; on a machine whose only adapter is
 /// a software rasteriser (lavapipe, SwiftShader), burn's CPU backend, which trains the tiny

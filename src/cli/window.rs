@@ -6,7 +6,8 @@ const NO_WINDOW_HINT: &str = "Without a window you can still use the headless co
 (`tessera info`, `tessera data preview ...`; see `tessera --help`), or build the browser app \
 (`bash scripts/build-web.sh` then `bash scripts/serve-web.sh`, see README.md).";
 
-pub fn run() -> anyhow::Result<()> {
+/// Opens the window; `link` is a shared link's query (`?generator=var&class=3&autorun=1`).
+pub fn run(link: Option<String>) -> anyhow::Result<()> {
     if cfg!(target_os = "linux")
         && std::env::var_os("DISPLAY").is_none()
         && std::env::var_os("WAYLAND_DISPLAY").is_none()
@@ -21,7 +22,7 @@ pub fn run() -> anyhow::Result<()> {
         wgpu_options: crate::gpu_setup::wgpu_configuration(),
         ..Default::default()
     };
-    eframe::run_native("Tessera", options, Box::new(|cc| Ok(Box::new(crate::app::TesseraApp::new(cc)))))
+    eframe::run_native("Tessera", options, Box::new(move |cc| Ok(Box::new(crate::app::TesseraApp::with_query(cc, link.as_deref())))))
         .map_err(|e| anyhow::anyhow!("{e}"))
         .with_context(|| format!("the app window could not open.\n{NO_WINDOW_HINT}"))
 }

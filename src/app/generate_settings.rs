@@ -1,0 +1,283 @@
+//! What the Generate panel asks for, and how it travels in a URL.
+//!
+//! The query string carries a version and every setting that differs from [`GenerateSettings::url_base`]
+//! (class and seed always), so a shared link reproduces the same images:
+//! `?v=1&generator=var&class=3&seed=1&guidance=3&n=8&autorun=1`.
+//! A link without `n` draws one image: that is what the automation hook
+//! (`?generator=var&class=C&seed=S&autorun=1`) promises.
+
+use serde::{Deserialize, Serialize};
+
+/// The version of the query format written by [`GenerateSettings::to_query`].
+pub const URL_VERSION: u32 = 1;
+
+/// The order in which a generator produces an image; the step-through player names its steps after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GenerationOrder {
+    /// VAR: a 1×1 token map, then 2×2, … up to the full map.
+    NextScale,
+    /// RAR: one token at a time, row by row.
+    Raster,
+    /// The equivariant generator: one column of tokens at a time.
+    ColumnByColumn,
+}
+
+impl GenerationOrder {
+    /// What one step is called: "scale", "token", "column".
+    pub fn step_name(self) -> &'static str {
+        match self {
+            Self::NextScale => "scale",
+            Self::Raster => "token",
+            Self::ColumnByColumn => "column",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::NextScale => "next-scale",
+            Self::Raster => "raster, token by token",
+            Self::ColumnByColumn => "column by column",
+        }
+    }
+}
+
+/// The generator families. Only VAR has models yet; the others are listed so the panel, the URL
+/// and the player are built for all three.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GeneratorKind {
+    #[default]
+    Var,
+    Rar,
+    Columns,
+}
+
+impl GeneratorKind {
+    pub const ALL: [GeneratorKind; 3] = [Self::Var, Self::Rar, Self::Columns];
+
+    /// The name used in URLs.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Var => "var",
+            Self::Rar => "rar",
+            Self::Columns => "columns",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Var => "VAR",
+            Self::Rar => "RAR",
+            Self::Columns => "Equivariant (columns)",
+        }
+    }
+
+    pub fn order(self) -> GenerationOrder {
+        match self {
+            Self::Var => GenerationOrder::NextScale,
+            Self::Rar => GenerationOrder::Raster,
+            Self::Columns => GenerationOrder::ColumnByColumn,
+        }
+    }
+
+    /// Whether Tessera can sample from it yet.
+    pub fn is_available(self) -> bool {
+        self == Self::Var
+    }
+
+    fn from_key(key: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|g| g.key().eq_ignore_ascii_case(key))
+    }
+}
+
+/// One generation request; persisted between runs and carried in URLs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GenerateSettings {
+    pub generator: GeneratorKind,
+    /// Class index (its name comes from the model).
+    pub class: usize,
+    pub seed: u64,
+    /// Classifier-free guidance (0 = none). 2 is what the shipped models were checked with.
+    pub guidance: f64,
+    /// Keep the k most likely codes (0 = all).
+    pub top_k: usize,
+    /// Nucleus sampling mass (0 = off).
+    pub top_p: f64,
+    /// Divides the logits (1 = as trained).
+    pub temperature: f64,
+    /// Images per run.
+    pub count: usize,
+}
+
+impl Default for GenerateSettings {
+    fn default() -> Self {
+        Self { count: 8, ..Self::url_base() }
+    }
+}
+
+/// Limits of the panel's controls, also applied to URLs.
+pub const MAX_COUNT: usize = 32;
+pub const MAX_TOP_K: usize = 4096;
+pub const MAX_GUIDANCE: f64 = 20.0;
+
+/// What a URL asked for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UrlRequest {
+    pub settings: GenerateSettings,
+    /// `autorun=1`: generate as soon as the models are loaded.
+    pub autorun: bool,
+    /// Parameters that were ignored, and why (shown to the user, never fatal).
+    pub warnings: Vec<String>,
+}
+
+impl GenerateSettings {
+    /// The settings a URL starts from before its parameters apply.
+    pub fn url_base() -> Self {
+        Self {
+            generator: GeneratorKind::Var,
+            class: 0,
+            seed: 0,
+            guidance: 2.0,
+            top_k: 0,
+            top_p: 0.0,
+            temperature: 1.0,
+            count: 1,
+        }
+    }
+
+    /// Values brought into the ranges the sampler accepts.
+    pub fn clamped(mut self) -> Self {
+        self.guidance = self.guidance.clamp(0.0, MAX_GUIDANCE);
+        self.top_k = self.top_k.min(MAX_TOP_K);
+        self.top_p = self.top_p.clamp(0.0, 1.0);
+        self.temperature = self.temperature.clamp(0.05, 10.0);
+        self.count = self.count.clamp(1, MAX_COUNT);
+        self
+    }
+
+    /// `v=1&generator=var&class=3&seed=1` plus every setting that differs from [`Self::url_base`].
+    pub fn to_query(&self, autorun: bool) -> String {
+        let base = Self::url_base();
+        let mut parts = vec![
+            format!("v={URL_VERSION}"),
+            format!("generator={}", self.generator.key()),
+            format!("class={}", self.class),
+            format!("seed={}", self.seed),
+        ];
+        if self.guidance != base.guidance {
+            parts.push(format!("guidance={}", self.guidance));
+        }
+        if self.top_k != base.top_k {
+            parts.push(format!("top_k={}", self.top_k));
+        }
+        if self.top_p != base.top_p {
+            parts.push(format!("top_p={}", self.top_p));
+        }
+        if self.temperature != base.temperature {
+            parts.push(format!("temperature={}", self.temperature));
+        }
+        if self.count != base.count {
+            parts.push(format!("n={}", self.count));
+        }
+        if autorun {
+            parts.push("autorun=1".into());
+        }
+        parts.join("&")
+    }
+
+    /// Reads a query string (with or without the leading `?`). Unknown or malformed parameters
+    /// are skipped with a warning; values out of range are clamped.
+    pub fn from_query(query: &str) -> UrlRequest {
+        let mut settings = Self::url_base();
+        let mut autorun = false;
+        let mut warnings = Vec::new();
+        for pair in query.trim_start_matches('?').split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let mut bad = |what: &str| warnings.push(format!("ignored {key}={value}: {what}"));
+            match key {
+                "v" => match value.parse::<u32>() {
+                    Ok(v) if v > URL_VERSION => {
+                        bad(&format!("this link was made by a newer Tessera (format {v}, this one reads {URL_VERSION})"))
+                    }
+                    Ok(_) => {}
+                    Err(_) => bad("not a version number"),
+                },
+                "generator" => match GeneratorKind::from_key(value) {
+                    Some(g) => settings.generator = g,
+                    None => bad("unknown generator (var, rar or columns)"),
+                },
+                "class" => parse_into(value, &mut settings.class, &mut bad),
+                "seed" => parse_into(value, &mut settings.seed, &mut bad),
+                "guidance" => parse_into(value, &mut settings.guidance, &mut bad),
+                "top_k" => parse_into(value, &mut settings.top_k, &mut bad),
+                "top_p" => parse_into(value, &mut settings.top_p, &mut bad),
+                "temperature" => parse_into(value, &mut settings.temperature, &mut bad),
+                "n" => parse_into(value, &mut settings.count, &mut bad),
+                "autorun" => autorun = matches!(value, "1" | "true" | "yes" | ""),
+                _ => bad("unknown parameter"),
+            }
+        }
+        UrlRequest { settings: settings.clamped(), autorun, warnings }
+    }
+}
+
+fn parse_into<T: std::str::FromStr>(value: &str, into: &mut T, bad: &mut impl FnMut(&str)) {
+    match value.parse::<T>() {
+        Ok(v) => *into = v,
+        Err(_) => bad("not a number"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_automation_url_asks_for_one_image() {
+        let r = GenerateSettings::from_query("?generator=var&class=3&seed=1&autorun=1");
+        assert!(r.autorun && r.warnings.is_empty(), "{r:?}");
+        assert_eq!(r.settings, GenerateSettings { class: 3, seed: 1, ..GenerateSettings::url_base() });
+        assert_eq!(r.settings.count, 1);
+    }
+
+    #[test]
+    fn settings_survive_a_round_trip_through_the_url() {
+        let cases = [
+            GenerateSettings::default(),
+            GenerateSettings::url_base(),
+            GenerateSettings { class: 7, seed: u64::MAX, guidance: 0.0, top_k: 50, top_p: 0.9, temperature: 0.7, count: 16, ..Default::default() },
+            GenerateSettings { generator: GeneratorKind::Columns, guidance: 1.25, ..Default::default() },
+        ];
+        for settings in cases {
+            for autorun in [false, true] {
+                let query = settings.to_query(autorun);
+                let back = GenerateSettings::from_query(&query);
+                assert_eq!(back.settings, settings, "{query}");
+                assert_eq!(back.autorun, autorun, "{query}");
+                assert!(back.warnings.is_empty(), "{query}: {:?}", back.warnings);
+            }
+        }
+    }
+
+    #[test]
+    fn only_non_default_settings_are_written() {
+        assert_eq!(GenerateSettings::url_base().to_query(false), "v=1&generator=var&class=0&seed=0");
+        let s = GenerateSettings { class: 2, seed: 9, top_p: 0.95, ..GenerateSettings::url_base() };
+        assert_eq!(s.to_query(true), "v=1&generator=var&class=2&seed=9&top_p=0.95&autorun=1");
+    }
+
+    #[test]
+    fn bad_parameters_are_skipped_with_a_reason_and_values_clamped() {
+        let r = GenerateSettings::from_query("v=2&generator=gan&class=x&seed=5&n=1000&top_p=3&colour=red");
+        assert_eq!(r.settings.seed, 5);
+        assert_eq!(r.settings.generator, GeneratorKind::Var);
+        assert_eq!(r.settings.class, 0);
+        assert_eq!((r.settings.count, r.settings.top_p), (MAX_COUNT, 1.0));
+        assert!(!r.autorun);
+        let joined = r.warnings.join("\n");
+        assert_eq!(r.warnings.len(), 4, "{joined}");
+        for expected in ["newer Tessera", "unknown generator", "class=x", "unknown parameter"] {
+            assert!(joined.contains(expected), "{expected}: {joined}");
+        }
+    }
+}

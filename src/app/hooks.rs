@@ -1,0 +1,82 @@
+//! What the app tells the outside world about generation: `window.tessera` and the address bar
+//! in the browser (for automation and shareable links), the log on the desktop.
+
+use super::generate_settings::GenerateSettings;
+
+/// `window.tessera.state`: `loading`, `ready`, `running`, `done` or `error`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppState {
+    Loading,
+    Ready,
+    Running,
+    Done,
+    Error,
+}
+
+impl AppState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Loading => "loading",
+            Self::Ready => "ready",
+            Self::Running => "running",
+            Self::Done => "done",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// Publishes the state, and the error text when there is one (`null` otherwise).
+pub fn report_state(state: AppState, error: Option<&str>) {
+    #[cfg(target_arch = "wasm32")]
+    {
+        use wasm_bindgen::JsValue;
+        crate::web::set_status("state", state.as_str().into());
+        crate::web::set_status("error", error.map_or(JsValue::NULL, JsValue::from));
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    match error {
+        Some(e) => log::error!("state {}: {e}", state.as_str()),
+        None => log::info!("state {}", state.as_str()),
+    }
+}
+
+/// The latest finished generation, with its first image as a PNG data URL.
+pub struct LastResult<'a> {
+    pub settings: &'a GenerateSettings,
+    pub width: usize,
+    pub height: usize,
+    pub ms: f64,
+    pub png_data_url: String,
+}
+
+pub fn report_last(last: LastResult<'_>) {
+    #[cfg(target_arch = "wasm32")]
+    crate::web::set_last(&[
+        ("generator", last.settings.generator.key().into()),
+        ("class", (last.settings.class as f64).into()),
+        ("seed", (last.settings.seed as f64).into()),
+        ("width", (last.width as f64).into()),
+        ("height", (last.height as f64).into()),
+        ("ms", last.ms.round().into()),
+        ("png", last.png_data_url.as_str().into()),
+    ]);
+    #[cfg(not(target_arch = "wasm32"))]
+    log::info!(
+        "generated {} class {} seed {}: {}x{} in {:.0} ms ({} byte PNG data URL)",
+        last.settings.generator.key(),
+        last.settings.class,
+        last.settings.seed,
+        last.width,
+        last.height,
+        last.ms,
+        last.png_data_url.len()
+    );
+}
+
+/// Puts the link that reproduces `settings` in the address bar (browser only).
+pub fn publish_query(query: &str) {
+    #[cfg(target_arch = "wasm32")]
+    crate::web::replace_query(query);
+    #[cfg(not(target_arch = "wasm32"))]
+    let _ = query;
+}

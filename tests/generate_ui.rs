@@ -1,0 +1,56 @@
+//! The Generate flow in the real app, headless (egui_kittest, no GPU needed: without a wgpu
+//! renderer the app computes on burn's CPU backend): the shipped models load in the background,
+//! "Generate images" draws a grid, and the player steps through the scales by keyboard and buttons.
+
+use std::time::{Duration, Instant};
+
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use tessera::app::TesseraApp;
+
+/// Steps frames until `done` holds (models load and images generate on other threads).
+fn wait_for(harness: &mut Harness<'_, TesseraApp>, what: &str, done: impl Fn(&Harness<'_, TesseraApp>) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !done(harness) {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        harness.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    harness.step();
+}
+
+fn shows(harness: &Harness<'_, TesseraApp>, text: &str) -> bool {
+    harness.query_by_label_contains(text).is_some()
+}
+
+#[test]
+fn generate_a_grid_then_step_through_the_scales() {
+    let mut harness = Harness::builder()
+        .with_size([1280.0, 1000.0])
+        .build_eframe(|cc| TesseraApp::with_query(cc, Some("?v=1&generator=var&class=3&seed=1&n=3")));
+    wait_for(&mut harness, "the models to load", |h| !shows(h, "Loading the tiny MNIST models"));
+    assert!(!shows(&harness, "Could not load"), "the shipped models should load");
+    assert!(shows(&harness, "Press Generate images"));
+
+    harness.get_by_label("Generate images").click();
+    wait_for(&mut harness, "3 images", |h| shows(h, "3 image(s) in"));
+    // The player follows generation live, so it ends on the last scale of the first image.
+    assert!(shows(&harness, "Image 1"));
+    assert!(shows(&harness, "scale 7 of 7 · 8×8"));
+
+    harness.key_press(egui::Key::ArrowLeft);
+    harness.run_steps(2);
+    assert!(shows(&harness, "scale 6 of 7 · 6×6"));
+    harness.key_press(egui::Key::Home);
+    harness.run_steps(2);
+    assert!(shows(&harness, "scale 1 of 7 · 1×1"));
+    harness.get_by_label("Forward").click();
+    harness.run_steps(2);
+    assert!(shows(&harness, "scale 2 of 7 · 2×2"));
+
+    harness.key_press(egui::Key::Space);
+    harness.run_steps(2);
+    assert!(harness.query_by_label("Pause").is_some(), "Space starts playback");
+    wait_for(&mut harness, "playback to reach the last scale", |h| shows(h, "scale 7 of 7"));
+    wait_for(&mut harness, "playback to stop", |h| h.query_by_label("Play").is_some());
+}

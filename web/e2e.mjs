@@ -1,0 +1,129 @@
+// Browser end-to-end check of the built web app (web/dist) in headless Chromium.
+//
+// Serves web/dist on a free localhost port (a secure context, so WebGPU is allowed), opens the
+// automation URL `?generator=var&class=3&seed=1&autorun=1`, waits for window.tessera.state to be
+// "done", then checks window.tessera.last: the settings it reports, and that its PNG decodes to a
+// non-blank 32x32 image (a digit: some ink on a dark ground). Fails on any console error or
+// uncaught page error. Exit code 0 = pass.
+//
+//   npm ci --prefix web            # playwright-core only; it drives the system Chromium, downloads no browser
+//   bash scripts/build-web.sh
+//   node web/e2e.mjs               # CHROMIUM=/usr/bin/chromium TIMEOUT_S=600 by default
+//   WEBGPU=0 node web/e2e.mjs      # the same without WebGPU: the page must fall back to the CPU backend
+//
+// Chromium needs --enable-unsafe-webgpu on Linux to expose its software (SwiftShader) WebGPU
+// adapter (stack-notes §4.1). With that flag alone, presenting the egui canvas loses the device
+// ("A valid external Instance reference no longer exists.") and with it burn's work on the shared
+// device; SwiftShader through Vulkan for both WebGPU and ANGLE presents fine, hence the extra flags.
+
+import { createServer } from 'node:http';
+import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { extname, join, normalize, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const dist = join(here, 'dist');
+const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
+const timeoutMs = Number(process.env.TIMEOUT_S || 600) * 1000;
+const query = process.env.QUERY || 'generator=var&class=3&seed=1&autorun=1';
+const webgpu = process.env.WEBGPU !== '0';
+
+// playwright-core from web/node_modules, else from $PLAYWRIGHT_DIR (a folder holding node_modules).
+const require = createRequire(join(process.env.PLAYWRIGHT_DIR || here, 'package.json'));
+const { chromium } = require('playwright-core');
+
+const types = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm', '.png': 'image/png' };
+const server = createServer(async (req, res) => {
+  let path = normalize(decodeURIComponent(new URL(req.url, 'http://x').pathname)).replace(/^(\.\.[/\\])+/, '');
+  if (path.endsWith('/')) path += 'index.html';
+  try {
+    const body = await readFile(join(dist, path));
+    res.writeHead(200, { 'content-type': types[extname(path)] || 'application/octet-stream' });
+    res.end(body);
+  } catch {
+    res.writeHead(404).end('not found');
+  }
+});
+await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
+const url = `http://127.0.0.1:${server.address().port}/?${query}`;
+
+const failures = [];
+const errors = [];
+const browser = await chromium.launch({
+  executablePath: chromiumPath,
+  headless: true,
+  args: [...(webgpu ? ['--enable-unsafe-webgpu'] : []), '--enable-features=Vulkan', '--use-vulkan=swiftshader',
+    '--use-angle=swiftshader', '--enable-unsafe-swiftshader', '--ignore-gpu-blocklist', '--no-sandbox', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text().slice(0, 500)); });
+  page.on('pageerror', (e) => errors.push(`uncaught: ${e}`));
+  const started = Date.now();
+  await page.goto(url);
+  try {
+    await page.waitForFunction(() => ['done', 'error'].includes(window.tessera?.state), null,
+      { timeout: timeoutMs, polling: 500 });
+  } catch {
+    failures.push(`window.tessera.state never became "done" within ${timeoutMs / 1000} s`);
+  }
+  const status = await page.evaluate(() => {
+    const t = window.tessera || {};
+    return { state: t.state, error: t.error, adapter: t.adapter, notice: t.notice, last: t.last };
+  });
+  const { png, ...last } = status.last || {};
+  console.log(`after ${((Date.now() - started) / 1000).toFixed(1)} s:`,
+    JSON.stringify({ ...status, last: { ...last, png: png ? `${png.slice(0, 30)}… (${png.length} chars)` : png } }));
+  if (status.state !== 'done') failures.push(`state is ${status.state} (error: ${status.error})`);
+  // The compute device the app chose: WebGPU when the browser has it, else burn's CPU backend.
+  const expectAdapter = webgpu ? 'WebGPU' : 'CPU';
+  if (!String(status.adapter).includes(expectAdapter)) failures.push(`adapter is ${status.adapter}, expected ${expectAdapter}`);
+  if (!status.last) {
+    failures.push('window.tessera.last is missing');
+  } else {
+    const want = { generator: 'var', class: 3, seed: 1, width: 32, height: 32 };
+    for (const [k, v] of Object.entries(want)) {
+      if (status.last[k] !== v) failures.push(`last.${k} is ${status.last[k]}, expected ${v}`);
+    }
+    if (!(status.last.ms > 0)) failures.push(`last.ms is ${status.last.ms}`);
+    if (!String(png).startsWith('data:image/png;base64,')) {
+      failures.push('last.png is not a PNG data URL');
+    } else {
+      // Decode in the page: the browser's own PNG decoder, then the pixels' brightness.
+      const pixels = await page.evaluate(async (src) => {
+        const img = new Image();
+        img.src = src;
+        await img.decode();
+        const canvas = document.createElement('canvas');
+        canvas.width = img.naturalWidth;
+        canvas.height = img.naturalHeight;
+        const ctx = canvas.getContext('2d');
+        ctx.drawImage(img, 0, 0);
+        const data = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+        let bright = 0, dark = 0;
+        for (let i = 0; i < data.length; i += 4) {
+          const luma = (data[i] + data[i + 1] + data[i + 2]) / 3;
+          if (luma > 128) bright++;
+          if (luma < 64) dark++;
+        }
+        return { width: canvas.width, height: canvas.height, bright, dark };
+      }, png);
+      console.log('decoded last.png:', JSON.stringify(pixels));
+      if (pixels.width !== 32 || pixels.height !== 32) failures.push(`last.png is ${pixels.width}x${pixels.height}, expected 32x32`);
+      // An MNIST digit covers roughly 10-25 % of the 32x32 frame; blank or flat images fail.
+      if (pixels.bright < 20 || pixels.dark < 300) failures.push(`last.png does not look like a digit: ${JSON.stringify(pixels)}`);
+    }
+  }
+  if (process.env.SCREENSHOT) await page.screenshot({ path: process.env.SCREENSHOT });
+} finally {
+  await browser.close();
+  server.close();
+}
+for (const e of errors) failures.push(`console error: ${e}`);
+if (failures.length) {
+  console.error(`web e2e FAILED:\n  ${failures.join('\n  ')}`);
+  process.exit(1);
+}
+console.log('web e2e passed');
