@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian/Ubuntu machine lacks for Tessera, and nothing twice.
 #   setup.sh app    the desktop app: Vulkan loader + Mesa drivers (lavapipe when there is no GPU), X11/Wayland libs
-#   setup.sh test   the test suite: the above + the wasm32 target + wasm-bindgen-cli of the Cargo.lock version
+#   setup.sh test   the test suite: the above + the wasm32 target + wasm-bindgen-cli of the Cargo.lock version,
+#                   Chromium and Node.js with playwright-core for the browser end-to-end check
 #   setup.sh web    the browser build: the wasm32 target + wasm-bindgen-cli
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +38,17 @@ wasm_toolchain() {
     fi
 }
 
+# The browser end-to-end check: Debian's Chromium, driven by playwright-core (web/package.json) from
+# Node.js; npm ci is cheap when web/node_modules is already there.
+browser_tools() {
+    apt_packages chromium
+    command -v node >/dev/null && command -v npm >/dev/null || apt_packages nodejs npm
+    if [ ! -d web/node_modules/playwright-core ]; then
+        echo "setup: installing playwright-core into web/node_modules" >&2
+        npm ci --prefix web --no-audit --no-fund --silent
+    fi
+}
+
 # Vulkan loader and Mesa's drivers: lavapipe is the software adapter CI and GPU-less machines use.
 graphics=(libvulkan1 mesa-vulkan-drivers)
 # What winit opens at run time for a window on X11 or Wayland.
@@ -44,7 +56,7 @@ windowing=(libxkbcommon-x11-0 libxcursor1 libxrandr2 libxi6 libx11-xcb1 libwayla
 
 case "$what" in
     app)  apt_packages "${graphics[@]}" "${windowing[@]}" ;;
-    test) apt_packages "${graphics[@]}"; wasm_toolchain ;;
+    test) apt_packages "${graphics[@]}"; wasm_toolchain; browser_tools ;;
     web)  wasm_toolchain ;;
     *) echo "usage: setup.sh app|test|web" >&2; exit 2 ;;
 esac

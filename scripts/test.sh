@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's second command: set up what is missing, then run the whole test suite:
 # every crate's tests (GPU tests on the best adapter; lavapipe on a machine without a GPU)
-# and the browser build of the app.
+# the browser build of the app and its end-to-end check in headless Chromium, and the
+# benchmarks in their quick mode.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tessera/target}"
@@ -10,4 +11,10 @@ echo "== native tests (target dir $CARGO_TARGET_DIR)"
 cargo test --workspace --locked
 echo "== browser build"
 bash scripts/build-web.sh
+echo "== browser end to end (headless Chromium): WebGPU on its software adapter, then without WebGPU"
+node web/e2e.mjs
+WEBGPU=0 node web/e2e.mjs
+echo "== benchmarks, quick mode (no timing asserted: checks the commands run)"
+"$CARGO_TARGET_DIR/debug/tessera" bench sample --quick
+"$CARGO_TARGET_DIR/debug/tessera" bench train --quick
 echo "== all tests passed"
