@@ -279,8 +279,8 @@ fn the_shipped_var_draws_the_asked_digits_by_the_shipped_judges_verdict() {
 
 #[test]
 fn bench_quick_reports_rows_with_their_device() {
-    for kind in ["sample", "train"] {
-        let json = run_ok(&["bench", kind, "--quick", "--json"]);
+    for (kind, generator) in [("sample", Some("var")), ("train", None)] {
+        let json = run_ok(&[&["bench", kind][..], generator.as_slice(), &["--quick", "--json"]].concat());
         let rows: serde_json::Value = serde_json::from_str(&json).unwrap();
         let rows = rows.as_array().unwrap();
         assert!(rows.len() >= 2, "{json}");

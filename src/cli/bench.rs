@@ -21,9 +21,24 @@ use super::sample::load_var_models;
 #[derive(clap::Subcommand, Debug)]
 pub enum Command {
     /// Images per second of sampling at batch 1, 16 and 64.
-    Sample(Args),
+    Sample(SampleArgs),
     /// Training steps per second of each model of the tiny preset.
     Train(Args),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SampleArgs {
+    /// The generator to time (all shipped ones when omitted).
+    #[arg(value_name = "var")]
+    generator: Option<Generators>,
+    #[command(flatten)]
+    args: Args,
+}
+
+/// Generators `tessera bench sample` can time (RAR and the column-wise generator join later).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Generators {
+    Var,
 }
 
 #[derive(clap::Args, Debug)]
@@ -61,7 +76,8 @@ pub fn run(command: Command, preference: anyhow::Result<Preference>) -> anyhow::
     let compute = super::compute(preference)?;
     let device_name = compute.describe();
     let (rows, args) = match command {
-        Command::Sample(args) => (sample_rows(&compute.device, &device_name, args.quick)?, args),
+        // Every generator there is runs when none is named; today that is VAR alone.
+        Command::Sample(SampleArgs { generator: None | Some(Generators::Var), args }) => (sample_rows(&compute.device, &device_name, args.quick)?, args),
         Command::Train(args) => (train_rows(&compute.device, &device_name, args.quick)?, args),
     };
     if args.json {
