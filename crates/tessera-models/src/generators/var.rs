@@ -22,8 +22,10 @@ use burn::module::Param;
 use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear};
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use burn::tensor::activation::{gelu_approximate, silu, softmax};
+use burn::tensor::activation::{gelu_approximate, silu};
 use burn::tensor::module::linear;
+
+use tessera_kernels::{AttentionMask, attention};
 
 use crate::Error;
 use crate::rng::SplitMix64;
@@ -323,11 +325,12 @@ struct SelfAttention {
 }
 
 impl SelfAttention {
-    /// `x`: `[B, L, C]`, `bias`: `[L, Lk]` additive mask → `[B, L, C]`.
+    /// `x`: `[B, L, C]` → `[B, L, C]`; `mask` says which keys each query sees (with a cache,
+    /// the queries are the last `L` of the cached keys).
     fn forward(
         &self,
         x: Tensor<3>,
-        bias: Option<Tensor<2>>,
+        mask: &AttentionMask,
         cache: Option<&mut LayerKv>,
     ) -> Tensor<3> {
         let [b, l, c] = x.dims();
@@ -367,15 +370,8 @@ impl SelfAttention {
             cache.v = Some(v.clone());
         }
 
-        let lk = k.dims()[2];
-        let mut scores = q.matmul(k.swap_dims(2, 3)); // [B, H, L, Lk]
-        if scale != 1.0 {
-            scores = scores * scale;
-        }
-        if let Some(bias) = bias {
-            scores = scores + bias.reshape([1, 1, l, lk]).expand([b, h, l, lk]);
-        }
-        let out = softmax(scores, 3).matmul(v); // [B, H, L, hd]
+        // The fused WGSL kernel on wgpu devices, plain ops elsewhere (tessera-kernels).
+        let out = attention(q, k, v, mask, scale as f32); // [B, H, L, hd]
         self.proj.forward(out.swap_dims(1, 2).reshape([b, l, c]))
     }
 }
@@ -416,7 +412,7 @@ impl AdaLnSelfAttn {
         &self,
         x: Tensor<3>,
         cond: Tensor<2>,
-        bias: Option<Tensor<2>>,
+        mask: &AttentionMask,
         cache: Option<&mut LayerKv>,
     ) -> Tensor<3> {
         let c = self.embed_dim;
@@ -425,7 +421,7 @@ impl AdaLnSelfAttn {
         let [gamma1, gamma2, scale1, scale2, shift1, shift2] =
             [0, 1, 2, 3, 4, 5].map(|i| chunk(&ada, i, c));
         let h = layer_norm(x.clone(), self.norm_eps) * (scale1 + 1.0) + shift1;
-        let x = x + self.attn.forward(h, bias, cache) * gamma1;
+        let x = x + self.attn.forward(h, mask, cache) * gamma1;
         let h = layer_norm(x.clone(), self.norm_eps) * (scale2 + 1.0) + shift2;
         x.clone() + self.ffn.forward(h) * gamma2
     }
@@ -561,13 +557,13 @@ impl Var {
         let cond = self.class_embedding(labels); // [B, C]
         let sos = self.start_tokens(cond.clone()); // [B, first_l, C]
         let x = Tensor::cat(vec![sos, self.word_embed.forward(x)], 1) + self.level_position(0..l); // [B, L, C]
-        let bias = self.block_causal_bias(&x.device());
+        let mask = self.block_causal_mask();
         let mut x = x;
         for block in &self.blocks {
             if let Some(t) = trace.as_deref_mut() {
                 t.push(x.clone());
             }
-            x = block.forward(x, cond.clone(), Some(bias.clone()), None);
+            x = block.forward(x, cond.clone(), &mask, None);
         }
         if let Some(t) = trace {
             t.push(x.clone());
@@ -630,7 +626,8 @@ impl Var {
         );
         let mut x = x;
         for (block, kv) in self.blocks.iter().zip(cache.layers.iter_mut()) {
-            x = block.forward(x, cond.clone(), None, Some(kv));
+            // A scale sees every cached key (earlier scales and itself): no mask.
+            x = block.forward(x, cond.clone(), &AttentionMask::None, Some(kv));
         }
         self.head.forward(self.head_nm.forward(x, cond))
     }
@@ -662,18 +659,10 @@ impl Var {
         self.lvl_embed.forward(levels) + self.pos_1lc.val().narrow(1, range.start, range.len())
     }
 
-    /// `[L, L]` additive mask: 0 where the key's scale ≤ the query's scale, −∞ elsewhere.
-    fn block_causal_bias(&self, device: &Device) -> Tensor<2> {
-        let l = self.seq_len();
-        let levels: Vec<i64> = scale_ranges(&self.patch_nums)
-            .iter()
-            .enumerate()
-            .flat_map(|(si, r)| std::iter::repeat_n(si as i64, r.len()))
-            .collect();
-        let levels = Tensor::<1, Int>::from_data(TensorData::new(levels, [l]), device);
-        let query = levels.clone().reshape([l, 1]).expand([l, l]);
-        let key = levels.reshape([1, l]).expand([l, l]);
-        Tensor::<2>::zeros([l, l], device).mask_fill(key.greater(query), f32::NEG_INFINITY)
+    /// Block-causal across scales: a query sees every key of its own and earlier scales.
+    fn block_causal_mask(&self) -> AttentionMask {
+        let sizes: Vec<usize> = self.patch_nums.iter().map(|p| p * p).collect();
+        AttentionMask::block_causal(&sizes)
     }
 
     /// Loads an official `VAR` `state_dict` (names as in `models/var.py`; `ada_lin.1` is the

@@ -138,16 +138,13 @@ impl Quantizer {
         let idx = if self.using_znorm {
             let z = l2_normalize(z);
             let e = l2_normalize(e);
-            z.matmul(e.transpose()).argmax(1)
+            z.matmul(e.transpose()).argmax(1).reshape([n])
         } else {
-            // |z|² + |e|² - 2 z·e, as the official `addmm_` (same operation order).
-            let [v, _] = e.dims();
-            let zz = z.clone().square().sum_dim(1); // [N, 1]
-            let ee = e.clone().square().sum_dim(1).reshape([1, v]); // [1, V]
-            let d = (zz + ee) - z.matmul(e.transpose()) * 2.0;
-            d.argmin(1)
+            // The fused WGSL kernel on wgpu devices; elsewhere its plain-op twin computes
+            // |z|² + |e|² - 2 z·e as the official `addmm_` (same operation order).
+            tessera_kernels::quantize(z, e).0
         };
-        idx.reshape([n])
+        idx
     }
 
     /// Code vectors of `idx` as a map: `[B, pn²]` → `[B, Cvae, pn, pn]`.
