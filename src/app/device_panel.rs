@@ -2,8 +2,13 @@
 
 use tessera_kernels::device::Compute;
 
-pub fn ui(ui: &mut egui::Ui, compute: &Compute) {
+/// `reference_ops`: the setting that swaps the WGSL kernels for plain burn ops.
+pub fn ui(ui: &mut egui::Ui, compute: &Compute, reference_ops: &mut bool) {
     ui.heading("Compute device");
+    let label = "Plain burn ops instead of the WGSL kernels (for comparison; the kernels run on GPU adapters only)";
+    if ui.checkbox(reference_ops, label).changed() {
+        tessera_kernels::set_reference_ops(*reference_ops);
+    }
     if let Some(notice) = &compute.notice {
         ui.colored_label(ui.visuals().warn_fg_color, notice);
     }

@@ -43,6 +43,8 @@ impl Tab {
 #[serde(default)]
 pub struct State {
     pub tab: Tab,
+    /// Plain burn ops instead of the WGSL kernels (Device tab), for comparison.
+    pub reference_ops: bool,
     pub generate: generate_settings::GenerateSettings,
     pub data: data_panel::Settings,
 }
@@ -68,6 +70,7 @@ impl TesseraApp {
             .storage
             .and_then(|s| eframe::get_value::<State>(s, eframe::APP_KEY))
             .unwrap_or_default();
+        tessera_kernels::set_reference_ops(state.reference_ops);
         let request = query
             .filter(|q| !q.trim_start_matches('?').is_empty())
             .map(generate_settings::GenerateSettings::from_query);
@@ -119,7 +122,7 @@ impl eframe::App for TesseraApp {
                 egui::ScrollArea::vertical().show(ui, |ui| self.generate.ui(ui, &mut self.state.generate));
             }
             Tab::Data => self.data.ui(ui, &mut self.state.data),
-            Tab::Device => device_panel::ui(ui, &self.compute),
+            Tab::Device => device_panel::ui(ui, &self.compute, &mut self.state.reference_ops),
         });
     }
 

@@ -66,7 +66,8 @@ pub struct Row {
     pub images_per_s: f64,
     /// Calls / steps per second.
     pub per_s: f64,
-    /// Which ops ran: the plain burn ops until the WGSL kernels land (issue 4).
+    /// Which ops ran: `wgsl-kernels` on a wgpu device, `burn-ops` on the CPU backend or with
+    /// `--reference-ops`.
     pub ops: &'static str,
     /// The device, in words.
     pub device: String,
@@ -116,7 +117,7 @@ pub(crate) fn sampling_seconds(generator: &dyn Generator, batch: usize, repeats:
     })
 }
 
-fn row(bench: &'static str, model: &str, batch: usize, seconds: f64, device: &str) -> Row {
+fn row(bench: &'static str, model: &str, batch: usize, seconds: f64, device: &Device, device_name: &str) -> Row {
     Row {
         bench,
         model: model.to_string(),
@@ -124,8 +125,8 @@ fn row(bench: &'static str, model: &str, batch: usize, seconds: f64, device: &st
         ms: seconds * 1e3,
         images_per_s: batch as f64 / seconds,
         per_s: 1.0 / seconds,
-        ops: "burn",
-        device: device.to_string(),
+        ops: if tessera_kernels::kernels_enabled(device) { "wgsl-kernels" } else { "burn-ops" },
+        device: device_name.to_string(),
     }
 }
 
@@ -135,7 +136,7 @@ fn sample_rows(device: &Device, device_name: &str, quick: bool) -> anyhow::Resul
     let (batches, repeats): (&[usize], usize) = if quick { (&[1, 4], 1) } else { (&[1, 16, 64], 3) };
     batches
         .iter()
-        .map(|&b| Ok(row("sample", "var-tiny", b, sampling_seconds(&generator, b, repeats)?, device_name)))
+        .map(|&b| Ok(row("sample", "var-tiny", b, sampling_seconds(&generator, b, repeats)?, device, device_name)))
         .collect()
 }
 
@@ -164,7 +165,7 @@ fn train_rows(device: &Device, device_name: &str, quick: bool) -> anyhow::Result
         Ok(())
     })?;
     Ok(vec![
-        row("train", "var-tokenizer (tiny)", batch, tokenizer_s, device_name),
-        row("train", "var (tiny)", batch, var_s, device_name),
+        row("train", "var-tokenizer (tiny)", batch, tokenizer_s, device, device_name),
+        row("train", "var (tiny)", batch, var_s, device, device_name),
     ])
 }

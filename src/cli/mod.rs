@@ -24,6 +24,10 @@ struct Cli {
     /// Defaults to $TESSERA_DEVICE, else auto.
     #[arg(long, global = true, value_name = "auto|gpu|cpu")]
     device: Option<Preference>,
+    /// Run everything on plain burn ops instead of the WGSL kernels (attention, quantizer,
+    /// decoder), to compare speed or results.
+    #[arg(long, global = true)]
+    reference_ops: bool,
     /// Open the window with the settings of a shared link, e.g.
     /// '?generator=var&class=3&seed=1&autorun=1' (the part of the web app's URL after the '?').
     #[arg(long, value_name = "QUERY")]
@@ -61,6 +65,7 @@ enum Command {
 pub fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
+    tessera_kernels::set_reference_ops(cli.reference_ops);
     let result = match cli.command {
         None => window::run(cli.link),
         Some(Command::Info(args)) => info::run(args, preference(cli.device)),
