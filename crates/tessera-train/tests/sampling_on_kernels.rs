@@ -1,5 +1,6 @@
 //! VAR sampling through the WGSL kernels: the shipped tiny MNIST models sampled greedily on the
-//! wgpu device (attention and quantizer kernels; lavapipe in CI) pick the same tokens and draw
+//! wgpu device (transformer attention, quantizer, and the tokenizer decoder's conv3x3, GroupNorm +
+//! SiLU and attention kernels; lavapipe in CI) pick the same tokens and draw
 //! the same images as on the CPU backend (plain ops), and as with `set_reference_ops` on the
 //! same wgpu device.
 

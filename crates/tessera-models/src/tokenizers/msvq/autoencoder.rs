@@ -8,9 +8,36 @@ use burn::nn::{GroupNorm, GroupNormConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::{silu, softmax};
 
+use tessera_kernels::{AttentionMask, Padding, attention, conv3x3, group_norm, kernels_enabled};
+
 use super::MsVqVaeConfig;
 use crate::resize::upsample_nearest2x;
 use crate::weights::StateDict;
+
+// On wgpu devices the 3x3 convolutions (with the decoder's nearest ×2 up-sampling fused in),
+// GroupNorm + SiLU and the attention blocks run on the WGSL kernels (tessera-kernels); elsewhere,
+// and so for the fixtures on the CPU backend, burn's own modules run exactly as before.
+
+/// `SiLU(GroupNorm(x))`.
+fn norm_silu(norm: &GroupNorm, x: Tensor<4>) -> Tensor<4> {
+    match (&norm.gamma, &norm.beta) {
+        (Some(gamma), Some(beta)) if kernels_enabled(&x.device()) => {
+            group_norm(x, gamma.val(), beta.val(), norm.num_groups, norm.epsilon as f32, true)
+        }
+        _ => silu(norm.forward(x)),
+    }
+}
+
+/// A 3×3, stride-1, pad-1 convolution of `x` up-sampled ×`upsample` (nearest; 1 = none).
+fn conv3(conv: &Conv2d, x: Tensor<4>, upsample: usize) -> Tensor<4> {
+    if kernels_enabled(&x.device()) {
+        conv3x3(x, conv.weight.val(), conv.bias.as_ref().map(|b| b.val()), Padding::Zero, upsample)
+    } else if upsample == 2 {
+        conv.forward(upsample_nearest2x(x))
+    } else {
+        conv.forward(x)
+    }
+}
 
 impl MsVqVaeConfig {
     fn norm(&self, channels: usize, device: &Device) -> GroupNorm {
@@ -143,8 +170,8 @@ struct ResnetBlock {
 
 impl ResnetBlock {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let h = self.conv1.forward(silu(self.norm1.forward(x.clone())));
-        let h = self.conv2.forward(silu(self.norm2.forward(h)));
+        let h = conv3(&self.conv1, norm_silu(&self.norm1, x.clone()), 1);
+        let h = conv3(&self.conv2, norm_silu(&self.norm2, h), 1);
         match &self.nin_shortcut {
             Some(nin) => nin.forward(x) + h,
             None => x + h,
@@ -182,9 +209,17 @@ impl AttnBlock {
             .forward(self.norm.forward(x.clone()))
             .reshape([b, 3, c, h * w]);
         let part = |i: usize| qkv.clone().narrow(1, i, 1).reshape([b, c, h * w]);
-        let (q, k, v) = (part(0).swap_dims(1, 2), part(1), part(2)); // [B, HW, C], [B, C, HW], [B, C, HW]
-        let attn = softmax(q.matmul(k) * (c as f64).powf(-0.5), 2); // [B, HW(q), HW(k)]
-        let out = v.matmul(attn.swap_dims(1, 2)).reshape([b, c, h, w]); // [B, C, HW(q)]
+        let scale = (c as f64).powf(-0.5);
+        let out = if kernels_enabled(&x.device()) {
+            // One head over the pixels: [B, 1, HW, C] each.
+            let seq = |i: usize| part(i).swap_dims(1, 2).reshape([b, 1, h * w, c]);
+            let out = attention(seq(0), seq(1), seq(2), &AttentionMask::None, scale as f32); // [B, 1, HW, C]
+            out.reshape([b, h * w, c]).swap_dims(1, 2).reshape([b, c, h, w])
+        } else {
+            let (q, k, v) = (part(0).swap_dims(1, 2), part(1), part(2)); // [B, HW, C], [B, C, HW], [B, C, HW]
+            let attn = softmax(q.matmul(k) * scale, 2); // [B, HW(q), HW(k)]
+            v.matmul(attn.swap_dims(1, 2)).reshape([b, c, h, w]) // [B, C, HW(q)]
+        };
         x + self.proj_out.forward(out)
     }
 
@@ -282,7 +317,7 @@ pub(super) struct Encoder {
 impl Encoder {
     /// `[B, in_channels, H, W]` → `[B, Cvae, H / f, W / f]`.
     pub(super) fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let mut h = self.conv_in.forward(x);
+        let mut h = conv3(&self.conv_in, x, 1);
         for level in &self.down {
             h = run_level(&level.block, &level.attn, h);
             if let Some(down) = &level.downsample {
@@ -290,7 +325,7 @@ impl Encoder {
             }
         }
         let h = self.mid.forward(h);
-        self.conv_out.forward(silu(self.norm_out.forward(h)))
+        conv3(&self.conv_out, norm_silu(&self.norm_out, h), 1)
     }
 
     pub(super) fn load(mut self, sd: &mut StateDict, p: &str) -> crate::Result<Self> {
@@ -332,14 +367,14 @@ pub(super) struct Decoder {
 impl Decoder {
     /// `[B, Cvae, h, w]` → `[B, in_channels, h·f, w·f]` (not clamped).
     pub(super) fn forward(&self, z: Tensor<4>) -> Tensor<4> {
-        let mut h = self.mid.forward(self.conv_in.forward(z));
+        let mut h = self.mid.forward(conv3(&self.conv_in, z, 1));
         for level in self.up.iter().rev() {
             h = run_level(&level.block, &level.attn, h);
             if let Some(up) = &level.upsample {
-                h = up.conv.forward(upsample_nearest2x(h));
+                h = conv3(&up.conv, h, 2);
             }
         }
-        self.conv_out.forward(silu(self.norm_out.forward(h)))
+        conv3(&self.conv_out, norm_silu(&self.norm_out, h), 1)
     }
 
     pub(super) fn load(mut self, sd: &mut StateDict, p: &str) -> crate::Result<Self> {
