@@ -223,7 +223,7 @@ impl KernelSource for AttentionKernel {
             .map(|e| format!("        out[base + {e}u] = acc[{}].{} * inv;", e / 4, ["x", "y", "z", "w"][e as usize % 4]))
             .collect::<Vec<_>>()
             .join("\n");
-        SourceTemplate::new(include_str!("../shaders/attention.wgsl"))
+        SourceTemplate::new(include_str!("../../../shaders/attention.wgsl"))
             .register("d", self.d.to_string())
             .register("d4", d4.to_string())
             .register("bq", self.bq.to_string())

@@ -204,7 +204,7 @@ impl KernelSource for Conv3x3Kernel {
             })
             .collect::<Vec<_>>()
             .join("\n");
-        SourceTemplate::new(include_str!("../shaders/conv3x3.wgsl"))
+        SourceTemplate::new(include_str!("../../../shaders/conv3x3.wgsl"))
             .register("ct", CT.to_string())
             .register("up", self.up.to_string())
             .register("reflect", u32::from(self.reflect).to_string())
@@ -259,7 +259,7 @@ struct GroupNormKernel {
 
 impl KernelSource for GroupNormKernel {
     fn source(&self) -> SourceTemplate {
-        SourceTemplate::new(include_str!("../shaders/group_norm.wgsl"))
+        SourceTemplate::new(include_str!("../../../shaders/group_norm.wgsl"))
             .register("wg", GN_WG.to_string())
             .register("silu", u32::from(self.silu).to_string())
     }
@@ -306,7 +306,7 @@ struct PixelShuffleKernel {
 
 impl KernelSource for PixelShuffleKernel {
     fn source(&self) -> SourceTemplate {
-        SourceTemplate::new(include_str!("../shaders/pixel_shuffle.wgsl")).register("r", self.r.to_string())
+        SourceTemplate::new(include_str!("../../../shaders/pixel_shuffle.wgsl")).register("r", self.r.to_string())
     }
 
     fn id(&self) -> KernelId {

@@ -83,7 +83,7 @@ impl KernelSource for QuantizeKernel {
             .map(|c| format!("            {{ let diff = xv[{c}] - c_tile[cb + {c}u]; dist += dot(diff, diff); }}"))
             .collect::<Vec<_>>()
             .join("\n");
-        SourceTemplate::new(include_str!("../shaders/quantize.wgsl"))
+        SourceTemplate::new(include_str!("../../../shaders/quantize.wgsl"))
             .register("d", self.d.to_string())
             .register("d4", d4.to_string())
             .register("bn", BN.to_string())
