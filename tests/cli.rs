@@ -259,6 +259,13 @@ fn train_a_judge_then_evaluate_the_shipped_model_with_it() {
     let out = tessera().args(["--device", "cpu", "eval", "--per-class", "4", "--judge"]).arg(&tokenizer).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("expected a judge classifier") && !stderr.contains("panicked"), "{stderr}");
+
+    // A judge of another dataset (3-channel scenes): a clear error, not a shape panic.
+    let scenes = dir.path().join("scenes");
+    run_ok(&["train", "judge", "--dataset", "scenes", "--steps", "1", "--batch", "4", "--out", scenes.to_str().unwrap()]);
+    let out = tessera().args(["--device", "cpu", "eval", "--per-class", "4", "--judge"]).arg(scenes.join("judge.weights.ckpt")).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("3-channel") && !stderr.contains("panicked"), "{stderr}");
 }
 
 /// The shipped judge and the shipped VAR together: issue 3's quality bar (at least 95% of the

@@ -82,8 +82,8 @@ pub fn run(args: Args, preference: anyhow::Result<Preference>) -> anyhow::Result
     anyhow::ensure!(per_class >= 2, "--per-class must be at least 2");
 
     let judge_path = args.judge.clone().unwrap_or_else(|| shipped(SHIPPED_JUDGE_MNIST));
-    let (judge, heldout_accuracy) = open_judge(&judge_path, &device)?;
     let (_, train, heldout) = judged_sets(&DatasetSource::Mnist)?;
+    let (judge, heldout_accuracy) = open_judge(&judge_path, heldout.as_ref(), &device)?;
     let all: Vec<usize> = (0..heldout.len()).collect();
     let real = block_on(judge_dataset(&judge, heldout.as_ref(), &all, BATCH, &device))?.features;
     let judge_row = JudgeRow { dataset: "mnist".into(), heldout_accuracy, heldout_images: heldout.len() };
@@ -110,9 +110,25 @@ pub fn run(args: Args, preference: anyhow::Result<Preference>) -> anyhow::Result
     Ok(())
 }
 
-fn open_judge(path: &Path, device: &Device) -> anyhow::Result<(Judge, f64)> {
+/// The judge in `path`, checked to take images like `like`'s, and its held-out accuracy.
+fn open_judge(path: &Path, like: &dyn Dataset, device: &Device) -> anyhow::Result<(Judge, f64)> {
     let file = Checkpoint::load(path).with_context(|| format!("reading the judge {}", path.display()))?;
-    let (_, judge, _) = load_judge(&file, device).with_context(|| format!("loading the judge {}", path.display()))?;
+    let (config, judge, _) = load_judge(&file, device).with_context(|| format!("loading the judge {}", path.display()))?;
+    // Say so before a shape panics.
+    let expected = (like.channels(), like.height(), like.class_names().len());
+    if (config.channels, config.image_size, config.num_classes) != expected {
+        bail!(
+            "{} judges {}-channel {}px images of {} classes; {} has {}-channel {}px images of {} classes",
+            path.display(),
+            config.channels,
+            config.image_size,
+            config.num_classes,
+            like.name(),
+            expected.0,
+            expected.1,
+            expected.2
+        );
+    }
     let accuracy = file
         .header
         .metrics
