@@ -17,4 +17,5 @@ WEBGPU=0 node web/e2e.mjs
 echo "== benchmarks, quick mode (no timing asserted: checks the commands run)"
 "$CARGO_TARGET_DIR/debug/tessera" bench sample --quick
 "$CARGO_TARGET_DIR/debug/tessera" bench train --quick
+"$CARGO_TARGET_DIR/debug/tessera" bench kernels --quick
 echo "== all tests passed"

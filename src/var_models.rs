@@ -7,7 +7,9 @@
 
 use anyhow::Context;
 use burn::prelude::*;
+use tessera_data::Image;
 use tessera_models::generators::var::{Var, VarConfig};
+use tessera_models::sampling::var::{EditKind, VarEdit};
 use tessera_models::tokenizers::msvq::{MsVqVae, MsVqVaeConfig};
 use tessera_train::checkpoint::fingerprint;
 use tessera_train::tokenizer::load_tokenizer;
@@ -97,6 +99,23 @@ impl VarModels {
     /// The name of class `class` (its number when the checkpoint has no names).
     pub fn class_name(&self, class: usize) -> String {
         self.class_names.get(class).cloned().unwrap_or_else(|| class.to_string())
+    }
+
+    /// A zero-shot edit of `source` for `n` draws: the source's codes at every scale, and which
+    /// of them to keep given the `region` (row-major over the image, true inside) and the `kind`.
+    pub fn edit(&self, source: &Image, region: &[bool], kind: EditKind, n: usize) -> anyhow::Result<VarEdit> {
+        let (c, h, w) = (source.channels, source.height, source.width);
+        let side = self.image_size;
+        anyhow::ensure!(
+            (c, h, w) == (self.channels, side, side),
+            "the image is {c}x{h}x{w}; this model edits {}x{side}x{side} images",
+            self.channels
+        );
+        anyhow::ensure!(region.len() == h * w, "the region has {} pixels, the image {}", region.len(), h * w);
+        anyhow::ensure!(region.iter().any(|&r| r), "the region is empty: nothing would change");
+        let pixels = source.pixels.iter().map(|v| v * 2.0 - 1.0).collect::<Vec<f32>>();
+        let x = Tensor::<4>::from_data(TensorData::new(pixels, [1, c, h, w]), &self.device).repeat_dim(0, n);
+        Ok(VarEdit { tokens: self.vae.image_to_idx(x), keep: kind.keep(region), height: h, width: w })
     }
 }
 

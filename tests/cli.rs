@@ -299,3 +299,34 @@ fn bench_quick_reports_rows_with_their_device() {
         }
     }
 }
+
+/// `bench kernels`: every family has rows in the JSON shape, the kernel and the plain ops
+/// agree, and on the CPU backend (no kernels) it is a clear error.
+#[test]
+fn bench_kernels_compares_each_kernel_with_the_plain_ops() {
+    let cpu = tessera().args(["--device", "cpu", "bench", "kernels", "--quick"]).output().unwrap();
+    assert!(!cpu.status.success());
+    let stderr = String::from_utf8_lossy(&cpu.stderr);
+    assert!(stderr.contains("wgpu device") && !stderr.contains("panicked"), "{stderr}");
+
+    let out = tessera().args(["--device", "gpu", "bench", "kernels", "--quick", "--json"]).output().unwrap();
+    if !out.status.success() {
+        assert!(!gpu_required(), "CI has lavapipe: {}", String::from_utf8_lossy(&out.stderr));
+        eprintln!("skipped: no wgpu adapter here ({})", String::from_utf8_lossy(&out.stderr));
+        return;
+    }
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    for family in ["attention", "quantize", "decode"] {
+        assert!(rows.iter().any(|r| r["kernel"].as_str().unwrap().starts_with(family)), "no {family} row: {rows:?}");
+    }
+    for row in rows {
+        for key in ["custom_ms", "reference_ms"] {
+            assert!(row[key].as_f64().unwrap() > 0.0, "{row}");
+        }
+        assert!(!row["case"].as_str().unwrap().is_empty() && !row["device"].as_str().unwrap().is_empty(), "{row}");
+        // Single kernels match to 1e-4 (the bar); a whole decoder adds up a dozen layers' roundings.
+        let bar = if row["kernel"] == "decode" { 1e-3 } else { 1e-4 };
+        assert!(row["max_abs_diff"].as_f64().unwrap() <= bar, "{row}");
+    }
+}

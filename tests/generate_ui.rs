@@ -54,3 +54,40 @@ fn generate_a_grid_then_step_through_the_scales() {
     wait_for(&mut harness, "playback to reach the last scale", |h| shows(h, "scale 7 of 7"));
     wait_for(&mut harness, "playback to stop", |h| h.query_by_label("Play").is_some());
 }
+
+#[test]
+fn paint_a_region_and_edit_a_held_out_digit() {
+    let mut harness = Harness::builder().with_size([1280.0, 1000.0]).build_eframe(|cc| TesseraApp::new(cc));
+    harness.get_by_label("Edit").click();
+    wait_for(&mut harness, "the models to load", |h| h.query_by_label("Held-out digit").is_some());
+    harness.get_by_label("Held-out digit").click();
+    harness.run_steps(2);
+    assert!(shows(&harness, "editing held-out digit 0"));
+    // The default region is the centre box; clear it and paint a stroke instead.
+    assert!(shows(&harness, "256 of 1024 pixels painted"));
+    harness.get_by_label("Clear").click();
+    harness.run_steps(2);
+    assert!(shows(&harness, "0 of 1024 pixels painted"));
+    let canvas = harness.get_by_label("mask canvas").rect();
+    let (from, to) = (canvas.lerp_inside(egui::vec2(0.3, 0.5)), canvas.lerp_inside(egui::vec2(0.7, 0.5)));
+    harness.hover_at(from);
+    harness.drag_at(from);
+    harness.run_steps(2);
+    for t in 1..=8 {
+        harness.hover_at(from.lerp(to, t as f32 / 8.0));
+        harness.run_steps(1);
+    }
+    harness.drop_at(to);
+    harness.run_steps(2);
+    let painted = harness.query_by_label_contains("pixels painted").unwrap().value().unwrap_or_default();
+    let count: usize = painted.split(' ').next().unwrap().parse().unwrap();
+    assert!((40..400).contains(&count), "a stroke across the middle painted {count} pixels");
+
+    harness.get_by_label("Out-paint").click();
+    harness.get_by_label("Apply edit").click();
+    wait_for(&mut harness, "the edits", |h| shows(h, "edit(s) in"));
+    assert!(shows(&harness, "4 edit(s) in"));
+    harness.get_all_by_label("Edit this").next().unwrap().click();
+    harness.run_steps(2);
+    assert!(shows(&harness, "editing edit 1"));
+}

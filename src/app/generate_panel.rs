@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use burn::prelude::Device;
 use egui::{Color32, ColorImage, TextureHandle, TextureOptions, vec2};
+use tessera_data::Image;
 
 use super::export;
 use super::generate_settings::{GenerateSettings, GeneratorKind, MAX_COUNT, MAX_GUIDANCE};
@@ -73,6 +74,29 @@ impl GeneratePanel {
         self.models.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// The models, once loaded (the Edit panel samples from them too).
+    pub fn ready_models(&self) -> Option<Arc<VarModels>> {
+        match self.models() {
+            ModelSlot::Ready(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// Samples from `models` from now on (a run trained in the Train tab).
+    pub fn set_models(&mut self, models: Arc<VarModels>) {
+        *self.models.lock().unwrap_or_else(|p| p.into_inner()) = ModelSlot::Ready(models);
+    }
+
+    /// The finished image open in the player, if any.
+    pub fn open_image(&self) -> Option<Image> {
+        let job = self.job.as_ref()?;
+        let progress = job.progress();
+        if progress.status != JobStatus::Done {
+            return None;
+        }
+        progress.images.get(self.selected)?.last().cloned()
+    }
+
     /// Runs every frame, whichever tab is open: autorun, and the state the page reports.
     pub fn poll(&mut self, ctx: &egui::Context, settings: &GenerateSettings) {
         let models = self.models();
@@ -131,7 +155,7 @@ impl GeneratePanel {
         self.follow_live = true;
         self.export_message = None;
         hooks::publish_query(&settings.to_query(false));
-        self.job = Some(generation::start(models, settings, ctx.clone()));
+        self.job = Some(generation::start(models, settings, None, ctx.clone()));
     }
 
     pub fn ui(&mut self, ui: &mut egui::Ui, settings: &mut GenerateSettings) {

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use burn::prelude::*;
 use tessera_data::Image;
-use tessera_models::sampling::var::{VarSamplerConfig, VarSampling};
+use tessera_models::sampling::var::{EditKind, VarSamplerConfig, VarSampling};
 use web_time::Instant;
 
 use super::generate_settings::{GenerateSettings, GeneratorKind};
@@ -42,6 +42,15 @@ impl GeneratedImage {
     pub fn last(&self) -> Option<&Image> {
         self.frames.last().map(|f| &f.partial)
     }
+}
+
+/// A zero-shot edit (VAR): the source at the model's resolution, the region the user painted
+/// (row-major, true inside) and what to do with it.
+#[derive(Clone, Debug)]
+pub struct EditRequest {
+    pub source: Image,
+    pub region: Vec<bool>,
+    pub kind: EditKind,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -127,13 +136,14 @@ pub fn load_shipped(device: Device, ctx: egui::Context) -> Arc<Mutex<ModelSlot>>
     slot
 }
 
-/// Starts generating with `settings`; the returned job fills in as steps finish.
-pub fn start(models: Arc<VarModels>, settings: GenerateSettings, ctx: egui::Context) -> Job {
+/// Starts generating with `settings` (editing, with `edit`); the returned job fills in as steps
+/// finish.
+pub fn start(models: Arc<VarModels>, settings: GenerateSettings, edit: Option<EditRequest>, ctx: egui::Context) -> Job {
     let job = Job::new(settings.clone(), models.var_config.patch_nums.len());
     let worker = job.clone();
     spawn(async move {
         let _guard = FailIfAbandoned(worker.clone());
-        let result = run_var(&models, &settings, &worker, &|| ctx.request_repaint()).await;
+        let result = run_var(&models, &settings, edit.as_ref(), &worker, &|| ctx.request_repaint()).await;
         {
             let mut progress = worker.progress();
             progress.status = match result {
@@ -160,21 +170,34 @@ impl Drop for FailIfAbandoned {
     }
 }
 
-/// Samples `settings.count` images with VAR, scale by scale, pushing every scale's token map and
-/// partial decode into `job` as soon as it is read back.
-pub async fn run_var(models: &VarModels, settings: &GenerateSettings, job: &Job, repaint: &(dyn Fn() + Sync)) -> anyhow::Result<()> {
+/// Samples `settings.count` images with VAR (or edits of `edit`'s source), scale by scale,
+/// pushing every scale's token map and partial decode into `job` as soon as it is read back.
+pub async fn run_var(
+    models: &VarModels,
+    settings: &GenerateSettings,
+    edit: Option<&EditRequest>,
+    job: &Job,
+    repaint: &(dyn Fn() + Sync),
+) -> anyhow::Result<()> {
     anyhow::ensure!(settings.generator == GeneratorKind::Var, "{} has no trained models yet", settings.generator.label());
     models.check_class(settings.class)?;
     let started = Instant::now();
     let n = settings.count;
-    let labels = Tensor::<1, Int>::full([n], settings.class as i64, &models.device);
+    let (class, guidance) = match edit {
+        Some(e) => e.kind.conditioning(settings.class, models.var.null_class(), settings.guidance),
+        None => (settings.class, settings.guidance),
+    };
+    let labels = Tensor::<1, Int>::full([n], class as i64, &models.device);
     let config = VarSamplerConfig::new()
-        .with_guidance(settings.guidance)
+        .with_guidance(guidance)
         .with_top_k(settings.top_k)
         .with_top_p(settings.top_p)
         .with_temperature(settings.temperature)
         .with_seed(settings.seed);
     let mut run = VarSampling::new(&models.var, &models.vae, labels, config);
+    if let Some(e) = edit {
+        run = run.with_edit(models.edit(&e.source, &e.region, e.kind, n)?);
+    }
     let scales = run.num_scales();
     while let Some(step) = run.step(&models.var, &models.vae) {
         let [_, pn, _] = step.tokens.dims();
@@ -207,21 +230,21 @@ pub async fn run_var(models: &VarModels, settings: &GenerateSettings, job: &Job,
 
 /// Runs a job without blocking the UI: a thread on the desktop, the page's event loop on the web.
 #[cfg(not(target_arch = "wasm32"))]
-fn spawn(job: impl Future<Output = ()> + Send + 'static) {
+pub(super) fn spawn(job: impl Future<Output = ()> + Send + 'static) {
     std::thread::Builder::new()
-        .name("tessera-generate".into())
+        .name("tessera-job".into())
         .spawn(move || pollster::block_on(job))
         .expect("starting a generation thread");
 }
 
 #[cfg(target_arch = "wasm32")]
-fn spawn(job: impl Future<Output = ()> + 'static) {
+pub(super) fn spawn(job: impl Future<Output = ()> + 'static) {
     wasm_bindgen_futures::spawn_local(job);
 }
 
 /// Lets the browser draw a frame and handle input between steps.
 #[cfg(target_arch = "wasm32")]
-async fn yield_now() {
+pub(super) async fn yield_now() {
     let tick = js_sys::Promise::new(&mut |resolve, _| {
         if let Some(window) = web_sys::window() {
             let _ = window.set_timeout_with_callback(&resolve);
@@ -232,7 +255,7 @@ async fn yield_now() {
 
 /// The desktop job has its own thread: nothing to yield to.
 #[cfg(not(target_arch = "wasm32"))]
-async fn yield_now() {}
+pub(super) async fn yield_now() {}
 
 #[cfg(test)]
 mod tests {
@@ -245,7 +268,7 @@ mod tests {
         let settings = GenerateSettings { class: 3, seed: 1, count: 2, ..GenerateSettings::url_base() };
         let job = Job::new(settings.clone(), models.var_config.patch_nums.len());
         let repaints = std::sync::atomic::AtomicUsize::new(0);
-        pollster::block_on(run_var(&models, &settings, &job, &|| {
+        pollster::block_on(run_var(&models, &settings, None, &job, &|| {
             repaints.fetch_add(1, Ordering::Relaxed);
         }))
         .unwrap();
@@ -268,8 +291,39 @@ mod tests {
         }
         // Same seed, same images.
         let again = Job::new(settings.clone(), patch_nums.len());
-        pollster::block_on(run_var(&models, &settings, &again, &|| {})).unwrap();
+        pollster::block_on(run_var(&models, &settings, None, &again, &|| {})).unwrap();
         assert_eq!(again.progress().images[0].last(), progress.images[0].last());
+    }
+
+    #[test]
+    fn out_painting_keeps_the_painted_region_of_the_source() {
+        use tessera_data::{Dataset, Mnist};
+        let models = VarModels::shipped(&Device::flex()).unwrap();
+        let source = Mnist::heldout().get(0).image;
+        let inside = |i: usize| (8..24).contains(&(i % 32)) && (8..24).contains(&(i / 32));
+        let region: Vec<bool> = (0..32 * 32).map(inside).collect();
+        let settings = GenerateSettings { seed: 3, count: 2, ..GenerateSettings::url_base() };
+        // Mean absolute difference to the source inside the region, over the job's images.
+        let centre_error = |edit: Option<&EditRequest>| {
+            let job = Job::new(settings.clone(), models.var_config.patch_nums.len());
+            pollster::block_on(run_var(&models, &settings, edit, &job, &|| {})).unwrap();
+            let progress = job.progress();
+            let images: Vec<&Image> = progress.images.iter().map(|i| i.last().unwrap()).collect();
+            let sum: f32 = images
+                .iter()
+                .map(|image| (0..1024).filter(|&i| inside(i)).map(|i| (image.pixels[i] - source.pixels[i]).abs()).sum::<f32>())
+                .sum();
+            sum / (images.len() * 256) as f32
+        };
+        let edit = EditRequest { source: source.clone(), region: region.clone(), kind: EditKind::Outpaint };
+        let kept = centre_error(Some(&edit));
+        let free = centre_error(None);
+        assert!(kept < 0.5 * free && kept < 0.2, "kept region differs by {kept}, a free sample by {free}");
+        // An empty region is refused, not silently ignored.
+        let empty = EditRequest { region: vec![false; 1024], ..edit };
+        let job = Job::new(settings.clone(), 7);
+        let e = pollster::block_on(run_var(&models, &settings, Some(&empty), &job, &|| {})).unwrap_err();
+        assert!(e.to_string().contains("region is empty"), "{e}");
     }
 
     #[test]
@@ -277,9 +331,9 @@ mod tests {
         let models = VarModels::shipped(&Device::flex()).unwrap();
         let settings = GenerateSettings { class: 12, ..GenerateSettings::url_base() };
         let job = Job::new(settings.clone(), 7);
-        let e = pollster::block_on(run_var(&models, &settings, &job, &|| {})).unwrap_err();
+        let e = pollster::block_on(run_var(&models, &settings, None, &job, &|| {})).unwrap_err();
         assert!(e.to_string().contains("out of range"), "{e}");
         let rar = GenerateSettings { generator: GeneratorKind::Rar, ..GenerateSettings::url_base() };
-        assert!(pollster::block_on(run_var(&models, &rar, &job, &|| {})).is_err());
+        assert!(pollster::block_on(run_var(&models, &rar, None, &job, &|| {})).is_err());
     }
 }

@@ -7,11 +7,14 @@
 
 mod data_panel;
 mod device_panel;
+mod edit_panel;
 pub mod export;
 mod generate_panel;
 pub mod generate_settings;
 pub mod generation;
 mod hooks;
+mod train_panel;
+pub mod training;
 pub mod player;
 pub mod token_map;
 
@@ -23,15 +26,19 @@ use tessera_kernels::device::Compute;
 pub enum Tab {
     #[default]
     Generate,
+    Edit,
+    Train,
     Data,
     Device,
 }
 
 impl Tab {
-    const ALL: [Tab; 3] = [Tab::Generate, Tab::Data, Tab::Device];
+    const ALL: [Tab; 5] = [Tab::Generate, Tab::Edit, Tab::Train, Tab::Data, Tab::Device];
     fn label(self) -> &'static str {
         match self {
             Tab::Generate => "Generate",
+            Tab::Edit => "Edit",
+            Tab::Train => "Train",
             Tab::Data => "Data",
             Tab::Device => "Device",
         }
@@ -56,6 +63,8 @@ pub struct TesseraApp {
     notice_dismissed: bool,
     data: data_panel::DataPanel,
     generate: generate_panel::GeneratePanel,
+    edit: edit_panel::EditPanel,
+    train: train_panel::TrainPanel,
 }
 
 impl TesseraApp {
@@ -85,7 +94,7 @@ impl TesseraApp {
         let compute = crate::gpu_setup::compute_from_render_state(cc.wgpu_render_state.as_ref());
         log::info!("Tessera computes on {}", compute.describe());
         let generate = generate_panel::GeneratePanel::new(&cc.egui_ctx, compute.device.clone(), autorun, warnings);
-        Self { state, compute, notice_dismissed: false, data: Default::default(), generate }
+        Self { state, compute, notice_dismissed: false, data: Default::default(), generate, edit: Default::default(), train: Default::default() }
     }
 }
 
@@ -120,6 +129,16 @@ impl eframe::App for TesseraApp {
         egui::CentralPanel::default().show(ui, |ui| match self.state.tab {
             Tab::Generate => {
                 egui::ScrollArea::vertical().show(ui, |ui| self.generate.ui(ui, &mut self.state.generate));
+            }
+            Tab::Edit => {
+                let (models, open) = (self.generate.ready_models(), self.generate.open_image());
+                egui::ScrollArea::vertical().show(ui, |ui| self.edit.ui(ui, models, open));
+            }
+            Tab::Train => {
+                egui::ScrollArea::vertical().show(ui, |ui| self.train.ui(ui, &self.compute.device));
+                if let Some(models) = self.train.for_generate.take() {
+                    self.generate.set_models(models);
+                }
             }
             Tab::Data => self.data.ui(ui, &mut self.state.data),
             Tab::Device => device_panel::ui(ui, &self.compute, &mut self.state.reference_ops),

@@ -1,4 +1,5 @@
-//! `tessera bench sample|train`: throughput of the shipped generators on this device.
+//! `tessera bench sample|train|kernels`: throughput of the shipped generators on this device, and
+//! the WGSL kernels against plain burn ops ([`super::bench_kernels`]).
 //!
 //! Each row names its device and the ops it ran on. Timings are wall clock around work that
 //! ends in a readback (so queued GPU work is counted), after one untimed warm-up run.
@@ -16,6 +17,7 @@ use tessera_models::sampling::var::VarSamplerConfig;
 use tessera_train::data::load_batch;
 use tessera_train::{BatchOrder, TokenizerTrainer, VarPreset, VarTrainer};
 
+use super::bench_kernels::{self, KernelRow};
 use super::sample::load_var_models;
 
 #[derive(clap::Subcommand, Debug)]
@@ -24,6 +26,8 @@ pub enum Command {
     Sample(SampleArgs),
     /// Training steps per second of each model of the tiny preset.
     Train(Args),
+    /// Each WGSL kernel against the plain burn ops on the same wgpu device, at the generators' shapes.
+    Kernels(Args),
 }
 
 #[derive(clap::Args, Debug)]
@@ -80,6 +84,9 @@ pub fn run(command: Command, preference: anyhow::Result<Preference>) -> anyhow::
         // Every generator there is runs when none is named; today that is VAR alone.
         Command::Sample(SampleArgs { generator: None | Some(Generators::Var), args }) => (sample_rows(&compute.device, &device_name, args.quick)?, args),
         Command::Train(args) => (train_rows(&compute.device, &device_name, args.quick)?, args),
+        Command::Kernels(args) => {
+            return print_kernel_rows(&bench_kernels::kernel_rows(&compute.device, &device_name, args.quick)?, args.json);
+        }
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -91,6 +98,26 @@ pub fn run(command: Command, preference: anyhow::Result<Preference>) -> anyhow::
                 r.bench, r.model, r.batch, r.ms, r.images_per_s, r.per_s, r.ops, r.device
             );
         }
+    }
+    Ok(())
+}
+
+fn print_kernel_rows(rows: &[KernelRow], json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(rows)?);
+        return Ok(());
+    }
+    println!("| kernel | case | custom ms | plain ms | speed-up | max abs diff | device |\n|---|---|---|---|---|---|---|");
+    for r in rows {
+        println!(
+            "| {} | {} | {:.2} | {:.2} | {:.2}x | {:.1e} | {} |",
+            r.kernel, r.case, r.custom_ms, r.reference_ms, r.speedup, r.max_abs_diff, r.device
+        );
+    }
+    println!("\n| family | median speed-up | target | |\n|---|---|---|---|");
+    for (family, median, target) in bench_kernels::summary(rows) {
+        let verdict = if median >= target { "met" } else { "not met" };
+        println!("| {family} | {median:.2}x | {target}x | {verdict} |");
     }
     Ok(())
 }

@@ -12,7 +12,7 @@ use anyhow::{Context, bail, ensure};
 use burn::prelude::*;
 use tessera_data::{Dataset, Image, Mnist};
 use tessera_kernels::device::Preference;
-use tessera_models::sampling::var::{VarEdit, VarSamplerConfig, VarSampling};
+use tessera_models::sampling::var::{EditKind, VarSamplerConfig, VarSampling};
 
 use super::sample::{images, load_var_models, write_png};
 
@@ -31,6 +31,16 @@ pub enum Mode {
     Outpaint,
     /// Regenerate the region as the class given by --class, keep the rest.
     Class,
+}
+
+impl Mode {
+    fn kind(self) -> EditKind {
+        match self {
+            Mode::Inpaint => EditKind::Inpaint,
+            Mode::Outpaint => EditKind::Outpaint,
+            Mode::Class => EditKind::Class,
+        }
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -78,8 +88,8 @@ pub fn run(command: Command, preference: anyhow::Result<Preference>) -> anyhow::
     }
 }
 
-/// 1 where the source is kept, row-major `side × side`.
-fn region_mask(args: &VarArgs, side: usize) -> anyhow::Result<Vec<f32>> {
+/// The region, row-major `side × side`, true inside.
+fn region_mask(args: &VarArgs, side: usize) -> anyhow::Result<Vec<bool>> {
     let region: Vec<bool> = match (&args.r#box, &args.mask) {
         (Some(spec), None) => {
             let v: Vec<usize> = spec
@@ -99,10 +109,7 @@ fn region_mask(args: &VarArgs, side: usize) -> anyhow::Result<Vec<f32>> {
         }
         _ => bail!("give the region with --box x0,y0,x1,y1 or --mask PICTURE"),
     };
-    ensure!(region.iter().any(|&r| r), "the region is empty: nothing would change");
-    // In-painting and class editing regenerate the region; out-painting keeps it.
-    let keep_region = args.mode == Mode::Outpaint;
-    Ok(region.into_iter().map(|r| if r == keep_region { 1.0 } else { 0.0 }).collect())
+    Ok(region)
 }
 
 fn source_image(input: &str, channels: usize, side: usize) -> anyhow::Result<Image> {
@@ -127,31 +134,27 @@ fn edit_var(args: VarArgs, preference: anyhow::Result<Preference>) -> anyhow::Re
     let models = load_var_models(args.checkpoint.as_deref(), args.tokenizer.as_deref(), &device)?;
     let (var, vae) = (&models.var, &models.vae);
     let side = models.image_size;
-    let label = match (args.mode, args.class) {
+    let class = match (args.mode, args.class) {
         (Mode::Class, Some(c)) => {
             models.check_class(c)?;
             c
         }
         (Mode::Class, None) => bail!("--mode class needs --class C"),
         (_, Some(_)) => bail!("--class only applies to --mode class (in- and out-painting are unconditional)"),
-        (_, None) => var.null_class(),
+        (_, None) => 0,
     };
-    let keep = region_mask(&args, side)?;
+    let region = region_mask(&args, side)?;
     let source = source_image(&args.input, models.channels, side)?;
-
-    // The source in [-1, 1], repeated for each draw, and its codes at every scale.
-    let pixels = source.pixels.iter().map(|v| v * 2.0 - 1.0).collect::<Vec<f32>>();
-    let x = Tensor::<4>::from_data(TensorData::new(pixels, [1, source.channels, side, side]), &device)
-        .repeat_dim(0, args.n);
-    let tokens = vae.image_to_idx(x);
+    let kind = args.mode.kind();
+    let edit = models.edit(&source, &region, kind, args.n)?;
+    let keep = edit.keep.clone();
+    let (label, guidance) = kind.conditioning(class, var.null_class(), args.guidance);
     let labels = Tensor::<1, Int>::full([args.n], label as i64, &device);
-    let guidance = if args.mode == Mode::Class { args.guidance } else { 0.0 };
     let config = VarSamplerConfig::new()
         .with_guidance(guidance)
         .with_top_k(args.top_k)
         .with_top_p(args.top_p)
         .with_seed(args.seed);
-    let edit = VarEdit { tokens, keep: keep.clone(), height: side, width: side };
     let mut run = VarSampling::new(var, vae, labels, config).with_edit(edit);
     while run.step(var, vae).is_some() {}
 

@@ -1,6 +1,7 @@
 //! The headless commands of the `tessera` binary, and the window when there is no command.
 
 mod bench;
+mod bench_kernels;
 mod data;
 mod edit;
 mod eval;

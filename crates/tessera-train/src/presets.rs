@@ -30,6 +30,9 @@ pub enum VarPreset {
     Small,
 }
 
+// A plain name; burn's `Config` derive gives `Clone` only.
+impl Copy for VarPreset {}
+
 impl VarPreset {
     /// Every preset, smallest first.
     pub const ALL: [VarPreset; 2] = [VarPreset::Tiny, VarPreset::Small];
@@ -67,7 +70,7 @@ impl VarPreset {
     /// The tokenizer's training run.
     pub fn tokenizer_training(&self, channels: usize) -> TokenizerTrainingConfig {
         let (steps, batch, lr) = match self {
-            Self::Tiny => (600, 32, 2e-3),
+            Self::Tiny => (500, 32, 2e-3),
             Self::Small => (20_000, 64, 1e-3),
         };
         TokenizerTrainingConfig::new(
@@ -103,7 +106,7 @@ impl VarPreset {
     /// The transformer's training run.
     pub fn var_training(&self, tokenizer: &MsVqVaeConfig, num_classes: usize) -> VarTrainingConfig {
         let (steps, batch, lr) = match self {
-            Self::Tiny => (800, 32, 2e-3),
+            Self::Tiny => (600, 32, 2e-3),
             Self::Small => (30_000, 128, 4e-4),
         };
         VarTrainingConfig::new(self.var(tokenizer, num_classes), LrScheduleConfig::new(lr).with_warmup_fraction(0.03), steps, batch)

@@ -115,6 +115,36 @@ pub struct VarEdit {
     pub width: usize,
 }
 
+/// The three zero-shot edits of the VAR paper over a region the user chose.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EditKind {
+    /// Regenerate the region, keep the rest.
+    #[default]
+    Inpaint,
+    /// Keep the region, regenerate everything around it.
+    Outpaint,
+    /// Regenerate the region as a given class, keep the rest.
+    Class,
+}
+
+impl EditKind {
+    /// [`VarEdit::keep`] for a region (row-major, true inside): in-painting and class editing keep
+    /// what is outside the region, out-painting keeps what is inside.
+    pub fn keep(self, region: &[bool]) -> Vec<f32> {
+        let keep_inside = self == Self::Outpaint;
+        region.iter().map(|&inside| if inside == keep_inside { 1.0 } else { 0.0 }).collect()
+    }
+
+    /// Class label and guidance to sample with: in- and out-painting are unconditional (the null
+    /// class, no guidance), class editing uses `class` with `guidance`, as the official notebook.
+    pub fn conditioning(self, class: usize, null_class: usize, guidance: f64) -> (usize, f64) {
+        match self {
+            Self::Class => (class, guidance),
+            Self::Inpaint | Self::Outpaint => (null_class, 0.0),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct EditState {
     tokens: Vec<Tensor<2, Int>>,

@@ -1,0 +1,397 @@
+//! The Train panel: pick a dataset (MNIST, the procedural scenes, or a folder of your own pictures
+//! with one subfolder per class) and a preset, then train the tokenizer and the transformer while
+//! watching the loss curves, the codebook usage and a fixed-seed strip of samples; pause, resume,
+//! stop, save, and hand the result to the Generate panel.
+//!
+//! The work runs in a [`training`] job; this file only draws and polls.
+
+use std::sync::Arc;
+
+use burn::prelude::Device;
+use egui::{Color32, ColorImage, Pos2, Sense, Stroke, TextureHandle, TextureOptions, vec2};
+use tessera_data::{Dataset, Mnist, Scenes, ScenesConfig};
+use tessera_train::VarPreset;
+
+use super::export;
+use super::training::{self, Phase, TrainJob, TrainRequest, TrainStatus};
+use crate::var_models::VarModels;
+
+const PLOT: egui::Vec2 = vec2(300.0, 120.0);
+const STRIP_IMAGE: f32 = 56.0;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Choice {
+    Mnist,
+    Scenes,
+    Folder,
+}
+
+pub struct TrainPanel {
+    choice: Choice,
+    /// The folder of the user's pictures (desktop).
+    folder: String,
+    dataset: Option<Arc<dyn Dataset>>,
+    /// What loading the dataset said: its size, or why it failed; and the files it skipped.
+    dataset_note: Option<Result<String, String>>,
+    skipped: Vec<String>,
+    preset: VarPreset,
+    tokenizer_steps: usize,
+    transformer_steps: usize,
+    seed: u64,
+    save_every_min: f64,
+    job: Option<TrainJob>,
+    /// Counts jobs and strips, so an old texture is never shown for new samples.
+    strip_key: (u64, usize),
+    strip: Vec<TextureHandle>,
+    serial: u64,
+    message: Option<Result<String, String>>,
+    /// Models the user sent to Generate, picked up by the app.
+    pub for_generate: Option<Arc<VarModels>>,
+}
+
+impl Default for TrainPanel {
+    fn default() -> Self {
+        let preset = VarPreset::Tiny;
+        Self {
+            choice: Choice::Mnist,
+            folder: String::new(),
+            dataset: None,
+            dataset_note: None,
+            skipped: Vec::new(),
+            preset,
+            tokenizer_steps: preset.tokenizer_training(1).steps,
+            transformer_steps: preset.var_training(&preset.tokenizer(1), 10).steps,
+            seed: 0,
+            save_every_min: 2.0,
+            job: None,
+            strip_key: (0, 0),
+            strip: Vec::new(),
+            serial: 0,
+            message: None,
+            for_generate: None,
+        }
+    }
+}
+
+impl TrainPanel {
+    pub fn ui(&mut self, ui: &mut egui::Ui, device: &Device) {
+        self.dataset_ui(ui);
+        ui.separator();
+        self.run_ui(ui, device);
+        let Some(job) = self.job.clone() else { return };
+        ui.separator();
+        self.progress_ui(ui, &job, device);
+    }
+
+    fn dataset_ui(&mut self, ui: &mut egui::Ui) {
+        let before = self.choice;
+        ui.horizontal_wrapped(|ui| {
+            ui.label("Dataset:");
+            ui.radio_value(&mut self.choice, Choice::Mnist, "MNIST digits");
+            ui.radio_value(&mut self.choice, Choice::Scenes, "Procedural scenes");
+            ui.radio_value(&mut self.choice, Choice::Folder, "My pictures");
+        });
+        if self.choice != before || (self.dataset.is_none() && self.choice != Choice::Folder && self.dataset_note.is_none()) {
+            self.dataset = None;
+            self.dataset_note = None;
+            self.skipped.clear();
+            match self.choice {
+                Choice::Mnist => self.set_dataset(Ok(Arc::new(Mnist::train()))),
+                Choice::Scenes => self.set_dataset(Scenes::new(ScenesConfig::default()).map(|s| Arc::new(s) as Arc<dyn Dataset>).map_err(|e| e.to_string())),
+                Choice::Folder => {}
+            }
+        }
+        if self.choice == Choice::Folder {
+            self.folder_ui(ui);
+        }
+        match &self.dataset_note {
+            Some(Ok(note)) => {
+                ui.weak(note);
+            }
+            Some(Err(e)) => {
+                ui.colored_label(ui.visuals().error_fg_color, e);
+            }
+            None => {}
+        }
+        if !self.skipped.is_empty() {
+            ui.collapsing(format!("{} file(s) skipped", self.skipped.len()), |ui| {
+                for s in &self.skipped {
+                    ui.weak(s);
+                }
+            });
+        }
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    fn folder_ui(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            let label = ui.label("folder");
+            ui.add(egui::TextEdit::singleline(&mut self.folder).hint_text("a folder with one subfolder of pictures per class"))
+                .labelled_by(label.id);
+            let dropped = ui.input(|i| i.raw.dropped_files.iter().map(|f| f.path().to_path_buf()).find(|p| p.is_dir()));
+            if let Some(path) = &dropped {
+                self.folder = path.display().to_string();
+            }
+            if ui.button("Load folder").clicked() || dropped.is_some() {
+                let options = tessera_data::FolderOptions { resolution: self.preset.image_size(), ..Default::default() };
+                self.skipped.clear();
+                match tessera_data::FolderDataset::open(&self.folder, options) {
+                    Ok((dataset, skipped)) => {
+                        self.skipped = skipped.iter().map(ToString::to_string).collect();
+                        self.set_dataset(Ok(Arc::new(dataset)));
+                    }
+                    Err(e) => self.set_dataset(Err(format!("{}: {e}", self.folder))),
+                }
+            }
+        });
+        ui.weak("or drop the folder on the window; pictures that cannot be read are listed and skipped");
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    fn folder_ui(&mut self, ui: &mut egui::Ui) {
+        ui.weak("Training on your own pictures works in the desktop app for now; in the browser, use MNIST or the scenes.");
+    }
+
+    fn set_dataset(&mut self, dataset: Result<Arc<dyn Dataset>, String>) {
+        match dataset {
+            Ok(d) => {
+                let first = d.get(0).image;
+                self.dataset_note = Some(Ok(format!(
+                    "{}: {} images in {} classes ({}), {}x{}x{}",
+                    d.name(),
+                    d.len(),
+                    d.class_names().len(),
+                    d.class_names().join(", "),
+                    first.channels,
+                    first.height,
+                    first.width
+                )));
+                self.dataset = Some(d);
+            }
+            Err(e) => {
+                self.dataset_note = Some(Err(e));
+                self.dataset = None;
+            }
+        }
+    }
+
+    fn run_ui(&mut self, ui: &mut egui::Ui, device: &Device) {
+        let active = self.job.as_ref().is_some_and(TrainJob::is_active);
+        ui.add_enabled_ui(!active, |ui| {
+            ui.horizontal_wrapped(|ui| {
+                let before = self.preset;
+                egui::ComboBox::from_label("preset").selected_text(self.preset.name()).show_ui(ui, |ui| {
+                    for p in VarPreset::ALL {
+                        ui.selectable_value(&mut self.preset, p, p.name());
+                    }
+                });
+                if self.preset != before {
+                    self.tokenizer_steps = self.preset.tokenizer_training(1).steps;
+                    self.transformer_steps = self.preset.var_training(&self.preset.tokenizer(1), 10).steps;
+                }
+                ui.add(egui::DragValue::new(&mut self.tokenizer_steps).range(1..=1_000_000).prefix("tokenizer steps "));
+                ui.add(egui::DragValue::new(&mut self.transformer_steps).range(1..=1_000_000).prefix("transformer steps "));
+                ui.add(egui::DragValue::new(&mut self.seed).prefix("seed "));
+                #[cfg(not(target_arch = "wasm32"))]
+                ui.add(egui::DragValue::new(&mut self.save_every_min).range(0.5..=60.0).speed(0.1).prefix("save every ").suffix(" min"));
+            });
+        });
+        ui.horizontal(|ui| {
+            let can_start = !active && self.dataset.is_some();
+            if ui.add_enabled(can_start, egui::Button::new("Start training")).clicked()
+                && let Some(dataset) = self.dataset.clone()
+            {
+                self.start(dataset, device, ui.ctx());
+            }
+            let Some(job) = self.job.clone() else { return };
+            let status = job.progress().status.clone();
+            match status {
+                TrainStatus::Running => {
+                    if ui.button("Pause").clicked() {
+                        job.set_paused(true);
+                    }
+                }
+                TrainStatus::Paused => {
+                    if ui.button("Resume").clicked() {
+                        job.set_paused(false);
+                    }
+                }
+                _ => {}
+            }
+            if active {
+                if ui.button("Save now").on_hover_text("a checkpoint after this step").clicked() {
+                    job.save_now();
+                }
+                if ui.button("Stop").on_hover_text("save a checkpoint and end the run").clicked() {
+                    job.stop();
+                }
+            }
+        });
+    }
+
+    fn start(&mut self, dataset: Arc<dyn Dataset>, device: &Device, ctx: &egui::Context) {
+        if let Some(old) = &self.job {
+            old.stop();
+        }
+        self.serial += 1;
+        self.strip.clear();
+        #[cfg(not(target_arch = "wasm32"))]
+        let out_dir = Some(runs_dir().join(format!("{}-{}", dataset.name(), self.serial)));
+        #[cfg(target_arch = "wasm32")]
+        let out_dir = None;
+        let request = TrainRequest {
+            dataset,
+            preset: self.preset,
+            tokenizer_steps: self.tokenizer_steps,
+            transformer_steps: self.transformer_steps,
+            seed: self.seed,
+            out_dir,
+            save_every_s: self.save_every_min * 60.0,
+            samples_every: 50.min(self.transformer_steps.max(1)),
+        };
+        self.job = Some(training::start(request, device.clone(), ctx.clone()));
+    }
+
+    fn progress_ui(&mut self, ui: &mut egui::Ui, job: &TrainJob, device: &Device) {
+        let total = self.tokenizer_steps + self.transformer_steps;
+        let left = job.seconds_left(total);
+        let p = job.progress().clone();
+        let status = match &p.status {
+            TrainStatus::Running => "training",
+            TrainStatus::Paused => "paused",
+            TrainStatus::Done => "done",
+            TrainStatus::Stopped => "stopped",
+            TrainStatus::Failed(_) => "failed",
+        };
+        ui.horizontal_wrapped(|ui| {
+            if p.status == TrainStatus::Running {
+                ui.spinner();
+            }
+            ui.label(format!("{status}: {} step {} of {}", p.phase.label(), p.step, p.steps_total));
+            if p.seconds_per_step > 0.0 {
+                ui.weak(format!("{:.2} s per step", p.seconds_per_step));
+            }
+            if let Some(left) = left.filter(|_| matches!(p.status, TrainStatus::Running | TrainStatus::Paused)) {
+                ui.weak(format!("about {} left", minutes(left)));
+            }
+            ui.weak(format!("{} elapsed", minutes(p.elapsed_s)));
+        });
+        if let TrainStatus::Failed(e) = &p.status {
+            ui.colored_label(ui.visuals().error_fg_color, format!("Training stopped: {e}. The last checkpoint below is kept."));
+        }
+        ui.horizontal_wrapped(|ui| {
+            plot(ui, "tokenizer loss", &p.tokenizer_loss, Color32::LIGHT_BLUE);
+            plot(ui, "reconstruction PSNR (dB)", &p.psnr, Color32::LIGHT_GREEN);
+            plot(ui, "transformer loss (nats per token)", &p.transformer_loss, Color32::from_rgb(255, 170, 90));
+        });
+        if !p.codebook_usage.is_empty() {
+            ui.horizontal(|ui| {
+                ui.label("codebook usage per scale:");
+                for (i, u) in p.codebook_usage.iter().enumerate() {
+                    ui.add(egui::ProgressBar::new(*u).desired_width(48.0).text(format!("{}: {:.0}%", i + 1, u * 100.0)));
+                }
+            });
+        }
+        if !p.samples.is_empty() {
+            if self.strip_key != (self.serial, p.samples_step) {
+                self.strip_key = (self.serial, p.samples_step);
+                self.strip = p
+                    .samples
+                    .iter()
+                    .enumerate()
+                    .map(|(i, image)| {
+                        let rgb = image.to_rgb8();
+                        let color = ColorImage::from_rgb([rgb.width() as usize, rgb.height() as usize], rgb.as_raw());
+                        ui.ctx().load_texture(format!("train-strip-{i}"), color, TextureOptions::NEAREST)
+                    })
+                    .collect();
+            }
+            ui.label(format!("samples at transformer step {} (one per class, same seed each time)", p.samples_step));
+            ui.horizontal_wrapped(|ui| {
+                for texture in &self.strip {
+                    ui.add(egui::Image::new(texture).fit_to_exact_size(vec2(STRIP_IMAGE, STRIP_IMAGE)));
+                }
+            });
+        }
+        self.checkpoints_ui(ui, &p.checkpoints, device);
+    }
+
+    fn checkpoints_ui(&mut self, ui: &mut egui::Ui, checkpoints: &[training::SavedCheckpoint], device: &Device) {
+        if checkpoints.is_empty() {
+            ui.weak(format!("Checkpoints are saved every {} minutes, on Save now, on Stop and at the end.", self.save_every_min));
+            return;
+        }
+        ui.label("Checkpoints:");
+        for c in checkpoints {
+            ui.horizontal(|ui| {
+                let place = c.path.as_ref().map_or_else(|| "in memory".to_string(), |p| p.display().to_string());
+                ui.label(format!("{} at step {}: {place}", c.phase.label(), c.step));
+                if ui.small_button("Download").clicked() {
+                    self.message = Some(export::deliver(c.phase.file_name(), "application/octet-stream", &c.bytes));
+                }
+            });
+        }
+        let tokenizer = checkpoints.iter().find(|c| c.phase == Phase::Tokenizer);
+        let transformer = checkpoints.iter().find(|c| c.phase == Phase::Transformer);
+        if let (Some(t), Some(v)) = (tokenizer, transformer)
+            && ui.button("Use in Generate").on_hover_text("sample from these checkpoints in the Generate tab").clicked()
+        {
+            match VarModels::from_bytes(&v.bytes, &t.bytes, device) {
+                Ok(models) => {
+                    self.for_generate = Some(Arc::new(models));
+                    self.message = Some(Ok("the Generate tab now samples from this run".into()));
+                }
+                Err(e) => self.message = Some(Err(format!("{e:#}"))),
+            }
+        }
+        match &self.message {
+            Some(Ok(m)) => {
+                ui.weak(m);
+            }
+            Some(Err(e)) => {
+                ui.colored_label(ui.visuals().error_fg_color, e);
+            }
+            None => {}
+        }
+    }
+}
+
+/// Where the desktop app keeps its runs: `$TESSERA_RUNS_DIR`, else `tessera-runs/` in the working
+/// directory.
+#[cfg(not(target_arch = "wasm32"))]
+fn runs_dir() -> std::path::PathBuf {
+    std::env::var_os("TESSERA_RUNS_DIR").map_or_else(|| "tessera-runs".into(), Into::into)
+}
+
+fn minutes(seconds: f64) -> String {
+    if seconds < 90.0 { format!("{seconds:.0} s") } else { format!("{:.1} min", seconds / 60.0) }
+}
+
+/// A small line chart of `(x, y)` points with its last value in the title.
+fn plot(ui: &mut egui::Ui, title: &str, points: &[[f64; 2]], color: Color32) {
+    ui.vertical(|ui| {
+        let last = points.last().map_or_else(String::new, |p| format!(": {:.3}", p[1]));
+        ui.weak(format!("{title}{last}"));
+        let (response, painter) = ui.allocate_painter(PLOT, Sense::hover());
+        let rect = response.rect;
+        painter.rect_stroke(rect, 2.0, Stroke::new(1.0, ui.visuals().weak_text_color()), egui::StrokeKind::Inside);
+        if points.len() < 2 {
+            return;
+        }
+        let (x0, x1) = (points[0][0], points[points.len() - 1][0].max(points[0][0] + 1.0));
+        let (lo, hi) = points.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| (lo.min(p[1]), hi.max(p[1])));
+        let span = (hi - lo).max(1e-9);
+        // At most one point per horizontal pixel.
+        let stride = (points.len() / rect.width() as usize).max(1);
+        let line: Vec<Pos2> = points
+            .iter()
+            .step_by(stride)
+            .map(|p| {
+                let x = rect.left() + ((p[0] - x0) / (x1 - x0)) as f32 * rect.width();
+                let y = rect.bottom() - ((p[1] - lo) / span) as f32 * rect.height();
+                Pos2::new(x, y)
+            })
+            .collect();
+        painter.add(egui::Shape::line(line, Stroke::new(1.5, color)));
+    });
+}

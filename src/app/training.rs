@@ -1,0 +1,431 @@
+//! Training in the app: the tokenizer, then the transformer, step by step in the background, with
+//! pause, resume and stop, live curves, a fixed-seed sample strip, and checkpoints saved as it goes.
+//!
+//! The job runs like a generation job ([`super::generation`]): a thread on the desktop, an async
+//! task on the web that yields after every step. Every number is read back asynchronously (the
+//! trainers' steps already do), so the web path never blocks on the GPU.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use burn::prelude::*;
+use tessera_data::{Dataset, Image};
+use tessera_models::sampling::var::{VarSamplerConfig, sample};
+use tessera_train::data::load_batch;
+use tessera_train::{BatchOrder, Checkpoint, TokenizerTrainer, VarPreset, VarTrainer};
+use web_time::Instant;
+
+use super::generation::{spawn, yield_now};
+
+/// Which model a step belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Tokenizer,
+    Transformer,
+}
+
+impl Phase {
+    pub fn label(self) -> &'static str {
+        match self {
+            Phase::Tokenizer => "tokenizer",
+            Phase::Transformer => "transformer",
+        }
+    }
+
+    /// The checkpoint's file name, as `tessera train` names it (so the CLI can resume it).
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Phase::Tokenizer => "tokenizer.ckpt",
+            Phase::Transformer => "var.ckpt",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum TrainStatus {
+    Running,
+    Paused,
+    Done,
+    Stopped,
+    Failed(String),
+}
+
+/// What to train.
+#[derive(Clone)]
+pub struct TrainRequest {
+    pub dataset: Arc<dyn Dataset>,
+    pub preset: VarPreset,
+    /// Steps of each phase (default: the preset's).
+    pub tokenizer_steps: usize,
+    pub transformer_steps: usize,
+    pub seed: u64,
+    /// Where checkpoints go (desktop); `None` keeps them in memory only.
+    pub out_dir: Option<std::path::PathBuf>,
+    /// Seconds between automatic checkpoints.
+    pub save_every_s: f64,
+    /// Steps between refreshes of the sample strip.
+    pub samples_every: usize,
+}
+
+/// A checkpoint the job wrote (or holds), for the panel's list.
+#[derive(Clone, Debug)]
+pub struct SavedCheckpoint {
+    pub phase: Phase,
+    pub step: usize,
+    /// The file on the desktop; the bytes are kept either way, for downloading.
+    pub path: Option<std::path::PathBuf>,
+    pub bytes: Arc<Vec<u8>>,
+}
+
+/// What the job has done so far.
+#[derive(Clone, Debug)]
+pub struct TrainProgress {
+    pub status: TrainStatus,
+    pub phase: Phase,
+    /// Steps done in the current phase, and its length.
+    pub step: usize,
+    pub steps_total: usize,
+    /// `(step, loss)` of each phase, one point per step.
+    pub tokenizer_loss: Vec<[f64; 2]>,
+    pub transformer_loss: Vec<[f64; 2]>,
+    /// Tokenizer reconstruction PSNR (dB) per step.
+    pub psnr: Vec<[f64; 2]>,
+    /// Fraction of the codebook used at each scale, at the last check.
+    pub codebook_usage: Vec<f32>,
+    /// One sample per class with a fixed seed (transformer phase), and the step it was drawn at.
+    pub samples: Vec<Image>,
+    pub samples_step: usize,
+    pub checkpoints: Vec<SavedCheckpoint>,
+    /// Seconds per step over the recent steps (for the estimate of the time left).
+    pub seconds_per_step: f64,
+    pub elapsed_s: f64,
+}
+
+/// A training job shared between its worker and the UI.
+#[derive(Clone)]
+pub struct TrainJob {
+    progress: Arc<Mutex<TrainProgress>>,
+    pause: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    save_now: Arc<AtomicBool>,
+}
+
+impl TrainJob {
+    pub fn progress(&self) -> MutexGuard<'_, TrainProgress> {
+        self.progress.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn set_paused(&self, paused: bool) {
+        self.pause.store(paused, Ordering::Relaxed);
+    }
+
+    /// Stops after the current step, saving a checkpoint first.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Saves a checkpoint after the current step.
+    pub fn save_now(&self) {
+        self.save_now.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_active(&self) -> bool {
+        matches!(self.progress().status, TrainStatus::Running | TrainStatus::Paused)
+    }
+
+    /// Seconds left at the current pace (both phases), once a few steps have been timed.
+    pub fn seconds_left(&self, request_total: usize) -> Option<f64> {
+        let p = self.progress();
+        let done = match p.phase {
+            Phase::Tokenizer => p.step,
+            Phase::Transformer => p.tokenizer_loss.len() + p.step,
+        };
+        (p.seconds_per_step > 0.0).then(|| request_total.saturating_sub(done) as f64 * p.seconds_per_step)
+    }
+}
+
+impl TrainJob {
+    fn new(request: &TrainRequest) -> Self {
+        let progress = TrainProgress {
+        status: TrainStatus::Running,
+        phase: Phase::Tokenizer,
+        step: 0,
+        steps_total: request.tokenizer_steps,
+        tokenizer_loss: Vec::new(),
+        transformer_loss: Vec::new(),
+        psnr: Vec::new(),
+        codebook_usage: Vec::new(),
+        samples: Vec::new(),
+        samples_step: 0,
+        checkpoints: Vec::new(),
+        seconds_per_step: 0.0,
+        elapsed_s: 0.0,
+    };
+        Self { progress: Arc::new(Mutex::new(progress)), pause: Arc::default(), stop: Arc::default(), save_now: Arc::default() }
+    }
+}
+
+/// Starts training `request` on `device`.
+pub fn start(request: TrainRequest, device: Device, ctx: egui::Context) -> TrainJob {
+    let job = TrainJob::new(&request);
+    let worker = job.clone();
+    spawn(async move {
+        let result = run(&request, &device, &worker, &|| ctx.request_repaint()).await;
+        let mut p = worker.progress();
+        p.status = match result {
+            Err(e) => TrainStatus::Failed(format!("{e:#}")),
+            Ok(()) if worker.stop.load(Ordering::Relaxed) => TrainStatus::Stopped,
+            Ok(()) => TrainStatus::Done,
+        };
+        drop(p);
+        ctx.request_repaint();
+    });
+    job
+}
+
+/// Waits while paused; true when the job should stop.
+async fn checkpoint_pause(job: &TrainJob, repaint: &(dyn Fn() + Sync)) -> bool {
+    if job.pause.load(Ordering::Relaxed) {
+        job.progress().status = TrainStatus::Paused;
+        repaint();
+        while job.pause.load(Ordering::Relaxed) && !job.stop.load(Ordering::Relaxed) {
+            pause_tick().await;
+        }
+        job.progress().status = TrainStatus::Running;
+        repaint();
+    }
+    job.stop.load(Ordering::Relaxed)
+}
+
+/// The whole run: tokenizer, then transformer on its token maps.
+pub async fn run(request: &TrainRequest, device: &Device, job: &TrainJob, repaint: &(dyn Fn() + Sync)) -> anyhow::Result<()> {
+    let dataset = request.dataset.as_ref();
+    let channels = dataset.get(0).image.channels;
+    let num_classes = dataset.class_names().len();
+    let preset = request.preset;
+    let started = Instant::now();
+    let mut last_save = Instant::now();
+    let mut pace = Pace::default();
+
+    // 1. The tokenizer.
+    let mut config = preset.tokenizer_training(channels);
+    config.steps = request.tokenizer_steps;
+    config.seed = request.seed;
+    let batch = config.batch_size;
+    let mut tokenizer = TokenizerTrainer::new(config, device)?;
+    let order = BatchOrder::new(dataset.len(), batch, request.seed);
+    while !tokenizer.is_done() {
+        if checkpoint_pause(job, repaint).await {
+            let checkpoint = tokenizer.checkpoint(&[]).await?;
+            save(job, request, Phase::Tokenizer, tokenizer.step_index(), checkpoint)?;
+            return Ok(());
+        }
+        let step_started = Instant::now();
+        let (images, _) = load_batch(dataset, &order.indices(tokenizer.step_index()), device);
+        let stats = tokenizer.step(images).await?;
+        let usage = if stats.step % 25 == 0 || tokenizer.is_done() {
+            let usage = tokenizer.codebook_usage().into_data_async().await.map_err(|e| anyhow::anyhow!("reading the codebook usage back: {e:?}"))?;
+            Some(usage.iter::<f32>().collect::<Vec<f32>>())
+        } else {
+            None
+        };
+        {
+            let mut p = job.progress();
+            p.step = tokenizer.step_index();
+            p.tokenizer_loss.push([stats.step as f64, stats.loss as f64]);
+            p.psnr.push([stats.step as f64, stats.psnr as f64]);
+            if let Some(usage) = usage {
+                p.codebook_usage = usage;
+            }
+            p.seconds_per_step = pace.add(step_started.elapsed().as_secs_f64());
+            p.elapsed_s = started.elapsed().as_secs_f64();
+        }
+        if tokenizer.is_done() || due(job, &mut last_save, request.save_every_s) {
+            let checkpoint = tokenizer.checkpoint(&[("loss", stats.loss as f64)]).await?;
+            save(job, request, Phase::Tokenizer, tokenizer.step_index(), checkpoint)?;
+        }
+        repaint();
+        yield_now().await;
+    }
+
+    // 2. The transformer on the frozen tokenizer's token maps.
+    let vae = tokenizer.model();
+    let mut config = preset.var_training(&tokenizer.config().model, num_classes);
+    config.steps = request.transformer_steps;
+    config.seed = request.seed;
+    config.class_names = dataset.class_names().to_vec();
+    let batch = config.batch_size;
+    let mut var = VarTrainer::new(config, vae, device)?;
+    {
+        let mut p = job.progress();
+        p.phase = Phase::Transformer;
+        p.step = 0;
+        p.steps_total = request.transformer_steps;
+    }
+    let order = BatchOrder::new(dataset.len(), batch, request.seed ^ 1);
+    while !var.is_done() {
+        if checkpoint_pause(job, repaint).await {
+            let checkpoint = var.checkpoint(&[]).await?;
+            save(job, request, Phase::Transformer, var.step_index(), checkpoint)?;
+            return Ok(());
+        }
+        let step_started = Instant::now();
+        let (images, labels) = load_batch(dataset, &order.indices(var.step_index()), device);
+        let stats = var.step(images, labels).await?;
+        let strip = if (stats.step + 1) % request.samples_every == 0 || var.is_done() {
+            Some(sample_strip(&var, num_classes, device).await?)
+        } else {
+            None
+        };
+        {
+            let mut p = job.progress();
+            p.step = var.step_index();
+            p.transformer_loss.push([stats.step as f64, stats.loss as f64]);
+            if let Some(strip) = strip {
+                p.samples = strip;
+                p.samples_step = var.step_index();
+            }
+            p.seconds_per_step = pace.add(step_started.elapsed().as_secs_f64());
+            p.elapsed_s = started.elapsed().as_secs_f64();
+        }
+        if var.is_done() || due(job, &mut last_save, request.save_every_s) {
+            let checkpoint = var.checkpoint(&[("loss", stats.loss as f64)]).await?;
+            save(job, request, Phase::Transformer, var.step_index(), checkpoint)?;
+        }
+        repaint();
+        yield_now().await;
+    }
+    Ok(())
+}
+
+/// One image per class with a fixed seed and guidance 2, so the strip shows the model improving.
+async fn sample_strip(var: &VarTrainer, num_classes: usize, device: &Device) -> anyhow::Result<Vec<Image>> {
+    let labels = Tensor::<1, Int>::from_data(TensorData::new((0..num_classes as i64).collect::<Vec<_>>(), [num_classes]), device);
+    let sampler = VarSamplerConfig::new().with_guidance(2.0).with_seed(7);
+    let model = var.model();
+    let images = sample(&model, var.tokenizer(), labels, sampler, false).image.clamp(0.0, 1.0);
+    let [n, c, h, w] = images.dims();
+    let pixels = images.into_data_async().await.map_err(|e| anyhow::anyhow!("reading the samples back: {e:?}"))?;
+    let pixels: Vec<f32> = pixels.iter::<f32>().collect();
+    Ok((0..n).map(|i| Image::new(c, h, w, pixels[i * c * h * w..(i + 1) * c * h * w].to_vec())).collect())
+}
+
+/// Whether an automatic (or asked-for) checkpoint is due.
+fn due(job: &TrainJob, last_save: &mut Instant, every_s: f64) -> bool {
+    let asked = job.save_now.swap(false, Ordering::Relaxed);
+    if asked || last_save.elapsed().as_secs_f64() >= every_s {
+        *last_save = Instant::now();
+        return true;
+    }
+    false
+}
+
+/// Keeps `checkpoint` (as bytes, and on the desktop as `<out>/<phase>.ckpt`, written atomically).
+fn save(job: &TrainJob, request: &TrainRequest, phase: Phase, step: usize, checkpoint: Checkpoint) -> anyhow::Result<()> {
+    #[cfg(not(target_arch = "wasm32"))]
+    let path = match &request.out_dir {
+        Some(dir) => {
+            let path = dir.join(phase.file_name());
+            checkpoint.save(&path)?;
+            Some(path)
+        }
+        None => None,
+    };
+    // The browser keeps them in memory (downloadable) for now.
+    #[cfg(target_arch = "wasm32")]
+    let path = {
+        let _ = &request.out_dir;
+        None
+    };
+    let bytes = Arc::new(checkpoint.to_bytes());
+    let mut p = job.progress();
+    // The list keeps the newest checkpoint of each phase.
+    p.checkpoints.retain(|c| c.phase != phase);
+    p.checkpoints.push(SavedCheckpoint { phase, step, path, bytes });
+    Ok(())
+}
+
+/// Mean of the last few step times.
+#[derive(Default)]
+struct Pace(Vec<f64>);
+
+impl Pace {
+    fn add(&mut self, seconds: f64) -> f64 {
+        self.0.push(seconds);
+        if self.0.len() > 20 {
+            self.0.remove(0);
+        }
+        self.0.iter().sum::<f64>() / self.0.len() as f64
+    }
+}
+
+/// How long a paused job sleeps between looks at its flags.
+#[cfg(not(target_arch = "wasm32"))]
+async fn pause_tick() {
+    std::thread::sleep(std::time::Duration::from_millis(50));
+}
+
+#[cfg(target_arch = "wasm32")]
+async fn pause_tick() {
+    yield_now().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use tessera_data::Mnist;
+
+    use super::*;
+    use crate::var_models::VarModels;
+
+    fn request(dir: &std::path::Path, tokenizer_steps: usize, transformer_steps: usize) -> TrainRequest {
+        TrainRequest {
+            dataset: Arc::new(Mnist::train()),
+            preset: VarPreset::Tiny,
+            tokenizer_steps,
+            transformer_steps,
+            seed: 0,
+            out_dir: Some(dir.to_path_buf()),
+            save_every_s: 1e9,
+            samples_every: 2,
+        }
+    }
+
+    #[test]
+    fn a_short_run_trains_both_models_and_keeps_loadable_checkpoints() {
+        let device = Device::flex();
+        let dir = tempfile::tempdir().unwrap();
+        let request = request(dir.path(), 3, 2);
+        let job = TrainJob::new(&request);
+        pollster::block_on(run(&request, &device, &job, &|| {})).unwrap();
+        let p = job.progress().clone();
+        assert_eq!((p.phase, p.step), (Phase::Transformer, 2));
+        assert_eq!(p.tokenizer_loss.len(), 3);
+        assert_eq!(p.transformer_loss.len(), 2);
+        assert!(p.tokenizer_loss.iter().chain(&p.transformer_loss).all(|[_, l]| l.is_finite() && *l > 0.0));
+        assert_eq!(p.codebook_usage.len(), 7, "one usage figure per scale");
+        assert!(p.codebook_usage.iter().all(|u| (0.0..=1.0).contains(u)));
+        assert_eq!((p.samples.len(), p.samples_step), (10, 2), "one sample per digit after the last step");
+        assert_eq!(p.checkpoints.len(), 2);
+        for name in ["tokenizer.ckpt", "var.ckpt"] {
+            assert!(Checkpoint::load(&dir.path().join(name)).unwrap().can_resume(), "{name} should resume");
+        }
+        let tokenizer = &p.checkpoints.iter().find(|c| c.phase == Phase::Tokenizer).unwrap().bytes;
+        let var = &p.checkpoints.iter().find(|c| c.phase == Phase::Transformer).unwrap().bytes;
+        let models = VarModels::from_bytes(var, tokenizer, &device).unwrap();
+        assert_eq!(models.class_name(7), "7");
+        assert!(models.warning.is_none(), "{:?}", models.warning);
+    }
+
+    #[test]
+    fn stopping_saves_the_step_it_stopped_at() {
+        let dir = tempfile::tempdir().unwrap();
+        let request = request(dir.path(), 50, 50);
+        let job = TrainJob::new(&request);
+        job.stop();
+        pollster::block_on(run(&request, &Device::flex(), &job, &|| {})).unwrap();
+        let p = job.progress();
+        assert_eq!(p.checkpoints.len(), 1);
+        assert_eq!((p.checkpoints[0].phase, p.checkpoints[0].step), (Phase::Tokenizer, 0));
+        assert!(dir.path().join("tokenizer.ckpt").exists());
+    }
+}

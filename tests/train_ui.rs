@@ -1,0 +1,53 @@
+//! The Train flow in the real app, headless (egui_kittest; the app computes on burn's CPU backend
+//! without a renderer): start training on MNIST, watch the steps come in, pause, resume, stop,
+//! and find the checkpoint it saved. Its own test binary, because it points the app's runs folder
+//! at a temporary directory through the environment.
+
+use std::time::{Duration, Instant};
+
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use tessera::app::TesseraApp;
+
+fn wait_for(harness: &mut Harness<'_, TesseraApp>, what: &str, done: impl Fn(&Harness<'_, TesseraApp>) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !done(harness) {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        harness.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    harness.step();
+}
+
+fn shows(harness: &Harness<'_, TesseraApp>, text: &str) -> bool {
+    harness.query_by_label_contains(text).is_some()
+}
+
+#[test]
+fn start_pause_resume_and_stop_training_then_find_the_checkpoint() {
+    let runs = tempfile::tempdir().unwrap();
+    // SAFETY: the only test of this binary, set before the app (or any other thread) starts.
+    unsafe { std::env::set_var("TESSERA_RUNS_DIR", runs.path()) };
+    let mut harness = Harness::builder().with_size([1280.0, 1000.0]).build_eframe(|cc| TesseraApp::new(cc));
+    harness.get_by_label("Train").click();
+    harness.run_steps(2);
+    assert!(shows(&harness, "mnist-train: 9000 images in 10 classes"));
+
+    harness.get_by_label("Start training").click();
+    wait_for(&mut harness, "two tokenizer steps", |h| shows(h, "tokenizer step 2 of"));
+    assert!(shows(&harness, "s per step"));
+    harness.get_by_label("Pause").click();
+    wait_for(&mut harness, "the pause", |h| shows(h, "paused: tokenizer step"));
+    let paused_at = harness.query_by_label_contains("paused: tokenizer step").unwrap().value().unwrap_or_default();
+    std::thread::sleep(Duration::from_millis(1500));
+    harness.run_steps(3);
+    assert!(shows(&harness, &paused_at), "no step while paused: {paused_at}");
+
+    harness.get_by_label("Resume").click();
+    wait_for(&mut harness, "training again", |h| !shows(h, &paused_at));
+    harness.get_by_label("Stop").click();
+    wait_for(&mut harness, "the stop", |h| shows(h, "stopped: tokenizer step"));
+    assert!(shows(&harness, "tokenizer at step"), "the checkpoint saved on Stop is listed");
+    let saved: Vec<_> = std::fs::read_dir(runs.path()).unwrap().flatten().map(|e| e.path().join("tokenizer.ckpt")).collect();
+    assert!(saved.len() == 1 && saved[0].exists(), "{saved:?}");
+}
