@@ -2,22 +2,28 @@
 // an optional nearest up-sampling by `up` fused in front (the convolution reads the up-sampled image
 // without it ever being written).
 //
-// Workgroup: an 8 x 8 block of output pixels (one invocation each) for COB = 8 output channels.
-// Input channels go in chunks of CT: the chunk's (8 + 2) x (8 + 2) input patch (halo included,
-// padding and up-sampling applied while loading) and its COB x CT x 9 weights sit in workgroup memory.
+// Workgroup: 8 x 8 invocations, each computing PX = 4 neighbouring output pixels of one row for
+// COB = 8 output channels, so a 32 x 8 output tile. Input channels go in chunks of CT: the chunk's
+// (32 + 2) x (8 + 2) input patch (halo included, padding and up-sampling applied while loading) and
+// its COB x CT x 9 weights sit in workgroup memory. Four pixels per invocation let each weight read
+// serve four pixels and each patch row read serve three taps (a third of the memory reads per
+// multiply-add of one pixel per invocation).
 //
 // Template values (filled by decoder.rs): ct = input channels per chunk, up = 1 or 2,
-// reflect = 0 zero padding / 1 reflect padding, taps = the 9 taps of one input channel, unrolled by
-// the host (software adapters cap an invocation's loop iterations at about 65535).
+// reflect = 0 zero padding / 1 reflect padding, taps = the 9 taps x 4 pixels of one input channel,
+// unrolled by the host (software adapters cap an invocation's loop iterations at about 65535).
 // Layout: x [B, Cin, H, W], w [Cout, Cin, 3, 3], bias [Cout], out [B, Cout, H*up, W*up], contiguous f32.
 
 const CT: u32 = {{ ct }}u;
 const UP: u32 = {{ up }}u;
 const REFLECT: u32 = {{ reflect }}u;
 const COB: u32 = 8u;
-const TS: u32 = 8u;       // output tile side
-const PS: u32 = 10u;      // patch side (tile + halo)
-const PATCH: u32 = CT * PS * PS;
+const PX: u32 = 4u;       // output pixels per invocation, along x
+const TSX: u32 = 32u;     // output tile width (8 invocations x PX)
+const TSY: u32 = 8u;      // output tile height
+const PSX: u32 = 34u;     // patch width (tile + halo)
+const PSY: u32 = 10u;     // patch height
+const PATCH: u32 = CT * PSX * PSY;
 const WTILE: u32 = CT * 9u * 2u; // vec4 pairs: COB = 8 output channels per (channel, tap)
 
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;
@@ -62,19 +68,22 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let wo = wd * UP;
     let b = wid.z / blocks;
     let co0 = (wid.z % blocks) * COB;
-    let oy0 = wid.y * TS;
-    let ox0 = wid.x * TS;
+    let oy0 = wid.y * TSY;
+    let ox0 = wid.x * TSX;
     let ly = lid3.y;
     let lx = lid3.x;
 
-    var acc0 = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
+    // a<p><half>: pixel p, output channels co0 + 4 * half .. + 4.
+    var a00 = vec4<f32>(0.0); var a01 = vec4<f32>(0.0);
+    var a10 = vec4<f32>(0.0); var a11 = vec4<f32>(0.0);
+    var a20 = vec4<f32>(0.0); var a21 = vec4<f32>(0.0);
+    var a30 = vec4<f32>(0.0); var a31 = vec4<f32>(0.0);
     for (var c0 = 0u; c0 < cin; c0 += CT) {
         // Input patch of channels c0..c0+CT, padding and up-sampling applied.
         for (var e = lid; e < PATCH; e += 64u) {
-            let c = c0 + e / (PS * PS);
-            let py = (e / PS) % PS;
-            let px = e % PS;
+            let c = c0 + e / (PSX * PSY);
+            let py = (e / PSX) % PSY;
+            let px = e % PSX;
             let sy = source_index(i32(oy0 + py) - 1, i32(ho));
             let sx = source_index(i32(ox0 + px) - 1, i32(wo));
             var val = 0.0;
@@ -96,7 +105,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         }
         workgroupBarrier();
         for (var c = 0u; c < CT; c++) {
-            let pb = c * PS * PS + ly * PS + lx;
+            let pb = c * PSX * PSY + ly * PSX + lx * PX;
             let wb = c * 9u * 2u;
 {{ taps }}
         }
@@ -104,15 +113,26 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     }
 
     let oy = oy0 + ly;
-    let ox = ox0 + lx;
-    if (oy < ho && ox < wo) {
-        for (var o = 0u; o < COB; o++) {
-            let co = co0 + o;
-            if (co < cout) {
-                var a = acc0[o % 4u];
-                if (o >= 4u) { a = acc1[o % 4u]; }
-                out[((b * cout + co) * ho + oy) * wo + ox] = a + bias[co];
-            }
+    let ox = ox0 + lx * PX;
+    if (oy < ho) {
+        store(b, co0, cout, ho, wo, oy, ox, a00, a01);
+        store(b, co0, cout, ho, wo, oy, ox + 1u, a10, a11);
+        store(b, co0, cout, ho, wo, oy, ox + 2u, a20, a21);
+        store(b, co0, cout, ho, wo, oy, ox + 3u, a30, a31);
+    }
+}
+
+// Writes one pixel's COB output channels (plus bias), skipping pixels and channels past the end.
+fn store(b: u32, co0: u32, cout: u32, ho: u32, wo: u32, oy: u32, ox: u32, lo: vec4<f32>, hi: vec4<f32>) {
+    if (ox >= wo) {
+        return;
+    }
+    for (var o = 0u; o < COB; o++) {
+        let co = co0 + o;
+        if (co < cout) {
+            var a = lo[o % 4u];
+            if (o >= 4u) { a = hi[o % 4u]; }
+            out[((b * cout + co) * ho + oy) * wo + ox] = a + bias[co];
         }
     }
 }

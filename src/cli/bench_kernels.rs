@@ -3,9 +3,10 @@
 //! sequences with a KV cache, the column generator's windowed and cross-attention, codebooks of 256
 //! to 8192, the layers and whole decoders of the tokenizers).
 //!
-//! Each row is the median wall time of the kernel and of the plain ops (after a warm-up run, device
-//! work synced) and the largest difference between their outputs. The table ends with each
-//! family's median speed-up against the targets; `--json` prints the rows alone.
+//! Each row is the median wall time of the kernel and of the plain ops (9 runs each, alternating,
+//! after a warm-up run; device work synced) and the largest difference between their outputs.
+//! The table ends with each family's median speed-up against the targets; `--json`
+//! prints the rows alone.
 
 use std::time::Instant;
 
@@ -56,7 +57,7 @@ pub fn kernel_rows(device: &Device, device_name: &str, quick: bool) -> anyhow::R
         !tessera_kernels::reference_ops(),
         "`bench kernels` times both the kernels and the plain ops; leave out --reference-ops"
     );
-    let bench = Bench { device: device.clone(), device_name: device_name.to_string(), reps: if quick { 1 } else { 5 } };
+    let bench = Bench { device: device.clone(), device_name: device_name.to_string(), reps: if quick { 1 } else { 9 } };
     let mut rows = Vec::new();
     attention_rows(&bench, quick, &mut rows)?;
     quantize_rows(&bench, quick, &mut rows)?;
@@ -98,8 +99,7 @@ impl Bench {
     ) -> anyhow::Result<KernelRow> {
         let diff = (custom() - reference()).abs().max();
         let max_abs_diff = block_on(diff.into_data_async()).context("reading the difference back")?.convert::<f32>().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?[0] as f64;
-        let custom_ms = self.median_ms(&mut custom)?;
-        let reference_ms = self.median_ms(&mut reference)?;
+        let (custom_ms, reference_ms) = self.median_ms(&mut custom, &mut reference)?;
         Ok(KernelRow {
             kernel: kernel.to_string(),
             case,
@@ -111,19 +111,27 @@ impl Bench {
         })
     }
 
-    /// Median wall time of `f` in ms, its device work included, after one warm-up run.
-    fn median_ms<const D: usize>(&self, f: &mut impl FnMut() -> Tensor<D>) -> anyhow::Result<f64> {
-        drop(f());
-        self.device.sync().context("waiting for the device")?;
-        let mut ms = Vec::with_capacity(self.reps);
-        for _ in 0..self.reps {
+    /// Median wall times of `a` and `b` in ms, device work included, after one warm-up run of
+    /// each. The two alternate, so a change in the machine's load weighs on both alike.
+    fn median_ms<const D: usize>(&self, a: &mut impl FnMut() -> Tensor<D>, b: &mut impl FnMut() -> Tensor<D>) -> anyhow::Result<(f64, f64)> {
+        let time = |f: &mut dyn FnMut() -> Tensor<D>| -> anyhow::Result<f64> {
             let start = Instant::now();
             drop(f());
             self.device.sync().context("waiting for the device")?;
-            ms.push(start.elapsed().as_secs_f64() * 1e3);
+            Ok(start.elapsed().as_secs_f64() * 1e3)
+        };
+        time(a)?;
+        time(b)?;
+        let (mut ta, mut tb) = (Vec::with_capacity(self.reps), Vec::with_capacity(self.reps));
+        for _ in 0..self.reps {
+            ta.push(time(a)?);
+            tb.push(time(b)?);
         }
-        ms.sort_by(f64::total_cmp);
-        Ok(ms[ms.len() / 2])
+        let median = |mut t: Vec<f64>| {
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
+        };
+        Ok((median(ta), median(tb)))
     }
 
     /// Uniform values in `[-1, 1)` made on the CPU from `seed`, so every device sees the same inputs.

@@ -19,9 +19,11 @@ use crate::attention::dims4;
 use crate::ops::kernels_enabled;
 
 /// Input channels per workgroup-memory chunk.
-const CT: u32 = 16;
+const CT: u32 = 8;
 /// Output channels per workgroup (fixed in the shader).
 const COB: u32 = 8;
+/// Output tile width of one workgroup (8 invocations x 4 pixels, fixed in the shader).
+const CONV_TILE_X: u32 = 32;
 
 /// How a 3x3 convolution sees past the image's edge.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,9 +78,11 @@ impl DecoderOps for CubeBackend {
 /// On a wgpu device without autodiff (unless [`crate::set_reference_ops`] is on) one gather kernel
 /// runs; elsewhere [`pixel_shuffle_reference`].
 pub fn pixel_shuffle(x: Tensor<4>, r: usize) -> Tensor<4> {
-    let [_, c, _, _] = x.dims();
+    let [b, c, h, _] = x.dims();
     assert!(r >= 1 && c % (r * r) == 0, "{c} channels are not a multiple of r² = {}", r * r);
-    if x.dtype() != DType::F32 || x.is_autodiff() || !kernels_enabled(&x.device()) {
+    // Output rows and images × channels are dispatch axes (65535 at most by WebGPU's default limits).
+    let fits = h * r <= 65535 && b * c / (r * r) <= 65535;
+    if !fits || x.dtype() != DType::F32 || x.is_autodiff() || !kernels_enabled(&x.device()) {
         return pixel_shuffle_reference(x, r);
     }
     Tensor::from_dispatch(Dispatch::pixel_shuffle_fused(x.into_dispatch(), r as u32))
@@ -141,7 +145,7 @@ pub fn conv3x3(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, padding
     let fits = [x.dtype(), weight.dtype()] == [DType::F32; 2]
         && b * (cout as u32).div_ceil(COB) as usize <= 65535
         && (h * upsample).div_ceil(8) <= 65535
-        && (w * upsample).div_ceil(8) <= 65535;
+        && ((w * upsample) as u32).div_ceil(CONV_TILE_X) <= 65535;
     let tracked = x.is_autodiff() || weight.is_autodiff() || bias.as_ref().is_some_and(|b| b.is_autodiff());
     if !fits || tracked || !kernels_enabled(&device) {
         return conv3x3_reference(x, weight, bias, padding, upsample);
@@ -193,17 +197,20 @@ struct Conv3x3Kernel {
 
 impl KernelSource for Conv3x3Kernel {
     fn source(&self) -> SourceTemplate {
-        let taps = (0..9u32)
-            .map(|tap| {
-                let offset = (tap / 3) * 10 + tap % 3;
-                format!(
-                    "            {{ let xv = x_tile[pb + {offset}u]; acc0 += xv * w_tile[wb + {}u]; acc1 += xv * w_tile[wb + {}u]; }}",
-                    tap * 2,
-                    tap * 2 + 1
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
+        // Per patch row dy: its six values r0..r5 serve the three taps (dy, dx) of all four pixels
+        // (pixel p reads r[p + dx]); each tap's two weight vec4s serve the four pixels.
+        let mut taps = Vec::new();
+        for dy in 0..3u32 {
+            let row = (0..6u32).map(|i| format!("let r{i} = x_tile[pb + {}u];", dy * 34 + i)).collect::<Vec<_>>().join(" ");
+            taps.push(format!("            {{ {row}"));
+            for dx in 0..3u32 {
+                let tap = dy * 3 + dx;
+                let pixels = (0..4u32).map(|p| format!("a{p}0 += r{r} * w0; a{p}1 += r{r} * w1;", r = p + dx)).collect::<Vec<_>>().join(" ");
+                taps.push(format!("              {{ let w0 = w_tile[wb + {}u]; let w1 = w_tile[wb + {}u]; {pixels} }}", tap * 2, tap * 2 + 1));
+            }
+            taps.push("            }".to_string());
+        }
+        let taps = taps.join("\n");
         SourceTemplate::new(include_str!("../../../shaders/conv3x3.wgsl"))
             .register("ct", CT.to_string())
             .register("up", self.up.to_string())
@@ -236,7 +243,7 @@ fn launch_conv3x3(x: CubeTensor, weight: CubeTensor, bias: CubeTensor, reflect: 
     let info = client.create_from_slice(bytemuck::cast_slice(&info));
     client.launch(
         Box::new(SourceKernel::new(Conv3x3Kernel { up, reflect }, CubeDim::new_2d(8, 8))),
-        CubeCount::Static((wo as u32).div_ceil(8), (ho as u32).div_ceil(8), b as u32 * blocks),
+        CubeCount::Static((wo as u32).div_ceil(CONV_TILE_X), (ho as u32).div_ceil(8), b as u32 * blocks),
         KernelArguments::new().with_buffers(vec![
             x.handle.clone().binding(),
             weight.handle.clone().binding(),
@@ -298,6 +305,9 @@ fn launch_group_norm(x: CubeTensor, gamma: CubeTensor, beta: CubeTensor, groups:
     out
 }
 
+/// Invocations per pixel-shuffle workgroup (one output row segment).
+const PS_WG: u32 = 64;
+
 /// One instantiation of `shaders/pixel_shuffle.wgsl`.
 #[derive(Debug)]
 struct PixelShuffleKernel {
@@ -330,13 +340,11 @@ fn launch_pixel_shuffle(x: CubeTensor, r: u32) -> CubeTensor {
     if total == 0 {
         return out;
     }
-    let groups = (total as u32).div_ceil(256);
-    let (gx, gy) = if groups <= 65535 { (groups, 1) } else { (65535, groups.div_ceil(65535)) };
-    let info = [total as u32, h as u32, w as u32, gx];
+    let info = [h as u32, w as u32];
     let info = client.create_from_slice(bytemuck::cast_slice(&info));
     client.launch(
-        Box::new(SourceKernel::new(PixelShuffleKernel { r }, CubeDim::new_1d(256))),
-        CubeCount::Static(gx, gy, 1),
+        Box::new(SourceKernel::new(PixelShuffleKernel { r }, CubeDim::new_1d(PS_WG))),
+        CubeCount::Static((shape[3] as u32).div_ceil(PS_WG), shape[2] as u32, (shape[0] * shape[1]) as u32),
         KernelArguments::new().with_buffers(vec![x.handle.clone().binding(), out.handle.clone().binding(), info.binding()]),
     );
     out

@@ -14,11 +14,11 @@ use crate::ops::{KernelOps, kernels_enabled};
 
 /// Longest vectors the kernel takes (private registers per invocation); longer run on plain ops.
 pub const MAX_DIM: usize = 512;
-/// Vectors per workgroup (one invocation each).
+/// Invocations per workgroup (two vectors each).
 const BN: u32 = 64;
-/// vec4s of codebook per tile: with the 4 bytes of `wg_v`, within 16 KiB, WebGPU's default
-/// workgroup storage limit.
-const TILE_VEC4: u32 = 1020;
+/// vec4s of codebook per tile: 14,400 bytes, plus at most 256 norms and the 4 bytes of `wg_v`,
+/// within 16 KiB, WebGPU's default workgroup storage limit.
+const TILE_VEC4: u32 = 900;
 /// Most workgroups along one dispatch axis (WebGPU's default limit).
 const MAX_GROUPS: u32 = 65535;
 
@@ -79,10 +79,14 @@ impl KernelSource for QuantizeKernel {
     fn source(&self) -> SourceTemplate {
         let d4 = self.d.div_ceil(4);
         // The distance over the vector, unrolled: no inner loop per code.
+        // The distance over the vector, unrolled: no inner loop per code.
         let dist = (0..d4)
-            .map(|c| format!("            {{ let diff = xv[{c}] - c_tile[cb + {c}u]; dist += dot(diff, diff); }}"))
+            .map(|c| format!("            {{ let cv = c_tile[cb + {c}u]; d0 -= dot(xa[{c}], cv); d1 -= dot(xb[{c}], cv); }}"))
             .collect::<Vec<_>>()
             .join("\n");
+        let x_load = |name: &str, row: &str| {
+            (0..d4).map(|c| format!("        {name}[{c}] = 2.0 * load_x({row} * D, {c}u);")).collect::<Vec<_>>().join("\n")
+        };
         SourceTemplate::new(include_str!("../../../shaders/quantize.wgsl"))
             .register("d", self.d.to_string())
             .register("d4", d4.to_string())
@@ -90,7 +94,8 @@ impl KernelSource for QuantizeKernel {
             .register("bv", self.bv.to_string())
             .register("tile", (self.bv * d4).to_string())
             .register("dist", dist)
-            .register("x_load", (0..d4).map(|c| format!("        xv[{c}] = load_x(i * D, {c}u);")).collect::<Vec<_>>().join("\n"))
+            .register("x_load_a", x_load("xa", "i0"))
+            .register("x_load_b", x_load("xb", "i1"))
     }
 
     fn id(&self) -> KernelId {
@@ -115,7 +120,7 @@ pub(crate) fn launch(x: CubeTensor, codebook: CubeTensor) -> (CubeTensor, CubeTe
     if n == 0 || d == 0 {
         return (idx, codes);
     }
-    let groups = (n as u32).div_ceil(BN);
+    let groups = (n as u32).div_ceil(2 * BN);
     let (gx, gy) = if groups <= MAX_GROUPS { (groups, 1) } else { (MAX_GROUPS, groups.div_ceil(MAX_GROUPS)) };
     let info = [n as u32, v as u32, gx];
     let info = client.create_from_slice(bytemuck::cast_slice(&info));

@@ -22,6 +22,8 @@ fn conv3x3_matches_plain_ops() {
         ([1, 1, 2, 2], 1, Padding::Reflect, 1),    // smallest reflectable image
         ([1, 64, 16, 16], 64, Padding::Zero, 1),   // a decoder block's width
         ([1, 40, 1, 1], 5, Padding::Reflect, 2),   // 1 pixel, reflectable after up-sampling
+        ([1, 4, 6, 70], 5, Padding::Reflect, 1),   // three 32-pixel tiles across, the last partial
+        ([2, 3, 9, 20], 4, Padding::Zero, 2),      // 40 wide after up-sampling
     ];
     for (n, (shape, cout, padding, up)) in cases.into_iter().enumerate() {
         let seed = 900 + 10 * n as u64;
