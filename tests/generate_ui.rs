@@ -1,27 +1,14 @@
 //! The Generate flow in the real app, headless (egui_kittest, no GPU needed: without a wgpu
 //! renderer the app computes on burn's CPU backend): the shipped models load in the background,
-//! "Generate images" draws a grid, and the player steps through the scales by keyboard and buttons.
-
-use std::time::{Duration, Instant};
+//! "Generate images" draws a grid, and the player steps through the scales by keyboard and buttons;
+//! the Edit tab paints a region over a held-out digit and out-paints it.
 
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use tessera::app::TesseraApp;
+use ui_common::{shows, wait_for};
 
-/// Steps frames until `done` holds (models load and images generate on other threads).
-fn wait_for(harness: &mut Harness<'_, TesseraApp>, what: &str, done: impl Fn(&Harness<'_, TesseraApp>) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while !done(harness) {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        harness.step();
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    harness.step();
-}
-
-fn shows(harness: &Harness<'_, TesseraApp>, text: &str) -> bool {
-    harness.query_by_label_contains(text).is_some()
-}
+mod ui_common;
 
 #[test]
 fn generate_a_grid_then_step_through_the_scales() {

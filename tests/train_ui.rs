@@ -3,25 +3,14 @@
 //! and find the checkpoint it saved. Its own test binary, because it points the app's runs folder
 //! at a temporary directory through the environment.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use tessera::app::TesseraApp;
+use ui_common::{shows, wait_for};
 
-fn wait_for(harness: &mut Harness<'_, TesseraApp>, what: &str, done: impl Fn(&Harness<'_, TesseraApp>) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while !done(harness) {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        harness.step();
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    harness.step();
-}
-
-fn shows(harness: &Harness<'_, TesseraApp>, text: &str) -> bool {
-    harness.query_by_label_contains(text).is_some()
-}
+mod ui_common;
 
 #[test]
 fn start_pause_resume_and_stop_training_then_find_the_checkpoint() {

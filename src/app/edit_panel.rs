@@ -86,12 +86,7 @@ impl EditPanel {
         };
         ui.label("Paint a region over an image, then regenerate it: VAR edits with no training for the task.");
         self.source_bar(ui, &models, generated);
-        if let Some(message) = &self.message {
-            match message {
-                Ok(m) => ui.weak(m),
-                Err(e) => ui.colored_label(ui.visuals().error_fg_color, e),
-            };
-        }
+        super::show_outcome(ui, &self.message);
         if self.source.is_none() {
             ui.weak("Choose a source above, or drop a picture on the window.");
             return;

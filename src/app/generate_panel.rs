@@ -389,15 +389,7 @@ impl GeneratePanel {
                     self.export_message = Some(export::deliver(&format!("{stem}-strip.png"), "image/png", &png));
                 }
             });
-            match &self.export_message {
-                Some(Ok(m)) => {
-                    ui.weak(m);
-                }
-                Some(Err(e)) => {
-                    ui.colored_label(ui.visuals().error_fg_color, e);
-                }
-                None => {}
-            }
+            super::show_outcome(ui, &self.export_message);
         });
     }
 }

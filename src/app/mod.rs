@@ -21,6 +21,19 @@ pub mod token_map;
 use serde::{Deserialize, Serialize};
 use tessera_kernels::device::Compute;
 
+/// A panel's last outcome, if any: news in weak text, an error in the error colour.
+fn show_outcome(ui: &mut egui::Ui, outcome: &Option<Result<String, String>>) {
+    match outcome {
+        Some(Ok(news)) => {
+            ui.weak(news);
+        }
+        Some(Err(e)) => {
+            ui.colored_label(ui.visuals().error_fg_color, e);
+        }
+        None => {}
+    }
+}
+
 /// The panels, in the order of the tab bar.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Tab {

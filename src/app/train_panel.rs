@@ -28,7 +28,8 @@ enum Choice {
 
 pub struct TrainPanel {
     choice: Choice,
-    /// The folder of the user's pictures (desktop).
+    /// The folder of the user's pictures (desktop only, for now).
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     folder: String,
     dataset: Option<Arc<dyn Dataset>>,
     /// What loading the dataset said: its size, or why it failed; and the files it skipped.
@@ -104,15 +105,7 @@ impl TrainPanel {
         if self.choice == Choice::Folder {
             self.folder_ui(ui);
         }
-        match &self.dataset_note {
-            Some(Ok(note)) => {
-                ui.weak(note);
-            }
-            Some(Err(e)) => {
-                ui.colored_label(ui.visuals().error_fg_color, e);
-            }
-            None => {}
-        }
+        super::show_outcome(ui, &self.dataset_note);
         if !self.skipped.is_empty() {
             ui.collapsing(format!("{} file(s) skipped", self.skipped.len()), |ui| {
                 for s in &self.skipped {
@@ -344,15 +337,7 @@ impl TrainPanel {
                 Err(e) => self.message = Some(Err(format!("{e:#}"))),
             }
         }
-        match &self.message {
-            Some(Ok(m)) => {
-                ui.weak(m);
-            }
-            Some(Err(e)) => {
-                ui.colored_label(ui.visuals().error_fg_color, e);
-            }
-            None => {}
-        }
+        super::show_outcome(ui, &self.message);
     }
 }
 
