@@ -1,7 +1,7 @@
 //! The Train flow in the real app, headless (egui_kittest; the app computes on burn's CPU backend
-//! without a renderer): start training on MNIST, watch the steps come in, pause, resume, stop,
-//! and find the checkpoint it saved. Its own test binary, because it points the app's runs folder
-//! at a temporary directory through the environment.
+//! without a renderer): see the run's time estimated, start training on MNIST, watch the steps
+//! come in, pause, resume, stop, and find the checkpoint it saved. Its own test binary, because it
+//! points the app's runs folder at a temporary directory through the environment.
 
 use std::time::Duration;
 
@@ -21,6 +21,9 @@ fn start_pause_resume_and_stop_training_then_find_the_checkpoint() {
     harness.get_by_label("Train").click();
     harness.run_steps(2);
     assert!(shows(&harness, "mnist-train: 9000 images in 10 classes"));
+    // Before starting, a step of each model is timed on this device and the run's length shown.
+    wait_for(&mut harness, "the time estimate", |h| shows(h, "per transformer step)"));
+    assert!(shows(&harness, "on this device"));
 
     harness.get_by_label("Start training").click();
     wait_for(&mut harness, "two tokenizer steps", |h| shows(h, "tokenizer step 2 of"));

@@ -6,13 +6,13 @@
 //! of every result is kept.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use egui::{Color32, ColorImage, Rect, Sense, TextureHandle, TextureOptions, pos2, vec2};
 use tessera_data::{Dataset, Image, Mnist};
 use tessera_models::sampling::var::EditKind;
 
-use super::export;
+use super::{dropped, export};
 use super::generate_settings::{GenerateSettings, MAX_COUNT, MAX_GUIDANCE};
 use super::generation::{self, EditRequest, Job, JobStatus};
 use crate::var_models::VarModels;
@@ -48,8 +48,8 @@ pub struct EditPanel {
     serial: u64,
     textures: HashMap<(u64, usize), TextureHandle>,
     message: Option<Result<String, String>>,
-    /// A dropped picture, once read.
-    dropped: Arc<Mutex<Option<DroppedBytes>>>,
+    /// Pictures dropped on the window, once read.
+    dropped: dropped::Inbox,
 }
 
 impl Default for EditPanel {
@@ -120,10 +120,8 @@ impl EditPanel {
             }
             ui.weak("or drop a picture on the window");
         });
-        if let Some(file) = ui.input(|i| i.raw.dropped_files.first().cloned()) {
-            read_dropped(&file, &self.dropped, ui.ctx());
-        }
-        if let Some(read) = self.dropped.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        dropped::collect(ui.ctx(), &self.dropped);
+        if let Some(read) = dropped::take(&self.dropped).pop() {
             picked = Some(read.and_then(|(name, bytes)| decode_picture(name, &bytes, models)));
         }
         match picked {
@@ -308,29 +306,6 @@ impl EditPanel {
             self.serial += 1;
             self.textures.clear();
         }
-    }
-}
-
-/// A dropped file's name and contents (read asynchronously in the browser).
-type DroppedBytes = anyhow::Result<(String, Vec<u8>)>;
-
-/// Reads `file`: at once on the desktop, into `slot` when the browser has read it on the web.
-fn read_dropped(file: &egui::DroppedFileHandle, slot: &Arc<Mutex<Option<DroppedBytes>>>, ctx: &egui::Context) {
-    let name = file.path().display().to_string();
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        let _ = ctx;
-        let read = file.bytes().map_err(|e| anyhow::anyhow!("reading {name}: {e}"));
-        *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(read.map(|bytes| (name, bytes)));
-    }
-    #[cfg(target_arch = "wasm32")]
-    {
-        let (file, slot, ctx) = (file.clone(), slot.clone(), ctx.clone());
-        wasm_bindgen_futures::spawn_local(async move {
-            let read = file.bytes_async().await.map_err(|e| anyhow::anyhow!("reading {name}: {e}"));
-            *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(read.map(|bytes| (name, bytes)));
-            ctx.request_repaint();
-        });
     }
 }
 

@@ -7,6 +7,7 @@
 
 mod data_panel;
 mod device_panel;
+mod dropped;
 mod edit_panel;
 pub mod export;
 mod generate_panel;

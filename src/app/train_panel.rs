@@ -5,15 +5,15 @@
 //!
 //! The work runs in a [`training`] job; this file only draws and polls.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use burn::prelude::Device;
 use egui::{Color32, ColorImage, Pos2, Sense, Stroke, TextureHandle, TextureOptions, vec2};
 use tessera_data::{Dataset, Mnist, Scenes, ScenesConfig};
 use tessera_train::VarPreset;
 
-use super::export;
-use super::training::{self, Phase, TrainJob, TrainRequest, TrainStatus};
+use super::{dropped, export};
+use super::training::{self, Phase, SavedCheckpoint, TrainJob, TrainRequest, TrainStatus};
 use crate::var_models::VarModels;
 
 const PLOT: egui::Vec2 = vec2(300.0, 120.0);
@@ -46,6 +46,13 @@ pub struct TrainPanel {
     strip: Vec<TextureHandle>,
     serial: u64,
     message: Option<Result<String, String>>,
+    /// Seconds per tokenizer and transformer step on this device, for `estimate_key`'s dataset
+    /// and preset (filled in by a background job).
+    estimate: Arc<Mutex<Option<Result<(f64, f64), String>>>>,
+    estimate_key: Option<(String, VarPreset)>,
+    /// Checkpoints dropped on the window, listed beside the run's own.
+    uploaded: Vec<SavedCheckpoint>,
+    inbox: dropped::Inbox,
     /// Models the user sent to Generate, picked up by the app.
     pub for_generate: Option<Arc<VarModels>>,
 }
@@ -69,6 +76,10 @@ impl Default for TrainPanel {
             strip: Vec::new(),
             serial: 0,
             message: None,
+            estimate: Arc::default(),
+            estimate_key: None,
+            uploaded: Vec::new(),
+            inbox: dropped::Inbox::default(),
             for_generate: None,
         }
     }
@@ -76,12 +87,34 @@ impl Default for TrainPanel {
 
 impl TrainPanel {
     pub fn ui(&mut self, ui: &mut egui::Ui, device: &Device) {
+        self.take_uploads(ui.ctx());
         self.dataset_ui(ui);
         ui.separator();
         self.run_ui(ui, device);
-        let Some(job) = self.job.clone() else { return };
+        let mut checkpoints = self.uploaded.clone();
+        if let Some(job) = self.job.clone() {
+            ui.separator();
+            self.progress_ui(ui, &job);
+            checkpoints.extend(job.progress().checkpoints.iter().cloned());
+        }
         ui.separator();
-        self.progress_ui(ui, &job, device);
+        self.checkpoints_ui(ui, &checkpoints, device);
+    }
+
+    /// Checkpoint files dropped on the window join the list (a tokenizer and a transformer can
+    /// then go to Generate); anything else gets a message.
+    fn take_uploads(&mut self, ctx: &egui::Context) {
+        dropped::collect(ctx, &self.inbox);
+        for read in dropped::take(&self.inbox) {
+            match read.map_err(|e| format!("{e:#}")).and_then(|(name, bytes)| SavedCheckpoint::uploaded(&name, bytes)) {
+                Ok(c) => {
+                    self.message = Some(Ok(format!("{}: {} at step {}", c.place, c.phase.label(), c.step)));
+                    self.uploaded.retain(|u| u.phase != c.phase);
+                    self.uploaded.push(c);
+                }
+                Err(e) => self.message = Some(Err(e)),
+            }
+        }
     }
 
     fn dataset_ui(&mut self, ui: &mut egui::Ui) {
@@ -189,6 +222,7 @@ impl TrainPanel {
                 ui.add(egui::DragValue::new(&mut self.save_every_min).range(0.5..=60.0).speed(0.1).prefix("save every ").suffix(" min"));
             });
         });
+        self.estimate_ui(ui, device, active);
         ui.horizontal(|ui| {
             let can_start = !active && self.dataset.is_some();
             if ui.add_enabled(can_start, egui::Button::new("Start training")).clicked()
@@ -222,6 +256,40 @@ impl TrainPanel {
         });
     }
 
+    /// Times one step of each model for the chosen dataset and preset (once per pair, in the
+    /// background, not while training) and shows how long the run would take.
+    fn estimate_ui(&mut self, ui: &mut egui::Ui, device: &Device, active: bool) {
+        let Some(dataset) = self.dataset.clone() else { return };
+        let key = (dataset.name().to_string(), self.preset);
+        if !active && self.estimate_key.as_ref() != Some(&key) {
+            self.estimate_key = Some(key);
+            *self.estimate.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            let (slot, device, ctx, preset) = (self.estimate.clone(), device.clone(), ui.ctx().clone(), self.preset);
+            training::spawn_estimate(dataset, preset, device, move |result| {
+                *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(result.map_err(|e| format!("{e:#}")));
+                ctx.request_repaint();
+            });
+        }
+        match &*self.estimate.lock().unwrap_or_else(|p| p.into_inner()) {
+            None => {
+                ui.horizontal(|ui| {
+                    ui.spinner();
+                    ui.weak("timing a step of each model on this device…");
+                });
+            }
+            Some(Ok((tokenizer_s, var_s))) => {
+                let total = self.tokenizer_steps as f64 * tokenizer_s + self.transformer_steps as f64 * var_s;
+                ui.weak(format!(
+                    "about {} on this device ({tokenizer_s:.2} s per tokenizer step, {var_s:.2} s per transformer step)",
+                    minutes(total)
+                ));
+            }
+            Some(Err(e)) => {
+                ui.colored_label(ui.visuals().error_fg_color, format!("could not time a step: {e}"));
+            }
+        }
+    }
+
     fn start(&mut self, dataset: Arc<dyn Dataset>, device: &Device, ctx: &egui::Context) {
         if let Some(old) = &self.job {
             old.stop();
@@ -245,7 +313,7 @@ impl TrainPanel {
         self.job = Some(training::start(request, device.clone(), ctx.clone()));
     }
 
-    fn progress_ui(&mut self, ui: &mut egui::Ui, job: &TrainJob, device: &Device) {
+    fn progress_ui(&mut self, ui: &mut egui::Ui, job: &TrainJob) {
         let total = self.tokenizer_steps + self.transformer_steps;
         let left = job.seconds_left(total);
         let p = job.progress().clone();
@@ -306,19 +374,21 @@ impl TrainPanel {
                 }
             });
         }
-        self.checkpoints_ui(ui, &p.checkpoints, device);
     }
 
-    fn checkpoints_ui(&mut self, ui: &mut egui::Ui, checkpoints: &[training::SavedCheckpoint], device: &Device) {
+    fn checkpoints_ui(&mut self, ui: &mut egui::Ui, checkpoints: &[SavedCheckpoint], device: &Device) {
         if checkpoints.is_empty() {
-            ui.weak(format!("Checkpoints are saved every {} minutes, on Save now, on Stop and at the end.", self.save_every_min));
+            ui.weak(format!(
+                "Checkpoints are saved every {} minutes, on Save now, on Stop and at the end. Drop .ckpt files on the window to load your own.",
+                self.save_every_min
+            ));
+            super::show_outcome(ui, &self.message);
             return;
         }
         ui.label("Checkpoints:");
         for c in checkpoints {
             ui.horizontal(|ui| {
-                let place = c.path.as_ref().map_or_else(|| "in memory".to_string(), |p| p.display().to_string());
-                ui.label(format!("{} at step {}: {place}", c.phase.label(), c.step));
+                ui.label(format!("{} at step {}: {}", c.phase.label(), c.step, c.place));
                 if ui.small_button("Download").clicked() {
                     self.message = Some(export::deliver(c.phase.file_name(), "application/octet-stream", &c.bytes));
                 }

@@ -12,7 +12,7 @@ use burn::prelude::*;
 use tessera_data::{Dataset, Image};
 use tessera_models::sampling::var::{VarSamplerConfig, sample};
 use tessera_train::data::load_batch;
-use tessera_train::{BatchOrder, Checkpoint, TokenizerTrainer, VarPreset, VarTrainer};
+use tessera_train::{BatchOrder, Checkpoint, ModelKind, TokenizerTrainer, VarPreset, VarTrainer};
 use web_time::Instant;
 
 use super::generation::{spawn, yield_now};
@@ -72,9 +72,24 @@ pub struct TrainRequest {
 pub struct SavedCheckpoint {
     pub phase: Phase,
     pub step: usize,
-    /// The file on the desktop; the bytes are kept either way, for downloading.
-    pub path: Option<std::path::PathBuf>,
+    /// Where it is: its file on the desktop, "in memory", or the dropped file's name. The bytes
+    /// are kept either way, for downloading and loading.
+    pub place: String,
     pub bytes: Arc<Vec<u8>>,
+}
+
+impl SavedCheckpoint {
+    /// A checkpoint file the user brought (dropped on the window): a VAR tokenizer or transformer,
+    /// checked (format, checksum, kind) before it is listed.
+    pub fn uploaded(name: &str, bytes: Vec<u8>) -> Result<Self, String> {
+        let checkpoint = Checkpoint::from_bytes(&bytes).map_err(|e| format!("{name} is not a usable checkpoint: {e}"))?;
+        let phase = match checkpoint.header.kind {
+            ModelKind::VarTokenizer => Phase::Tokenizer,
+            ModelKind::Var => Phase::Transformer,
+            other => return Err(format!("{name} holds a {other}, not a VAR tokenizer or transformer")),
+        };
+        Ok(Self { phase, step: checkpoint.header.step, place: format!("dropped file {name}"), bytes: Arc::new(bytes) })
+    }
 }
 
 /// What the job has done so far.
@@ -181,6 +196,16 @@ pub fn start(request: TrainRequest, device: Device, ctx: egui::Context) -> Train
         ctx.request_repaint();
     });
     job
+}
+
+/// Runs [`estimate`] in the background and hands its result to `done`.
+pub fn spawn_estimate(
+    dataset: Arc<dyn Dataset>,
+    preset: VarPreset,
+    device: Device,
+    done: impl FnOnce(anyhow::Result<(f64, f64)>) + Send + 'static,
+) {
+    spawn(async move { done(estimate(dataset.as_ref(), preset, &device).await) });
 }
 
 /// Waits while paused; true when the job should stop.
@@ -298,6 +323,37 @@ pub async fn run(request: &TrainRequest, device: &Device, job: &TrainJob, repain
     Ok(())
 }
 
+/// Seconds per step of the tokenizer and of the transformer of `preset` on `device`, each timed
+/// on its second step (the first compiles shaders and allocates). Shown before training starts.
+pub async fn estimate(dataset: &dyn Dataset, preset: VarPreset, device: &Device) -> anyhow::Result<(f64, f64)> {
+    let channels = dataset.get(0).image.channels;
+    let mut config = preset.tokenizer_training(channels);
+    config.steps = 2;
+    let order = BatchOrder::new(dataset.len(), config.batch_size, 0);
+    let mut tokenizer = TokenizerTrainer::new(config, device)?;
+    let mut tokenizer_s = 0.0;
+    while !tokenizer.is_done() {
+        let (images, _) = load_batch(dataset, &order.indices(tokenizer.step_index()), device);
+        let started = Instant::now();
+        tokenizer.step(images).await?;
+        tokenizer_s = started.elapsed().as_secs_f64();
+        yield_now().await;
+    }
+    let mut config = preset.var_training(&tokenizer.config().model, dataset.class_names().len());
+    config.steps = 2;
+    let order = BatchOrder::new(dataset.len(), config.batch_size, 0);
+    let mut var = VarTrainer::new(config, tokenizer.model(), device)?;
+    let mut var_s = 0.0;
+    while !var.is_done() {
+        let (images, labels) = load_batch(dataset, &order.indices(var.step_index()), device);
+        let started = Instant::now();
+        var.step(images, labels).await?;
+        var_s = started.elapsed().as_secs_f64();
+        yield_now().await;
+    }
+    Ok((tokenizer_s, var_s))
+}
+
 /// One image per class with a fixed seed and guidance 2, so the strip shows the model improving.
 async fn sample_strip(var: &VarTrainer, num_classes: usize, device: &Device) -> anyhow::Result<Vec<Image>> {
     let labels = Tensor::<1, Int>::from_data(TensorData::new((0..num_classes as i64).collect::<Vec<_>>(), [num_classes]), device);
@@ -323,25 +379,25 @@ fn due(job: &TrainJob, last_save: &mut Instant, every_s: f64) -> bool {
 /// Keeps `checkpoint` (as bytes, and on the desktop as `<out>/<phase>.ckpt`, written atomically).
 fn save(job: &TrainJob, request: &TrainRequest, phase: Phase, step: usize, checkpoint: Checkpoint) -> anyhow::Result<()> {
     #[cfg(not(target_arch = "wasm32"))]
-    let path = match &request.out_dir {
+    let place = match &request.out_dir {
         Some(dir) => {
             let path = dir.join(phase.file_name());
             checkpoint.save(&path)?;
-            Some(path)
+            path.display().to_string()
         }
-        None => None,
+        None => "in memory".to_string(),
     };
     // The browser keeps them in memory (downloadable) for now.
     #[cfg(target_arch = "wasm32")]
-    let path = {
+    let place = {
         let _ = &request.out_dir;
-        None
+        "in memory".to_string()
     };
     let bytes = Arc::new(checkpoint.to_bytes());
     let mut p = job.progress();
     // The list keeps the newest checkpoint of each phase.
     p.checkpoints.retain(|c| c.phase != phase);
-    p.checkpoints.push(SavedCheckpoint { phase, step, path, bytes });
+    p.checkpoints.push(SavedCheckpoint { phase, step, place, bytes });
     Ok(())
 }
 
@@ -414,6 +470,28 @@ mod tests {
         let models = VarModels::from_bytes(var, tokenizer, &device).unwrap();
         assert_eq!(models.class_name(7), "7");
         assert!(models.warning.is_none(), "{:?}", models.warning);
+    }
+
+    #[test]
+    fn the_estimate_times_a_step_of_each_model() {
+        let (tokenizer_s, var_s) = pollster::block_on(estimate(&Mnist::train(), VarPreset::Tiny, &Device::flex())).unwrap();
+        assert!(tokenizer_s > 0.0 && var_s > 0.0 && tokenizer_s < 60.0 && var_s < 60.0, "{tokenizer_s} s, {var_s} s");
+    }
+
+    #[test]
+    fn dropped_checkpoints_are_checked_before_they_are_listed() {
+        use crate::var_models::{SHIPPED_TOKENIZER_BYTES, SHIPPED_VAR_BYTES};
+        let tokenizer = SavedCheckpoint::uploaded("tokenizer.ckpt", SHIPPED_TOKENIZER_BYTES.to_vec()).unwrap();
+        let var = SavedCheckpoint::uploaded("var.ckpt", SHIPPED_VAR_BYTES.to_vec()).unwrap();
+        assert_eq!((tokenizer.phase, var.phase), (Phase::Tokenizer, Phase::Transformer));
+        assert_eq!(var.place, "dropped file var.ckpt");
+        let e = SavedCheckpoint::uploaded("cat.png", b"\x89PNG not a checkpoint".to_vec()).unwrap_err();
+        assert!(e.starts_with("cat.png is not a usable checkpoint"), "{e}");
+        let mut damaged = SHIPPED_VAR_BYTES.to_vec();
+        let middle = damaged.len() / 2;
+        damaged[middle] ^= 1;
+        let e = SavedCheckpoint::uploaded("var.ckpt", damaged).unwrap_err();
+        assert!(e.contains("checksum"), "{e}");
     }
 
     #[test]
