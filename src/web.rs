@@ -2,8 +2,11 @@
 //! the object end-to-end tests (and curious users) read: `state` (`loading`, `ready`, `running`,
 //! `done`, `error`), `error`, `adapter`, `notice`, and `last`, the latest generation:
 //! `{generator, class, seed, width, height, ms, png}` with `png` a `data:image/png;base64,...`
-//! URL of its first image at native resolution. The app sets `state` from `ready` on (once the
-//! models are loaded); this file sets `loading` and start-up errors.
+//! URL of its first image at native resolution; `training`, the Train tab's run (`training`,
+//! `paused`, `done`, `stopped`, `failed`); `checkpoints`, the checkpoints the Train tab lists
+//! (`"<phase> at step <n>: <where>"`). The app sets `state` from `ready` on (once the models are
+//! loaded); this file sets `loading` and start-up errors, and keeps the browser's checkpoint
+//! storage ([`storage`]).
 
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -59,6 +62,45 @@ pub fn download(name: &str, mime: &str, bytes: &[u8]) -> Result<(), String> {
          document.body.appendChild(a); a.click(); a.remove();",
     );
     click.call2(&JsValue::NULL, &url.into(), &name.into()).map(|_| ()).map_err(|e| format!("the download failed: {e:?}"))
+}
+
+/// The page's origin-private file system (OPFS), where the app keeps checkpoints so that a reload
+/// finds them. Each call runs a small JS function and awaits its promise (no synchronous access).
+pub mod storage {
+    use wasm_bindgen::prelude::*;
+    use wasm_bindgen_futures::JsFuture;
+
+    async fn run(args: &str, body: &str, values: &[JsValue]) -> Result<JsValue, String> {
+        let f = js_sys::Function::new_with_args(args, body);
+        let promise = match values {
+            [] => f.call0(&JsValue::NULL),
+            [a] => f.call1(&JsValue::NULL, a),
+            [a, b] => f.call2(&JsValue::NULL, a, b),
+            _ => unreachable!("at most two arguments"),
+        }
+        .map_err(|e| format!("{e:?}"))?;
+        JsFuture::from(js_sys::Promise::from(promise)).await.map_err(|e| format!("browser storage: {e:?}"))
+    }
+
+    /// Writes `bytes` as file `name`, replacing any file of that name.
+    pub async fn save(name: &str, bytes: &[u8]) -> Result<(), String> {
+        let body = "return navigator.storage.getDirectory().then(async (dir) => {                     const file = await dir.getFileHandle(name, { create: true });                     const out = await file.createWritable(); await out.write(bytes); await out.close(); })";
+        run("name, bytes", body, &[name.into(), js_sys::Uint8Array::from(bytes).into()]).await.map(|_| ())
+    }
+
+    /// The names of the stored files.
+    pub async fn list() -> Result<Vec<String>, String> {
+        let body = "return navigator.storage.getDirectory().then(async (dir) => {                     const names = []; for await (const name of dir.keys()) names.push(name); return names; })";
+        let names = run("", body, &[]).await?;
+        Ok(js_sys::Array::from(&names).iter().filter_map(|n| n.as_string()).collect())
+    }
+
+    /// The contents of file `name`.
+    pub async fn load(name: &str) -> Result<Vec<u8>, String> {
+        let body = "return navigator.storage.getDirectory().then(async (dir) =>                     new Uint8Array(await (await (await dir.getFileHandle(name)).getFile()).arrayBuffer()))";
+        let bytes = run("name", body, &[name.into()]).await?;
+        Ok(js_sys::Uint8Array::new(&bytes).to_vec())
+    }
 }
 
 fn fail(message: &str) {

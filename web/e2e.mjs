@@ -3,8 +3,11 @@
 // Serves web/dist on a free localhost port (a secure context, so WebGPU is allowed), opens the
 // automation URL `?generator=var&class=3&seed=1&autorun=1`, waits for window.tessera.state to be
 // "done", then checks window.tessera.last: the settings it reports, and that its PNG decodes to a
-// non-blank 32x32 image (a digit: some ink on a dark ground). Fails on any console error or
-// uncaught page error. Exit code 0 = pass.
+// non-blank 32x32 image (a digit: some ink on a dark ground). Then puts a checkpoint (and a
+// damaged one) in the page's storage, reloads, and checks window.tessera.checkpoints lists the good
+// one only; then (without WebGPU, or with TRAIN=1) trains a tiny run through a `train=` link and
+// checks its checkpoints survive a reload. Fails on any console error or uncaught page error.
+// Exit code 0 = pass.
 //
 //   npm ci --prefix web            # playwright-core only; it drives the system Chromium, downloads no browser
 //   bash scripts/build-web.sh
@@ -117,10 +120,72 @@ try {
     }
   }
   if (process.env.SCREENSHOT) await page.screenshot({ path: process.env.SCREENSHOT });
+
+  // Checkpoints kept in the browser's storage (OPFS) are listed again after a reload: a real one
+  // (the shipped tokenizer) is listed, a damaged one is not.
+  const ckpt = (await readFile(join(here, '..', 'assets', 'var-tiny', 'tokenizer.ckpt'))).toString('base64');
+  await page.evaluate(async (b64) => {
+    const good = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    const dir = await navigator.storage.getDirectory();
+    for (const [name, bytes] of [['e2e-tokenizer.ckpt', good], ['e2e-damaged.ckpt', good.slice(0, 1000)]]) {
+      const out = await (await dir.getFileHandle(name, { create: true })).createWritable();
+      await out.write(bytes);
+      await out.close();
+    }
+  }, ckpt);
+  await page.reload();
+  try {
+    await page.waitForFunction(() => (window.tessera?.checkpoints || []).some((l) => l.includes('e2e-tokenizer.ckpt')),
+      null, { timeout: 120000, polling: 500 });
+  } catch {
+    failures.push('the checkpoint in browser storage was not listed after a reload');
+  }
+  const listed = await page.evaluate(() => window.tessera?.checkpoints || []);
+  console.log('checkpoints after reload:', JSON.stringify(listed));
+  if (!listed.some((l) => l.startsWith('tokenizer at step') && l.endsWith('browser storage: e2e-tokenizer.ckpt'))) {
+    failures.push(`stored tokenizer missing or mislabelled: ${JSON.stringify(listed)}`);
+  }
+  if (listed.some((l) => l.includes('e2e-damaged'))) failures.push('a damaged checkpoint was listed');
+
+  // Training in the page: a link asks for a short MNIST run (2 tokenizer and 1 transformer steps of
+  // 4 images); its checkpoints go to the page's storage and are listed again after a reload.
+  // By default only without WebGPU: SwiftShader's WebGPU compiles every training shader on the
+  // CPU, which took 6.5 minutes for this run (TRAIN=1 runs it anyway; it passes).
+  if (process.env.TRAIN === '1' || (process.env.TRAIN !== '0' && !webgpu)) await trainInPage(page);
+  else console.log('training in the page: skipped with WebGPU (SwiftShader); TRAIN=1 runs it');
 } finally {
   await browser.close();
   server.close();
 }
+
+/** The short training run through a `train=` link, then its checkpoints after a reload. */
+async function trainInPage(page) {
+  const trainStarted = Date.now();
+  await page.goto(url.replace(/\?.*$/, '?train=2,1,4'));
+  try {
+    await page.waitForFunction(() => ['done', 'stopped'].includes(window.tessera?.training) ||
+      String(window.tessera?.training).startsWith('failed'), null, { timeout: timeoutMs, polling: 500 });
+  } catch {
+    failures.push(`the training run did not end within ${timeoutMs / 1000} s`);
+  }
+  const trained = await page.evaluate(() => ({ training: window.tessera?.training, checkpoints: window.tessera?.checkpoints }));
+  console.log(`training after ${((Date.now() - trainStarted) / 1000).toFixed(1)} s:`, JSON.stringify(trained));
+  if (trained.training !== 'done') failures.push(`training ended as ${trained.training}`);
+  await page.goto(url.replace(/\?.*$/, '?'));
+  const runFiles = /browser storage: mnist-train-\d+-(tokenizer|var)\.ckpt$/;
+  try {
+    await page.waitForFunction((re) => (window.tessera?.checkpoints || []).filter((l) => new RegExp(re).test(l)).length >= 2,
+      runFiles.source, { timeout: 120000, polling: 500 });
+  } catch {
+    failures.push('the trained checkpoints were not listed after a reload');
+  }
+  const relisted = await page.evaluate(() => window.tessera?.checkpoints || []);
+  console.log('checkpoints after the run and a reload:', JSON.stringify(relisted));
+  for (const want of ['tokenizer at step 2: ', 'transformer at step 1: ']) {
+    if (!relisted.some((l) => l.startsWith(want) && runFiles.test(l))) failures.push(`no "${want}..." stored checkpoint listed`);
+  }
+}
+
 for (const e of errors) failures.push(`console error: ${e}`);
 if (failures.length) {
   console.error(`web e2e FAILED:\n  ${failures.join('\n  ')}`);

@@ -126,8 +126,31 @@ pub struct UrlRequest {
     pub settings: GenerateSettings,
     /// `autorun=1`: generate as soon as the models are loaded.
     pub autorun: bool,
+    /// `train=T,V[,B]`: open the Train tab and train on MNIST at once, T tokenizer steps and V
+    /// transformer steps, with batches of B (default: the preset's).
+    pub train: Option<QuickTrain>,
     /// Parameters that were ignored, and why (shown to the user, never fatal).
     pub warnings: Vec<String>,
+}
+
+/// A short training run asked for by a link (`train=T,V[,B]`), e.g. for automated tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QuickTrain {
+    pub tokenizer_steps: usize,
+    pub transformer_steps: usize,
+    pub batch: Option<usize>,
+}
+
+impl std::str::FromStr for QuickTrain {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let v: Vec<usize> = s.split(',').map(|p| p.trim().parse::<usize>()).collect::<Result<_, _>>().map_err(|_| ())?;
+        match v[..] {
+            [t, m] if t > 0 && m > 0 => Ok(Self { tokenizer_steps: t, transformer_steps: m, batch: None }),
+            [t, m, b] if t > 0 && m > 0 && b > 0 => Ok(Self { tokenizer_steps: t, transformer_steps: m, batch: Some(b) }),
+            _ => Err(()),
+        }
+    }
 }
 
 impl GenerateSettings {
@@ -190,6 +213,7 @@ impl GenerateSettings {
     pub fn from_query(query: &str) -> UrlRequest {
         let mut settings = Self::url_base();
         let mut autorun = false;
+        let mut train = None;
         let mut warnings = Vec::new();
         for pair in query.trim_start_matches('?').split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -214,10 +238,14 @@ impl GenerateSettings {
                 "temperature" => parse_into(value, &mut settings.temperature, &mut bad),
                 "n" => parse_into(value, &mut settings.count, &mut bad),
                 "autorun" => autorun = matches!(value, "1" | "true" | "yes" | ""),
+                "train" => match value.parse::<QuickTrain>() {
+                    Ok(t) => train = Some(t),
+                    Err(()) => bad("expected tokenizer and transformer steps, and optionally a batch size: train=500,600[,32]"),
+                },
                 _ => bad("unknown parameter"),
             }
         }
-        UrlRequest { settings: settings.clamped(), autorun, warnings }
+        UrlRequest { settings: settings.clamped(), autorun, train, warnings }
     }
 }
 
@@ -238,6 +266,17 @@ mod tests {
         assert!(r.autorun && r.warnings.is_empty(), "{r:?}");
         assert_eq!(r.settings, GenerateSettings { class: 3, seed: 1, ..GenerateSettings::url_base() });
         assert_eq!(r.settings.count, 1);
+    }
+
+    #[test]
+    fn a_link_can_ask_for_a_short_training_run() {
+        let r = GenerateSettings::from_query("train=3,2,4");
+        assert_eq!(r.train, Some(QuickTrain { tokenizer_steps: 3, transformer_steps: 2, batch: Some(4) }));
+        assert_eq!(GenerateSettings::from_query("train=3,2").train.unwrap().batch, None);
+        for bad in ["train=3", "train=0,2", "train=a,b", "train=1,2,3,4"] {
+            let r = GenerateSettings::from_query(bad);
+            assert!(r.train.is_none() && r.warnings.len() == 1, "{bad}: {r:?}");
+        }
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! What the app tells the outside world about generation: `window.tessera` and the address bar
+//! What the app tells the outside world about generation and training: `window.tessera` and the address bar
 //! in the browser (for automation and shareable links), the log on the desktop.
 
 use super::generate_settings::GenerateSettings;
@@ -79,4 +79,21 @@ pub fn publish_query(query: &str) {
     crate::web::replace_query(query);
     #[cfg(not(target_arch = "wasm32"))]
     let _ = query;
+}
+
+/// `window.tessera.checkpoints`: the checkpoints the Train tab lists, one line each.
+pub fn report_checkpoints(lines: &[String]) {
+    #[cfg(target_arch = "wasm32")]
+    crate::web::set_status("checkpoints", lines.iter().map(|l| wasm_bindgen::JsValue::from(l.as_str())).collect::<js_sys::Array>().into());
+    #[cfg(not(target_arch = "wasm32"))]
+    log::info!("checkpoints: {lines:?}");
+}
+
+/// `window.tessera.training`: the Train tab's run, `training`, `paused`, `done`, `stopped` or
+/// `failed` (`null` before any).
+pub fn report_training(status: Option<&str>) {
+    #[cfg(target_arch = "wasm32")]
+    crate::web::set_status("training", status.map_or(wasm_bindgen::JsValue::NULL, wasm_bindgen::JsValue::from));
+    #[cfg(not(target_arch = "wasm32"))]
+    log::info!("training: {status:?}");
 }

@@ -97,24 +97,30 @@ impl TesseraApp {
         let request = query
             .filter(|q| !q.trim_start_matches('?').is_empty())
             .map(generate_settings::GenerateSettings::from_query);
-        let (autorun, warnings) = match request {
+        let (autorun, train_now, warnings) = match request {
             Some(r) => {
                 state.generate = r.settings;
-                state.tab = Tab::Generate;
-                (r.autorun, r.warnings)
+                state.tab = if r.train.is_some() { Tab::Train } else { Tab::Generate };
+                (r.autorun, r.train, r.warnings)
             }
-            None => (false, Vec::new()),
+            None => (false, None, Vec::new()),
         };
         let compute = crate::gpu_setup::compute_from_render_state(cc.wgpu_render_state.as_ref());
         log::info!("Tessera computes on {}", compute.describe());
         let generate = generate_panel::GeneratePanel::new(&cc.egui_ctx, compute.device.clone(), autorun, warnings);
-        Self { state, compute, notice_dismissed: false, data: Default::default(), generate, edit: Default::default(), train: Default::default() }
+        let mut train = train_panel::TrainPanel::default();
+        train.load_stored(&cc.egui_ctx);
+        if let Some(run) = train_now {
+            train.start_soon(run);
+        }
+        Self { state, compute, notice_dismissed: false, data: Default::default(), generate, edit: Default::default(), train }
     }
 }
 
 impl eframe::App for TesseraApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         self.generate.poll(ui.ctx(), &self.state.generate);
+        self.train.poll(ui.ctx(), &self.compute.device);
         egui::Panel::top("tabs").show(ui, |ui| {
             ui.horizontal(|ui| {
                 ui.heading("Tessera");

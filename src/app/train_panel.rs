@@ -13,6 +13,7 @@ use tessera_data::{Dataset, Mnist, Scenes, ScenesConfig};
 use tessera_train::VarPreset;
 
 use super::{dropped, export};
+use super::generate_settings::QuickTrain;
 use super::training::{self, Phase, SavedCheckpoint, TrainJob, TrainRequest, TrainStatus};
 use crate::var_models::VarModels;
 
@@ -53,6 +54,15 @@ pub struct TrainPanel {
     /// Checkpoints dropped on the window, listed beside the run's own.
     uploaded: Vec<SavedCheckpoint>,
     inbox: dropped::Inbox,
+    /// Checkpoints read back from the browser's storage.
+    stored: dropped::Inbox,
+    /// The list as last reported to the page.
+    reported: Vec<String>,
+    reported_status: Option<TrainStatus>,
+    /// A run a link asked for, started at the next frame.
+    start_soon: Option<QuickTrain>,
+    /// Images per step, when a link set it (else the preset's).
+    batch: Option<usize>,
     /// Models the user sent to Generate, picked up by the app.
     pub for_generate: Option<Arc<VarModels>>,
 }
@@ -80,6 +90,11 @@ impl Default for TrainPanel {
             estimate_key: None,
             uploaded: Vec::new(),
             inbox: dropped::Inbox::default(),
+            stored: dropped::Inbox::default(),
+            reported: Vec::new(),
+            reported_status: None,
+            start_soon: None,
+            batch: None,
             for_generate: None,
         }
     }
@@ -106,15 +121,86 @@ impl TrainPanel {
     fn take_uploads(&mut self, ctx: &egui::Context) {
         dropped::collect(ctx, &self.inbox);
         for read in dropped::take(&self.inbox) {
-            match read.map_err(|e| format!("{e:#}")).and_then(|(name, bytes)| SavedCheckpoint::uploaded(&name, bytes)) {
-                Ok(c) => {
-                    self.message = Some(Ok(format!("{}: {} at step {}", c.place, c.phase.label(), c.step)));
-                    self.uploaded.retain(|u| u.phase != c.phase);
-                    self.uploaded.push(c);
-                }
-                Err(e) => self.message = Some(Err(e)),
+            self.add_checkpoint(read, "dropped file ");
+        }
+    }
+
+    /// Lists a checkpoint read from `place_prefix` + its name, or says why not.
+    fn add_checkpoint(&mut self, read: dropped::DroppedBytes, place_prefix: &str) {
+        let checked = read
+            .map_err(|e| format!("{e:#}"))
+            .and_then(|(name, bytes)| SavedCheckpoint::uploaded(&name, bytes, format!("{place_prefix}{name}")));
+        match checked {
+            Ok(c) => {
+                self.message = Some(Ok(format!("{}: {} at step {}", c.place, c.phase.label(), c.step)));
+                // One of each kind from each place; the run's own come on top of these.
+                self.uploaded.retain(|u| !(u.phase == c.phase && u.place == c.place));
+                self.uploaded.push(c);
+            }
+            Err(e) => self.message = Some(Err(e)),
+        }
+    }
+
+    /// Every frame, whichever tab is open: takes checkpoints the browser's storage has read back
+    /// and reports the list (`window.tessera.checkpoints`).
+    pub fn poll(&mut self, ctx: &egui::Context, device: &Device) {
+        if let Some(run) = self.start_soon.take() {
+            self.choice = Choice::Mnist;
+            self.set_dataset(Ok(Arc::new(Mnist::train())));
+            self.tokenizer_steps = run.tokenizer_steps;
+            self.transformer_steps = run.transformer_steps;
+            self.batch = run.batch;
+            if let Some(dataset) = self.dataset.clone() {
+                self.start(dataset, device, ctx);
             }
         }
+        let status = self.job.as_ref().map(|job| job.progress().status.clone());
+        if status != self.reported_status {
+            let text = status.as_ref().map(|s| match s {
+                TrainStatus::Failed(e) => format!("failed: {e}"),
+                other => training_status_text(other).to_string(),
+            });
+            super::hooks::report_training(text.as_deref());
+            self.reported_status = status;
+        }
+        for read in dropped::take(&self.stored) {
+            self.add_checkpoint(read, training::STORED_PREFIX);
+        }
+        let mut lines: Vec<String> = self.uploaded.iter().map(SavedCheckpoint::describe).collect();
+        if let Some(job) = &self.job {
+            lines.extend(job.progress().checkpoints.iter().map(SavedCheckpoint::describe));
+        }
+        if lines != self.reported {
+            super::hooks::report_checkpoints(&lines);
+            self.reported = lines;
+        }
+    }
+
+    /// Trains MNIST with `run`'s steps as soon as the app runs (a `train=` link).
+    pub fn start_soon(&mut self, run: QuickTrain) {
+        self.start_soon = Some(run);
+    }
+
+    /// Starts reading the checkpoints the browser kept from earlier visits (none on the desktop,
+    /// where they are files under the runs folder).
+    pub fn load_stored(&self, ctx: &egui::Context) {
+        #[cfg(target_arch = "wasm32")]
+        {
+            let (inbox, ctx) = (self.stored.clone(), ctx.clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                let names = match crate::web::storage::list().await {
+                    Ok(names) => names,
+                    Err(e) => return log::warn!("could not list the stored checkpoints: {e}"),
+                };
+                for name in names.into_iter().filter(|n| n.ends_with(".ckpt")) {
+                    let read = crate::web::storage::load(&name).await.map_err(|e| anyhow::anyhow!("reading {name}: {e}"));
+                    inbox.lock().unwrap_or_else(|p| p.into_inner()).push(read.map(|bytes| (name, bytes)));
+                }
+                ctx.request_repaint();
+            });
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        let _ = ctx;
     }
 
     fn dataset_ui(&mut self, ui: &mut egui::Ui) {
@@ -296,8 +382,11 @@ impl TrainPanel {
         }
         self.serial += 1;
         self.strip.clear();
+        // Named by the start time, so a run never overwrites an earlier one (across restarts too).
+        let started = web_time::SystemTime::now().duration_since(web_time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let run_name = format!("{}-{started}", dataset.name());
         #[cfg(not(target_arch = "wasm32"))]
-        let out_dir = Some(runs_dir().join(format!("{}-{}", dataset.name(), self.serial)));
+        let out_dir = Some(runs_dir().join(&run_name));
         #[cfg(target_arch = "wasm32")]
         let out_dir = None;
         let request = TrainRequest {
@@ -306,6 +395,8 @@ impl TrainPanel {
             tokenizer_steps: self.tokenizer_steps,
             transformer_steps: self.transformer_steps,
             seed: self.seed,
+            run_name,
+            batch: self.batch,
             out_dir,
             save_every_s: self.save_every_min * 60.0,
             samples_every: 50.min(self.transformer_steps.max(1)),
@@ -317,13 +408,7 @@ impl TrainPanel {
         let total = self.tokenizer_steps + self.transformer_steps;
         let left = job.seconds_left(total);
         let p = job.progress().clone();
-        let status = match &p.status {
-            TrainStatus::Running => "training",
-            TrainStatus::Paused => "paused",
-            TrainStatus::Done => "done",
-            TrainStatus::Stopped => "stopped",
-            TrainStatus::Failed(_) => "failed",
-        };
+        let status = training_status_text(&p.status);
         ui.horizontal_wrapped(|ui| {
             if p.status == TrainStatus::Running {
                 ui.spinner();
@@ -388,7 +473,7 @@ impl TrainPanel {
         ui.label("Checkpoints:");
         for c in checkpoints {
             ui.horizontal(|ui| {
-                ui.label(format!("{} at step {}: {}", c.phase.label(), c.step, c.place));
+                ui.label(c.describe());
                 if ui.small_button("Download").clicked() {
                     self.message = Some(export::deliver(c.phase.file_name(), "application/octet-stream", &c.bytes));
                 }
@@ -408,6 +493,17 @@ impl TrainPanel {
             }
         }
         super::show_outcome(ui, &self.message);
+    }
+}
+
+/// One word for a run's status, as the panel and `window.tessera.training` say it.
+fn training_status_text(status: &TrainStatus) -> &'static str {
+    match status {
+        TrainStatus::Running => "training",
+        TrainStatus::Paused => "paused",
+        TrainStatus::Done => "done",
+        TrainStatus::Stopped => "stopped",
+        TrainStatus::Failed(_) => "failed",
     }
 }
 

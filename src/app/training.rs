@@ -59,7 +59,11 @@ pub struct TrainRequest {
     pub tokenizer_steps: usize,
     pub transformer_steps: usize,
     pub seed: u64,
-    /// Where checkpoints go (desktop); `None` keeps them in memory only.
+    /// Images per step of both models (default: the preset's).
+    pub batch: Option<usize>,
+    /// Names the run's checkpoints in the browser's storage (`<run>-tokenizer.ckpt`, ...).
+    pub run_name: String,
+    /// Where checkpoints go on the desktop; `None` keeps them in memory only.
     pub out_dir: Option<std::path::PathBuf>,
     /// Seconds between automatic checkpoints.
     pub save_every_s: f64,
@@ -79,16 +83,22 @@ pub struct SavedCheckpoint {
 }
 
 impl SavedCheckpoint {
-    /// A checkpoint file the user brought (dropped on the window): a VAR tokenizer or transformer,
-    /// checked (format, checksum, kind) before it is listed.
-    pub fn uploaded(name: &str, bytes: Vec<u8>) -> Result<Self, String> {
+    /// One line for lists: `tokenizer at step 500: runs/…/tokenizer.ckpt`.
+    pub fn describe(&self) -> String {
+        format!("{} at step {}: {}", self.phase.label(), self.step, self.place)
+    }
+
+    /// A checkpoint file the user brought (dropped on the window) or the browser kept: a VAR
+    /// tokenizer or transformer, checked (format, checksum, kind) before it is listed; `place`
+    /// says where it is.
+    pub fn uploaded(name: &str, bytes: Vec<u8>, place: String) -> Result<Self, String> {
         let checkpoint = Checkpoint::from_bytes(&bytes).map_err(|e| format!("{name} is not a usable checkpoint: {e}"))?;
         let phase = match checkpoint.header.kind {
             ModelKind::VarTokenizer => Phase::Tokenizer,
             ModelKind::Var => Phase::Transformer,
             other => return Err(format!("{name} holds a {other}, not a VAR tokenizer or transformer")),
         };
-        Ok(Self { phase, step: checkpoint.header.step, place: format!("dropped file {name}"), bytes: Arc::new(bytes) })
+        Ok(Self { phase, step: checkpoint.header.step, place, bytes: Arc::new(bytes) })
     }
 }
 
@@ -236,13 +246,14 @@ pub async fn run(request: &TrainRequest, device: &Device, job: &TrainJob, repain
     let mut config = preset.tokenizer_training(channels);
     config.steps = request.tokenizer_steps;
     config.seed = request.seed;
+    config.batch_size = request.batch.unwrap_or(config.batch_size);
     let batch = config.batch_size;
     let mut tokenizer = TokenizerTrainer::new(config, device)?;
     let order = BatchOrder::new(dataset.len(), batch, request.seed);
     while !tokenizer.is_done() {
         if checkpoint_pause(job, repaint).await {
             let checkpoint = tokenizer.checkpoint(&[]).await?;
-            save(job, request, Phase::Tokenizer, tokenizer.step_index(), checkpoint)?;
+            save(job, request, Phase::Tokenizer, tokenizer.step_index(), checkpoint).await?;
             return Ok(());
         }
         let step_started = Instant::now();
@@ -267,7 +278,7 @@ pub async fn run(request: &TrainRequest, device: &Device, job: &TrainJob, repain
         }
         if tokenizer.is_done() || due(job, &mut last_save, request.save_every_s) {
             let checkpoint = tokenizer.checkpoint(&[("loss", stats.loss as f64)]).await?;
-            save(job, request, Phase::Tokenizer, tokenizer.step_index(), checkpoint)?;
+            save(job, request, Phase::Tokenizer, tokenizer.step_index(), checkpoint).await?;
         }
         repaint();
         yield_now().await;
@@ -279,6 +290,7 @@ pub async fn run(request: &TrainRequest, device: &Device, job: &TrainJob, repain
     config.steps = request.transformer_steps;
     config.seed = request.seed;
     config.class_names = dataset.class_names().to_vec();
+    config.batch_size = request.batch.unwrap_or(config.batch_size);
     let batch = config.batch_size;
     let mut var = VarTrainer::new(config, vae, device)?;
     {
@@ -291,7 +303,7 @@ pub async fn run(request: &TrainRequest, device: &Device, job: &TrainJob, repain
     while !var.is_done() {
         if checkpoint_pause(job, repaint).await {
             let checkpoint = var.checkpoint(&[]).await?;
-            save(job, request, Phase::Transformer, var.step_index(), checkpoint)?;
+            save(job, request, Phase::Transformer, var.step_index(), checkpoint).await?;
             return Ok(());
         }
         let step_started = Instant::now();
@@ -315,7 +327,7 @@ pub async fn run(request: &TrainRequest, device: &Device, job: &TrainJob, repain
         }
         if var.is_done() || due(job, &mut last_save, request.save_every_s) {
             let checkpoint = var.checkpoint(&[("loss", stats.loss as f64)]).await?;
-            save(job, request, Phase::Transformer, var.step_index(), checkpoint)?;
+            save(job, request, Phase::Transformer, var.step_index(), checkpoint).await?;
         }
         repaint();
         yield_now().await;
@@ -376,8 +388,10 @@ fn due(job: &TrainJob, last_save: &mut Instant, every_s: f64) -> bool {
     false
 }
 
-/// Keeps `checkpoint` (as bytes, and on the desktop as `<out>/<phase>.ckpt`, written atomically).
-fn save(job: &TrainJob, request: &TrainRequest, phase: Phase, step: usize, checkpoint: Checkpoint) -> anyhow::Result<()> {
+/// Keeps `checkpoint`: as bytes, and on the desktop as `<out>/<phase>.ckpt` (written atomically),
+/// in the browser as `<run>-<phase>.ckpt` in the page's storage.
+async fn save(job: &TrainJob, request: &TrainRequest, phase: Phase, step: usize, checkpoint: Checkpoint) -> anyhow::Result<()> {
+    let bytes = Arc::new(checkpoint.to_bytes());
     #[cfg(not(target_arch = "wasm32"))]
     let place = match &request.out_dir {
         Some(dir) => {
@@ -387,19 +401,21 @@ fn save(job: &TrainJob, request: &TrainRequest, phase: Phase, step: usize, check
         }
         None => "in memory".to_string(),
     };
-    // The browser keeps them in memory (downloadable) for now.
     #[cfg(target_arch = "wasm32")]
     let place = {
-        let _ = &request.out_dir;
-        "in memory".to_string()
+        let name = format!("{}-{}", request.run_name, phase.file_name());
+        crate::web::storage::save(&name, &bytes).await.map_err(|e| anyhow::anyhow!("saving {name}: {e}"))?;
+        format!("{STORED_PREFIX}{name}")
     };
-    let bytes = Arc::new(checkpoint.to_bytes());
     let mut p = job.progress();
     // The list keeps the newest checkpoint of each phase.
     p.checkpoints.retain(|c| c.phase != phase);
     p.checkpoints.push(SavedCheckpoint { phase, step, place, bytes });
     Ok(())
 }
+
+/// How the list names a checkpoint in the browser's storage.
+pub const STORED_PREFIX: &str = "browser storage: ";
 
 /// Mean of the last few step times.
 #[derive(Default)]
@@ -440,6 +456,8 @@ mod tests {
             tokenizer_steps,
             transformer_steps,
             seed: 0,
+            batch: Some(4),
+            run_name: "test".into(),
             out_dir: Some(dir.to_path_buf()),
             save_every_s: 1e9,
             samples_every: 2,
@@ -481,16 +499,15 @@ mod tests {
     #[test]
     fn dropped_checkpoints_are_checked_before_they_are_listed() {
         use crate::var_models::{SHIPPED_TOKENIZER_BYTES, SHIPPED_VAR_BYTES};
-        let tokenizer = SavedCheckpoint::uploaded("tokenizer.ckpt", SHIPPED_TOKENIZER_BYTES.to_vec()).unwrap();
-        let var = SavedCheckpoint::uploaded("var.ckpt", SHIPPED_VAR_BYTES.to_vec()).unwrap();
+        let tokenizer = SavedCheckpoint::uploaded("tokenizer.ckpt", SHIPPED_TOKENIZER_BYTES.to_vec(), "here".into()).unwrap();
+        let var = SavedCheckpoint::uploaded("var.ckpt", SHIPPED_VAR_BYTES.to_vec(), "dropped file var.ckpt".into()).unwrap();
         assert_eq!((tokenizer.phase, var.phase), (Phase::Tokenizer, Phase::Transformer));
-        assert_eq!(var.place, "dropped file var.ckpt");
-        let e = SavedCheckpoint::uploaded("cat.png", b"\x89PNG not a checkpoint".to_vec()).unwrap_err();
+        let e = SavedCheckpoint::uploaded("cat.png", b"\x89PNG not a checkpoint".to_vec(), String::new()).unwrap_err();
         assert!(e.starts_with("cat.png is not a usable checkpoint"), "{e}");
         let mut damaged = SHIPPED_VAR_BYTES.to_vec();
         let middle = damaged.len() / 2;
         damaged[middle] ^= 1;
-        let e = SavedCheckpoint::uploaded("var.ckpt", damaged).unwrap_err();
+        let e = SavedCheckpoint::uploaded("var.ckpt", damaged, String::new()).unwrap_err();
         assert!(e.contains("checksum"), "{e}");
     }
 
