@@ -120,7 +120,7 @@ impl TesseraApp {
 impl eframe::App for TesseraApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         self.generate.poll(ui.ctx(), &self.state.generate);
-        self.train.poll(ui.ctx(), &self.compute.device);
+        self.train.poll(ui.ctx(), &self.compute);
         egui::Panel::top("tabs").show(ui, |ui| {
             ui.horizontal(|ui| {
                 ui.heading("Tessera");
@@ -155,7 +155,7 @@ impl eframe::App for TesseraApp {
                 egui::ScrollArea::vertical().show(ui, |ui| self.edit.ui(ui, models, open));
             }
             Tab::Train => {
-                egui::ScrollArea::vertical().show(ui, |ui| self.train.ui(ui, &self.compute.device));
+                egui::ScrollArea::vertical().show(ui, |ui| self.train.ui(ui, &self.compute));
                 if let Some(models) = self.train.for_generate.take() {
                     self.generate.set_models(models);
                 }

@@ -8,6 +8,7 @@
 use std::sync::{Arc, Mutex};
 
 use burn::prelude::Device;
+use tessera_kernels::Compute;
 use egui::{Color32, ColorImage, Pos2, Sense, Stroke, TextureHandle, TextureOptions, vec2};
 use tessera_data::{Dataset, Mnist, Scenes, ScenesConfig};
 use tessera_train::VarPreset;
@@ -101,10 +102,16 @@ impl Default for TrainPanel {
 }
 
 impl TrainPanel {
-    pub fn ui(&mut self, ui: &mut egui::Ui, device: &Device) {
+    /// `compute`: the app's device; training runs where [`Compute::training_device`] says.
+    pub fn ui(&mut self, ui: &mut egui::Ui, compute: &Compute) {
+        let (device, note) = compute.training_device();
+        let device = &device;
         self.take_uploads(ui.ctx());
         self.dataset_ui(ui);
         ui.separator();
+        if let Some(note) = note {
+            ui.weak(note);
+        }
         self.run_ui(ui, device);
         let mut checkpoints = self.uploaded.clone();
         if let Some(job) = self.job.clone() {
@@ -113,7 +120,8 @@ impl TrainPanel {
             checkpoints.extend(job.progress().checkpoints.iter().cloned());
         }
         ui.separator();
-        self.checkpoints_ui(ui, &checkpoints, device);
+        // Sampling runs on the app's own device, whatever trained the models.
+        self.checkpoints_ui(ui, &checkpoints, &compute.device);
     }
 
     /// Checkpoint files dropped on the window join the list (a tokenizer and a transformer can
@@ -143,8 +151,10 @@ impl TrainPanel {
 
     /// Every frame, whichever tab is open: takes checkpoints the browser's storage has read back
     /// and reports the list (`window.tessera.checkpoints`).
-    pub fn poll(&mut self, ctx: &egui::Context, device: &Device) {
+    pub fn poll(&mut self, ctx: &egui::Context, compute: &Compute) {
         if let Some(run) = self.start_soon.take() {
+            let (device, _) = compute.training_device();
+            let device = &device;
             self.choice = Choice::Mnist;
             self.set_dataset(Ok(Arc::new(Mnist::train())));
             self.tokenizer_steps = run.tokenizer_steps;

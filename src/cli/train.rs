@@ -142,19 +142,17 @@ impl RunClock {
 /// model loading, which the browser build compiles too.
 pub(crate) use crate::var_models::TRAIN_SECONDS;
 
-/// The device training runs on: a real GPU if there is one; on a machine whose only adapter is
-/// a software rasteriser (lavapipe, SwiftShader), burn's CPU backend, which trains the tiny
-/// preset 5-7x faster (2-core machine, batch 32: tokenizer 0.9 s/step on the CPU backend vs
-/// 6.7 s on lavapipe, transformer 1.55 vs 8.6 s) — unless `--device gpu` asks for the adapter.
+/// The device training runs on: [`Compute::training_device`] (a real GPU if there is one, else
+/// burn's CPU backend rather than a software adapter), unless `--device gpu` asks for the adapter.
+///
+/// [`Compute::training_device`]: tessera_kernels::Compute::training_device
 fn training_device(preference: anyhow::Result<Preference>) -> anyhow::Result<(Device, String)> {
     let preference = preference?;
     let compute = super::compute(Ok(preference))?;
-    if preference == Preference::Auto && compute.adapter.as_ref().is_some_and(|a| a.is_software) {
-        let note = format!(
-            "training on the CPU backend: faster than the software adapter {} (use --device gpu to train on it anyway)",
-            compute.describe()
-        );
-        return Ok((Device::flex(), note));
+    if preference == Preference::Auto
+        && let (device, Some(note)) = compute.training_device()
+    {
+        return Ok((device, format!("{note} (use --device gpu to train on it anyway)")));
     }
     Ok((compute.device.clone(), format!("training on {}", compute.describe())))
 }

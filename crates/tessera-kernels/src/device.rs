@@ -184,6 +184,20 @@ impl Compute {
         self.adapter.is_some()
     }
 
+    /// Where training should run: this device, unless its adapter is a software rasteriser
+    /// (lavapipe, SwiftShader), where burn's CPU backend trains the tiny preset 5-7x faster
+    /// (2-core machine, batch 32: tokenizer 0.9 s per step on the CPU backend vs 6.7 s on
+    /// lavapipe, transformer 1.55 vs 8.6 s). The note says why when it is not this device.
+    pub fn training_device(&self) -> (Device, Option<String>) {
+        match &self.adapter {
+            Some(a) if a.is_software => {
+                let note = format!("training on the CPU backend: faster than the software adapter {}", self.describe());
+                (Device::flex(), Some(note))
+            }
+            _ => (self.device.clone(), None),
+        }
+    }
+
     /// True once wgpu reported the device lost (driver reset, GPU removed, browser tab evicted).
     /// Callers stop submitting work, keep their last checkpoint, and offer to restart.
     pub fn is_lost(&self) -> bool {
