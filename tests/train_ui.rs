@@ -1,6 +1,6 @@
 //! The Train flow in the real app, headless (egui_kittest; the app computes on burn's CPU backend
 //! without a renderer): see the run's time estimated, start training on MNIST, watch the steps
-//! come in, pause, resume, stop, and find the checkpoint it saved. Its own test binary, because it
+//! come in, pause, resume, stop, find the checkpoint it saved and resume from it. Its own test binary, because it
 //! points the app's runs folder at a temporary directory through the environment.
 
 use std::time::Duration;
@@ -13,7 +13,7 @@ use ui_common::{shows, wait_for};
 mod ui_common;
 
 #[test]
-fn start_pause_resume_and_stop_training_then_find_the_checkpoint() {
+fn start_pause_resume_stop_then_resume_from_the_saved_checkpoint() {
     let runs = tempfile::tempdir().unwrap();
     // SAFETY: the only test of this binary, set before the app (or any other thread) starts.
     unsafe { std::env::set_var("TESSERA_RUNS_DIR", runs.path()) };
@@ -42,4 +42,18 @@ fn start_pause_resume_and_stop_training_then_find_the_checkpoint() {
     assert!(shows(&harness, "tokenizer at step"), "the checkpoint saved on Stop is listed");
     let saved: Vec<_> = std::fs::read_dir(runs.path()).unwrap().flatten().map(|e| e.path().join("tokenizer.ckpt")).collect();
     assert!(saved.len() == 1 && saved[0].exists(), "{saved:?}");
+    let stopped_at: usize = harness.query_by_label_contains("stopped: tokenizer step").unwrap().value().unwrap_or_default()
+        ["stopped: tokenizer step ".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    // The saved checkpoint resumes: training goes on from the step it stopped at.
+    harness.get_by_label("Resume").click();
+    let next = format!("training: tokenizer step {} of", stopped_at + 1);
+    wait_for(&mut harness, "the resumed run's next step", |h| shows(h, &next));
+    harness.get_by_label("Stop").click();
+    wait_for(&mut harness, "the second stop", |h| shows(h, "stopped: tokenizer step"));
 }

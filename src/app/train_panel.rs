@@ -15,7 +15,7 @@ use tessera_train::VarPreset;
 
 use super::{dropped, export};
 use super::generate_settings::QuickTrain;
-use super::training::{self, Phase, SavedCheckpoint, TrainJob, TrainRequest, TrainStatus};
+use super::training::{self, Phase, Resume, SavedCheckpoint, TrainJob, TrainRequest, TrainStatus};
 use crate::var_models::VarModels;
 
 const PLOT: egui::Vec2 = vec2(300.0, 120.0);
@@ -121,7 +121,7 @@ impl TrainPanel {
         }
         ui.separator();
         // Sampling runs on the app's own device, whatever trained the models.
-        self.checkpoints_ui(ui, &checkpoints, &compute.device);
+        self.checkpoints_ui(ui, &checkpoints, &compute.device, device);
     }
 
     /// Checkpoint files dropped on the window join the list (a tokenizer and a transformer can
@@ -161,7 +161,7 @@ impl TrainPanel {
             self.transformer_steps = run.transformer_steps;
             self.batch = run.batch;
             if let Some(dataset) = self.dataset.clone() {
-                self.start(dataset, device, ctx);
+                self.start(dataset, device, ctx, None);
             }
         }
         let status = self.job.as_ref().map(|job| job.progress().status.clone());
@@ -324,7 +324,7 @@ impl TrainPanel {
             if ui.add_enabled(can_start, egui::Button::new("Start training")).clicked()
                 && let Some(dataset) = self.dataset.clone()
             {
-                self.start(dataset, device, ui.ctx());
+                self.start(dataset, device, ui.ctx(), None);
             }
             let Some(job) = self.job.clone() else { return };
             let status = job.progress().status.clone();
@@ -386,7 +386,25 @@ impl TrainPanel {
         }
     }
 
-    fn start(&mut self, dataset: Arc<dyn Dataset>, device: &Device, ctx: &egui::Context) {
+    /// Continues the run `c` belongs to: a tokenizer's, or a transformer's with a tokenizer from
+    /// the list (the newest).
+    fn resume_from(&mut self, c: &SavedCheckpoint, list: &[SavedCheckpoint], device: &Device, ctx: &egui::Context) {
+        let Some(dataset) = self.dataset.clone() else { return };
+        let resume = match c.phase {
+            Phase::Tokenizer => Resume::Tokenizer(c.bytes.clone()),
+            Phase::Transformer => match list.iter().rev().find(|t| t.phase == Phase::Tokenizer) {
+                Some(t) => Resume::Transformer { tokenizer: t.bytes.clone(), var: c.bytes.clone() },
+                None => {
+                    self.message = Some(Err("resuming a transformer needs its tokenizer: drop its tokenizer.ckpt too".into()));
+                    return;
+                }
+            },
+        };
+        self.message = Some(Ok(format!("resuming {}", c.describe())));
+        self.start(dataset, device, ctx, Some(resume));
+    }
+
+    fn start(&mut self, dataset: Arc<dyn Dataset>, device: &Device, ctx: &egui::Context, resume: Option<Resume>) {
         if let Some(old) = &self.job {
             old.stop();
         }
@@ -407,6 +425,7 @@ impl TrainPanel {
             seed: self.seed,
             run_name,
             batch: self.batch,
+            resume,
             out_dir,
             save_every_s: self.save_every_min * 60.0,
             samples_every: 50.min(self.transformer_steps.max(1)),
@@ -471,7 +490,8 @@ impl TrainPanel {
         }
     }
 
-    fn checkpoints_ui(&mut self, ui: &mut egui::Ui, checkpoints: &[SavedCheckpoint], device: &Device) {
+    /// `device` samples (Use in Generate); `training_device` trains (Resume).
+    fn checkpoints_ui(&mut self, ui: &mut egui::Ui, checkpoints: &[SavedCheckpoint], device: &Device, training_device: &Device) {
         if checkpoints.is_empty() {
             ui.weak(format!(
                 "Checkpoints are saved every {} minutes, on Save now, on Stop and at the end. Drop .ckpt files on the window to load your own.",
@@ -481,13 +501,26 @@ impl TrainPanel {
             return;
         }
         ui.label("Checkpoints:");
+        let can_resume = !self.job.as_ref().is_some_and(TrainJob::is_active) && self.dataset.is_some();
+        let mut resume = None;
         for c in checkpoints {
             ui.horizontal(|ui| {
                 ui.label(c.describe());
                 if ui.small_button("Download").clicked() {
                     self.message = Some(export::deliver(c.phase.file_name(), "application/octet-stream", &c.bytes));
                 }
+                if c.resumable
+                    && ui
+                        .add_enabled(can_resume, egui::Button::new("Resume").small())
+                        .on_hover_text("continue this run on the chosen dataset, up to the step counts above")
+                        .clicked()
+                {
+                    resume = Some(c.clone());
+                }
             });
+        }
+        if let Some(c) = resume {
+            self.resume_from(&c, checkpoints, training_device, ui.ctx());
         }
         let tokenizer = checkpoints.iter().find(|c| c.phase == Phase::Tokenizer);
         let transformer = checkpoints.iter().find(|c| c.phase == Phase::Transformer);

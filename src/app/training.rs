@@ -12,6 +12,7 @@ use burn::prelude::*;
 use tessera_data::{Dataset, Image};
 use tessera_models::sampling::var::{VarSamplerConfig, sample};
 use tessera_train::data::load_batch;
+use tessera_train::tokenizer::load_tokenizer;
 use tessera_train::{BatchOrder, Checkpoint, ModelKind, TokenizerTrainer, VarPreset, VarTrainer};
 use web_time::Instant;
 
@@ -50,6 +51,15 @@ pub enum TrainStatus {
     Failed(String),
 }
 
+/// A run to continue from checkpoint files (full checkpoints, with their optimizer state).
+#[derive(Clone)]
+pub enum Resume {
+    /// Continue training this tokenizer, then train a transformer on it.
+    Tokenizer(Arc<Vec<u8>>),
+    /// Continue training this transformer on this (finished) tokenizer.
+    Transformer { tokenizer: Arc<Vec<u8>>, var: Arc<Vec<u8>> },
+}
+
 /// What to train.
 #[derive(Clone)]
 pub struct TrainRequest {
@@ -59,8 +69,10 @@ pub struct TrainRequest {
     pub tokenizer_steps: usize,
     pub transformer_steps: usize,
     pub seed: u64,
-    /// Images per step of both models (default: the preset's).
+    /// Images per step of both models (default: the preset's; a resumed run keeps its own).
     pub batch: Option<usize>,
+    /// Continue from checkpoints instead of starting afresh.
+    pub resume: Option<Resume>,
     /// Names the run's checkpoints in the browser's storage (`<run>-tokenizer.ckpt`, ...).
     pub run_name: String,
     /// Where checkpoints go on the desktop; `None` keeps them in memory only.
@@ -80,6 +92,8 @@ pub struct SavedCheckpoint {
     /// are kept either way, for downloading and loading.
     pub place: String,
     pub bytes: Arc<Vec<u8>>,
+    /// A full checkpoint (optimizer state included), so training can continue from it.
+    pub resumable: bool,
 }
 
 impl SavedCheckpoint {
@@ -98,7 +112,7 @@ impl SavedCheckpoint {
             ModelKind::Var => Phase::Transformer,
             other => return Err(format!("{name} holds a {other}, not a VAR tokenizer or transformer")),
         };
-        Ok(Self { phase, step: checkpoint.header.step, place, bytes: Arc::new(bytes) })
+        Ok(Self { phase, step: checkpoint.header.step, place, resumable: checkpoint.can_resume(), bytes: Arc::new(bytes) })
     }
 }
 
@@ -242,64 +256,85 @@ pub async fn run(request: &TrainRequest, device: &Device, job: &TrainJob, repain
     let mut last_save = Instant::now();
     let mut pace = Pace::default();
 
-    // 1. The tokenizer.
-    let mut config = preset.tokenizer_training(channels);
-    config.steps = request.tokenizer_steps;
-    config.seed = request.seed;
-    config.batch_size = request.batch.unwrap_or(config.batch_size);
-    let batch = config.batch_size;
-    let mut tokenizer = TokenizerTrainer::new(config, device)?;
-    let order = BatchOrder::new(dataset.len(), batch, request.seed);
-    while !tokenizer.is_done() {
-        if checkpoint_pause(job, repaint).await {
-            let checkpoint = tokenizer.checkpoint(&[]).await?;
-            save(job, request, Phase::Tokenizer, tokenizer.step_index(), checkpoint).await?;
-            return Ok(());
-        }
-        let step_started = Instant::now();
-        let (images, _) = load_batch(dataset, &order.indices(tokenizer.step_index()), device);
-        let stats = tokenizer.step(images).await?;
-        let usage = if stats.step % 25 == 0 || tokenizer.is_done() {
-            let usage = tokenizer.codebook_usage().into_data_async().await.map_err(|e| anyhow::anyhow!("reading the codebook usage back: {e:?}"))?;
-            Some(usage.iter::<f32>().collect::<Vec<f32>>())
-        } else {
-            None
-        };
-        {
-            let mut p = job.progress();
-            p.step = tokenizer.step_index();
-            p.tokenizer_loss.push([stats.step as f64, stats.loss as f64]);
-            p.psnr.push([stats.step as f64, stats.psnr as f64]);
-            if let Some(usage) = usage {
-                p.codebook_usage = usage;
+    // 1. The tokenizer: trained here (afresh or resumed), or taken as it is when the transformer
+    //    is resumed.
+    let (vae_config, vae) = match &request.resume {
+        Some(Resume::Transformer { tokenizer, .. }) => load_tokenizer(&Checkpoint::from_bytes(tokenizer)?, device)?,
+        resume => {
+            let mut tokenizer = match resume {
+                Some(Resume::Tokenizer(bytes)) => {
+                    TokenizerTrainer::resume(&Checkpoint::from_bytes(bytes)?, Some(request.tokenizer_steps), device)?
+                }
+                _ => {
+                    let mut config = preset.tokenizer_training(channels);
+                    config.steps = request.tokenizer_steps;
+                    config.seed = request.seed;
+                    config.batch_size = request.batch.unwrap_or(config.batch_size);
+                    TokenizerTrainer::new(config, device)?
+                }
+            };
+            let order = BatchOrder::new(dataset.len(), tokenizer.config().batch_size, tokenizer.config().seed);
+            while !tokenizer.is_done() {
+                if checkpoint_pause(job, repaint).await {
+                    let checkpoint = tokenizer.checkpoint(&[]).await?;
+                    save(job, request, Phase::Tokenizer, tokenizer.step_index(), checkpoint).await?;
+                    return Ok(());
+                }
+                let step_started = Instant::now();
+                let (images, _) = load_batch(dataset, &order.indices(tokenizer.step_index()), device);
+                let stats = tokenizer.step(images).await?;
+                let usage = if stats.step % 25 == 0 || tokenizer.is_done() {
+                    let usage = tokenizer.codebook_usage().into_data_async().await.map_err(|e| anyhow::anyhow!("reading the codebook usage back: {e:?}"))?;
+                    Some(usage.iter::<f32>().collect::<Vec<f32>>())
+                } else {
+                    None
+                };
+                {
+                    let mut p = job.progress();
+                    p.step = tokenizer.step_index();
+                    p.tokenizer_loss.push([stats.step as f64, stats.loss as f64]);
+                    p.psnr.push([stats.step as f64, stats.psnr as f64]);
+                    if let Some(usage) = usage {
+                        p.codebook_usage = usage;
+                    }
+                    p.seconds_per_step = pace.add(step_started.elapsed().as_secs_f64());
+                    p.elapsed_s = started.elapsed().as_secs_f64();
+                }
+                if tokenizer.is_done() || due(job, &mut last_save, request.save_every_s) {
+                    let checkpoint = tokenizer.checkpoint(&[("loss", stats.loss as f64)]).await?;
+                    save(job, request, Phase::Tokenizer, tokenizer.step_index(), checkpoint).await?;
+                }
+                repaint();
+                yield_now().await;
             }
-            p.seconds_per_step = pace.add(step_started.elapsed().as_secs_f64());
-            p.elapsed_s = started.elapsed().as_secs_f64();
+            (tokenizer.config().model.clone(), tokenizer.model())
         }
-        if tokenizer.is_done() || due(job, &mut last_save, request.save_every_s) {
-            let checkpoint = tokenizer.checkpoint(&[("loss", stats.loss as f64)]).await?;
-            save(job, request, Phase::Tokenizer, tokenizer.step_index(), checkpoint).await?;
-        }
-        repaint();
-        yield_now().await;
-    }
+    };
 
     // 2. The transformer on the frozen tokenizer's token maps.
-    let vae = tokenizer.model();
-    let mut config = preset.var_training(&tokenizer.config().model, num_classes);
-    config.steps = request.transformer_steps;
-    config.seed = request.seed;
-    config.class_names = dataset.class_names().to_vec();
-    config.batch_size = request.batch.unwrap_or(config.batch_size);
-    let batch = config.batch_size;
-    let mut var = VarTrainer::new(config, vae, device)?;
+    let mut var = match &request.resume {
+        Some(Resume::Transformer { var, .. }) => {
+            let var = VarTrainer::resume(&Checkpoint::from_bytes(var)?, vae, Some(request.transformer_steps), device)?;
+            let classes = var.config().model.num_classes;
+            anyhow::ensure!(classes == num_classes, "the transformer has {classes} classes, the dataset {num_classes}: pick its dataset");
+            var
+        }
+        _ => {
+            let mut config = preset.var_training(&vae_config, num_classes);
+            config.steps = request.transformer_steps;
+            config.seed = request.seed;
+            config.class_names = dataset.class_names().to_vec();
+            config.batch_size = request.batch.unwrap_or(config.batch_size);
+            VarTrainer::new(config, vae, device)?
+        }
+    };
     {
         let mut p = job.progress();
         p.phase = Phase::Transformer;
-        p.step = 0;
+        p.step = var.step_index();
         p.steps_total = request.transformer_steps;
     }
-    let order = BatchOrder::new(dataset.len(), batch, request.seed ^ 1);
+    let order = BatchOrder::new(dataset.len(), var.config().batch_size, var.config().seed ^ 1);
     while !var.is_done() {
         if checkpoint_pause(job, repaint).await {
             let checkpoint = var.checkpoint(&[]).await?;
@@ -410,7 +445,7 @@ async fn save(job: &TrainJob, request: &TrainRequest, phase: Phase, step: usize,
     let mut p = job.progress();
     // The list keeps the newest checkpoint of each phase.
     p.checkpoints.retain(|c| c.phase != phase);
-    p.checkpoints.push(SavedCheckpoint { phase, step, place, bytes });
+    p.checkpoints.push(SavedCheckpoint { phase, step, place, bytes, resumable: true });
     Ok(())
 }
 
@@ -457,6 +492,7 @@ mod tests {
             transformer_steps,
             seed: 0,
             batch: Some(4),
+            resume: None,
             run_name: "test".into(),
             out_dir: Some(dir.to_path_buf()),
             save_every_s: 1e9,
@@ -488,6 +524,36 @@ mod tests {
         let models = VarModels::from_bytes(var, tokenizer, &device).unwrap();
         assert_eq!(models.class_name(7), "7");
         assert!(models.warning.is_none(), "{:?}", models.warning);
+    }
+
+    #[test]
+    fn a_run_resumes_from_its_tokenizer_or_its_transformer() {
+        let device = Device::flex();
+        let dir = tempfile::tempdir().unwrap();
+        let first = request(dir.path(), 2, 1);
+        let job = TrainJob::new(&first);
+        pollster::block_on(run(&first, &device, &job, &|| {})).unwrap();
+        let saved = job.progress().checkpoints.clone();
+        let bytes = |phase| saved.iter().find(|c| c.phase == phase).unwrap().bytes.clone();
+
+        // The transformer goes on from step 1 to 3 on the same tokenizer; no tokenizer step runs.
+        let mut more = request(dir.path(), 2, 3);
+        more.resume = Some(Resume::Transformer { tokenizer: bytes(Phase::Tokenizer), var: bytes(Phase::Transformer) });
+        let job = TrainJob::new(&more);
+        pollster::block_on(run(&more, &device, &job, &|| {})).unwrap();
+        let p = job.progress().clone();
+        assert!(p.tokenizer_loss.is_empty());
+        assert_eq!(p.transformer_loss.iter().map(|[s, _]| *s as usize).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!((p.phase, p.step), (Phase::Transformer, 3));
+
+        // The tokenizer goes on from step 2 to 3, then a new transformer trains on it.
+        let mut more = request(dir.path(), 3, 1);
+        more.resume = Some(Resume::Tokenizer(bytes(Phase::Tokenizer)));
+        let job = TrainJob::new(&more);
+        pollster::block_on(run(&more, &device, &job, &|| {})).unwrap();
+        let p = job.progress().clone();
+        assert_eq!(p.tokenizer_loss.iter().map(|[s, _]| *s as usize).collect::<Vec<_>>(), vec![2]);
+        assert_eq!(p.transformer_loss.len(), 1);
     }
 
     #[test]
