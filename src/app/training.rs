@@ -559,7 +559,8 @@ mod tests {
     #[test]
     fn the_estimate_times_a_step_of_each_model() {
         let (tokenizer_s, var_s) = pollster::block_on(estimate(&Mnist::train(), VarPreset::Tiny, &Device::flex())).unwrap();
-        assert!(tokenizer_s > 0.0 && var_s > 0.0 && tokenizer_s < 60.0 && var_s < 60.0, "{tokenizer_s} s, {var_s} s");
+        // A time, not a speed bar (speeds are benchmarks' business): finite, positive, one per model.
+        assert!(tokenizer_s.is_finite() && var_s.is_finite() && tokenizer_s > 0.0 && var_s > 0.0, "{tokenizer_s} s, {var_s} s");
     }
 
     #[test]
