@@ -8,14 +8,14 @@
 //! Per-head q/k normalisation and learned temperatures stay with the caller (they are cheap
 //! element-wise ops); fold any per-head factor into `q` and pass the global factor as `scale`.
 //!
-//! Not tuned yet. Measured on lavapipe (llvmpipe, 2 cores): about 3.3 GFLOP/s whatever the head
-//! dim, so it beats the plain ops where it skips work (windowed masks: 4-6x) or where heads are
-//! small (d ≤ 16: 2-3.7x), and loses to burn's matmul for dense masks at d = 64-128 (0.5-0.9x).
-//! The likely cost is per-invocation gathers of the shared K/V tiles on llvmpipe; the next steps
-//! are several queries per invocation (fewer tile reads per multiply-add) and, for KV-cache
-//! decoding, splitting the keys across invocations.
+//! Speed: on software adapters (llvmpipe, SwiftShader) every memory read inside a loop runs as a
+//! loop over the SIMD lanes, so the kernel is built around reads, not arithmetic: each invocation
+//! takes several queries and every key and value row it reads serves all of them. On lavapipe
+//! (2 cores) that took it from 0.6-2x of the plain ops (one query per invocation, tiles in
+//! workgroup memory) to 2.5-11x dense and 10-27x windowed (`tessera bench kernels`).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::backend::Dispatch;
 use burn::backend::wgpu::{CubeTensor, KernelSource, SourceKernel, SourceTemplate, into_contiguous};
@@ -30,14 +30,25 @@ use crate::ops::{KernelOps, kernels_enabled};
 /// Largest head dimension the kernel takes (its private accumulators are sized by it); larger heads
 /// run on the plain ops.
 pub const MAX_HEAD_DIM: usize = 128;
-/// Queries per workgroup (one invocation each), at most; fewer queries (KV-cache decoding) get a
-/// smaller workgroup, since every invocation walks the keys whether it has a query or not.
-const BQ: u32 = 64;
-/// Smallest workgroup: one SIMD row of a software adapter, a quarter of a GPU warp.
-const BQ_MIN: u32 = 8;
-/// vec4s of K (and as many of V) per tile: 2 × 510 × 16 bytes, plus 8 bytes of range, stays within
-/// 16 KiB, WebGPU's default workgroup storage limit.
-const TILE_VEC4: u32 = 510;
+/// Queries per invocation × head dim: the floats of q (and as many of accumulators) each
+/// invocation holds. More queries share each key and value read; fewer keep registers free. On
+/// software adapters loads cost far more than registers (see the shader), so they take 8 queries
+/// of head dim 64 (lavapipe, 2 cores: 2.5-11x over the plain ops, against 0.6-2x with one query
+/// per invocation and workgroup-memory tiles); GPUs keep a query row or two in registers.
+const QPI_FLOATS_SOFTWARE: u32 = 512;
+const QPI_FLOATS_GPU: u32 = 64;
+/// Most queries one invocation takes.
+const MAX_QPI: u32 = 8;
+/// Invocations per workgroup.
+const WG: u32 = 16;
+
+static SOFTWARE_ADAPTER: AtomicBool = AtomicBool::new(false);
+
+/// Tunes the kernel for a software adapter or a GPU. Registering the device sets it from the
+/// adapter; tests flip it to check both shapes of the kernel on one adapter.
+pub fn set_software_tuning(software: bool) {
+    SOFTWARE_ADAPTER.store(software, Ordering::Relaxed);
+}
 
 /// Which keys each query may see. Positions are positions in the key sequence; the `Lq` queries
 /// are its last `Lq` positions (`Lq = Lk` without a cache).
@@ -196,49 +207,76 @@ fn check_shapes(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>) -> (usize, usize) {
 #[derive(Debug)]
 struct AttentionKernel {
     d: u32,
-    bq: u32,
-    bk: u32,
+    qpi: u32,
+    wg: u32,
     mask: u32,
 }
 
 impl AttentionKernel {
     fn new(d: u32, lq: u32, mask: u32) -> Self {
-        let bq = lq.next_power_of_two().clamp(BQ_MIN, BQ);
-        Self { d, bq, bk: (TILE_VEC4 / d.div_ceil(4)).clamp(1, 64), mask }
+        let floats = if SOFTWARE_ADAPTER.load(Ordering::Relaxed) { QPI_FLOATS_SOFTWARE } else { QPI_FLOATS_GPU };
+        let qpi = (floats / d).clamp(1, MAX_QPI).min(lq.max(1));
+        Self { d, qpi, wg: WG, mask }
     }
 }
 
-/// `count` copies of `line` with `{c}` replaced by 0, 1, …: a loop over the head dim, unrolled.
+/// `count` copies of `line` with `{c}` replaced by 0, 1, …: a loop, unrolled.
 fn unrolled(count: u32, line: &str) -> String {
     (0..count).map(|c| line.replace("{c}", &c.to_string())).collect::<Vec<_>>().join("\n")
 }
 
 impl KernelSource for AttentionKernel {
     fn source(&self) -> SourceTemplate {
-        let d4 = self.d.div_ceil(4);
-        let pad = " ".repeat(12);
-        // q and out move whole vec4s where the row has them, single floats in a ragged tail.
-        let q_load = unrolled(d4, "        qv[{c}] = load_q(base, {c}u) * scale;");
-        let out_store = (0..self.d)
-            .map(|e| format!("        out[base + {e}u] = acc[{}].{} * inv;", e / 4, ["x", "y", "z", "w"][e as usize % 4]))
-            .collect::<Vec<_>>()
-            .join("\n");
+        let (d, d4, qpi) = (self.d, self.d.div_ceil(4), self.qpi);
+        let per_query = |body: &dyn Fn(u32) -> String| (0..qpi).map(body).collect::<Vec<_>>().join("\n");
+        let q_load = per_query(&|r| {
+            format!(
+                "    m[{r}] = NEG;\n    l[{r}] = 0.0;\n    if (i0 + {r}u < lq) {{\n        let base = (bh * lq + i0 + {r}u) * D;\n{}\n        seen[{r}] = key_range(i0 + {r}u + q_offset, lk, window);\n    }}",
+                unrolled(d4, &format!("        qv[{} + {{c}}] = load_q(base, {{c}}u) * scale;", r * d4))
+            )
+        });
+        let scores = per_query(&|r| format!("        s[{r}] = 0.0;\n{}", unrolled(d4, &format!("        s[{r}] += dot(qv[{} + {{c}}], kc[{{c}}]);", r * d4))));
+        let update = per_query(&|r| {
+            format!(
+                "        {{\n            let visible = j >= seen[{r}].x && j < seen[{r}].y;\n            if (visible && s[{r}] > m[{r}]) {{\n                let corr = select(0.0, exp(m[{r}] - s[{r}]), m[{r}] > NEG);\n                l[{r}] *= corr;\n{}\n                m[{r}] = s[{r}];\n            }}\n            p[{r}] = select(0.0, exp(s[{r}] - m[{r}]), visible);\n            l[{r}] += p[{r}];\n        }}",
+                unrolled(d4, &format!("                acc[{} + {{c}}] *= corr;", r * d4))
+            )
+        });
+        let acc_add = per_query(&|r| unrolled(d4, &format!("        acc[{} + {{c}}] += p[{r}] * kc[{{c}}];", r * d4)));
+        let out_store = per_query(&|r| {
+            let stores = (0..d)
+                .map(|e| format!("        out[base + {e}u] = acc[{}].{} * inv;", r * d4 + e / 4, ["x", "y", "z", "w"][e as usize % 4]))
+                .collect::<Vec<_>>()
+                .join("\n");
+            format!("    if (i0 + {r}u < lq) {{\n        let inv = select(0.0, 1.0 / l[{r}], l[{r}] > 0.0);\n        let base = (bh * lq + i0 + {r}u) * D;\n{stores}\n    }}")
+        });
+        // Whole vec4 reads where rows are made of them; single floats, zero-padded, otherwise.
+        let (kv_elem, load) = if d % 4 == 0 {
+            ("vec4<f32>", "    return BUF[base / 4u + c];".to_string())
+        } else {
+            ("f32", "    var r = vec4<f32>(0.0);\n    for (var x = 0u; x < 4u; x++) {\n        if (c * 4u + x < D) {\n            r[x] = BUF[base + c * 4u + x];\n        }\n    }\n    return r;".to_string())
+        };
         SourceTemplate::new(include_str!("../../../shaders/attention.wgsl"))
-            .register("d", self.d.to_string())
+            .register("d", d.to_string())
             .register("d4", d4.to_string())
-            .register("bq", self.bq.to_string())
-            .register("bk", self.bk.to_string())
-            .register("tile", (self.bk * d4).to_string())
+            .register("qpi", qpi.to_string())
+            .register("qpi_d4", (qpi * d4).to_string())
+            .register("wg", self.wg.to_string())
             .register("mask", self.mask.to_string())
-            .register("qk_dot", unrolled(d4, &format!("{pad}qk += dot(qv[{{c}}], k_tile[kb + {{c}}u]);")))
-            .register("acc_scale", unrolled(d4, &format!("{pad}    acc[{{c}}] *= corr;")))
-            .register("acc_add", unrolled(d4, &format!("{pad}acc[{{c}}] += p * v_tile[kb + {{c}}u];")))
+            .register("kv_elem", kv_elem)
+            .register("load_k", load.replace("BUF", "k"))
+            .register("load_v", load.replace("BUF", "v"))
             .register("q_load", q_load)
+            .register("k_read", unrolled(d4, "        kc[{c}] = load_k(row, {c}u);"))
+            .register("scores", scores)
+            .register("update", update)
+            .register("v_read", unrolled(d4, "        kc[{c}] = load_v(row, {c}u);"))
+            .register("acc_add", acc_add)
             .register("out_store", out_store)
     }
 
     fn id(&self) -> KernelId {
-        KernelId::new::<Self>().info((self.d, self.bq, self.bk, self.mask))
+        KernelId::new::<Self>().info((self.d, self.qpi, self.wg, self.mask))
     }
 
     fn lang(&self) -> &'static str {
@@ -267,16 +305,19 @@ pub(crate) fn launch(
     if b * h * lq == 0 {
         return out;
     }
-    let info = [lq as u32, lk as u32, q_offset, window, scale.to_bits()];
+    let kernel = AttentionKernel::new(d as u32, lq as u32, mask);
+    let (qpi, wg) = (kernel.qpi, kernel.wg);
+    // One invocation per QPI queries of each (batch, head) row, on a 2-D grid when one axis is too short.
+    let invocations = (b * h) as u32 * (lq as u32).div_ceil(qpi);
+    let groups = invocations.div_ceil(wg);
+    let (gx, gy) = (groups.min(65535), groups.div_ceil(65535));
+    let info = [lq as u32, lk as u32, q_offset, window, scale.to_bits(), (b * h) as u32, gx * wg];
     let info = client.create_from_slice(bytemuck::cast_slice(&info));
     let dummy = [0u32];
     let block_end = client.create_from_slice(bytemuck::cast_slice(if block_end.is_empty() { &dummy[..] } else { block_end }));
-    let d = d as u32;
-    let kernel = AttentionKernel::new(d, lq as u32, mask);
-    let bq = kernel.bq;
     client.launch(
-        Box::new(SourceKernel::new(kernel, CubeDim::new_1d(bq))),
-        CubeCount::Static((lq as u32).div_ceil(bq), (b * h) as u32, 1),
+        Box::new(SourceKernel::new(kernel, CubeDim::new_1d(wg))),
+        CubeCount::Static(gx, gy, 1),
         KernelArguments::new().with_buffers(vec![
             q.handle.clone().binding(),
             k.handle.clone().binding(),

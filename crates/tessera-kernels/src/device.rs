@@ -228,6 +228,7 @@ pub fn register(
     queue: wgpu::Queue,
 ) -> Result<Compute, DeviceError> {
     let report = AdapterReport::new(&adapter);
+    crate::attention::set_software_tuning(report.is_software);
     let lost = Arc::new(AtomicBool::new(false));
     let flag = lost.clone();
     device.set_device_lost_callback(move |reason, message| {

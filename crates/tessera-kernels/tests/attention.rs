@@ -4,7 +4,9 @@ mod common;
 
 use burn::tensor::{Device, Tensor};
 use common::{gpu, max_abs_diff, random, to_vec};
-use tessera_kernels::attention::{AttentionMask, attention, attention_reference};
+use std::sync::Mutex;
+
+use tessera_kernels::attention::{AttentionMask, attention, attention_reference, set_software_tuning};
 use tessera_kernels::kernels_enabled;
 
 struct Case {
@@ -34,18 +36,26 @@ fn inputs(c: &Case, seed: u64, device: &Device) -> (Tensor<4>, Tensor<4>, Tensor
     (q, k, v)
 }
 
-/// Runs every case through the kernel and the plain ops on the same device; returns the worst diff.
+/// The kernel's tuning is process-wide: tests that flip it take turns.
+static TUNING: Mutex<()> = Mutex::new(());
+
+/// Runs every case through the kernel and the plain ops on the same device, under both tunings
+/// (several queries per invocation, as on software adapters, and the GPU's one or two).
 fn check(cases: &[Case]) {
     let Some(device) = gpu() else { return };
     assert!(kernels_enabled(&device), "the wgpu device must take the kernel path");
-    for (n, c) in cases.iter().enumerate() {
-        let (q, k, v) = inputs(c, 100 + 10 * n as u64, &device);
-        let fused = to_vec(attention(q.clone(), k.clone(), v.clone(), &c.mask, c.scale));
-        let plain = to_vec(attention_reference(q, k, v, &c.mask, c.scale));
-        assert!(fused.iter().all(|x| x.is_finite()), "{}: non-finite output", c.name);
-        let diff = max_abs_diff(&fused, &plain);
-        eprintln!("attention {:<28} [{}, {}, {}, {}] Lk {:<4} max abs diff {diff:.2e}", c.name, c.b, c.h, c.lq, c.d, c.lk);
-        assert!(diff <= 1e-4, "{}: max abs diff {diff}", c.name);
+    let _turn = TUNING.lock().unwrap_or_else(|e| e.into_inner());
+    for software in [true, false] {
+        set_software_tuning(software);
+        for (n, c) in cases.iter().enumerate() {
+            let (q, k, v) = inputs(c, 100 + 10 * n as u64, &device);
+            let fused = to_vec(attention(q.clone(), k.clone(), v.clone(), &c.mask, c.scale));
+            let plain = to_vec(attention_reference(q, k, v, &c.mask, c.scale));
+            assert!(fused.iter().all(|x| x.is_finite()), "{}: non-finite output", c.name);
+            let diff = max_abs_diff(&fused, &plain);
+            eprintln!("attention {:<28} [{}, {}, {}, {}] Lk {:<4} software tuning {software:<5} max abs diff {diff:.2e}", c.name, c.b, c.h, c.lq, c.d, c.lk);
+            assert!(diff <= 1e-4, "{} (software tuning {software}): max abs diff {diff}", c.name);
+        }
     }
 }
 
