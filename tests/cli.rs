@@ -284,6 +284,24 @@ fn the_shipped_var_draws_the_asked_digits_by_the_shipped_judges_verdict() {
     assert!(floor < fid && fid < noise / 10.0, "FID {fid} should sit between real images {floor} and noise {noise}");
 }
 
+/// `eval --claims`: claim 1's two rows (VAR and its raster-order baseline: same tokenizer, about
+/// the same size, far fewer forward passes for VAR), then claim 2's six sampler settings. The
+/// FIDs themselves need 100 images per digit; BENCHMARKS.md has that run.
+#[test]
+fn eval_claims_compares_var_with_its_raster_order_baseline() {
+    let json = run_ok(&["eval", "--claims", "--json", "--per-class", "2"]);
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let models = report["models"].as_array().unwrap();
+    assert_eq!(models.len(), 8, "{report}");
+    let (var, ar) = (&models[0], &models[1]);
+    assert_eq!((var["generator"].as_str(), ar["generator"].as_str()), (Some("var"), Some("raster-ar")), "{report}");
+    assert_eq!((var["steps"].as_u64(), ar["steps"].as_u64()), (Some(7), Some(155)), "one pass per scale vs per token: {report}");
+    let (pv, pa) = (var["params"].as_f64().unwrap(), ar["params"].as_f64().unwrap());
+    assert!((pv - pa).abs() / pv < 0.05, "similar sizes: {pv} vs {pa}");
+    assert!(ar["class_accuracy"].as_f64().unwrap() > 0.5, "the shipped baseline draws digits: {ar}");
+    assert!(models[2..].iter().all(|m| m["generator"] == "var" && m["steps"] == 7), "{report}");
+}
+
 #[test]
 fn bench_quick_reports_rows_with_their_device() {
     for (kind, generator) in [("sample", Some("var")), ("train", None)] {

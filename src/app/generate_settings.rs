@@ -7,6 +7,7 @@
 //! (`?generator=var&class=C&seed=S&autorun=1`) promises.
 
 use serde::{Deserialize, Serialize};
+use super::Tab;
 
 /// The version of the query format written by [`GenerateSettings::to_query`].
 pub const URL_VERSION: u32 = 1;
@@ -129,6 +130,8 @@ pub struct UrlRequest {
     /// `train=T,V[,B]`: open the Train tab and train on MNIST at once, T tokenizer steps and V
     /// transformer steps, with batches of B (default: the preset's).
     pub train: Option<QuickTrain>,
+    /// `tab=edit|train|data|device`: the tab to open (default Generate; `train=` opens Train).
+    pub tab: Option<Tab>,
     /// Parameters that were ignored, and why (shown to the user, never fatal).
     pub warnings: Vec<String>,
 }
@@ -214,6 +217,7 @@ impl GenerateSettings {
         let mut settings = Self::url_base();
         let mut autorun = false;
         let mut train = None;
+        let mut tab = None;
         let mut warnings = Vec::new();
         for pair in query.trim_start_matches('?').split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -242,10 +246,14 @@ impl GenerateSettings {
                     Ok(t) => train = Some(t),
                     Err(()) => bad("expected tokenizer and transformer steps, and optionally a batch size: train=500,600[,32]"),
                 },
+                "tab" => match Tab::from_key(value) {
+                    Some(t) => tab = Some(t),
+                    None => bad("unknown tab (generate, edit, train, data or device)"),
+                },
                 _ => bad("unknown parameter"),
             }
         }
-        UrlRequest { settings: settings.clamped(), autorun, train, warnings }
+        UrlRequest { settings: settings.clamped(), autorun, train, tab, warnings }
     }
 }
 
@@ -277,6 +285,14 @@ mod tests {
             let r = GenerateSettings::from_query(bad);
             assert!(r.train.is_none() && r.warnings.len() == 1, "{bad}: {r:?}");
         }
+    }
+
+    #[test]
+    fn a_link_can_open_a_tab() {
+        assert_eq!(GenerateSettings::from_query("tab=edit").tab, Some(Tab::Edit));
+        assert_eq!(GenerateSettings::from_query("?class=3&tab=Train").tab, Some(Tab::Train));
+        let r = GenerateSettings::from_query("tab=gallery");
+        assert!(r.tab.is_none() && r.warnings[0].contains("unknown tab"), "{r:?}");
     }
 
     #[test]

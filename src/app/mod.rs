@@ -48,6 +48,12 @@ pub enum Tab {
 
 impl Tab {
     const ALL: [Tab; 5] = [Tab::Generate, Tab::Edit, Tab::Train, Tab::Data, Tab::Device];
+
+    /// The tab a link names (`tab=edit`), by its label in any case.
+    pub fn from_key(key: &str) -> Option<Tab> {
+        Self::ALL.into_iter().find(|t| t.label().eq_ignore_ascii_case(key))
+    }
+
     fn label(self) -> &'static str {
         match self {
             Tab::Generate => "Generate",
@@ -100,7 +106,7 @@ impl TesseraApp {
         let (autorun, train_now, warnings) = match request {
             Some(r) => {
                 state.generate = r.settings;
-                state.tab = if r.train.is_some() { Tab::Train } else { Tab::Generate };
+                state.tab = if r.train.is_some() { Tab::Train } else { r.tab.unwrap_or(Tab::Generate) };
                 (r.autorun, r.train, r.warnings)
             }
             None => (false, None, Vec::new()),

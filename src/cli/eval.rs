@@ -6,8 +6,8 @@
 //! numbers: train-split real images (the floor a perfect generator would reach with the same
 //! number of images) and uniform noise (the ceiling).
 //!
-//! `--claims` runs the paper-claim experiments that exist so far (VAR's guidance / top-k
-//! ablation) and prints their table.
+//! `--claims` runs the paper-claim experiments that exist so far (VAR against its raster-order
+//! baseline, VAR's guidance / top-k ablation) and prints their table.
 
 use std::path::{Path, PathBuf};
 
@@ -31,6 +31,8 @@ use super::train::HELDOUT_ACCURACY;
 
 /// The shipped MNIST judge.
 pub const SHIPPED_JUDGE_MNIST: &str = "assets/judge-mnist/judge.ckpt";
+/// The raster-order baseline of claim 1 (VAR's transformer in next-token order, var-tiny's tokenizer).
+pub const SHIPPED_RASTER_AR: &str = "assets/raster-ar-tiny/var.ckpt";
 /// Seed of the evaluation's sampling streams: every run of `tessera eval` draws the same images.
 const EVAL_SEED: u64 = 2024;
 /// Guidance of the report's rows: on var-tiny, 1 keeps 99% class accuracy with the best FID;
@@ -99,7 +101,7 @@ pub fn run(args: Args, preference: anyhow::Result<Preference>) -> anyhow::Result
         let models = load_var_models(None, None, &device)?;
         let generator = VarGenerator { var: models.var, vae: models.vae, sampler: VarSamplerConfig::new().with_guidance(EVAL_GUIDANCE), device: device.clone() };
         let speed = BATCH as f64 / sampling_seconds(&generator, BATCH, if args.quick { 1 } else { 3 })?;
-        let row = var_row(&generator, &judge, &real, per_class, speed, compute.describe(), models.train_seconds)?;
+        let row = var_row("var-tiny", &generator, &judge, &real, per_class, speed, compute.describe(), models.train_seconds)?;
         Report { judge: judge_row, models: vec![row], sanity }
     };
     if args.json {
@@ -138,8 +140,10 @@ fn open_judge(path: &Path, like: &dyn Dataset, device: &Device) -> anyhow::Resul
     Ok((judge, accuracy))
 }
 
-/// Measures the shipped VAR under `generator`'s sampler settings.
+/// Measures a shipped VAR (or its baseline) under `generator`'s sampler settings.
+#[allow(clippy::too_many_arguments)]
 fn var_row(
+    name: &str,
     generator: &VarGenerator,
     judge: &Judge,
     real: &Features,
@@ -150,7 +154,7 @@ fn var_row(
 ) -> anyhow::Result<ModelRow> {
     let quality = block_on(measure_generator(generator, judge, real, per_class, BATCH, EVAL_SEED))?;
     Ok(ModelRow {
-        name: "var-tiny".into(),
+        name: name.into(),
         generator: generator.method().into(),
         params: generator.params(),
         steps: generator.forward_passes(),
@@ -184,11 +188,21 @@ fn sanity_rows(judge: &Judge, real: &Features, train: &dyn Dataset, per_class: u
     ])
 }
 
-/// VAR's guidance / top-k ablation (paper claim 2): the shipped var-tiny under six sampler
-/// settings. (Claim 1, VAR against a raster-order baseline, needs that baseline: RAR's issue.)
+/// The paper claims in miniature.
+/// 1. VAR against the raster-order baseline: the shipped var-tiny and raster-ar-tiny (VAR's
+///    transformer in next-token order, same tokenizer, preset, steps and batch), same sampler.
+/// 2. VAR's guidance / top-k ablation: var-tiny under six sampler settings.
 fn claims(judge: &Judge, real: &Features, per_class: usize, device: &Device, device_name: String, progress: &dyn Fn(&str)) -> anyhow::Result<Vec<ModelRow>> {
     let models = load_var_models(None, None, device)?;
+    let baseline = load_var_models(Some(&shipped(SHIPPED_RASTER_AR)), None, device)?;
     let mut rows = Vec::new();
+    for (name, m) in [("var-tiny", &models), ("raster-ar-tiny", &baseline)] {
+        let sampler = VarSamplerConfig::new().with_guidance(EVAL_GUIDANCE);
+        progress(&format!("{name}, {}", describe(&sampler)));
+        let generator = VarGenerator { var: m.var.clone(), vae: m.vae.clone(), sampler, device: device.clone() };
+        let images_per_s = BATCH as f64 / sampling_seconds(&generator, BATCH, 1)?;
+        rows.push(var_row(name, &generator, judge, real, per_class, images_per_s, device_name.clone(), m.train_seconds)?);
+    }
     let mut speed = None;
     for (guidance, top_k) in [(0.0, 0), (0.0, 100), (1.0, 0), (1.0, 100), (2.0, 0), (2.0, 100)] {
         let sampler = VarSamplerConfig::new().with_guidance(guidance).with_top_k(top_k);
@@ -199,7 +213,7 @@ fn claims(judge: &Judge, real: &Features, per_class: usize, device: &Device, dev
             Some(s) => s,
             None => *speed.insert(BATCH as f64 / sampling_seconds(&generator, BATCH, 1)?),
         };
-        rows.push(var_row(&generator, judge, real, per_class, images_per_s, device_name.clone(), models.train_seconds)?);
+        rows.push(var_row("var-tiny", &generator, judge, real, per_class, images_per_s, device_name.clone(), models.train_seconds)?);
     }
     Ok(rows)
 }

@@ -17,6 +17,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use pollster::block_on;
 use tessera_data::{Dataset, FolderDataset, FolderOptions, Image, Mnist, Sample, Scenes, ScenesConfig, preview_grid};
 use tessera_kernels::device::Preference;
+use tessera_models::generators::var::TokenOrder;
 use tessera_models::sampling::var::{VarSamplerConfig, sample};
 use tessera_train::checkpoint::fingerprint;
 use tessera_train::data::{first_of_each_class, load_batch};
@@ -88,6 +89,18 @@ pub struct VarArgs {
     /// Classifier-free guidance of the periodic sample grids.
     #[arg(long, default_value_t = 2.0)]
     guidance: f64,
+    /// `next-scale` (VAR) or `next-token`: the same transformer generating one token at a time in
+    /// raster order, the baseline of `tessera eval --claims`.
+    #[arg(long, default_value = "next-scale", value_parser = parse_order)]
+    order: TokenOrder,
+}
+
+fn parse_order(s: &str) -> Result<TokenOrder, String> {
+    match s {
+        "next-scale" => Ok(TokenOrder::NextScale),
+        "next-token" => Ok(TokenOrder::NextToken),
+        _ => Err(format!("unknown order '{s}': use next-scale or next-token")),
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -417,7 +430,7 @@ fn train_var(args: VarArgs, preference: anyhow::Result<Preference>) -> anyhow::R
     let mut trainer = if a.resume {
         let checkpoint = Checkpoint::load(&path).with_context(|| format!("resuming from {}", path.display()))?;
         clock = RunClock::resuming(Some(&checkpoint));
-        checkpoint.expect_model_config(&a.preset.var(&tokenizer_config, classes))
+        checkpoint.expect_model_config(&a.preset.var(&tokenizer_config, classes).in_order(args.order))
             .with_context(|| format!("{} was not trained with the {} preset on {}", path.display(), a.preset.name(), dataset.name()))?;
         if checkpoint.header.tokenizer.as_deref().is_some_and(|t| t != tokenizer_id) {
             bail!("{} was trained with another tokenizer than {}", path.display(), args.tokenizer.display());
@@ -430,6 +443,7 @@ fn train_var(args: VarArgs, preference: anyhow::Result<Preference>) -> anyhow::R
             bail!("{} exists: pass --resume to continue it, or choose another --out", path.display());
         }
         let mut config = a.preset.var_training(&tokenizer_config, classes).with_class_names(dataset.class_names().to_vec());
+        config.model = config.model.in_order(args.order);
         config.seed = a.seed;
         if let Some(steps) = a.steps {
             config.steps = steps;
@@ -447,9 +461,10 @@ fn train_var(args: VarArgs, preference: anyhow::Result<Preference>) -> anyhow::R
     let sampler = VarSamplerConfig::new().with_guidance(args.guidance).with_seed(7);
 
     println!(
-        "transformer: {} steps of {} {} images, depth {}, width {}, {} heads, {} tokens per image",
+        "transformer: {} steps of {} {} images, depth {}, width {}, {} heads, {} tokens per image, {:?} order",
         config.steps, config.batch_size, dataset.name(), config.model.depth, config.model.embed_dim, config.model.num_heads,
-        config.model.seq_len()
+        config.model.seq_len(),
+        config.model.order()
     );
     let bar = progress_bar(config.steps, trainer.step_index());
     let mut last = None;

@@ -2,17 +2,18 @@
 
 use burn::module::Module;
 use burn::prelude::*;
-use tessera_models::generators::var::Var;
+use tessera_models::generators::var::{TokenOrder, Var};
 use tessera_models::sampling::var::{VarSamplerConfig, sample};
 use tessera_models::tokenizers::msvq::MsVqVae;
 
 /// A class-conditional image generator under evaluation.
 pub trait Generator {
-    /// The method: `"var"` (later `"rar"`, `"equivariant"`).
+    /// The method: `"var"`, `"raster-ar"` (VAR's transformer in next-token order; later `"rar"`,
+    /// `"equivariant"`).
     fn method(&self) -> &'static str;
     /// Parameters of the generator proper (the tokenizer not counted, as the papers report).
     fn params(&self) -> usize;
-    /// Forward passes of the generator per image (VAR: one per scale).
+    /// Forward passes of the generator per image (VAR: one per scale; raster order: one per token).
     fn forward_passes(&self) -> usize;
     /// Number of classes it is conditioned on.
     fn num_classes(&self) -> usize;
@@ -21,7 +22,7 @@ pub trait Generator {
     fn generate(&self, labels: &[usize], seed: u64) -> Tensor<4>;
 }
 
-/// VAR with its tokenizer and sampler settings.
+/// VAR (or its next-token baseline) with its tokenizer and sampler settings.
 pub struct VarGenerator {
     /// The transformer.
     pub var: Var,
@@ -35,7 +36,10 @@ pub struct VarGenerator {
 
 impl Generator for VarGenerator {
     fn method(&self) -> &'static str {
-        "var"
+        match self.var.order() {
+            TokenOrder::NextScale => "var",
+            TokenOrder::NextToken => "raster-ar",
+        }
     }
 
     fn params(&self) -> usize {
@@ -43,7 +47,7 @@ impl Generator for VarGenerator {
     }
 
     fn forward_passes(&self) -> usize {
-        self.var.patch_nums().len()
+        self.var.forward_passes()
     }
 
     fn num_classes(&self) -> usize {

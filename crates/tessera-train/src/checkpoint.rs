@@ -195,9 +195,16 @@ impl Checkpoint {
     }
 
     /// Errors, naming every differing field, unless the saved model config equals `expected`.
-    pub fn expect_model_config<C: Serialize>(&self, expected: &C) -> Result<()> {
+    ///
+    /// The saved config is read back through `C` first, so a field added to `C` after the file
+    /// was written counts as its default (as it does when the model is loaded).
+    pub fn expect_model_config<C: Serialize + serde::de::DeserializeOwned>(&self, expected: &C) -> Result<()> {
         let expected = serde_json::to_value(expected).expect("configs serialise");
-        let differences = differences(&expected, &self.header.model_config);
+        let found = serde_json::from_value::<C>(self.header.model_config.clone())
+            .ok()
+            .and_then(|c| serde_json::to_value(c).ok())
+            .unwrap_or_else(|| self.header.model_config.clone());
+        let differences = differences(&expected, &found);
         if differences.is_empty() { Ok(()) } else { Err(Error::ConfigMismatch { differences }) }
     }
 

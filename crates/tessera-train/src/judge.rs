@@ -238,9 +238,11 @@ mod tests {
 
     #[test]
     fn a_few_steps_lower_the_loss_on_a_fixed_batch() {
+        // 80 steps, not 30: tests seed the shared CPU device in parallel, so the initial weights
+        // vary between runs, and 30 steps did not always halve the loss (seen once in 2026-11).
         let device = Device::flex();
         let config = JudgeTrainingConfig::new(JudgeConfig::new(1, 8, 2).with_widths(vec![8]).with_feature_dim(8))
-            .with_steps(30)
+            .with_steps(80)
             .with_batch_size(4)
             .with_max_shift(0);
         let mut trainer = JudgeTrainer::new(config, &device).unwrap();

@@ -1,4 +1,5 @@
-//! Training the VAR transformer on a frozen tokenizer's token maps (next-scale prediction).
+//! Training the VAR transformer on a frozen tokenizer's token maps (next-scale prediction, or
+//! next-token for the raster-order baseline: the same loss over the same tokens).
 //! Official: FoundationVision/VAR @78b95394, `trainer.py` (`VARTrainer.train_step`), `train.py`
 //! (optimizer and `nowd_keys`), `utils/lr_control.py` (schedule).
 //!
@@ -17,7 +18,7 @@ use burn::config::Config;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
-use tessera_models::generators::var::{Var, VarConfig};
+use tessera_models::generators::var::{TokenOrder, Var, VarConfig};
 use tessera_models::rng::SplitMix64;
 use tessera_models::tokenizers::msvq::MsVqVae;
 
@@ -193,14 +194,19 @@ impl VarTrainer {
 
         // 1. Teacher forcing from the frozen tokenizer (no autodiff): targets and inputs.
         let idx = self.tokenizer.image_to_idx(images.inner());
-        let x = self.tokenizer.idx_to_var_input(&idx).autodiff(); // [B, L - 1, Cvae]
-        let targets = Tensor::cat(idx, 1); // [B, L]
+        let targets = Tensor::cat(idx.clone(), 1); // [B, L]
         let [b, l] = targets.dims();
         let mut rng = SplitMix64::new(mix(self.config.seed ^ 0x1ABE1, step as u64));
         let labels = self.model.drop_labels(labels.inner(), &mut rng);
 
         // 2. Cross-entropy over every token of every scale (official: weight 1/L each).
-        let logits = self.model.forward(labels, x); // [B, L, V]
+        let logits = match self.config.model.order() {
+            TokenOrder::NextScale => {
+                let x = self.tokenizer.idx_to_var_input(&idx).autodiff(); // [B, L - 1, Cvae]
+                self.model.forward(labels, x)
+            }
+            TokenOrder::NextToken => self.model.forward_tokens(labels, targets.clone()),
+        }; // [B, L, V]
         let target_idx = targets.clone().reshape([b, l, 1]);
         let loss = log_softmax(logits.clone(), 2).gather(2, target_idx.clone().autodiff()).neg().mean();
         let correct = logits.inner().argmax(2).equal(target_idx).float().mean();

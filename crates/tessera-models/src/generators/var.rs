@@ -7,6 +7,12 @@
 //! block-causal (bidirectional inside a scale, causal across scales); token `l` of scale `k`
 //! predicts the code at the same place of scale `k` from a coarse estimate of it.
 //!
+//! With [`TokenOrder::NextToken`] the same transformer becomes the raster-order baseline of the
+//! paper's first claim: one token per forward pass under a causal mask, coarse scales first and
+//! each scale in raster order, the input at each position being the embedding of the token before
+//! it. Tokenizer, blocks, widths and training are VAR's; only the order (and the input embedding)
+//! differ, so comparing the two isolates next-scale prediction (`tessera eval --claims`).
+//!
 //! Differences from the official code:
 //! - Label dropout is not hidden in `forward`: [`Var::forward`] never drops labels; training asks
 //!   for it with [`Var::drop_labels`] (official `forward` drops with `torch.rand`, even in eval).
@@ -30,6 +36,16 @@ use tessera_kernels::{AttentionMask, attention};
 use crate::Error;
 use crate::rng::SplitMix64;
 use crate::weights::StateDict;
+
+/// The order a [`Var`] generates tokens in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum TokenOrder {
+    /// VAR: a whole scale per forward pass, block-causal across scales.
+    NextScale,
+    /// The raster-order baseline: one token per forward pass, causal, coarse scales first and
+    /// each scale row by row. Needs a first scale of one token (the start token's place).
+    NextToken,
+}
 
 /// Hyper-parameters of [`Var`]. Saved and loaded as JSON through burn's `Config` (serde).
 #[derive(Config, Debug)]
@@ -75,6 +91,11 @@ pub struct VarConfig {
     /// Std of the weight init; negative means `sqrt(1 / (3 C))` as in `build_vae_var`.
     #[config(default = -1.0)]
     pub init_std: f64,
+    /// Next-token for the raster-order baseline; `None` is VAR's next-scale order. An `Option`
+    /// because configs saved before this field existed lack it, and burn's `Config` only fills a
+    /// missing field when it is an `Option`. Read it with [`VarConfig::order`].
+    #[config(default = "None")]
+    pub order: Option<TokenOrder>,
 }
 
 impl VarConfig {
@@ -102,6 +123,17 @@ impl VarConfig {
         self.patch_nums.iter().map(|p| p * p).sum()
     }
 
+    /// The generation order.
+    pub fn order(&self) -> TokenOrder {
+        self.order.unwrap_or(TokenOrder::NextScale)
+    }
+
+    /// This config in `order` (next-scale is stored as `None`, as older files have it).
+    pub fn in_order(mut self, order: TokenOrder) -> Self {
+        self.order = (order != TokenOrder::NextScale).then_some(order);
+        self
+    }
+
     /// Token range of each scale in the full sequence (official `begin_ends`).
     pub fn scale_ranges(&self) -> Vec<Range<usize>> {
         scale_ranges(&self.patch_nums)
@@ -124,6 +156,9 @@ impl VarConfig {
         }
         if self.depth == 0 || self.vocab_size == 0 || self.z_channels == 0 {
             return bad("depth, vocab_size and z_channels must be positive".into());
+        }
+        if self.order() == TokenOrder::NextToken && self.patch_nums[0] != 1 {
+            return bad(format!("next-token order needs a first scale of 1 token, got {}", self.patch_nums[0]));
         }
         Ok(())
     }
@@ -210,6 +245,7 @@ impl VarConfig {
                 norm_eps: self.norm_eps,
             },
             head: normal_linear(c, self.vocab_size, true, std * self.init_head, device),
+            token_embed: (self.order() == TokenOrder::NextToken).then(|| normal_embedding(self.vocab_size, c, std, device)),
             patch_nums: self.patch_nums.clone(),
             num_classes: self.num_classes,
             cond_drop_rate: self.cond_drop_rate,
@@ -473,6 +509,8 @@ pub struct Var {
     head_nm: AdaLnBeforeHead,
     /// Linear(C → V).
     head: Linear,
+    /// `[V, C]` embedding of the previous token: next-token order only (`word_embed` is then unused).
+    token_embed: Option<Embedding>,
     patch_nums: Vec<usize>,
     num_classes: usize,
     cond_drop_rate: f64,
@@ -499,6 +537,19 @@ impl Var {
         self.patch_nums.iter().map(|p| p * p).sum()
     }
 
+    /// The order this model generates in.
+    pub fn order(&self) -> TokenOrder {
+        if self.token_embed.is_some() { TokenOrder::NextToken } else { TokenOrder::NextScale }
+    }
+
+    /// Forward passes per image: one per scale, or one per token in next-token order.
+    pub fn forward_passes(&self) -> usize {
+        match self.order() {
+            TokenOrder::NextScale => self.patch_nums.len(),
+            TokenOrder::NextToken => self.seq_len(),
+        }
+    }
+
     /// Replaces each label by the null class with probability `cond_drop_rate`, drawing on `rng`
     /// (on the CPU, so runs are reproducible on every device). Used by training only.
     ///
@@ -520,6 +571,52 @@ impl Var {
     ///   tokenizer's `idx_to_var_input`) → logits `[B, L, V]`
     pub fn forward(&self, labels: Tensor<1, Int>, x: Tensor<3>) -> Tensor<3> {
         self.forward_inner(labels, x, None)
+    }
+
+    /// Teacher forcing in next-token order: position `t` sees the tokens before it and predicts
+    /// token `t`; the first position holds the start token.
+    ///
+    /// # Shapes
+    /// - `labels`: `[B]`, `tokens`: `[B, L]` (every scale's codes, coarse to fine) → logits `[B, L, V]`
+    ///
+    /// # Panics
+    /// On a next-scale model.
+    pub fn forward_tokens(&self, labels: Tensor<1, Int>, tokens: Tensor<2, Int>) -> Tensor<3> {
+        let embed = self.token_embed.as_ref().expect("forward_tokens needs a next-token model");
+        let [_, l] = tokens.dims();
+        assert_eq!(l, self.seq_len(), "tokens must cover all {} positions", self.seq_len());
+        let cond = self.class_embedding(labels);
+        let previous = embed.forward(tokens.narrow(1, 0, l - 1)); // [B, L - 1, C]
+        let x = Tensor::cat(vec![self.start_tokens(cond.clone()), previous], 1) + self.level_position(0..l);
+        self.blocks_and_head(x, cond, &AttentionMask::Causal, None)
+    }
+
+    /// Input of position `pos ≥ 1` in next-token order, from the token at `pos - 1`.
+    ///
+    /// # Shapes
+    /// - `previous`: `[B, 1]` → `[B, 1, C]`
+    pub fn next_token_input(&self, pos: usize, previous: Tensor<2, Int>) -> Tensor<3> {
+        let embed = self.token_embed.as_ref().expect("next_token_input needs a next-token model");
+        embed.forward(previous) + self.level_position(pos..pos + 1)
+    }
+
+    /// The blocks (with `mask`, and the cache when given) and the head: `[B, l, C]` → `[B, l, V]`.
+    fn blocks_and_head(&self, x: Tensor<3>, cond: Tensor<2>, mask: &AttentionMask, cache: Option<&mut VarCache>) -> Tensor<3> {
+        let mut x = x;
+        match cache {
+            Some(cache) => {
+                assert_eq!(cache.layers.len(), self.blocks.len(), "cache built for another model");
+                for (block, kv) in self.blocks.iter().zip(cache.layers.iter_mut()) {
+                    x = block.forward(x, cond.clone(), mask, Some(kv));
+                }
+            }
+            None => {
+                for block in &self.blocks {
+                    x = block.forward(x, cond.clone(), mask, None);
+                }
+            }
+        }
+        self.head.forward(self.head_nm.forward(x, cond))
     }
 
     /// [`Var::forward`], also returning the block inputs and outputs.
@@ -619,17 +716,8 @@ impl Var {
     /// - `x`: `[B, pn², C]` (from [`Var::first_scale_input`] / [`Var::scale_input`]),
     ///   `cond`: `[B, C]` → logits `[B, pn², V]`
     pub fn forward_cached(&self, x: Tensor<3>, cond: Tensor<2>, cache: &mut VarCache) -> Tensor<3> {
-        assert_eq!(
-            cache.layers.len(),
-            self.blocks.len(),
-            "cache built for another model"
-        );
-        let mut x = x;
-        for (block, kv) in self.blocks.iter().zip(cache.layers.iter_mut()) {
-            // A scale sees every cached key (earlier scales and itself): no mask.
-            x = block.forward(x, cond.clone(), &AttentionMask::None, Some(kv));
-        }
-        self.head.forward(self.head_nm.forward(x, cond))
+        // A scale (or, in next-token order, a token) sees every cached key and itself: no mask.
+        self.blocks_and_head(x, cond, &AttentionMask::None, Some(cache))
     }
 
     fn first_l(&self) -> usize {

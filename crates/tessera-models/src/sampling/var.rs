@@ -23,12 +23,15 @@
 //!   resized per scale on the CPU (bilinear, align_corners = False, threshold 0.5, as the notebook),
 //!   and kept positions take the source image's code instead of the sampled one.
 //!
+//! - A next-token model ([`TokenOrder::NextToken`], the raster-order baseline) is sampled by the
+//!   same run: each step is still one scale, made of one cached forward pass per token.
+//!
 //! Nothing here reads a tensor back: it runs in the browser.
 
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
-use crate::generators::var::{Var, VarCache};
+use crate::generators::var::{TokenOrder, Var, VarCache};
 use crate::rng::SplitMix64;
 use crate::tokenizers::msvq::MsVqVae;
 
@@ -282,31 +285,56 @@ impl VarSampling {
         self.f_hat.clone()
     }
 
-    /// Samples the next scale; `None` when done.
+    /// Samples the next scale; `None` when done. In next-token order that is one forward pass per
+    /// token of the scale, each token seeing the ones before it.
     pub fn step(&mut self, var: &Var, vae: &MsVqVae) -> Option<VarStep> {
         let x = self.next_input.take()?;
         let (si, b, k) = (self.si, self.batch, self.patch_nums.len());
         let pn = self.patch_nums[si];
+        // Guidance ramps with the scale, in either order: t = guidance · si / (K − 1).
+        let t = self.config.guidance * if k > 1 { si as f64 / (k - 1) as f64 } else { 0.0 };
+        let guide = |raw: &Tensor<3>| raw.clone().narrow(0, 0, b) * (1.0 + t) - raw.clone().narrow(0, b, b) * t;
 
-        let raw_logits = var.forward_cached(x, self.cond.clone(), &mut self.cache); // [2B, pn², V]
-        let ratio = if k > 1 {
-            si as f64 / (k - 1) as f64
-        } else {
-            0.0
+        let (raw_logits, guided_logits, idx) = match var.order() {
+            TokenOrder::NextScale => {
+                let raw = var.forward_cached(x, self.cond.clone(), &mut self.cache); // [2B, pn², V]
+                let guided = guide(&raw);
+                let mut idx = choose_tokens(guided.clone(), &self.config, &mut self.rng); // [B, pn²]
+                if let Some(edit) = &self.edit {
+                    idx = idx.mask_where(edit.keep[si].clone(), edit.tokens[si].clone());
+                }
+                (raw, guided, idx)
+            }
+            TokenOrder::NextToken => {
+                let start = var.patch_nums()[..si].iter().map(|p| p * p).sum::<usize>();
+                let (mut raws, mut guideds, mut chosen) = (Vec::new(), Vec::new(), Vec::new());
+                let mut x = Some(x);
+                for p in 0..pn * pn {
+                    let input = x.take().expect("every position but the last makes the next one's input");
+                    let raw = var.forward_cached(input, self.cond.clone(), &mut self.cache); // [2B, 1, V]
+                    let guided = guide(&raw);
+                    let mut token = choose_tokens(guided.clone(), &self.config, &mut self.rng); // [B, 1]
+                    if let Some(edit) = &self.edit {
+                        token = token.mask_where(edit.keep[si].clone().narrow(1, p, 1), edit.tokens[si].clone().narrow(1, p, 1));
+                    }
+                    if start + p + 1 < var.seq_len() {
+                        let next = var.next_token_input(start + p + 1, token.clone());
+                        x = Some(Tensor::cat(vec![next.clone(), next], 0)); // both halves of the CFG batch
+                    }
+                    raws.push(raw);
+                    guideds.push(guided);
+                    chosen.push(token);
+                }
+                self.next_input = x;
+                (Tensor::cat(raws, 1), Tensor::cat(guideds, 1), Tensor::cat(chosen, 1))
+            }
         };
-        let t = self.config.guidance * ratio;
-        let guided_logits =
-            raw_logits.clone().narrow(0, 0, b) * (1.0 + t) - raw_logits.clone().narrow(0, b, b) * t;
-        let mut idx = choose_tokens(guided_logits.clone(), &self.config, &mut self.rng); // [B, pn²]
-        if let Some(edit) = &self.edit {
-            idx = idx.mask_where(edit.keep[si].clone(), edit.tokens[si].clone());
-        }
 
         let (f_hat, next) =
             vae.next_autoregressive_input(si, self.f_hat.clone(), vae.embed_codes(idx.clone()));
         self.f_hat = f_hat.clone();
         self.si += 1;
-        if self.si < k {
+        if self.si < k && var.order() == TokenOrder::NextScale {
             let [_, c, p, _] = next.dims();
             let tokens = next.reshape([b, c, p * p]).swap_dims(1, 2); // [B, pn², Cvae]
             let input = var.scale_input(self.si, tokens);
@@ -509,6 +537,35 @@ mod tests {
             );
         }
         assert_eq!(run.image.dims(), [2, 3, 8, 8]);
+    }
+
+    /// The raster-order baseline: the cached token-by-token run must see exactly what teacher
+    /// forcing sees, so its greedy tokens are the argmax of the teacher-forced logits of
+    /// themselves (guidance 0: plain conditional logits).
+    #[test]
+    fn next_token_sampling_matches_teacher_forcing() {
+        let device = Device::flex();
+        let (_, vae) = models(&device);
+        let var = VarConfig::new(vec![1, 2, 4], 16, 4, 3, 2, 32, 2)
+            .with_init_head(1.0)
+            .in_order(TokenOrder::NextToken)
+            .init(&device);
+        assert_eq!((var.order(), var.forward_passes()), (TokenOrder::NextToken, 21));
+        let labels = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 2], [2]), &device);
+        let run = sample(&var, &vae, labels.clone(), VarSamplerConfig::new().with_top_k(1).with_guidance(0.0), true);
+        let tokens = Tensor::cat(run.tokens.clone(), 1); // [2, 21]
+        let forced = var.forward_tokens(labels, tokens.clone());
+        assert_eq!(ints(forced.argmax(2).reshape([2, 21])), ints(tokens.clone()));
+        // And the tokens vary within a scale: each position is its own prediction.
+        let last: Vec<i64> = ints(run.tokens[2].clone());
+        assert!(last.iter().any(|&t| t != last[0]), "16 tokens of one scale all equal: {last:?}");
+        assert_eq!(run.image.dims(), [2, 3, 8, 8]);
+    }
+
+    #[test]
+    fn next_token_order_needs_a_one_token_first_scale() {
+        let config = VarConfig::new(vec![2, 3], 16, 4, 3, 2, 32, 2).in_order(TokenOrder::NextToken);
+        assert!(config.validate().unwrap_err().to_string().contains("first scale of 1 token"));
     }
 
     #[test]
