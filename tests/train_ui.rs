@@ -1,6 +1,7 @@
 //! The Train flow in the real app, headless (egui_kittest; the app computes on burn's CPU backend
 //! without a renderer): see the run's time estimated, start training on MNIST, watch the steps
-//! come in, pause, resume, stop, find the checkpoint it saved and resume from it. Its own test binary, because it
+//! come in, pause, resume, stop, find the checkpoint it saved and resume from it, and find it listed
+//! again after a restart. Its own test binary, because it
 //! points the app's runs folder at a temporary directory through the environment.
 
 use std::time::Duration;
@@ -56,4 +57,14 @@ fn start_pause_resume_stop_then_resume_from_the_saved_checkpoint() {
     wait_for(&mut harness, "the resumed run's next step", |h| shows(h, &next));
     harness.get_by_label("Stop").click();
     wait_for(&mut harness, "the second stop", |h| shows(h, "stopped: tokenizer step"));
+
+    // A restarted app lists the run it left on disk, ready to resume.
+    drop(harness);
+    let mut harness = Harness::builder().with_size([1280.0, 1000.0]).build_eframe(|cc| TesseraApp::new(cc));
+    harness.get_by_label("Train").click();
+    // The list line reads "tokenizer at step N: <file>" (the status message names the file first).
+    let listed = format!(": {}", saved[0].display());
+    wait_for(&mut harness, "the earlier run's checkpoint listed", |h| shows(h, &listed));
+    let line = harness.query_by_label_contains(&listed).unwrap().value().unwrap_or_default();
+    assert!(line.starts_with("tokenizer at step "), "{line}");
 }

@@ -173,8 +173,10 @@ impl TrainPanel {
             super::hooks::report_training(text.as_deref());
             self.reported_status = status;
         }
+        // Desktop entries are named by their path already.
+        let prefix = if cfg!(target_arch = "wasm32") { training::STORED_PREFIX } else { "" };
         for read in dropped::take(&self.stored) {
-            self.add_checkpoint(read, training::STORED_PREFIX);
+            self.add_checkpoint(read, prefix);
         }
         let mut lines: Vec<String> = self.uploaded.iter().map(SavedCheckpoint::describe).collect();
         if let Some(job) = &self.job {
@@ -191,8 +193,8 @@ impl TrainPanel {
         self.start_soon = Some(run);
     }
 
-    /// Starts reading the checkpoints the browser kept from earlier visits (none on the desktop,
-    /// where they are files under the runs folder).
+    /// Starts reading the checkpoints of earlier sessions: the browser's stored ones, or on the
+    /// desktop the newest runs under the runs folder (read on a thread; checked like dropped files).
     pub fn load_stored(&self, ctx: &egui::Context) {
         #[cfg(target_arch = "wasm32")]
         {
@@ -210,7 +212,16 @@ impl TrainPanel {
             });
         }
         #[cfg(not(target_arch = "wasm32"))]
-        let _ = ctx;
+        {
+            let (inbox, ctx) = (self.stored.clone(), ctx.clone());
+            std::thread::spawn(move || {
+                for path in earlier_checkpoints(&runs_dir(), EARLIER_RUNS_LISTED) {
+                    let read = std::fs::read(&path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()));
+                    inbox.lock().unwrap_or_else(|p| p.into_inner()).push(read.map(|bytes| (path.display().to_string(), bytes)));
+                }
+                ctx.request_repaint();
+            });
+        }
     }
 
     fn dataset_ui(&mut self, ui: &mut egui::Ui) {
@@ -550,6 +561,29 @@ fn training_status_text(status: &TrainStatus) -> &'static str {
     }
 }
 
+/// How many earlier runs the desktop app lists at start (newest first); older ones stay on disk and
+/// can be dropped on the window.
+#[cfg(not(target_arch = "wasm32"))]
+const EARLIER_RUNS_LISTED: usize = 8;
+
+/// The checkpoints (`tokenizer.ckpt`, `var.ckpt`) of the `max_runs` newest run folders in `dir`,
+/// newest run first; nothing when `dir` does not exist.
+#[cfg(not(target_arch = "wasm32"))]
+fn earlier_checkpoints(dir: &std::path::Path, max_runs: usize) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut runs: Vec<(std::time::SystemTime, std::path::PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.path().is_dir())
+        .map(|e| (e.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH), e.path()))
+        .collect();
+    runs.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| b.1.cmp(&a.1)));
+    runs.into_iter()
+        .take(max_runs)
+        .flat_map(|(_, run)| ["tokenizer.ckpt", "var.ckpt"].map(|f| run.join(f)))
+        .filter(|p| p.is_file())
+        .collect()
+}
+
 /// Where the desktop app keeps its runs: `$TESSERA_RUNS_DIR`, else `tessera-runs/` in the working
 /// directory.
 #[cfg(not(target_arch = "wasm32"))]
@@ -588,4 +622,40 @@ fn plot(ui: &mut egui::Ui, title: &str, points: &[[f64; 2]], color: Color32) {
             .collect();
         painter.add(egui::Shape::line(line, Stroke::new(1.5, color)));
     });
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn earlier_runs_are_listed_newest_first_up_to_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(earlier_checkpoints(&dir.path().join("absent"), 8).is_empty());
+        for (i, run) in ["mnist-100", "mnist-200", "scenes-300"].iter().enumerate() {
+            let run = dir.path().join(run);
+            std::fs::create_dir(&run).unwrap();
+            std::fs::write(run.join("tokenizer.ckpt"), b"x").unwrap();
+            if i > 0 {
+                std::fs::write(run.join("var.ckpt"), b"x").unwrap();
+            }
+            std::fs::write(run.join("notes.txt"), b"x").unwrap();
+            // Distinct modification times, oldest first.
+            let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000 * (i as u64 + 1));
+            filetime_set(&run, t);
+        }
+        std::fs::write(dir.path().join("stray.ckpt"), b"x").unwrap();
+        let names = |v: Vec<std::path::PathBuf>| -> Vec<String> {
+            v.iter().map(|p| p.strip_prefix(dir.path()).unwrap().display().to_string()).collect()
+        };
+        assert_eq!(
+            names(earlier_checkpoints(dir.path(), 8)),
+            ["scenes-300/tokenizer.ckpt", "scenes-300/var.ckpt", "mnist-200/tokenizer.ckpt", "mnist-200/var.ckpt", "mnist-100/tokenizer.ckpt"]
+        );
+        assert_eq!(names(earlier_checkpoints(dir.path(), 1)), ["scenes-300/tokenizer.ckpt", "scenes-300/var.ckpt"]);
+    }
+
+    fn filetime_set(path: &std::path::Path, t: std::time::SystemTime) {
+        std::fs::File::open(path).unwrap().set_modified(t).unwrap();
+    }
 }
