@@ -561,10 +561,11 @@ fn training_status_text(status: &TrainStatus) -> &'static str {
     }
 }
 
-/// How many earlier runs the desktop app lists at start (newest first); older ones stay on disk and
-/// can be dropped on the window.
+/// How many earlier runs the desktop app lists at start (newest first). Few, because a listed
+/// checkpoint is held in memory (for Download and Resume) and a small-preset run's transformer
+/// file is over 100 MB; older runs stay on disk and can be dropped on the window.
 #[cfg(not(target_arch = "wasm32"))]
-const EARLIER_RUNS_LISTED: usize = 8;
+const EARLIER_RUNS_LISTED: usize = 3;
 
 /// The checkpoints (`tokenizer.ckpt`, `var.ckpt`) of the `max_runs` newest run folders in `dir`,
 /// newest run first; nothing when `dir` does not exist.

@@ -11,8 +11,8 @@
 //! Speed: on software adapters (llvmpipe, SwiftShader) every memory read inside a loop runs as a
 //! loop over the SIMD lanes, so the kernel is built around reads, not arithmetic: each invocation
 //! takes several queries and every key and value row it reads serves all of them. On lavapipe
-//! (2 cores) that took it from 0.6-2x of the plain ops (one query per invocation, tiles in
-//! workgroup memory) to 2.5-11x dense and 10-27x windowed (`tessera bench kernels`).
+//! (2 cores) that took it from 0.66-5.7x of the plain ops (one query per invocation, tiles in
+//! workgroup memory) to 2.4-10x dense and 11-44x windowed (`tessera bench kernels`, BENCHMARKS.md).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,8 +33,8 @@ pub const MAX_HEAD_DIM: usize = 128;
 /// Queries per invocation × head dim: the floats of q (and as many of accumulators) each
 /// invocation holds. More queries share each key and value read; fewer keep registers free. On
 /// software adapters loads cost far more than registers (see the shader), so they take 8 queries
-/// of head dim 64 (lavapipe, 2 cores: 2.5-11x over the plain ops, against 0.6-2x with one query
-/// per invocation and workgroup-memory tiles); GPUs keep a query row or two in registers.
+/// of head dim 64; GPUs keep a query row or two in registers (that setting is tested, not yet
+/// timed on a GPU).
 const QPI_FLOATS_SOFTWARE: u32 = 512;
 const QPI_FLOATS_GPU: u32 = 64;
 /// Most queries one invocation takes.

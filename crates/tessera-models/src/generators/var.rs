@@ -588,7 +588,7 @@ impl Var {
         let cond = self.class_embedding(labels);
         let previous = embed.forward(tokens.narrow(1, 0, l - 1)); // [B, L - 1, C]
         let x = Tensor::cat(vec![self.start_tokens(cond.clone()), previous], 1) + self.level_position(0..l);
-        self.blocks_and_head(x, cond, &AttentionMask::Causal, None)
+        self.blocks_and_head(x, cond, &AttentionMask::Causal, None, None)
     }
 
     /// Input of position `pos ≥ 1` in next-token order, from the token at `pos - 1`.
@@ -601,20 +601,28 @@ impl Var {
     }
 
     /// The blocks (with `mask`, and the cache when given) and the head: `[B, l, C]` → `[B, l, V]`.
-    fn blocks_and_head(&self, x: Tensor<3>, cond: Tensor<2>, mask: &AttentionMask, cache: Option<&mut VarCache>) -> Tensor<3> {
+    /// With `trace`, every block's input and the last block's output are pushed onto it.
+    fn blocks_and_head(
+        &self,
+        x: Tensor<3>,
+        cond: Tensor<2>,
+        mask: &AttentionMask,
+        cache: Option<&mut VarCache>,
+        mut trace: Option<&mut Vec<Tensor<3>>>,
+    ) -> Tensor<3> {
+        let mut kvs = cache.map(|c| {
+            assert_eq!(c.layers.len(), self.blocks.len(), "cache built for another model");
+            c.layers.iter_mut()
+        });
         let mut x = x;
-        match cache {
-            Some(cache) => {
-                assert_eq!(cache.layers.len(), self.blocks.len(), "cache built for another model");
-                for (block, kv) in self.blocks.iter().zip(cache.layers.iter_mut()) {
-                    x = block.forward(x, cond.clone(), mask, Some(kv));
-                }
+        for block in &self.blocks {
+            if let Some(t) = trace.as_deref_mut() {
+                t.push(x.clone());
             }
-            None => {
-                for block in &self.blocks {
-                    x = block.forward(x, cond.clone(), mask, None);
-                }
-            }
+            x = block.forward(x, cond.clone(), mask, kvs.as_mut().and_then(Iterator::next));
+        }
+        if let Some(t) = trace {
+            t.push(x.clone());
         }
         self.head.forward(self.head_nm.forward(x, cond))
     }
@@ -641,7 +649,7 @@ impl Var {
         &self,
         labels: Tensor<1, Int>,
         x: Tensor<3>,
-        mut trace: Option<&mut Vec<Tensor<3>>>,
+        trace: Option<&mut Vec<Tensor<3>>>,
     ) -> Tensor<3> {
         let [_, lx, _] = x.dims();
         let l = self.seq_len();
@@ -654,18 +662,7 @@ impl Var {
         let cond = self.class_embedding(labels); // [B, C]
         let sos = self.start_tokens(cond.clone()); // [B, first_l, C]
         let x = Tensor::cat(vec![sos, self.word_embed.forward(x)], 1) + self.level_position(0..l); // [B, L, C]
-        let mask = self.block_causal_mask();
-        let mut x = x;
-        for block in &self.blocks {
-            if let Some(t) = trace.as_deref_mut() {
-                t.push(x.clone());
-            }
-            x = block.forward(x, cond.clone(), &mask, None);
-        }
-        if let Some(t) = trace {
-            t.push(x.clone());
-        }
-        self.head.forward(self.head_nm.forward(x, cond))
+        self.blocks_and_head(x, cond, &self.block_causal_mask(), None, trace)
     }
 
     /// The class embedding: the start token and the AdaLN condition (null class allowed).
@@ -717,7 +714,7 @@ impl Var {
     ///   `cond`: `[B, C]` → logits `[B, pn², V]`
     pub fn forward_cached(&self, x: Tensor<3>, cond: Tensor<2>, cache: &mut VarCache) -> Tensor<3> {
         // A scale (or, in next-token order, a token) sees every cached key and itself: no mask.
-        self.blocks_and_head(x, cond, &AttentionMask::None, Some(cache))
+        self.blocks_and_head(x, cond, &AttentionMask::None, Some(cache), None)
     }
 
     fn first_l(&self) -> usize {

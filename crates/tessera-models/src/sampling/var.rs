@@ -31,7 +31,7 @@
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
-use crate::generators::var::{TokenOrder, Var, VarCache};
+use crate::generators::var::{TokenOrder, Var, VarCache, scale_ranges};
 use crate::rng::SplitMix64;
 use crate::tokenizers::msvq::MsVqVae;
 
@@ -306,7 +306,7 @@ impl VarSampling {
                 (raw, guided, idx)
             }
             TokenOrder::NextToken => {
-                let start = var.patch_nums()[..si].iter().map(|p| p * p).sum::<usize>();
+                let start = scale_ranges(var.patch_nums())[si].start;
                 let (mut raws, mut guideds, mut chosen) = (Vec::new(), Vec::new(), Vec::new());
                 let mut x = Some(x);
                 for p in 0..pn * pn {
