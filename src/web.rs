@@ -103,6 +103,124 @@ pub mod storage {
     }
 }
 
+/// A user's pictures in the browser: the folder or zip chooser, folders dropped on the page (which
+/// eframe does not read: it only sees files), and reading a `File`'s bytes. All asynchronous.
+pub mod pictures {
+    use wasm_bindgen::prelude::*;
+    use wasm_bindgen_futures::JsFuture;
+
+    use crate::app::pictures::{Inbox, PictureSource};
+
+    /// Opens the browser's chooser for a folder (`folder`) or a `.zip`; `None` if the user cancels.
+    /// A zip is read at once (one file); a folder's files are read later, one at a time.
+    pub async fn choose(folder: bool) -> Result<Option<PictureSource>, String> {
+        let body = "return new Promise((resolve) => {
+            const input = document.createElement('input');
+            input.type = 'file';
+            if (folder) { input.webkitdirectory = true; input.multiple = true; } else { input.accept = '.zip,application/zip'; }
+            input.style.display = 'none';
+            document.body.appendChild(input);
+            input.addEventListener('change', () => { const files = Array.from(input.files); input.remove(); resolve(files); });
+            input.addEventListener('cancel', () => { input.remove(); resolve(null); });
+            input.click();
+        })";
+        let chosen = JsFuture::from(js_sys::Promise::from(js_sys::Function::new_with_args("folder", body).call1(&JsValue::NULL, &folder.into()).map_err(|e| format!("{e:?}"))?))
+            .await
+            .map_err(|e| format!("the file chooser failed: {e:?}"))?;
+        if chosen.is_null() {
+            return Ok(None);
+        }
+        let files: Vec<JsValue> = js_sys::Array::from(&chosen).iter().collect();
+        let path_of = |f: &JsValue| {
+            let relative = js_sys::Reflect::get(f, &"webkitRelativePath".into()).ok().and_then(|v| v.as_string()).unwrap_or_default();
+            if relative.is_empty() { js_sys::Reflect::get(f, &"name".into()).ok().and_then(|v| v.as_string()).unwrap_or_default() } else { relative }
+        };
+        if !folder {
+            let Some(file) = files.first() else { return Ok(None) };
+            return Ok(Some(PictureSource::zip(&path_of(file), read(file).await?)));
+        }
+        let files: Vec<(String, Result<JsValue, String>)> = files.iter().map(|f| (path_of(f), Ok(f.clone()))).collect();
+        // The chosen folder is every path's first component.
+        let name = files.first().and_then(|(p, _)| p.split('/').next()).unwrap_or("pictures").to_string();
+        if files.is_empty() {
+            return Err("the chosen folder has no files".into());
+        }
+        Ok(Some(PictureSource::Files { name, files, folders: Vec::new() }))
+    }
+
+    /// The bytes of a `File`.
+    pub async fn read(file: &JsValue) -> Result<Vec<u8>, String> {
+        let read = js_sys::Function::new_with_args("f", "return f.arrayBuffer().then((b) => new Uint8Array(b))");
+        let promise = read.call1(&JsValue::NULL, file).map_err(|e| format!("{e:?}"))?;
+        let bytes = JsFuture::from(js_sys::Promise::from(promise)).await.map_err(|e| format!("cannot read ({e:?})"))?;
+        Ok(js_sys::Uint8Array::new(&bytes).to_vec())
+    }
+
+    /// From now on, a folder dropped anywhere on the page is walked (every file below it, by the
+    /// File System Entries API) and put in `inbox`. Drops of plain files are left to eframe, which
+    /// hands them to the panels (checkpoints, a `.zip`, a picture to edit).
+    pub fn listen_for_folder_drops(ctx: &egui::Context, inbox: Inbox) {
+        let ctx = ctx.clone();
+        let deliver = Closure::<dyn Fn(JsValue)>::new(move |walked: JsValue| {
+            let (ctx, inbox) = (ctx.clone(), inbox.clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                match JsFuture::from(js_sys::Promise::from(walked)).await {
+                    Ok(drop) => {
+                        let field = |k: &str| js_sys::Reflect::get(&drop, &k.into()).unwrap_or(JsValue::UNDEFINED);
+                        let name = field("name").as_string().unwrap_or_else(|| "pictures".into());
+                        let files = js_sys::Array::from(&field("files"))
+                            .iter()
+                            .map(|pair| {
+                                let pair = js_sys::Array::from(&pair);
+                                let (path, file) = (pair.get(0).as_string().unwrap_or_default(), pair.get(1));
+                                (path, if file.is_string() { Err(file.as_string().unwrap_or_default()) } else { Ok(file) })
+                            })
+                            .collect();
+                        let folders = js_sys::Array::from(&field("folders")).iter().filter_map(|f| f.as_string()).collect();
+                        inbox.lock().unwrap_or_else(|p| p.into_inner()).push(PictureSource::Files { name, files, folders });
+                    }
+                    Err(e) => log::warn!("could not read the dropped folder: {e:?}"),
+                }
+                ctx.request_repaint();
+            });
+        });
+        // Capture phase on the window: it runs before eframe's listener on the canvas, which
+        // would take a folder for an unreadable file. Entries must be taken during the event.
+        let install = js_sys::Function::new_with_args(
+            "deliver",
+            "window.addEventListener('drop', (event) => {
+                const items = event.dataTransfer ? Array.from(event.dataTransfer.items || []) : [];
+                const entries = items.filter((i) => i.kind === 'file' && i.webkitGetAsEntry).map((i) => i.webkitGetAsEntry()).filter((e) => e);
+                if (!entries.some((e) => e.isDirectory)) return;
+                event.preventDefault();
+                event.stopPropagation();
+                const canvas = document.getElementById('tessera_canvas');
+                if (canvas) canvas.dispatchEvent(new DragEvent('dragleave'));
+                const files = [], folders = [];
+                const batch = (reader) => new Promise((ok, fail) => reader.readEntries(ok, fail));
+                const walk = async (entry, path) => {
+                    if (entry.isDirectory) {
+                        folders.push(path);
+                        const reader = entry.createReader();
+                        for (let b = await batch(reader); b.length; b = await batch(reader)) {
+                            for (const child of b) await walk(child, path + '/' + child.name);
+                        }
+                    } else {
+                        try { files.push([path, await new Promise((ok, fail) => entry.file(ok, fail))]); }
+                        catch (e) { files.push([path, String(e && e.message || e)]); }
+                    }
+                };
+                const name = entries.length === 1 ? entries[0].name : 'pictures';
+                deliver(Promise.all(entries.map((e) => walk(e, e.name))).then(() => ({ name, files, folders })));
+            }, true);",
+        );
+        if let Err(e) = install.call1(&JsValue::NULL, deliver.as_ref()) {
+            log::warn!("dropping folders will not work: {e:?}");
+        }
+        deliver.forget(); // the listener lives as long as the page
+    }
+}
+
 fn fail(message: &str) {
     log::error!("{message}");
     set_status("state", "error".into());

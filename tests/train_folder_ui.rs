@@ -1,5 +1,6 @@
 //! The Train tab's own-pictures path in the real app, headless (egui_kittest, CPU backend): type a
-//! folder with one subfolder per class, load it, see its classes and the files it skipped.
+//! folder with one subfolder per class, load it, see its classes and the files it skipped; drop a
+//! `.zip` of such a folder on another tab and see the Train tab open with it.
 
 use egui::accesskit::Role;
 use egui_kittest::Harness;
@@ -9,19 +10,30 @@ use ui_common::{shows, wait_for};
 
 mod ui_common;
 
+/// Three PNGs each of cats and dogs, a text file and a broken PNG, as (relative path, bytes).
+fn pets() -> Vec<(String, Vec<u8>)> {
+    let mut files = Vec::new();
+    for (class, shade) in [("cats", 40u8), ("dogs", 200u8)] {
+        for i in 0..3u8 {
+            let picture = image::RgbImage::from_fn(40, 30, |x, y| image::Rgb([shade, (x * 6) as u8, (y * 8) as u8 ^ i]));
+            let mut png = std::io::Cursor::new(Vec::new());
+            picture.write_to(&mut png, image::ImageFormat::Png).unwrap();
+            files.push((format!("{class}/{i}.png"), png.into_inner()));
+        }
+    }
+    files.push(("cats/notes.txt".into(), b"not a picture".to_vec()));
+    files.push(("dogs/broken.png".into(), b"\x89PNG but not really".to_vec()));
+    files
+}
+
 #[test]
 fn a_folder_of_pictures_loads_as_a_dataset_and_lists_the_files_it_skipped() {
     let dir = tempfile::tempdir().unwrap();
-    for (class, shade) in [("cats", 40u8), ("dogs", 200u8)] {
-        let sub = dir.path().join(class);
-        std::fs::create_dir(&sub).unwrap();
-        for i in 0..3u8 {
-            let picture = image::RgbImage::from_fn(40, 30, |x, y| image::Rgb([shade, (x * 6) as u8, (y * 8) as u8 ^ i]));
-            picture.save(sub.join(format!("{i}.png"))).unwrap();
-        }
+    for (path, bytes) in pets() {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
     }
-    std::fs::write(dir.path().join("cats/notes.txt"), "not a picture").unwrap();
-    std::fs::write(dir.path().join("dogs/broken.png"), b"\x89PNG but not really").unwrap();
 
     let mut harness = Harness::builder().with_size([1280.0, 1000.0]).build_eframe(|cc| TesseraApp::new(cc));
     harness.get_by_label("Train").click();
@@ -38,4 +50,46 @@ fn a_folder_of_pictures_loads_as_a_dataset_and_lists_the_files_it_skipped() {
     assert!(shows(&harness, "2 file(s) skipped"), "the text file and the broken PNG are reported");
     // And training can start on it (the estimate runs on this dataset).
     wait_for(&mut harness, "the time estimate", |h| shows(h, "per transformer step)"));
+}
+
+/// A file dropped on the window, as eframe hands it over.
+#[derive(Debug)]
+struct Dropped {
+    path: std::path::PathBuf,
+    bytes: Vec<u8>,
+}
+
+impl egui::DroppedFile for Dropped {
+    fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        Ok(self.bytes.clone())
+    }
+}
+
+#[test]
+fn a_zip_of_pictures_dropped_on_any_tab_opens_the_train_tab_with_it() {
+    use std::io::Write;
+    // Zipped as most tools do: one top folder, then a folder per class.
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    for (path, bytes) in pets() {
+        zip.start_file(format!("pets/{path}"), options).unwrap();
+        zip.write_all(&bytes).unwrap();
+    }
+    let bytes = zip.finish().unwrap().into_inner();
+
+    let mut harness = Harness::builder().with_size([1280.0, 1000.0]).build_eframe(|cc| TesseraApp::new(cc));
+    harness.get_by_label("Edit").click();
+    harness.run_steps(2);
+    harness.input_mut().dropped_files.push(std::sync::Arc::new(Dropped { path: "/home/me/pets.zip".into(), bytes }));
+    wait_for(&mut harness, "the zip's summary", |h| shows(h, "pets: 6 images in 2 classes (cats, dogs)"));
+    assert!(shows(&harness, "2 file(s) skipped"), "the text file and the broken PNG are reported");
+    assert!(harness.query_by_label_contains("Start training").is_some(), "the Train tab is open");
+
+    // A damaged zip gets a clear message and no dataset.
+    harness.input_mut().dropped_files.push(std::sync::Arc::new(Dropped { path: "cut.zip".into(), bytes: b"PK\x03\x04 cut short".to_vec() }));
+    wait_for(&mut harness, "the damaged zip's message", |h| shows(h, "cut.zip is not a readable zip archive of pictures"));
 }

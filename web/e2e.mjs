@@ -5,8 +5,11 @@
 // "done", then checks window.tessera.last: the settings it reports, and that its PNG decodes to a
 // non-blank 32x32 image (a digit: some ink on a dark ground). Then puts a checkpoint (and a
 // damaged one) in the page's storage, reloads, and checks window.tessera.checkpoints lists the good
-// one only; then trains a tiny run through a `train=` link and checks its checkpoints survive a
-// reload. Fails on any console error or uncaught page error.
+// one only. Then the user's own pictures: drops a .zip of a folder of pictures on the page and
+// checks the dataset it makes (window.tessera.dataset); drops the folder itself (as the OS would,
+// through DevTools' drag events) on a `train=2,1,4&dataset=pictures` link, which trains a tiny run
+// on it, and checks the run's checkpoints survive a reload. Fails on any console error or uncaught
+// page error.
 // Exit code 0 = pass.
 //
 //   npm ci --prefix web            # playwright-core only; it drives the system Chromium, downloads no browser
@@ -20,7 +23,10 @@
 // device; SwiftShader through Vulkan for both WebGPU and ANGLE presents fine, hence the extra flags.
 
 import { createServer } from 'node:http';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { crc32, deflateSync } from 'node:zlib';
 import { createRequire } from 'node:module';
 import { extname, join, normalize, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -147,31 +153,110 @@ try {
   }
   if (listed.some((l) => l.includes('e2e-damaged'))) failures.push('a damaged checkpoint was listed');
 
-  // Training in the page: a link asks for a short MNIST run (2 tokenizer and 1 transformer steps of
-  // 4 images); its checkpoints go to the page's storage and are listed again after a reload.
-  // On a software adapter (SwiftShader here) the app trains on the CPU backend, as the CLI does.
-  // TRAIN=0 skips this part.
-  if (process.env.TRAIN !== '0') await trainInPage(page);
+  // Training in the page on the user's own pictures: a link asks for a short run (2 tokenizer and
+  // 1 transformer steps of 4 images) on whatever pictures are dropped next; its checkpoints go to
+  // the page's storage and are listed again after a reload. On a software adapter (SwiftShader
+  // here) the app trains on the CPU backend, as the CLI does. TRAIN=0 skips this part.
+  if (process.env.TRAIN !== '0') await trainOnPicturesInPage(page);
 } finally {
   await browser.close();
   server.close();
 }
 
-/** The short training run through a `train=` link, then its checkpoints after a reload. */
-async function trainInPage(page) {
-  const trainStarted = Date.now();
-  await page.goto(url.replace(/\?.*$/, '?train=2,1,4'));
-  try {
-    await page.waitForFunction(() => ['done', 'stopped'].includes(window.tessera?.training) ||
-      String(window.tessera?.training).startsWith('failed'), null, { timeout: timeoutMs, polling: 500 });
-  } catch {
-    failures.push(`the training run did not end within ${timeoutMs / 1000} s`);
+/** A solid-colour RGB PNG, `w`x`h`, with a gradient so no two pictures are alike. */
+function png(w, h, [r, g, b], seed) {
+  const chunk = (type, data) => {
+    const head = Buffer.alloc(8);
+    head.writeUInt32BE(data.length, 0);
+    head.write(type, 4, 'latin1');
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(crc32(Buffer.concat([Buffer.from(type, 'latin1'), data])) >>> 0, 0);
+    return Buffer.concat([head, data, crc]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(w, 0);
+  ihdr.writeUInt32BE(h, 4);
+  ihdr.set([8, 2, 0, 0, 0], 8); // 8-bit RGB
+  const rows = [];
+  for (let y = 0; y < h; y++) {
+    const row = [0]; // filter: none
+    for (let x = 0; x < w; x++) row.push(r, (g + 4 * x) & 255, (b + 5 * y + seed * 17) & 255);
+    rows.push(Buffer.from(row));
   }
-  const trained = await page.evaluate(() => ({ training: window.tessera?.training, checkpoints: window.tessera?.checkpoints }));
-  console.log(`training after ${((Date.now() - trainStarted) / 1000).toFixed(1)} s:`, JSON.stringify(trained));
-  if (trained.training !== 'done') failures.push(`training ended as ${trained.training}`);
+  const signature = Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]);
+  return Buffer.concat([signature, chunk('IHDR', ihdr), chunk('IDAT', deflateSync(Buffer.concat(rows))), chunk('IEND', Buffer.alloc(0))]);
+}
+
+/** A folder `pets/` of 3 cats and 3 dogs, a text file and a broken PNG, and `pets.zip` of it. */
+async function makePets() {
+  const root = await mkdtemp(join(tmpdir(), 'tessera-e2e-'));
+  const pets = join(root, 'pets');
+  for (const [cls, colour] of [['cats', [40, 90, 10]], ['dogs', [220, 30, 160]]]) {
+    await mkdir(join(pets, cls), { recursive: true });
+    for (let i = 0; i < 3; i++) await writeFile(join(pets, cls, `${i}.png`), png(40, 30, colour, i));
+  }
+  await writeFile(join(pets, 'cats', 'notes.txt'), 'not a picture');
+  await writeFile(join(pets, 'dogs', 'broken.png'), png(40, 30, [0, 0, 0], 0).subarray(0, 60));
+  // Python's zipfile (deflate) is on every machine this runs on; node has no zip writer.
+  execFileSync('python3', ['-m', 'zipfile', '-c', 'pets.zip', 'pets'], { cwd: root });
+  return { root, pets, zip: join(root, 'pets.zip') };
+}
+
+/** Waits for window.tessera.dataset to match `re`; returns it (or records a failure). */
+async function waitForDataset(page, re, what) {
+  try {
+    await page.waitForFunction((src) => new RegExp(src).test(window.tessera?.dataset || ''), re.source, { timeout: 120000, polling: 250 });
+  } catch {
+    failures.push(`${what}: window.tessera.dataset is ${JSON.stringify(await page.evaluate(() => window.tessera?.dataset))}`);
+  }
+  return page.evaluate(() => window.tessera?.dataset);
+}
+
+async function waitForReady(page) {
+  await page.waitForFunction(() => ['ready', 'done', 'error'].includes(window.tessera?.state), null, { timeout: timeoutMs, polling: 250 });
+}
+
+/** The user's pictures: a dropped .zip, then a dropped folder that a `train=` link trains on. */
+async function trainOnPicturesInPage(page) {
+  const { root, pets, zip } = await makePets();
+  const expected = /^pets: 6 images in 2 classes \(cats, dogs\), 3x32x32; 2 file\(s\) skipped$/;
+  try {
+    // 1. A .zip dropped on the page (what eframe reads as a dropped file).
+    await page.goto(url.replace(/\?.*$/, '?tab=train'));
+    await waitForReady(page);
+    await page.evaluate(async (b64) => {
+      const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+      const data = new DataTransfer();
+      data.items.add(new File([bytes], 'pets.zip', { type: 'application/zip' }));
+      const canvas = document.getElementById('tessera_canvas');
+      for (const type of ['dragover', 'drop']) canvas.dispatchEvent(new DragEvent(type, { dataTransfer: data, bubbles: true, cancelable: true }));
+    }, (await readFile(zip)).toString('base64'));
+    console.log('dropped pets.zip:', JSON.stringify(await waitForDataset(page, expected, 'the dropped zip')));
+
+    // 2. The folder itself, dropped as the OS drops one (DevTools' drag events carry real paths,
+    //    so the page sees a directory entry), on a link that trains on the next pictures.
+    const trainStarted = Date.now();
+    await page.goto(url.replace(/\?.*$/, '?train=2,1,4&dataset=pictures'));
+    await waitForReady(page);
+    const cdp = await page.context().newCDPSession(page);
+    const drag = { items: [], files: [pets], dragOperationsMask: 1 };
+    for (const type of ['dragEnter', 'dragOver', 'drop']) await cdp.send('Input.dispatchDragEvent', { type, x: 640, y: 400, data: drag });
+    console.log('dropped the pets folder:', JSON.stringify(await waitForDataset(page, expected, 'the dropped folder')));
+    try {
+      await page.waitForFunction(() => ['done', 'stopped'].includes(window.tessera?.training) ||
+        String(window.tessera?.training).startsWith('failed'), null, { timeout: timeoutMs, polling: 500 });
+    } catch {
+      failures.push(`the training run did not end within ${timeoutMs / 1000} s`);
+    }
+    const trained = await page.evaluate(() => ({ training: window.tessera?.training, checkpoints: window.tessera?.checkpoints }));
+    console.log(`training after ${((Date.now() - trainStarted) / 1000).toFixed(1)} s:`, JSON.stringify(trained));
+    if (trained.training !== 'done') failures.push(`training ended as ${trained.training}`);
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+  // 3. After a reload the run's checkpoints are listed again, named after the pictures' folder.
   await page.goto(url.replace(/\?.*$/, '?'));
-  const runFiles = /browser storage: mnist-train-\d+-(tokenizer|var)\.ckpt$/;
+  const runFiles = /browser storage: pets-\d+-(tokenizer|var)\.ckpt$/;
   try {
     await page.waitForFunction((re) => (window.tessera?.checkpoints || []).filter((l) => new RegExp(re).test(l)).length >= 2,
       runFiles.source, { timeout: 120000, polling: 500 });

@@ -142,6 +142,8 @@ pub struct QuickTrain {
     pub tokenizer_steps: usize,
     pub transformer_steps: usize,
     pub batch: Option<usize>,
+    /// `dataset=pictures`: wait for the user's pictures (dropped or chosen) instead of MNIST.
+    pub on_pictures: bool,
 }
 
 impl std::str::FromStr for QuickTrain {
@@ -149,8 +151,8 @@ impl std::str::FromStr for QuickTrain {
     fn from_str(s: &str) -> Result<Self, ()> {
         let v: Vec<usize> = s.split(',').map(|p| p.trim().parse::<usize>()).collect::<Result<_, _>>().map_err(|_| ())?;
         match v[..] {
-            [t, m] if t > 0 && m > 0 => Ok(Self { tokenizer_steps: t, transformer_steps: m, batch: None }),
-            [t, m, b] if t > 0 && m > 0 && b > 0 => Ok(Self { tokenizer_steps: t, transformer_steps: m, batch: Some(b) }),
+            [t, m] if t > 0 && m > 0 => Ok(Self { tokenizer_steps: t, transformer_steps: m, batch: None, on_pictures: false }),
+            [t, m, b] if t > 0 && m > 0 && b > 0 => Ok(Self { tokenizer_steps: t, transformer_steps: m, batch: Some(b), on_pictures: false }),
             _ => Err(()),
         }
     }
@@ -216,7 +218,8 @@ impl GenerateSettings {
     pub fn from_query(query: &str) -> UrlRequest {
         let mut settings = Self::url_base();
         let mut autorun = false;
-        let mut train = None;
+        let mut train: Option<QuickTrain> = None;
+        let mut on_pictures = false;
         let mut tab = None;
         let mut warnings = Vec::new();
         for pair in query.trim_start_matches('?').split('&').filter(|p| !p.is_empty()) {
@@ -246,12 +249,22 @@ impl GenerateSettings {
                     Ok(t) => train = Some(t),
                     Err(()) => bad("expected tokenizer and transformer steps, and optionally a batch size: train=500,600[,32]"),
                 },
+                "dataset" => match value {
+                    "mnist" => on_pictures = false,
+                    "pictures" => on_pictures = true,
+                    _ => bad("expected mnist or pictures (a folder or .zip you drop or choose)"),
+                },
                 "tab" => match Tab::from_key(value) {
                     Some(t) => tab = Some(t),
                     None => bad("unknown tab (generate, edit, train, data or device)"),
                 },
                 _ => bad("unknown parameter"),
             }
+        }
+        match &mut train {
+            Some(t) => t.on_pictures = on_pictures,
+            None if on_pictures => warnings.push("ignored dataset=pictures: it goes with train=T,V".into()),
+            None => {}
         }
         UrlRequest { settings: settings.clamped(), autorun, train, tab, warnings }
     }
@@ -279,7 +292,12 @@ mod tests {
     #[test]
     fn a_link_can_ask_for_a_short_training_run() {
         let r = GenerateSettings::from_query("train=3,2,4");
-        assert_eq!(r.train, Some(QuickTrain { tokenizer_steps: 3, transformer_steps: 2, batch: Some(4) }));
+        assert_eq!(r.train, Some(QuickTrain { tokenizer_steps: 3, transformer_steps: 2, batch: Some(4), on_pictures: false }));
+        let r = GenerateSettings::from_query("dataset=pictures&train=3,2");
+        assert!(r.train.unwrap().on_pictures && r.warnings.is_empty(), "{r:?}");
+        let r = GenerateSettings::from_query("dataset=pictures");
+        assert!(r.train.is_none() && r.warnings.len() == 1, "{r:?}");
+        assert_eq!(GenerateSettings::from_query("train=3,2&dataset=photos").warnings.len(), 1);
         assert_eq!(GenerateSettings::from_query("train=3,2").train.unwrap().batch, None);
         for bad in ["train=3", "train=0,2", "train=a,b", "train=1,2,3,4"] {
             let r = GenerateSettings::from_query(bad);

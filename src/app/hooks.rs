@@ -97,3 +97,12 @@ pub fn report_training(status: Option<&str>) {
     #[cfg(not(target_arch = "wasm32"))]
     log::info!("training: {status:?}");
 }
+
+/// `window.tessera.dataset`: the Train tab's dataset, `"<name>: <n> images in <k> classes (...),
+/// CxHxW; <s> file(s) skipped"`, or `"error: ..."` when loading it failed (`null` before any).
+pub fn report_dataset(note: Option<&str>) {
+    #[cfg(target_arch = "wasm32")]
+    crate::web::set_status("dataset", note.map_or(wasm_bindgen::JsValue::NULL, wasm_bindgen::JsValue::from));
+    #[cfg(not(target_arch = "wasm32"))]
+    log::info!("dataset: {note:?}");
+}

@@ -14,6 +14,7 @@ mod generate_panel;
 pub mod generate_settings;
 pub mod generation;
 mod hooks;
+pub mod pictures;
 mod train_panel;
 pub mod training;
 pub mod player;
@@ -116,6 +117,7 @@ impl TesseraApp {
         let generate = generate_panel::GeneratePanel::new(&cc.egui_ctx, compute.device.clone(), autorun, warnings);
         let mut train = train_panel::TrainPanel::default();
         train.load_stored(&cc.egui_ctx);
+        train.listen_for_pictures(&cc.egui_ctx);
         if let Some(run) = train_now {
             train.start_soon(run);
         }
@@ -127,6 +129,13 @@ impl eframe::App for TesseraApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         self.generate.poll(ui.ctx(), &self.state.generate);
         self.train.poll(ui.ctx(), &self.compute);
+        // Pictures for training (a folder or a .zip dropped anywhere) open the Train tab, which reads them.
+        let pictures_dropped = ui.input(|i| {
+            i.raw.dropped_files.iter().any(|f| pictures::is_zip(&f.path().to_string_lossy()) || (cfg!(not(target_arch = "wasm32")) && f.path().is_dir()))
+        });
+        if std::mem::take(&mut self.train.wants_focus) || pictures_dropped {
+            self.state.tab = Tab::Train;
+        }
         egui::Panel::top("tabs").show(ui, |ui| {
             ui.horizontal(|ui| {
                 ui.heading("Tessera");

@@ -13,6 +13,7 @@ use egui::{Color32, ColorImage, Pos2, Sense, Stroke, TextureHandle, TextureOptio
 use tessera_data::{Dataset, Mnist, Scenes, ScenesConfig};
 use tessera_train::VarPreset;
 
+use super::pictures::{self, PictureImport, PictureSource};
 use super::{dropped, export};
 use super::generate_settings::QuickTrain;
 use super::training::{self, Phase, Resume, SavedCheckpoint, TrainJob, TrainRequest, TrainStatus};
@@ -30,9 +31,15 @@ enum Choice {
 
 pub struct TrainPanel {
     choice: Choice,
-    /// The folder of the user's pictures (desktop only, for now).
+    /// The folder (or `.zip`) of the user's pictures, as typed on the desktop.
     #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     folder: String,
+    /// The user's pictures being read, with progress.
+    import: Option<PictureImport>,
+    /// Pictures chosen or dropped in the browser, waiting to be read.
+    picture_inbox: pictures::Inbox,
+    /// A dataset arrived: the app opens this tab.
+    pub wants_focus: bool,
     dataset: Option<Arc<dyn Dataset>>,
     /// What loading the dataset said: its size, or why it failed; and the files it skipped.
     dataset_note: Option<Result<String, String>>,
@@ -74,6 +81,9 @@ impl Default for TrainPanel {
         Self {
             choice: Choice::Mnist,
             folder: String::new(),
+            import: None,
+            picture_inbox: pictures::Inbox::default(),
+            wants_focus: false,
             dataset: None,
             dataset_note: None,
             skipped: Vec::new(),
@@ -124,12 +134,44 @@ impl TrainPanel {
         self.checkpoints_ui(ui, &checkpoints, &compute.device, device);
     }
 
-    /// Checkpoint files dropped on the window join the list (a tokenizer and a transformer can
-    /// then go to Generate); anything else gets a message.
+    /// Files dropped on the window: a `.zip` (or on the desktop a folder) of pictures becomes the
+    /// dataset; checkpoint files join the list (a tokenizer and a transformer can then go to
+    /// Generate); anything else gets a message.
     fn take_uploads(&mut self, ctx: &egui::Context) {
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(folder) = ctx.input(|i| i.raw.dropped_files.iter().map(|f| f.path().to_path_buf()).find(|p| p.is_dir())) {
+            self.folder = folder.display().to_string();
+            self.import_pictures(PictureSource::Path(folder), ctx);
+        }
         dropped::collect(ctx, &self.inbox);
         for read in dropped::take(&self.inbox) {
-            self.add_checkpoint(read, "dropped file ");
+            match read {
+                Ok((name, bytes)) if pictures::is_zip(&name) => self.import_pictures(PictureSource::zip(&name, bytes), ctx),
+                read => self.add_checkpoint(read, "dropped file "),
+            }
+        }
+    }
+
+    /// Starts reading the user's pictures as the dataset (the previous one is dropped).
+    fn import_pictures(&mut self, source: PictureSource, ctx: &egui::Context) {
+        self.choice = Choice::Folder;
+        self.dataset = None;
+        self.dataset_note = None;
+        self.skipped.clear();
+        let options = tessera_data::FolderOptions { resolution: self.preset.image_size(), ..Default::default() };
+        self.import = Some(PictureImport::start(source, options, ctx));
+    }
+
+    /// Takes a finished import's dataset, or its error.
+    fn finish_import(&mut self) {
+        let Some(result) = self.import.as_ref().and_then(PictureImport::take_result) else { return };
+        self.import = None;
+        match result {
+            Ok((dataset, skipped)) => {
+                self.skipped = skipped.iter().map(ToString::to_string).collect();
+                self.set_dataset(Ok(Arc::new(dataset)));
+            }
+            Err(e) => self.set_dataset(Err(e)),
         }
     }
 
@@ -152,16 +194,31 @@ impl TrainPanel {
     /// Every frame, whichever tab is open: takes checkpoints the browser's storage has read back
     /// and reports the list (`window.tessera.checkpoints`).
     pub fn poll(&mut self, ctx: &egui::Context, compute: &Compute) {
+        let arrived: Vec<PictureSource> = std::mem::take(&mut *self.picture_inbox.lock().unwrap_or_else(|p| p.into_inner()));
+        for source in arrived {
+            self.import_pictures(source, ctx);
+            self.wants_focus = true;
+        }
+        self.finish_import();
         if let Some(run) = self.start_soon.take() {
             let (device, _) = compute.training_device();
             let device = &device;
-            self.choice = Choice::Mnist;
-            self.set_dataset(Ok(Arc::new(Mnist::train())));
             self.tokenizer_steps = run.tokenizer_steps;
             self.transformer_steps = run.transformer_steps;
             self.batch = run.batch;
-            if let Some(dataset) = self.dataset.clone() {
-                self.start(dataset, device, ctx, None);
+            if run.on_pictures {
+                // Wait for the user's pictures (a drop or the chooser), then start.
+                self.choice = Choice::Folder;
+                match self.dataset.clone() {
+                    Some(dataset) if self.import.is_none() => self.start(dataset, device, ctx, None),
+                    _ => self.start_soon = Some(run),
+                }
+            } else {
+                self.choice = Choice::Mnist;
+                self.set_dataset(Ok(Arc::new(Mnist::train())));
+                if let Some(dataset) = self.dataset.clone() {
+                    self.start(dataset, device, ctx, None);
+                }
             }
         }
         let status = self.job.as_ref().map(|job| job.progress().status.clone());
@@ -188,9 +245,19 @@ impl TrainPanel {
         }
     }
 
-    /// Trains MNIST with `run`'s steps as soon as the app runs (a `train=` link).
+    /// Trains with `run`'s steps as soon as the app runs (a `train=` link): on MNIST, or on the
+    /// user's pictures as soon as they are dropped or chosen (`dataset=pictures`).
     pub fn start_soon(&mut self, run: QuickTrain) {
         self.start_soon = Some(run);
+    }
+
+    /// In the browser, takes folders dropped anywhere on the page as the dataset (eframe only
+    /// reads dropped files). On the desktop eframe gives folders as paths.
+    pub fn listen_for_pictures(&self, ctx: &egui::Context) {
+        #[cfg(target_arch = "wasm32")]
+        crate::web::pictures::listen_for_folder_drops(ctx, self.picture_inbox.clone());
+        #[cfg(not(target_arch = "wasm32"))]
+        let _ = ctx;
     }
 
     /// Starts reading the checkpoints of earlier sessions: the browser's stored ones, or on the
@@ -233,6 +300,7 @@ impl TrainPanel {
             ui.radio_value(&mut self.choice, Choice::Folder, "My pictures");
         });
         if self.choice != before || (self.dataset.is_none() && self.choice != Choice::Folder && self.dataset_note.is_none()) {
+            self.import = None; // a reading in progress is forgotten
             self.dataset = None;
             self.dataset_note = None;
             self.skipped.clear();
@@ -259,30 +327,48 @@ impl TrainPanel {
     fn folder_ui(&mut self, ui: &mut egui::Ui) {
         ui.horizontal(|ui| {
             let label = ui.label("folder");
-            ui.add(egui::TextEdit::singleline(&mut self.folder).hint_text("a folder with one subfolder of pictures per class"))
+            ui.add(egui::TextEdit::singleline(&mut self.folder).hint_text("a folder with one subfolder of pictures per class, or a .zip of one"))
                 .labelled_by(label.id);
-            let dropped = ui.input(|i| i.raw.dropped_files.iter().map(|f| f.path().to_path_buf()).find(|p| p.is_dir()));
-            if let Some(path) = &dropped {
-                self.folder = path.display().to_string();
-            }
-            if ui.button("Load folder").clicked() || dropped.is_some() {
-                let options = tessera_data::FolderOptions { resolution: self.preset.image_size(), ..Default::default() };
-                self.skipped.clear();
-                match tessera_data::FolderDataset::open(&self.folder, options) {
-                    Ok((dataset, skipped)) => {
-                        self.skipped = skipped.iter().map(ToString::to_string).collect();
-                        self.set_dataset(Ok(Arc::new(dataset)));
-                    }
-                    Err(e) => self.set_dataset(Err(format!("{}: {e}", self.folder))),
-                }
+            if ui.add_enabled(self.import.is_none(), egui::Button::new("Load folder")).clicked() {
+                self.import_pictures(PictureSource::Path(self.folder.trim().into()), ui.ctx());
             }
         });
-        ui.weak("or drop the folder on the window; pictures that cannot be read are listed and skipped");
+        ui.weak("or drop the folder or .zip on the window; files that are not pictures are listed and skipped");
+        self.import_ui(ui);
     }
 
     #[cfg(target_arch = "wasm32")]
     fn folder_ui(&mut self, ui: &mut egui::Ui) {
-        ui.weak("Training on your own pictures works in the desktop app for now; in the browser, use MNIST or the scenes.");
+        ui.horizontal_wrapped(|ui| {
+            for (folder, text) in [(true, "Choose a folder…"), (false, "Choose a .zip…")] {
+                if ui.add_enabled(self.import.is_none(), egui::Button::new(text)).clicked() {
+                    let (inbox, ctx) = (self.picture_inbox.clone(), ui.ctx().clone());
+                    wasm_bindgen_futures::spawn_local(async move {
+                        match crate::web::pictures::choose(folder).await {
+                            Ok(Some(source)) => inbox.lock().unwrap_or_else(|p| p.into_inner()).push(source),
+                            Ok(None) => {}
+                            Err(e) => log::warn!("{e}"),
+                        }
+                        ctx.request_repaint();
+                    });
+                }
+            }
+        });
+        ui.weak("with one subfolder of pictures per class; or drop the folder or .zip on the page. Files that are not pictures are listed and skipped.");
+        self.import_ui(ui);
+    }
+
+    /// The import's progress while it runs.
+    fn import_ui(&mut self, ui: &mut egui::Ui) {
+        let Some(import) = &self.import else { return };
+        let state = import.lock();
+        let text = if state.total == 0 {
+            format!("listing {}…", state.name)
+        } else {
+            format!("reading {}: {} of {} files", state.name, state.done, state.total)
+        };
+        let fraction = if state.total == 0 { 0.0 } else { state.done as f32 / state.total as f32 };
+        ui.add(egui::ProgressBar::new(fraction).desired_width(360.0).text(text).animate(true));
     }
 
     fn set_dataset(&mut self, dataset: Result<Arc<dyn Dataset>, String>) {
@@ -306,6 +392,11 @@ impl TrainPanel {
                 self.dataset = None;
             }
         }
+        let note = self.dataset_note.as_ref().map(|n| match n {
+            Ok(summary) => format!("{summary}; {} file(s) skipped", self.skipped.len()),
+            Err(e) => format!("error: {e}"),
+        });
+        super::hooks::report_dataset(note.as_deref());
     }
 
     fn run_ui(&mut self, ui: &mut egui::Ui, device: &Device) {

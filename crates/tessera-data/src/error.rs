@@ -8,9 +8,13 @@ use crate::folder::Skipped;
 /// Why a dataset could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The folder given to [`crate::FolderDataset::open`] does not exist or is a file.
-    #[error("dataset folder {} does not exist or is not a folder", path.display())]
+    /// The path given to [`crate::FolderDataset::open`] is neither a folder nor a file.
+    #[error("dataset folder {} does not exist", path.display())]
     MissingRoot { path: PathBuf },
+
+    /// A file given as a dataset is not a readable zip archive.
+    #[error("{name} is not a readable zip archive of pictures ({reason}); give a folder with one subfolder per class, or a .zip of one")]
+    Zip { name: String, reason: String },
 
     /// The dataset folder exists but could not be listed.
     #[error("cannot read dataset folder {}: {source}", path.display())]

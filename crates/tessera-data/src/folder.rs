@@ -1,7 +1,8 @@
-//! A user's pictures, one subfolder per class: from the file system on the desktop
-//! ([`FolderDataset::open`]) or from in-memory `(relative path, bytes)` entries, e.g. files dropped
-//! on the browser page ([`FolderDataset::from_entries`]). The file system is a thin layer that
-//! feeds the same [`Builder`].
+//! A user's pictures, one subfolder per class: a folder or a `.zip` on the desktop
+//! ([`FolderDataset::open`]), a zip's bytes ([`FolderDataset::from_zip`]), or in-memory
+//! `(relative path, bytes)` entries, e.g. files dropped on the browser page
+//! ([`FolderDataset::from_entries`]). Each is a thin layer that feeds the same [`FolderBuilder`],
+//! which callers can also feed themselves, one file at a time, to show progress.
 //!
 //! Rules, in the order they apply:
 //! 1. Hidden entries are ignored silently: any path component starting with `.` (`.DS_Store`,
@@ -94,33 +95,77 @@ pub struct FolderDataset {
 }
 
 impl FolderDataset {
-    /// Loads every picture under `root` (module docs give the rules), returning the dataset and
-    /// the files that were skipped.
+    /// Loads every picture under `root`, a folder or a `.zip` file (module docs give the rules),
+    /// returning the dataset and the files that were skipped.
     ///
     /// # Errors
     /// [`Error::MissingRoot`], [`Error::Io`] for the root itself (unreadable subfolders are skipped
-    /// instead), [`Error::NoImages`], [`Error::EmptyClass`], [`Error::SingleClass`], and
-    /// [`Error::Channels`] or [`Error::Size`] for bad `options`.
+    /// instead), [`Error::Zip`], [`Error::NoImages`], [`Error::EmptyClass`], [`Error::SingleClass`],
+    /// and [`Error::Channels`] or [`Error::Size`] for bad `options`.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn open(
         root: impl AsRef<std::path::Path>,
         options: FolderOptions,
     ) -> Result<(Self, Vec<Skipped>)> {
+        Self::open_with_progress(root, options, |_, _| {})
+    }
+
+    /// [`FolderDataset::open`], calling `progress(files done, files in all)` after each file.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn open_with_progress(
+        root: impl AsRef<std::path::Path>,
+        options: FolderOptions,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<(Self, Vec<Skipped>)> {
         let root = root.as_ref();
+        let name = root
+            .file_stem()
+            .map_or_else(|| "folder".into(), |n| n.to_string_lossy().into_owned());
+        let io = |source| Error::Io {
+            path: root.to_path_buf(),
+            source,
+        };
+        if root.is_file() {
+            let bytes = std::fs::read(root).map_err(io)?;
+            return Self::from_zip(name, bytes, options, progress);
+        }
         if !root.is_dir() {
             return Err(Error::MissingRoot {
                 path: root.to_path_buf(),
             });
         }
-        let mut builder = Builder::new(options)?;
-        let listing = std::fs::read_dir(root).map_err(|source| Error::Io {
-            path: root.to_path_buf(),
-            source,
+        let mut builder = FolderBuilder::new(options)?;
+        let mut files = Vec::new();
+        walk(std::fs::read_dir(root).map_err(io)?, "", &mut builder, &mut files);
+        for (done, (relative, path)) in files.iter().enumerate() {
+            let bytes = std::fs::read(path).map_err(|e| e.to_string());
+            builder.add_file(relative, bytes.as_deref().map_err(Clone::clone));
+            progress(done + 1, files.len());
+        }
+        builder.finish(name)
+    }
+
+    /// Loads the pictures in a zip archive's bytes, by the same rules as a folder (a single top
+    /// folder inside the archive is its root), calling `progress(entries done, entries in all)`.
+    ///
+    /// # Errors
+    /// [`Error::Zip`] when the bytes are not a zip archive, else as [`FolderDataset::open`].
+    pub fn from_zip(
+        name: impl Into<String>,
+        bytes: Vec<u8>,
+        options: FolderOptions,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<(Self, Vec<Skipped>)> {
+        let name = name.into();
+        let mut builder = FolderBuilder::new(options)?;
+        let mut zip = crate::PictureZip::new(bytes).map_err(|reason| Error::Zip {
+            name: name.clone(),
+            reason,
         })?;
-        walk(listing, "", &mut builder);
-        let name = root
-            .file_name()
-            .map_or_else(|| "folder".into(), |n| n.to_string_lossy().into_owned());
+        for index in 0..zip.len() {
+            zip.add_entry(index, &mut builder);
+            progress(index + 1, zip.len());
+        }
         builder.finish(name)
     }
 
@@ -137,7 +182,7 @@ impl FolderDataset {
         P: AsRef<str>,
         B: AsRef<[u8]>,
     {
-        let mut builder = Builder::new(options)?;
+        let mut builder = FolderBuilder::new(options)?;
         for (path, bytes) in entries {
             builder.add_file(path.as_ref(), Ok(bytes.as_ref()));
         }
@@ -207,8 +252,9 @@ impl Dataset for FolderDataset {
     }
 }
 
-/// Collects decoded files and skips, then applies the folder rules in [`Builder::finish`].
-struct Builder {
+/// Collects decoded files and skips, then applies the folder rules in [`FolderBuilder::finish`].
+/// Feed it one file at a time to report progress, or to yield between files in the browser.
+pub struct FolderBuilder {
     options: FolderOptions,
     /// Normalised path and CHW bytes of every file that decoded.
     decoded: Vec<(String, Vec<u8>)>,
@@ -217,8 +263,10 @@ struct Builder {
     folders: Vec<String>,
 }
 
-impl Builder {
-    fn new(options: FolderOptions) -> Result<Self> {
+impl FolderBuilder {
+    /// # Errors
+    /// [`Error::Channels`] or [`Error::Size`] for bad `options`.
+    pub fn new(options: FolderOptions) -> Result<Self> {
         if options.channels != 1 && options.channels != 3 {
             return Err(Error::Channels {
                 channels: options.channels,
@@ -241,16 +289,17 @@ impl Builder {
         })
     }
 
-    /// Records a folder (possibly empty); hidden ones are ignored.
-    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
-    fn add_folder(&mut self, path: &str) {
+    /// Records a folder (possibly empty, so that an empty class folder is reported); hidden
+    /// ones are ignored. `path` is relative to the dataset root, `/`- or `\`-separated.
+    pub fn add_folder(&mut self, path: &str) {
         if let Some(path) = normalise(path) {
             self.folders.push(path);
         }
     }
 
-    /// Decodes one file, or records why not; hidden files are ignored.
-    fn add_file(&mut self, path: &str, bytes: std::result::Result<&[u8], String>) {
+    /// Decodes one file, or records why not (`Err` is why its bytes could not be read); hidden
+    /// files are ignored.
+    pub fn add_file(&mut self, path: &str, bytes: std::result::Result<&[u8], String>) {
         let Some(path) = normalise(path) else { return };
         match bytes
             .map_err(SkipReason::Unreadable)
@@ -261,7 +310,12 @@ impl Builder {
         }
     }
 
-    fn finish(mut self, name: String) -> Result<(FolderDataset, Vec<Skipped>)> {
+    /// Applies the folder rules to everything added and builds the dataset named `name`.
+    ///
+    /// # Errors
+    /// [`Error::NoImages`], [`Error::EmptyClass`], [`Error::SingleClass`].
+    pub fn finish(mut self, name: impl Into<String>) -> Result<(FolderDataset, Vec<Skipped>)> {
+        let name = name.into();
         // 1. A single common top folder is the real root (module docs, rule 2).
         let all_paths = || {
             self.decoded
@@ -422,10 +476,16 @@ fn centre_square(rgb: &RgbImage, side: u32) -> RgbImage {
     square
 }
 
-/// Feeds every file and folder below `dir` to `builder`, depth first. Symbolic links to folders
-/// are not followed (reading one as a file fails and is reported).
+/// Records every folder below `listing` in `builder` and lists its files as (relative path, path)
+/// in `files`, depth first, so they can be read one at a time with progress. Symbolic links to
+/// folders are not followed (reading one as a file fails and is reported).
 #[cfg(not(target_arch = "wasm32"))]
-fn walk(listing: std::fs::ReadDir, relative: &str, builder: &mut Builder) {
+fn walk(
+    listing: std::fs::ReadDir,
+    relative: &str,
+    builder: &mut FolderBuilder,
+    files: &mut Vec<(String, std::path::PathBuf)>,
+) {
     let join = |name: &str| {
         if relative.is_empty() {
             name.to_string()
@@ -448,12 +508,11 @@ fn walk(listing: std::fs::ReadDir, relative: &str, builder: &mut Builder) {
         if entry.file_type().is_ok_and(|t| t.is_dir()) {
             builder.add_folder(&path);
             match std::fs::read_dir(entry.path()) {
-                Ok(listing) => walk(listing, &path, builder),
+                Ok(listing) => walk(listing, &path, builder, files),
                 Err(e) => builder.add_file(&path, Err(e.to_string())),
             }
         } else {
-            let bytes = std::fs::read(entry.path()).map_err(|e| e.to_string());
-            builder.add_file(&path, bytes.as_deref().map_err(Clone::clone));
+            files.push((path, entry.path()));
         }
     }
 }
@@ -658,10 +717,12 @@ mod tests {
 
         write(dir.path(), "file.png", &encode(4, 4, RED, ImageFormat::Png));
         let file = dir.path().join("file.png");
-        assert!(matches!(
-            FolderDataset::open(&file, FolderOptions::default()),
-            Err(Error::MissingRoot { .. })
-        ));
+        let err = FolderDataset::open(&file, FolderOptions::default()).unwrap_err();
+        assert!(
+            matches!(&err, Error::Zip { name, .. } if name == "file"),
+            "a single picture is not a dataset: {err}"
+        );
+        assert!(err.to_string().contains("one subfolder per class"), "{err}");
         // Only a root-level file: nothing usable.
         assert!(
             matches!(FolderDataset::open(dir.path(), FolderOptions::default()), Err(Error::NoImages { skipped }) if skipped.len() == 1)
@@ -752,4 +813,102 @@ mod tests {
             assert_eq!(normalise(path), None, "{path}");
         }
     }
+
+    /// A zip of `(name, bytes)` entries; names ending in `/` are folders; `deflate` picks the
+    /// method of the files.
+    fn zip_of(entries: &[(&str, &[u8])], deflate: bool) -> Vec<u8> {
+        use std::io::Write;
+        use zip::write::SimpleFileOptions;
+        let method = if deflate {
+            zip::CompressionMethod::Deflated
+        } else {
+            zip::CompressionMethod::Stored
+        };
+        let options = SimpleFileOptions::default().compression_method(method);
+        let mut writer = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        for (name, bytes) in entries {
+            if let Some(folder) = name.strip_suffix('/') {
+                writer.add_directory(folder, options).unwrap();
+            } else {
+                writer.start_file(*name, options).unwrap();
+                writer.write_all(bytes).unwrap();
+            }
+        }
+        writer.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn a_zip_loads_like_the_folder_it_was_made_from() {
+        let (red, blue) = (
+            encode(12, 12, RED, ImageFormat::Png),
+            encode(12, 12, BLUE, ImageFormat::Jpeg),
+        );
+        let entries: Vec<(&str, &[u8])> = vec![
+            ("pets/", b""),
+            ("pets/cats/", b""),
+            ("pets/cats/a.png", &red),
+            ("pets/cats/b.png", &red),
+            ("pets/dogs/", b""),
+            ("pets/dogs/c.jpg", &blue),
+            ("pets/dogs/broken.png", &red[..40]),
+            ("pets/readme.txt", b"my pets"),
+            ("__MACOSX/pets/._a.png", b"resource fork"),
+        ];
+        for deflate in [false, true] {
+            let bytes = zip_of(&entries, deflate);
+            let mut calls = Vec::new();
+            let (ds, skipped) = FolderDataset::from_zip("pets", bytes, FolderOptions::default(), |done, all| calls.push((done, all))).unwrap();
+            assert_eq!(ds.name(), "pets");
+            assert_eq!(ds.class_names(), ["cats", "dogs"]);
+            assert_eq!(ds.len(), 3);
+            assert_eq!((ds.label(0), ds.label(2)), (0, 1));
+            assert_eq!(ds.path(2), "dogs/c.jpg");
+            assert!(mean(&ds.get(2).image, 2) > 0.5, "the dog is blue");
+            let skipped: Vec<_> = skipped.iter().map(|s| (s.path.as_str(), &s.reason)).collect();
+            assert!(matches!(skipped[..], [("dogs/broken.png", SkipReason::Broken(_)), ("readme.txt", SkipReason::NotInClassFolder)]), "{skipped:?}");
+            assert_eq!(calls.len(), entries.len(), "one report per entry");
+            assert_eq!(calls.last(), Some(&(entries.len(), entries.len())));
+        }
+
+        // The same archive as a file on disk, through `open`.
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "pets.zip", &zip_of(&entries, true));
+        let (ds, _) = FolderDataset::open(dir.path().join("pets.zip"), FolderOptions::default()).unwrap();
+        assert_eq!((ds.name(), ds.len()), ("pets", 3));
+    }
+
+    #[test]
+    fn a_damaged_or_unusable_zip_is_a_clear_error() {
+        let err = FolderDataset::from_zip("notes", b"PK not really".to_vec(), FolderOptions::default(), |_, _| {}).unwrap_err();
+        assert!(matches!(&err, Error::Zip { name, .. } if name == "notes"), "{err}");
+
+        // A readable archive of one class is the usual folder error, not a zip error.
+        let png = encode(4, 4, RED, ImageFormat::Png);
+        let one_class = zip_of(&[("cats/a.png", &png)], true);
+        assert!(matches!(
+            FolderDataset::from_zip("cats", one_class, FolderOptions::default(), |_, _| {}),
+            Err(Error::SingleClass { .. })
+        ));
+
+        // A truncated archive (the download was cut short) is a zip error too.
+        let whole = zip_of(&[("cats/a.png", &png), ("dogs/b.png", &png)], true);
+        let cut = whole[..whole.len() / 2].to_vec();
+        assert!(matches!(
+            FolderDataset::from_zip("cut", cut, FolderOptions::default(), |_, _| {}),
+            Err(Error::Zip { .. })
+        ));
+    }
+
+    #[test]
+    fn a_folder_reports_progress_per_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let png = encode(6, 6, RED, ImageFormat::Png);
+        for path in ["a/1.png", "a/2.png", "b/3.png", "b/notes.txt"] {
+            write(dir.path(), path, &png);
+        }
+        let mut calls = Vec::new();
+        FolderDataset::open_with_progress(dir.path(), FolderOptions::default(), |done, all| calls.push((done, all))).unwrap();
+        assert_eq!(calls, [(1, 4), (2, 4), (3, 4), (4, 4)]);
+    }
+
 }

@@ -35,6 +35,7 @@ mod folder;
 mod font;
 mod grid;
 mod mnist;
+mod picture_zip;
 mod scenes;
 
 use std::io::Cursor;
@@ -43,7 +44,8 @@ use image::{DynamicImage, ImageFormat, RgbImage, RgbaImage};
 
 pub use batch::{Batch, batch};
 pub use error::{Error, Result};
-pub use folder::{FolderDataset, FolderOptions, SkipReason, Skipped};
+pub use folder::{FolderBuilder, FolderDataset, FolderOptions, SkipReason, Skipped};
+pub use picture_zip::PictureZip;
 pub use grid::preview_grid;
 pub use mnist::Mnist;
 pub use scenes::{SceneClass, Scenes, ScenesConfig, render_scene};
