@@ -99,6 +99,22 @@ fn data_preview_writes_a_grid_for_each_source() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("6 images in 2 classes (cats, dogs)"));
     assert!(png_size(&grid).0 > 0);
 
+    // The same folder as a .zip (as zipped by most tools: the folder at the top).
+    let archive = dir.path().join("pictures.zip");
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&archive).unwrap());
+    for class in ["cats", "dogs"] {
+        for entry in std::fs::read_dir(root.join(class)).unwrap() {
+            let entry = entry.unwrap();
+            zip.start_file(format!("pictures/{class}/{}", entry.file_name().to_string_lossy()), zip::write::SimpleFileOptions::default()).unwrap();
+            std::io::Write::write_all(&mut zip, &std::fs::read(entry.path()).unwrap()).unwrap();
+        }
+    }
+    zip.finish().unwrap();
+    let out = tessera().args(["data", "preview", "--dataset"]).arg(&archive).arg("--out").arg(&grid).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("pictures: 6 images in 2 classes (cats, dogs)"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("notes.png"));
+
     // One class only: a clear error, not a crash.
     std::fs::remove_dir_all(root.join("dogs")).unwrap();
     let out = tessera().args(["data", "preview", "--dataset"]).arg(&root).arg("--out").arg(&grid).output().unwrap();

@@ -13,7 +13,7 @@ pub enum Command {
 
 #[derive(clap::Args, Debug)]
 pub struct PreviewArgs {
-    /// `mnist`, `scenes`, or a folder with one subfolder of pictures per class.
+    /// `mnist`, `scenes`, or a folder with one subfolder of pictures per class (or a .zip of one).
     #[arg(long, value_name = "mnist|scenes|PATH")]
     dataset: DatasetSource,
     /// Where to write the grid (PNG).
@@ -58,6 +58,27 @@ impl std::str::FromStr for DatasetSource {
     }
 }
 
+/// A folder (or `.zip`) of the user's pictures at `resolution`, with a progress bar while the files
+/// are decoded, and the skipped files listed on stderr.
+pub fn open_pictures(path: &std::path::Path, resolution: usize) -> anyhow::Result<FolderDataset> {
+    let options = FolderOptions { resolution, ..Default::default() };
+    let bar = indicatif::ProgressBar::new(0).with_message("reading pictures");
+    bar.set_style(indicatif::ProgressStyle::with_template("{msg} {bar:30.cyan/blue} {pos}/{len} files").expect("a valid template"));
+    let opened = FolderDataset::open_with_progress(path, options, |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    });
+    bar.finish_and_clear();
+    let (dataset, skipped) = opened.with_context(|| format!("reading the pictures in {}", path.display()))?;
+    if !skipped.is_empty() {
+        eprintln!("skipped {} file(s) that are not usable pictures:", skipped.len());
+        for s in &skipped {
+            eprintln!("  {s}");
+        }
+    }
+    Ok(dataset)
+}
+
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Preview(args) => preview(args),
@@ -75,18 +96,7 @@ fn preview(args: PreviewArgs) -> anyhow::Result<()> {
             let classes = tessera_data::SceneClass::ALL.len();
             Box::new(Scenes::new(ScenesConfig { height: args.resolution, width, len: classes * args.per_class, seed: args.seed })?)
         }
-        DatasetSource::Folder(path) => {
-            let options = FolderOptions { resolution: args.resolution, ..Default::default() };
-            let (dataset, skipped) = FolderDataset::open(path, options)
-                .with_context(|| format!("reading the dataset folder {}", path.display()))?;
-            if !skipped.is_empty() {
-                eprintln!("skipped {} file(s) that are not usable images:", skipped.len());
-                for s in &skipped {
-                    eprintln!("  {s}");
-                }
-            }
-            Box::new(dataset)
-        }
+        DatasetSource::Folder(path) => Box::new(open_pictures(path, args.resolution)?),
     };
     let grid = preview_grid(dataset.as_ref(), args.per_class, args.scale);
     grid.save(&args.out).with_context(|| format!("writing {}", args.out.display()))?;

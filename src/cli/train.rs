@@ -15,7 +15,7 @@ use anyhow::{Context, bail, ensure};
 use burn::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
 use pollster::block_on;
-use tessera_data::{Dataset, FolderDataset, FolderOptions, Image, Mnist, Sample, Scenes, ScenesConfig, preview_grid};
+use tessera_data::{Dataset, Image, Mnist, Sample, Scenes, ScenesConfig, preview_grid};
 use tessera_kernels::device::Preference;
 use tessera_models::generators::var::TokenOrder;
 use tessera_models::sampling::var::{VarSamplerConfig, sample};
@@ -176,15 +176,7 @@ fn open_dataset(source: &DatasetSource, preset: &VarPreset, seed: u64) -> anyhow
     let dataset: Box<dyn Dataset> = match source {
         DatasetSource::Mnist => Box::new(Mnist::train()),
         DatasetSource::Scenes => Box::new(Scenes::new(ScenesConfig { height: side, width: side, len: 12_000, seed })?),
-        DatasetSource::Folder(path) => {
-            let options = FolderOptions { resolution: side, ..Default::default() };
-            let (dataset, skipped) = FolderDataset::open(path, options)
-                .with_context(|| format!("reading the dataset folder {}", path.display()))?;
-            if !skipped.is_empty() {
-                eprintln!("skipped {} file(s) that are not usable images", skipped.len());
-            }
-            Box::new(dataset)
-        }
+        DatasetSource::Folder(path) => Box::new(super::data::open_pictures(path, side)?),
     };
     ensure!(
         dataset.height() == side && dataset.width() == side,
