@@ -78,3 +78,22 @@ fn paint_a_region_and_edit_a_held_out_digit() {
     harness.run_steps(2);
     assert!(shows(&harness, "editing edit 1"));
 }
+
+#[test]
+fn a_lost_gpu_is_reported_and_work_goes_on_on_the_cpu() {
+    let mut harness = Harness::builder().with_size([1280.0, 1000.0]).build_eframe(|cc| TesseraApp::with_query(cc, Some("?class=5&seed=2")));
+    wait_for(&mut harness, "the models to load", |h| !shows(h, "Loading the tiny MNIST models"));
+    // What wgpu's device-lost callback does (a headless test has no GPU to lose).
+    harness.state_mut().compute.mark_lost();
+    harness.run_steps(2);
+    assert!(shows(&harness, "The GPU device was lost"), "the banner says so");
+    assert!(shows(&harness, "Checkpoints already saved are in the runs folder"), "and what is safe");
+
+    harness.get_by_label("Continue on the CPU").click();
+    harness.run_steps(2);
+    wait_for(&mut harness, "the models to load on the CPU", |h| !shows(h, "Loading the tiny MNIST models"));
+    assert!(!shows(&harness, "The GPU device was lost"), "the banner is gone");
+    assert!(shows(&harness, "computing on the CPU because the GPU device was lost"), "the notice says why");
+    harness.get_by_label("Generate images").click();
+    wait_for(&mut harness, "an image on the CPU", |h| shows(h, "1 image(s) in"));
+}

@@ -125,6 +125,30 @@ impl TesseraApp {
     }
 }
 
+impl TesseraApp {
+    /// The GPU device is gone (driver reset, GPU unplugged, the browser reclaimed it): say what is
+    /// safe and offer to go on computing on the CPU, where the shipped models load again and
+    /// training can resume from its checkpoints.
+    fn lost_device_ui(&mut self, ui: &mut egui::Ui) {
+        let saved = if cfg!(target_arch = "wasm32") {
+            "Checkpoints already saved are in this page's storage; after a reload the Train tab lists them again."
+        } else {
+            "Checkpoints already saved are in the runs folder; the Train tab lists them again at the next start."
+        };
+        ui.colored_label(ui.visuals().error_fg_color, format!("The GPU device was lost ({}). Work on it has stopped. {saved}", self.compute.describe()));
+        ui.horizontal(|ui| {
+            if ui.button("Continue on the CPU").on_hover_text("load the models again on the CPU backend (slower, but it works)").clicked() {
+                self.compute = Compute::cpu(Some("computing on the CPU because the GPU device was lost".into()));
+                self.notice_dismissed = false;
+                self.generate = generate_panel::GeneratePanel::new(ui.ctx(), self.compute.device.clone(), false, Vec::new());
+                #[cfg(target_arch = "wasm32")]
+                crate::web::set_status("adapter", self.compute.describe().into());
+            }
+            ui.weak(if cfg!(target_arch = "wasm32") { "or reload the page to ask the browser for the GPU again" } else { "or restart Tessera to ask for the GPU again" });
+        });
+    }
+}
+
 impl eframe::App for TesseraApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         self.generate.poll(ui.ctx(), &self.state.generate);
@@ -153,6 +177,9 @@ impl eframe::App for TesseraApp {
                 });
             });
         });
+        if self.compute.is_lost() {
+            egui::Panel::top("lost").show(ui, |ui| self.lost_device_ui(ui));
+        }
         if let Some(notice) = self.compute.notice.clone().filter(|_| !self.notice_dismissed) {
             egui::Panel::top("notice").show(ui, |ui| {
                 ui.horizontal(|ui| {

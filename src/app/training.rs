@@ -209,7 +209,9 @@ pub fn start(request: TrainRequest, device: Device, ctx: egui::Context) -> Train
     let job = TrainJob::new(&request);
     let worker = job.clone();
     spawn(async move {
+        let guard = FailIfAbandoned(worker.clone());
         let result = run(&request, &device, &worker, &|| ctx.request_repaint()).await;
+        std::mem::forget(guard);
         let mut p = worker.progress();
         p.status = match result {
             Err(e) => TrainStatus::Failed(format!("{e:#}")),
@@ -220,6 +222,19 @@ pub fn start(request: TrainRequest, device: Device, ctx: egui::Context) -> Train
         ctx.request_repaint();
     });
     job
+}
+
+/// Marks a run whose worker panicked (a lost GPU device does that inside the backend) as failed,
+/// so the panel says so instead of showing a run that never ends. Its checkpoints stay listed.
+struct FailIfAbandoned(TrainJob);
+
+impl Drop for FailIfAbandoned {
+    fn drop(&mut self) {
+        let mut p = self.0.progress();
+        if matches!(p.status, TrainStatus::Running | TrainStatus::Paused) {
+            p.status = TrainStatus::Failed("the training stopped unexpectedly (see the log)".into());
+        }
+    }
 }
 
 /// Runs [`estimate`] in the background and hands its result to `done`.

@@ -203,6 +203,12 @@ impl Compute {
     pub fn is_lost(&self) -> bool {
         self.lost.load(Ordering::Relaxed)
     }
+
+    /// Records that the device is gone: wgpu's device-lost callback calls this, and so can
+    /// anything else that learns it first (and the app's tests, to see how the app copes).
+    pub fn mark_lost(&self) {
+        self.lost.store(true, Ordering::Relaxed);
+    }
 }
 
 /// The device request Tessera makes, whoever makes it: every adapter feature (minus
