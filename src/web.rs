@@ -95,6 +95,12 @@ pub mod storage {
         Ok(js_sys::Array::from(&names).iter().filter_map(|n| n.as_string()).collect())
     }
 
+    /// Deletes file `name`.
+    pub async fn remove(name: &str) -> Result<(), String> {
+        let body = "return navigator.storage.getDirectory().then((dir) => dir.removeEntry(name))";
+        run("name", body, &[name.into()]).await.map(|_| ())
+    }
+
     /// The contents of file `name`.
     pub async fn load(name: &str) -> Result<Vec<u8>, String> {
         let body = "return navigator.storage.getDirectory().then(async (dir) =>                     new Uint8Array(await (await (await dir.getFileHandle(name)).getFile()).arrayBuffer()))";

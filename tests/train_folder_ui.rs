@@ -93,3 +93,22 @@ fn a_zip_of_pictures_dropped_on_any_tab_opens_the_train_tab_with_it() {
     harness.input_mut().dropped_files.push(std::sync::Arc::new(Dropped { path: "cut.zip".into(), bytes: b"PK\x03\x04 cut short".to_vec() }));
     wait_for(&mut harness, "the damaged zip's message", |h| shows(h, "cut.zip is not a readable zip archive of pictures"));
 }
+
+#[test]
+fn a_dropped_checkpoint_is_listed_and_can_be_removed_from_the_list() {
+    let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/var-tiny/tokenizer.ckpt")).unwrap();
+    let mut harness = Harness::builder().with_size([1280.0, 1000.0]).build_eframe(|cc| TesseraApp::new(cc));
+    harness.get_by_label("Train").click();
+    harness.run_steps(2);
+    harness.input_mut().dropped_files.push(std::sync::Arc::new(Dropped { path: "/tmp/x/tokenizer.ckpt".into(), bytes: bytes.clone() }));
+    wait_for(&mut harness, "the dropped checkpoint", |h| shows(h, "tokenizer at step 500: dropped file tokenizer.ckpt"));
+    // A file that is not a checkpoint is refused with its name.
+    harness.input_mut().dropped_files.push(std::sync::Arc::new(Dropped { path: "notes.ckpt".into(), bytes: bytes[..100].to_vec() }));
+    wait_for(&mut harness, "the refusal", |h| shows(h, "notes.ckpt is not a usable checkpoint"));
+
+    harness.get_by_label("Remove").click();
+    harness.run_steps(3);
+    assert!(shows(&harness, "removed tokenizer at step 500: dropped file tokenizer.ckpt"));
+    // The message is now the only text that names it.
+    assert_eq!(harness.query_all_by_label_contains("tokenizer at step 500: dropped file").count(), 1, "it is off the list");
+}

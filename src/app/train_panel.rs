@@ -455,11 +455,15 @@ impl TrainPanel {
     }
 
     /// Times one step of each model for the chosen dataset and preset (once per pair, in the
-    /// background, not while training) and shows how long the run would take.
+    /// background, not while training) and shows how long the run would take. Hidden while a run
+    /// is active.
     fn estimate_ui(&mut self, ui: &mut egui::Ui, device: &Device, active: bool) {
         let Some(dataset) = self.dataset.clone() else { return };
+        if active {
+            return; // the run's own progress shows its time per step and the time left
+        }
         let key = (dataset.name().to_string(), self.preset);
-        if !active && self.estimate_key.as_ref() != Some(&key) {
+        if self.estimate_key.as_ref() != Some(&key) {
             self.estimate_key = Some(key);
             *self.estimate.lock().unwrap_or_else(|p| p.into_inner()) = None;
             let (slot, device, ctx, preset) = (self.estimate.clone(), device.clone(), ui.ctx().clone(), self.preset);
@@ -605,11 +609,24 @@ impl TrainPanel {
         ui.label("Checkpoints:");
         let can_resume = !self.job.as_ref().is_some_and(TrainJob::is_active) && self.dataset.is_some();
         let mut resume = None;
-        for c in checkpoints {
+        let mut forget = None;
+        for (i, c) in checkpoints.iter().enumerate() {
             ui.horizontal(|ui| {
                 ui.label(c.describe());
                 if ui.small_button("Download").clicked() {
                     self.message = Some(export::deliver(c.phase.file_name(), "application/octet-stream", &c.bytes));
+                }
+                // Listed files (dropped, stored, earlier runs) come first; the run's own are kept.
+                let stored = cfg!(target_arch = "wasm32") && c.place.starts_with(training::STORED_PREFIX);
+                if i < self.uploaded.len() {
+                    let (text, hover) = if stored {
+                        ("Delete", "delete this file from the page's storage")
+                    } else {
+                        ("Remove", "take it off this list (the file itself stays)")
+                    };
+                    if ui.small_button(text).on_hover_text(hover).clicked() {
+                        forget = Some(i);
+                    }
                 }
                 if c.resumable
                     && ui
@@ -623,6 +640,18 @@ impl TrainPanel {
         }
         if let Some(c) = resume {
             self.resume_from(&c, checkpoints, training_device, ui.ctx());
+        }
+        if let Some(i) = forget {
+            let c = self.uploaded.remove(i);
+            self.message = Some(Ok(format!("removed {}", c.describe())));
+            #[cfg(target_arch = "wasm32")]
+            if let Some(name) = c.place.strip_prefix(training::STORED_PREFIX).map(str::to_string) {
+                wasm_bindgen_futures::spawn_local(async move {
+                    if let Err(e) = crate::web::storage::remove(&name).await {
+                        log::warn!("could not delete {name}: {e}");
+                    }
+                });
+            }
         }
         let tokenizer = checkpoints.iter().find(|c| c.phase == Phase::Tokenizer);
         let transformer = checkpoints.iter().find(|c| c.phase == Phase::Transformer);

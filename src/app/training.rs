@@ -244,7 +244,22 @@ pub fn spawn_estimate(
     device: Device,
     done: impl FnOnce(anyhow::Result<(f64, f64)>) + Send + 'static,
 ) {
-    spawn(async move { done(estimate(dataset.as_ref(), preset, &device).await) });
+    // If the worker panics (a lost device), `done` still hears of it, so no spinner waits forever.
+    struct Answer<F: FnOnce(anyhow::Result<(f64, f64)>)>(Option<F>);
+    impl<F: FnOnce(anyhow::Result<(f64, f64)>)> Drop for Answer<F> {
+        fn drop(&mut self) {
+            if let Some(done) = self.0.take() {
+                done(Err(anyhow::anyhow!("timing stopped unexpectedly (see the log)")));
+            }
+        }
+    }
+    let mut answer = Answer(Some(done));
+    spawn(async move {
+        let result = estimate(dataset.as_ref(), preset, &device).await;
+        if let Some(done) = answer.0.take() {
+            done(result);
+        }
+    });
 }
 
 /// Waits while paused; true when the job should stop.
