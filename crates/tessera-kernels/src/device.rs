@@ -159,12 +159,14 @@ pub struct Compute {
     /// Why the CPU backend is used, when it is (shown to the user once).
     pub notice: Option<String>,
     lost: Arc<AtomicBool>,
+    /// The wgpu device behind `device` (`None` on the CPU backend).
+    wgpu: Option<wgpu::Device>,
 }
 
 impl Compute {
     /// burn's pure-Rust CPU backend.
     pub fn cpu(notice: Option<String>) -> Self {
-        Self { device: Device::flex(), adapter: None, notice, lost: Arc::default() }
+        Self { device: Device::flex(), adapter: None, notice, lost: Arc::default(), wgpu: None }
     }
 
     /// One line for logs and status bars: `llvmpipe (LLVM 15.0.6, 256 bits) · Vulkan · software`.
@@ -204,6 +206,11 @@ impl Compute {
         self.lost.load(Ordering::Relaxed)
     }
 
+    /// The wgpu device the burn device runs on (`None` on the CPU backend).
+    pub fn wgpu_device(&self) -> Option<&wgpu::Device> {
+        self.wgpu.as_ref()
+    }
+
     /// Records that the device is gone: wgpu's device-lost callback calls this, and so can
     /// anything else that learns it first (and the app's tests, to see how the app copes).
     pub fn mark_lost(&self) {
@@ -235,18 +242,37 @@ pub fn register(
 ) -> Result<Compute, DeviceError> {
     let report = AdapterReport::new(&adapter);
     crate::attention::set_software_tuning(report.is_software);
+    let backend = adapter.get_info().backend;
+    let wgpu_device = device.clone();
+    let device = Device::wgpu_options()
+        .setup(WgpuSetup { instance, adapter, device, queue, backend })
+        .init()
+        .map_err(|e| DeviceError::Register(e.to_string()))?;
+    // cubecl installs its own device-lost callback and error handler when its compute server
+    // starts, and wgpu keeps only the last of each; so the server is started first (a one-float
+    // tensor) and ours go in after it.
+    let _ = burn::tensor::Tensor::<1>::zeros([1], &device);
     let lost = Arc::new(AtomicBool::new(false));
+    watch_for_loss(&wgpu_device, lost.clone());
+    Ok(Compute { device, adapter: Some(report), notice: None, lost, wgpu: Some(wgpu_device) })
+}
+
+/// Sets `lost` when wgpu reports the device lost. Errors nobody captured still panic while the
+/// device is healthy (that is how a validation bug shows, as with wgpu's default handler); once
+/// it is lost every call errors, and those are only logged, so the app lives on to say so.
+fn watch_for_loss(device: &wgpu::Device, lost: Arc<AtomicBool>) {
     let flag = lost.clone();
     device.set_device_lost_callback(move |reason, message| {
         log::error!("GPU device lost ({reason:?}): {message}");
         flag.store(true, Ordering::Relaxed);
     });
-    let backend = adapter.get_info().backend;
-    let device = Device::wgpu_options()
-        .setup(WgpuSetup { instance, adapter, device, queue, backend })
-        .init()
-        .map_err(|e| DeviceError::Register(e.to_string()))?;
-    Ok(Compute { device, adapter: Some(report), notice: None, lost })
+    device.on_uncaptured_error(Arc::new(move |error| {
+        if lost.load(Ordering::Relaxed) {
+            log::debug!("wgpu error after the device was lost: {error}");
+        } else {
+            panic!("wgpu error: {error}");
+        }
+    }));
 }
 
 /// Adapter preference order: real GPUs first, software rasterisers last (native: browsers offer one).

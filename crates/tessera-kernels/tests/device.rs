@@ -64,3 +64,32 @@ fn preference_parses_and_rejects_nonsense() {
     let err = "tpu".parse::<Preference>().unwrap_err().to_string();
     assert!(err.contains("tpu") && err.contains("auto, gpu or cpu"), "{err}");
 }
+
+/// A real loss: the wgpu device is destroyed after it has computed (so burn's compute server,
+/// which installs wgpu callbacks of its own, has started). `is_lost` must notice, and the app
+/// keeps running: errors after the loss are logged, not raised as panics.
+#[test]
+fn a_destroyed_device_is_reported_lost() {
+    let compute = match device::create_blocking(Preference::Gpu) {
+        Ok(c) => c,
+        Err(e) if !gpu_required() => {
+            eprintln!("skipped: no wgpu adapter on this machine ({e}); CI installs lavapipe and requires one");
+            return;
+        }
+        Err(e) => panic!("no wgpu adapter, but CI must have lavapipe: {e}"),
+    };
+    small_computation(&compute.device);
+    assert!(!compute.is_lost());
+    let wgpu_device = compute.wgpu_device().expect("a GPU compute has a wgpu device");
+    wgpu_device.destroy();
+    let _ = wgpu_device.poll(burn::backend::wgpu::wgpu::PollType::wait_indefinitely());
+    assert!(compute.is_lost(), "the device-lost callback did not fire (was it replaced?)");
+    // Work submitted after the loss is an error wgpu reports to the handler, which must not panic.
+    let buffer = wgpu_device.create_buffer(&burn::backend::wgpu::wgpu::BufferDescriptor {
+        label: Some("after the loss"),
+        size: 4,
+        usage: burn::backend::wgpu::wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    });
+    drop(buffer);
+}
