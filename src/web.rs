@@ -231,6 +231,12 @@ fn fail(message: &str) {
     log::error!("{message}");
     set_status("state", "error".into());
     set_status("error", message.into());
+    show_message(message);
+}
+
+/// Shows `message` in the page's alert box above the canvas (which may no longer draw: a lost
+/// GPU device takes egui's drawing with it).
+pub fn show_message(message: &str) {
     if let Some(el) = web_sys::window()
         .and_then(|w| w.document())
         .and_then(|d| d.get_element_by_id("tessera_message"))

@@ -158,9 +158,55 @@ try {
   // the page's storage and are listed again after a reload. On a software adapter (SwiftShader
   // here) the app trains on the CPU backend, as the CLI does. TRAIN=0 skips this part.
   if (process.env.TRAIN !== '0') await trainOnPicturesInPage(page);
+
+  // A lost GPU device: the page's own GPUDevice is destroyed (a real loss, as a driver reset
+  // gives); the app must say so in the page and must not crash.
+  if (webgpu) await loseTheDevice(browser);
 } finally {
   await browser.close();
   server.close();
+}
+
+/** Destroys the page's GPUDevice once the app is ready and checks what the page says. */
+async function loseTheDevice(browser) {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  const crashes = [];
+  const afterLoss = [];
+  page.on('pageerror', (e) => crashes.push(`uncaught after the loss: ${e}`));
+  page.on('console', (m) => { if (m.type() === 'error') afterLoss.push(m.text().slice(0, 200)); });
+  // Keep every device the page asks for, so the test can destroy it.
+  await page.addInitScript(() => {
+    if (!('gpu' in navigator)) return;
+    const request = GPUAdapter.prototype.requestDevice;
+    GPUAdapter.prototype.requestDevice = async function (...args) {
+      const device = await request.apply(this, args);
+      (window.__tesseraDevices ||= []).push(device);
+      return device;
+    };
+  });
+  await page.goto(url.replace(/\?.*$/, '?'));
+  await waitForReady(page);
+  const destroyed = await page.evaluate(() => (window.__tesseraDevices || []).map((d) => (d.destroy(), 1)).length);
+  if (destroyed === 0) failures.push('no GPUDevice to destroy: the page did not use WebGPU');
+  let said = null;
+  try {
+    // The app notices at its next frame; a mouse move asks for one.
+    for (let i = 0; i < 60 && !said; i++) {
+      await page.mouse.move(100 + i, 100);
+      said = await page.evaluate(() => {
+        const box = document.getElementById('tessera_message');
+        const shown = box && getComputedStyle(box).display !== 'none' ? box.textContent : null;
+        return window.tessera?.state === 'error' && shown && shown.includes('GPU device was lost') ? shown : null;
+      });
+      if (!said) await page.waitForTimeout(500);
+    }
+  } finally {
+    await page.close();
+  }
+  console.log(`after destroying ${destroyed} GPUDevice(s) the page says:`, JSON.stringify(said),
+    `(${afterLoss.length} console error(s) after the loss, expected: work on a lost device fails)`);
+  if (!said) failures.push('a lost GPU device was not reported in the page');
+  failures.push(...crashes);
 }
 
 /** A solid-colour RGB PNG, `w`x`h`, with a gradient so no two pictures are alike. */

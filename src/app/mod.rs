@@ -82,6 +82,9 @@ pub struct TesseraApp {
     pub compute: Compute,
     /// The user closed the banner that says why computing is on the CPU.
     notice_dismissed: bool,
+    /// The page has been told the GPU device was lost (browser).
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+    loss_shown: bool,
     data: data_panel::DataPanel,
     generate: generate_panel::GeneratePanel,
     edit: edit_panel::EditPanel,
@@ -121,7 +124,7 @@ impl TesseraApp {
         if let Some(run) = train_now {
             train.start_soon(run);
         }
-        Self { state, compute, notice_dismissed: false, data: Default::default(), generate, edit: Default::default(), train }
+        Self { state, compute, notice_dismissed: false, loss_shown: false, data: Default::default(), generate, edit: Default::default(), train }
     }
 }
 
@@ -178,6 +181,14 @@ impl eframe::App for TesseraApp {
             });
         });
         if self.compute.is_lost() {
+            // In the browser the canvas draws with the same device, so it may show nothing more:
+            // the page's own alert box says it too, once.
+            #[cfg(target_arch = "wasm32")]
+            if !std::mem::replace(&mut self.loss_shown, true) {
+                let text = "The GPU device was lost, so Tessera stopped drawing and computing. Checkpoints already saved are in this page's storage: reload the page and the Train tab lists them again.";
+                hooks::report_state(hooks::AppState::Error, Some(text));
+                crate::web::show_message(text);
+            }
             egui::Panel::top("lost").show(ui, |ui| self.lost_device_ui(ui));
         }
         if let Some(notice) = self.compute.notice.clone().filter(|_| !self.notice_dismissed) {
