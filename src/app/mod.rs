@@ -193,9 +193,10 @@ impl eframe::App for TesseraApp {
         }
         if let Some(notice) = self.compute.notice.clone().filter(|_| !self.notice_dismissed) {
             egui::Panel::top("notice").show(ui, |ui| {
-                ui.horizontal(|ui| {
-                    ui.colored_label(ui.visuals().warn_fg_color, notice);
+                // Dismiss first and the text wrapped: a long notice must not push the button off screen.
+                ui.horizontal_wrapped(|ui| {
                     self.notice_dismissed = ui.small_button("Dismiss").clicked();
+                    ui.colored_label(ui.visuals().warn_fg_color, notice);
                 });
             });
         }
