@@ -183,9 +183,9 @@ pub mod pictures {
                             })
                             .collect();
                         let folders = js_sys::Array::from(&field("folders")).iter().filter_map(|f| f.as_string()).collect();
-                        inbox.lock().unwrap_or_else(|p| p.into_inner()).push(PictureSource::Files { name, files, folders });
+                        inbox.lock().unwrap_or_else(|p| p.into_inner()).push(Ok(PictureSource::Files { name, files, folders }));
                     }
-                    Err(e) => log::warn!("could not read the dropped folder: {e:?}"),
+                    Err(e) => inbox.lock().unwrap_or_else(|p| p.into_inner()).push(Err(format!("could not read the dropped folder: {e:?}"))),
                 }
                 ctx.request_repaint();
             });

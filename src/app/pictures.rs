@@ -47,8 +47,9 @@ pub fn is_zip(file_name: &str) -> bool {
     file_name.to_ascii_lowercase().ends_with(".zip")
 }
 
-/// Pictures that came in (a browser drop or a file chooser), waiting for the Train panel.
-pub type Inbox = Arc<Mutex<Vec<PictureSource>>>;
+/// Pictures that came in (a browser drop or a file chooser), or why they could not be taken,
+/// waiting for the Train panel.
+pub type Inbox = Arc<Mutex<Vec<Result<PictureSource, String>>>>;
 
 /// The dataset, and what was skipped, or why there is none (in words).
 pub type Loaded = Result<(FolderDataset, Vec<Skipped>), String>;

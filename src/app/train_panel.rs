@@ -194,9 +194,15 @@ impl TrainPanel {
     /// Every frame, whichever tab is open: takes checkpoints the browser's storage has read back
     /// and reports the list (`window.tessera.checkpoints`).
     pub fn poll(&mut self, ctx: &egui::Context, compute: &Compute) {
-        let arrived: Vec<PictureSource> = std::mem::take(&mut *self.picture_inbox.lock().unwrap_or_else(|p| p.into_inner()));
+        let arrived = std::mem::take(&mut *self.picture_inbox.lock().unwrap_or_else(|p| p.into_inner()));
         for source in arrived {
-            self.import_pictures(source, ctx);
+            match source {
+                Ok(source) => self.import_pictures(source, ctx),
+                Err(e) => {
+                    self.choice = Choice::Folder;
+                    self.set_dataset(Err(e));
+                }
+            }
             self.wants_focus = true;
         }
         self.finish_import();
@@ -215,6 +221,7 @@ impl TrainPanel {
                 }
             } else {
                 self.choice = Choice::Mnist;
+                self.skipped.clear();
                 self.set_dataset(Ok(Arc::new(Mnist::train())));
                 if let Some(dataset) = self.dataset.clone() {
                     self.start(dataset, device, ctx, None);
@@ -344,10 +351,9 @@ impl TrainPanel {
                 if ui.add_enabled(self.import.is_none(), egui::Button::new(text)).clicked() {
                     let (inbox, ctx) = (self.picture_inbox.clone(), ui.ctx().clone());
                     wasm_bindgen_futures::spawn_local(async move {
-                        match crate::web::pictures::choose(folder).await {
-                            Ok(Some(source)) => inbox.lock().unwrap_or_else(|p| p.into_inner()).push(source),
-                            Ok(None) => {}
-                            Err(e) => log::warn!("{e}"),
+                        // Cancelling the chooser is no news; anything else goes to the panel.
+                        if let Some(chosen) = crate::web::pictures::choose(folder).await.transpose() {
+                            inbox.lock().unwrap_or_else(|p| p.into_inner()).push(chosen);
                         }
                         ctx.request_repaint();
                     });

@@ -8,6 +8,18 @@ fn gpu_required() -> bool {
     std::env::var_os("CI").is_some() || std::env::var_os("TESSERA_REQUIRE_GPU").is_some()
 }
 
+/// A wgpu device, or `None` (with the reason printed) where there is none and none is required.
+fn gpu_compute() -> Option<device::Compute> {
+    match device::create_blocking(Preference::Gpu) {
+        Ok(c) => Some(c),
+        Err(e) if !gpu_required() => {
+            eprintln!("skipped: no wgpu adapter on this machine ({e}); CI installs lavapipe and requires one");
+            None
+        }
+        Err(e) => panic!("no wgpu adapter, but CI must have lavapipe: {e}"),
+    }
+}
+
 fn small_computation(device: &Device) -> TensorData {
     // Same inputs on every device: made on the CPU, then uploaded.
     let cpu = Device::flex();
@@ -20,14 +32,7 @@ fn small_computation(device: &Device) -> TensorData {
 
 #[test]
 fn wgpu_device_starts_and_matches_the_cpu_backend() {
-    let compute = match device::create_blocking(Preference::Gpu) {
-        Ok(c) => c,
-        Err(e) if !gpu_required() => {
-            eprintln!("skipped: no wgpu adapter on this machine ({e}); CI installs lavapipe and requires one");
-            return;
-        }
-        Err(e) => panic!("no wgpu adapter, but CI must have lavapipe: {e}"),
-    };
+    let Some(compute) = gpu_compute() else { return };
     let report = compute.adapter.clone().expect("a GPU preference yields an adapter report");
     eprintln!("{}", compute.describe());
     assert!(!report.name.is_empty());
@@ -70,14 +75,7 @@ fn preference_parses_and_rejects_nonsense() {
 /// keeps running: errors after the loss are logged, not raised as panics.
 #[test]
 fn a_destroyed_device_is_reported_lost() {
-    let compute = match device::create_blocking(Preference::Gpu) {
-        Ok(c) => c,
-        Err(e) if !gpu_required() => {
-            eprintln!("skipped: no wgpu adapter on this machine ({e}); CI installs lavapipe and requires one");
-            return;
-        }
-        Err(e) => panic!("no wgpu adapter, but CI must have lavapipe: {e}"),
-    };
+    let Some(compute) = gpu_compute() else { return };
     small_computation(&compute.device);
     assert!(!compute.is_lost());
     let wgpu_device = compute.wgpu_device().expect("a GPU compute has a wgpu device");
