@@ -8,6 +8,6 @@ pub mod app;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod cli;
 pub mod gpu_setup;
-pub mod var_models;
+pub mod shipped;
 #[cfg(target_arch = "wasm32")]
 pub(crate) mod web;

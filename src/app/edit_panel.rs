@@ -1,4 +1,4 @@
-//! The Edit panel: VAR's zero-shot editing. Pick a source (a held-out digit, the image open in
+//! The Edit panel: zero-shot editing, for models whose controls offer edits (VAR). Pick a source (a held-out digit, the image open in
 //! Generate, or a picture dropped on the window), paint a region over it, then in-paint the
 //! region, out-paint around it, or regenerate it as another class.
 //!
@@ -10,12 +10,11 @@ use std::sync::Arc;
 
 use egui::{Color32, ColorImage, Rect, Sense, TextureHandle, TextureOptions, pos2, vec2};
 use tessera_data::{Dataset, Image, Mnist};
-use tessera_models::sampling::var::EditKind;
+use tessera_models::generator::{Edit, EditKind, ImageGenerator};
 
 use super::{dropped, export};
 use super::generate_settings::{GenerateSettings, MAX_COUNT, MAX_GUIDANCE};
-use super::generation::{self, EditRequest, Job, JobStatus};
-use crate::var_models::VarModels;
+use super::generation::{self, Job, JobStatus};
 
 /// On-screen sizes, in points.
 const CANVAS: f32 = 256.0;
@@ -76,7 +75,7 @@ impl Default for EditPanel {
 
 impl EditPanel {
     /// `generated`: the image open in Generate's player, if any.
-    pub fn ui(&mut self, ui: &mut egui::Ui, models: Option<Arc<VarModels>>, generated: Option<Image>) {
+    pub fn ui(&mut self, ui: &mut egui::Ui, models: Option<Arc<dyn ImageGenerator>>, generated: Option<Image>) {
         let Some(models) = models else {
             ui.horizontal(|ui| {
                 ui.spinner();
@@ -84,8 +83,8 @@ impl EditPanel {
             });
             return;
         };
-        ui.label("Paint a region over an image, then regenerate it: VAR edits with no training for the task.");
-        self.source_bar(ui, &models, generated);
+        ui.label(format!("Paint a region over an image, then regenerate it: {} edits with no training for the task.", models.info().family));
+        self.source_bar(ui, models.as_ref(), generated);
         super::show_outcome(ui, &self.message);
         if self.source.is_none() {
             ui.weak("Choose a source above, or drop a picture on the window.");
@@ -100,7 +99,7 @@ impl EditPanel {
         self.results(ui);
     }
 
-    fn source_bar(&mut self, ui: &mut egui::Ui, models: &VarModels, generated: Option<Image>) {
+    fn source_bar(&mut self, ui: &mut egui::Ui, model: &dyn ImageGenerator, generated: Option<Image>) {
         let mut picked: Option<anyhow::Result<Source>> = None;
         ui.horizontal_wrapped(|ui| {
             ui.label("Source:");
@@ -122,17 +121,17 @@ impl EditPanel {
         });
         dropped::collect(ui.ctx(), &self.dropped);
         if let Some(read) = dropped::take(&self.dropped).pop() {
-            picked = Some(read.and_then(|(name, bytes)| decode_picture(name, &bytes, models)));
+            picked = Some(read.and_then(|(name, bytes)| decode_picture(name, &bytes, model)));
         }
         match picked {
-            Some(Ok(source)) => self.set_source(source, models),
+            Some(Ok(source)) => self.set_source(source, model),
             Some(Err(e)) => self.message = Some(Err(format!("{e:#}"))),
             None => {}
         }
     }
 
-    fn set_source(&mut self, source: Source, models: &VarModels) {
-        let (side, channels) = (models.image_size, models.channels);
+    fn set_source(&mut self, source: Source, model: &dyn ImageGenerator) {
+        let (side, channels) = (model.info().height, model.info().channels);
         if (source.image.channels, source.image.height, source.image.width) != (channels, side, side) {
             self.message = Some(Err(format!(
                 "{} is {}x{}x{}; this model edits {channels}x{side}x{side} images",
@@ -186,8 +185,9 @@ impl EditPanel {
         response.on_hover_text("paint the region (left button), erase (right button)");
     }
 
-    fn controls(&mut self, ui: &mut egui::Ui, models: &Arc<VarModels>) {
-        let side = models.image_size;
+    fn controls(&mut self, ui: &mut egui::Ui, model: &Arc<dyn ImageGenerator>) {
+        let info = model.info();
+        let side = info.height;
         let painted = self.region.iter().filter(|&&r| r).count();
         ui.weak(format!("{painted} of {} pixels painted", self.region.len()));
         ui.add(egui::Slider::new(&mut self.brush, 0.5..=8.0).text("brush"));
@@ -203,19 +203,22 @@ impl EditPanel {
             }
         });
         ui.separator();
+        let offered = model.controls().edits;
         for (kind, label, hint) in [
             (EditKind::Inpaint, "In-paint", "regenerate the region, keep the rest"),
             (EditKind::Outpaint, "Out-paint", "keep the region, regenerate everything around it"),
             (EditKind::Class, "Class edit", "regenerate the region as the class below"),
         ] {
-            ui.radio_value(&mut self.kind, kind, label).on_hover_text(hint);
+            if offered.contains(&kind) {
+                ui.radio_value(&mut self.kind, kind, label).on_hover_text(hint);
+            }
         }
         ui.add_enabled_ui(self.kind == EditKind::Class, |ui| {
             egui::ComboBox::from_label("class")
-                .selected_text(models.class_name(self.class))
+                .selected_text(info.class_name(self.class))
                 .show_ui(ui, |ui| {
-                    for c in 0..models.num_classes {
-                        ui.selectable_value(&mut self.class, c, models.class_name(c));
+                    for c in 0..info.num_classes {
+                        ui.selectable_value(&mut self.class, c, info.class_name(c));
                     }
                 });
             ui.add(egui::Slider::new(&mut self.guidance, 0.0..=MAX_GUIDANCE.min(8.0)).text("guidance"));
@@ -234,15 +237,16 @@ impl EditPanel {
             && let Some(source) = &self.source
         {
             let settings = GenerateSettings {
-                class: self.class.min(models.num_classes - 1),
+                generator: info.family,
+                class: self.class.min(info.num_classes.saturating_sub(1)),
                 seed: self.seed,
                 count: self.count,
                 guidance: self.guidance,
                 ..GenerateSettings::default()
             };
-            let edit = EditRequest { source: source.image.clone(), region: self.region.clone(), kind: self.kind };
+            let edit = Edit { source: source.image.pixels.clone(), region: self.region.clone(), kind: self.kind };
             self.serial += 1;
-            self.job = Some(generation::start(models.clone(), settings, Some(edit), ui.ctx().clone()));
+            self.job = Some(generation::start(model.clone(), settings, Some(edit), ui.ctx().clone()));
         }
     }
 
@@ -310,11 +314,11 @@ impl EditPanel {
 }
 
 /// A picture's bytes at the model's resolution (centre-cropped to a square).
-fn decode_picture(name: String, bytes: &[u8], models: &VarModels) -> anyhow::Result<Source> {
+fn decode_picture(name: String, bytes: &[u8], model: &dyn ImageGenerator) -> anyhow::Result<Source> {
     let picture = image::load_from_memory(bytes).map_err(|e| anyhow::anyhow!("{name} is not a picture this app can read: {e}"))?;
-    let side = models.image_size as u32;
+    let (side, channels) = (model.info().height as u32, model.info().channels);
     let picture = picture.resize_to_fill(side, side, image::imageops::FilterType::Lanczos3);
-    Ok(Source { image: Image::from_dynamic_image(&picture, models.channels), name })
+    Ok(Source { image: Image::from_dynamic_image(&picture, channels), name })
 }
 
 /// The middle half of a `side × side` image.

@@ -13,11 +13,13 @@ use egui::{Color32, ColorImage, TextureHandle, TextureOptions, vec2};
 use tessera_data::Image;
 
 use super::export;
-use super::generate_settings::{GenerateSettings, GeneratorKind, MAX_COUNT, MAX_GUIDANCE};
+use tessera_models::family::Family;
+use tessera_models::generator::ImageGenerator;
+
+use super::generate_settings::{GenerateSettings, MAX_COUNT, MAX_GUIDANCE, is_available};
 use super::generation::{self, GeneratedImage, Job, JobStatus, ModelSlot, StepFrame};
 use super::hooks::{self, AppState, LastResult};
 use super::player::{Action, Player, SHORTCUTS};
-use crate::var_models::VarModels;
 
 /// On-screen sizes, in points.
 const THUMB: f32 = 88.0;
@@ -75,7 +77,7 @@ impl GeneratePanel {
     }
 
     /// The models, once loaded (the Edit panel samples from them too).
-    pub fn ready_models(&self) -> Option<Arc<VarModels>> {
+    pub fn ready_models(&self) -> Option<Arc<dyn ImageGenerator>> {
         match self.models() {
             ModelSlot::Ready(m) => Some(m),
             _ => None,
@@ -83,7 +85,7 @@ impl GeneratePanel {
     }
 
     /// Samples from `models` from now on (a run trained in the Train tab).
-    pub fn set_models(&mut self, models: Arc<VarModels>) {
+    pub fn set_models(&mut self, models: Arc<dyn ImageGenerator>) {
         *self.models.lock().unwrap_or_else(|p| p.into_inner()) = ModelSlot::Ready(models);
     }
 
@@ -141,7 +143,7 @@ impl GeneratePanel {
         });
     }
 
-    fn start(&mut self, models: Arc<VarModels>, settings: &GenerateSettings, ctx: &egui::Context) {
+    fn start(&mut self, models: Arc<dyn ImageGenerator>, settings: &GenerateSettings, ctx: &egui::Context) {
         if let Some(old) = &self.job {
             old.cancel();
         }
@@ -174,7 +176,7 @@ impl GeneratePanel {
                 ui.colored_label(ui.visuals().error_fg_color, format!("Could not load the models: {e}"));
             }
             ModelSlot::Ready(m) => {
-                if let Some(w) = &m.warning {
+                if let Some(w) = &m.info().warning {
                     ui.colored_label(ui.visuals().warn_fg_color, w);
                 }
             }
@@ -199,9 +201,9 @@ impl GeneratePanel {
         }
     }
 
-    fn run_bar(&mut self, ui: &mut egui::Ui, settings: &GenerateSettings, models: Option<Arc<VarModels>>) {
+    fn run_bar(&mut self, ui: &mut egui::Ui, settings: &GenerateSettings, models: Option<Arc<dyn ImageGenerator>>) {
         ui.horizontal(|ui| {
-            let can_generate = models.is_some() && settings.generator.is_available();
+            let can_generate = models.is_some() && is_available(settings.generator);
             let generate = ui
                 .add_enabled(can_generate, egui::Button::new("Generate images"))
                 .on_hover_text("Draw the images (Enter)");
@@ -395,20 +397,23 @@ impl GeneratePanel {
 }
 
 /// Generator, class and sampling controls.
-fn settings_ui(ui: &mut egui::Ui, settings: &mut GenerateSettings, models: Option<&VarModels>) {
+fn settings_ui(ui: &mut egui::Ui, settings: &mut GenerateSettings, model: Option<&dyn ImageGenerator>) {
+    let info = model.map(|m| m.info());
+    let controls = model.map(|m| m.controls());
     ui.horizontal_wrapped(|ui| {
         egui::ComboBox::from_label("generator")
             .selected_text(settings.generator.label())
             .show_ui(ui, |ui| {
-                for g in GeneratorKind::ALL {
-                    let label = if g.is_available() { g.label().to_string() } else { format!("{} (coming)", g.label()) };
-                    ui.add_enabled_ui(g.is_available(), |ui| ui.selectable_value(&mut settings.generator, g, label));
+                for g in Family::ALL {
+                    let label = if is_available(g) { g.label().to_string() } else { format!("{} (coming)", g.label()) };
+                    ui.add_enabled_ui(is_available(g), |ui| ui.selectable_value(&mut settings.generator, g, label));
                 }
             });
-        ui.weak(format!("order: {}", settings.generator.order().label()));
+        let order = controls.as_ref().map_or(settings.generator.order(), |c| c.order);
+        ui.weak(format!("order: {}", order.label()));
         ui.separator();
-        let num_classes = models.map_or(10, |m| m.num_classes);
-        let name = |c: usize| models.map_or_else(|| c.to_string(), |m| m.class_name(c));
+        let num_classes = info.map_or(10, |i| i.num_classes);
+        let name = |c: usize| info.map_or_else(|| c.to_string(), |i| i.class_name(c));
         egui::ComboBox::from_label("class")
             .selected_text(name(settings.class))
             .show_ui(ui, |ui| {
@@ -424,17 +429,27 @@ fn settings_ui(ui: &mut egui::Ui, settings: &mut GenerateSettings, models: Optio
         ui.add(egui::Slider::new(&mut settings.count, 1..=MAX_COUNT).text("images"));
     });
     ui.horizontal_wrapped(|ui| {
-        ui.add(egui::Slider::new(&mut settings.guidance, 0.0..=MAX_GUIDANCE.min(8.0)).text("guidance"))
-            .on_hover_text("classifier-free guidance: higher follows the class more closely (0 = none)");
-        let vocab = models.map_or(4096, |m| m.var_config.vocab_size);
-        let top_k = ui.label("top-k");
-        ui.add(egui::DragValue::new(&mut settings.top_k).range(0..=vocab))
-            .labelled_by(top_k.id)
-            .on_hover_text("keep only the k most likely codes (0 = all)");
-        ui.add(egui::Slider::new(&mut settings.top_p, 0.0..=1.0).text("top-p"))
-            .on_hover_text("nucleus sampling: keep the most likely codes up to this probability (0 = off)");
-        ui.add(egui::Slider::new(&mut settings.temperature, 0.1..=3.0).logarithmic(true).text("temperature"))
-            .on_hover_text("below 1: safer, more typical images; above 1: more varied");
+        // Only the settings the model has (before it loads: VAR's, the default generator).
+        let shows = |has: fn(&tessera_models::generator::Controls) -> bool| controls.as_ref().is_none_or(has);
+        if let Some(schedule) = controls.as_ref().map_or(Some(None), |c| c.guidance.map(Some)) {
+            let ramp = schedule.map(|s| format!("; it {}", s.describe())).unwrap_or_default();
+            ui.add(egui::Slider::new(&mut settings.guidance, 0.0..=MAX_GUIDANCE.min(8.0)).text("guidance"))
+                .on_hover_text(format!("classifier-free guidance: higher follows the class more closely (0 = none){ramp}"));
+        }
+        if let Some(vocab) = controls.as_ref().map_or(Some(4096), |c| c.top_k) {
+            let top_k = ui.label("top-k");
+            ui.add(egui::DragValue::new(&mut settings.top_k).range(0..=vocab))
+                .labelled_by(top_k.id)
+                .on_hover_text("keep only the k most likely codes (0 = all)");
+        }
+        if shows(|c| c.top_p) {
+            ui.add(egui::Slider::new(&mut settings.top_p, 0.0..=1.0).text("top-p"))
+                .on_hover_text("nucleus sampling: keep the most likely codes up to this probability (0 = off)");
+        }
+        if shows(|c| c.temperature) {
+            ui.add(egui::Slider::new(&mut settings.temperature, 0.1..=3.0).logarithmic(true).text("temperature"))
+                .on_hover_text("below 1: safer, more typical images; above 1: more varied");
+        }
         if ui.button("Defaults").on_hover_text("reset the sampling settings").clicked() {
             let base = GenerateSettings::default();
             settings.guidance = base.guidance;

@@ -7,94 +7,23 @@
 //! (`?generator=var&class=C&seed=S&autorun=1`) promises.
 
 use serde::{Deserialize, Serialize};
+use tessera_models::family::Family;
+
 use super::Tab;
 
 /// The version of the query format written by [`GenerateSettings::to_query`].
 pub const URL_VERSION: u32 = 1;
 
-/// The order in which a generator produces an image; the step-through player names its steps after it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GenerationOrder {
-    /// VAR: a 1×1 token map, then 2×2, … up to the full map.
-    NextScale,
-    /// RAR: one token at a time, row by row.
-    Raster,
-    /// The equivariant generator: one column of tokens at a time.
-    ColumnByColumn,
-}
-
-impl GenerationOrder {
-    /// What one step is called: "scale", "token", "column".
-    pub fn step_name(self) -> &'static str {
-        match self {
-            Self::NextScale => "scale",
-            Self::Raster => "token",
-            Self::ColumnByColumn => "column",
-        }
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::NextScale => "next-scale",
-            Self::Raster => "raster, token by token",
-            Self::ColumnByColumn => "column by column",
-        }
-    }
-}
-
-/// The generator families. Only VAR has models yet; the others are listed so the panel, the URL
-/// and the player are built for all three.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum GeneratorKind {
-    #[default]
-    Var,
-    Rar,
-    Columns,
-}
-
-impl GeneratorKind {
-    pub const ALL: [GeneratorKind; 3] = [Self::Var, Self::Rar, Self::Columns];
-
-    /// The name used in URLs.
-    pub fn key(self) -> &'static str {
-        match self {
-            Self::Var => "var",
-            Self::Rar => "rar",
-            Self::Columns => "columns",
-        }
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Var => "VAR",
-            Self::Rar => "RAR",
-            Self::Columns => "Equivariant (columns)",
-        }
-    }
-
-    pub fn order(self) -> GenerationOrder {
-        match self {
-            Self::Var => GenerationOrder::NextScale,
-            Self::Rar => GenerationOrder::Raster,
-            Self::Columns => GenerationOrder::ColumnByColumn,
-        }
-    }
-
-    /// Whether Tessera can sample from it yet.
-    pub fn is_available(self) -> bool {
-        self == Self::Var
-    }
-
-    fn from_key(key: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|g| g.key().eq_ignore_ascii_case(key))
-    }
+/// Whether Tessera ships a model of `family` yet (the others are listed for what is to come).
+pub fn is_available(family: Family) -> bool {
+    crate::shipped::Shipped::of(family).is_some()
 }
 
 /// One generation request; persisted between runs and carried in URLs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct GenerateSettings {
-    pub generator: GeneratorKind,
+    pub generator: Family,
     /// Class index (its name comes from the model).
     pub class: usize,
     pub seed: u64,
@@ -162,7 +91,7 @@ impl GenerateSettings {
     /// The settings a URL starts from before its parameters apply.
     pub fn url_base() -> Self {
         Self {
-            generator: GeneratorKind::Var,
+            generator: Family::Var,
             class: 0,
             seed: 0,
             guidance: 2.0,
@@ -233,7 +162,7 @@ impl GenerateSettings {
                     Ok(_) => {}
                     Err(_) => bad("not a version number"),
                 },
-                "generator" => match GeneratorKind::from_key(value) {
+                "generator" => match Family::from_key(value) {
                     Some(g) => settings.generator = g,
                     None => bad("unknown generator (var, rar or columns)"),
                 },
@@ -319,7 +248,7 @@ mod tests {
             GenerateSettings::default(),
             GenerateSettings::url_base(),
             GenerateSettings { class: 7, seed: u64::MAX, guidance: 0.0, top_k: 50, top_p: 0.9, temperature: 0.7, count: 16, ..Default::default() },
-            GenerateSettings { generator: GeneratorKind::Columns, guidance: 1.25, ..Default::default() },
+            GenerateSettings { generator: Family::Columns, guidance: 1.25, ..Default::default() },
         ];
         for settings in cases {
             for autorun in [false, true] {
@@ -343,7 +272,7 @@ mod tests {
     fn bad_parameters_are_skipped_with_a_reason_and_values_clamped() {
         let r = GenerateSettings::from_query("v=2&generator=gan&class=x&seed=5&n=1000&top_p=3&colour=red");
         assert_eq!(r.settings.seed, 5);
-        assert_eq!(r.settings.generator, GeneratorKind::Var);
+        assert_eq!(r.settings.generator, Family::Var);
         assert_eq!(r.settings.class, 0);
         assert_eq!((r.settings.count, r.settings.top_p), (MAX_COUNT, 1.0));
         assert!(!r.autorun);

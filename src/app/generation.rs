@@ -14,12 +14,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use burn::prelude::*;
 use tessera_data::Image;
-use tessera_models::sampling::var::{EditKind, VarSamplerConfig, VarSampling};
+use tessera_models::generator::{Chosen, Edit, ImageGenerator, SampleRequest};
 use web_time::Instant;
 
-use super::generate_settings::{GenerateSettings, GeneratorKind};
+use super::generate_settings::GenerateSettings;
 use super::token_map::TokenMap;
-use crate::var_models::VarModels;
 
 /// One step of one image, on the CPU, ready to show or export.
 #[derive(Clone, Debug)]
@@ -42,15 +41,6 @@ impl GeneratedImage {
     pub fn last(&self) -> Option<&Image> {
         self.frames.last().map(|f| &f.partial)
     }
-}
-
-/// A zero-shot edit (VAR): the source at the model's resolution, the region the user painted
-/// (row-major, true inside) and what to do with it.
-#[derive(Clone, Debug)]
-pub struct EditRequest {
-    pub source: Image,
-    pub region: Vec<bool>,
-    pub kind: EditKind,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -113,20 +103,20 @@ impl Job {
 #[derive(Clone)]
 pub enum ModelSlot {
     Loading,
-    Ready(Arc<VarModels>),
+    Ready(Arc<dyn ImageGenerator>),
     Failed(String),
 }
 
-/// Loads the shipped models in the background; the slot says `Loading` until they are in.
+/// Loads the first shipped pair (VAR's) in the background; the slot says `Loading` until it is in.
 pub fn load_shipped(device: Device, ctx: egui::Context) -> Arc<Mutex<ModelSlot>> {
     let slot = Arc::new(Mutex::new(ModelSlot::Loading));
     let target = slot.clone();
     spawn(async move {
         let started = Instant::now();
-        let loaded = match VarModels::shipped(&device) {
+        let loaded = match crate::shipped::SHIPPED[0].load(&device) {
             Ok(models) => {
                 log::info!("shipped models loaded in {:.0} ms", started.elapsed().as_secs_f64() * 1e3);
-                ModelSlot::Ready(Arc::new(models))
+                ModelSlot::Ready(models)
             }
             Err(e) => ModelSlot::Failed(format!("{e:#}")),
         };
@@ -138,12 +128,12 @@ pub fn load_shipped(device: Device, ctx: egui::Context) -> Arc<Mutex<ModelSlot>>
 
 /// Starts generating with `settings` (editing, with `edit`); the returned job fills in as steps
 /// finish.
-pub fn start(models: Arc<VarModels>, settings: GenerateSettings, edit: Option<EditRequest>, ctx: egui::Context) -> Job {
-    let job = Job::new(settings.clone(), models.var_config.patch_nums.len());
+pub fn start(generator: Arc<dyn ImageGenerator>, settings: GenerateSettings, edit: Option<Edit>, ctx: egui::Context) -> Job {
+    let job = Job::new(settings.clone(), 0);
     let worker = job.clone();
     spawn(async move {
         let _guard = FailIfAbandoned(worker.clone());
-        let result = run_var(&models, &settings, edit.as_ref(), &worker, &|| ctx.request_repaint()).await;
+        let result = run(generator.as_ref(), &settings, edit.as_ref(), &worker, &|| ctx.request_repaint()).await;
         {
             let mut progress = worker.progress();
             progress.status = match result {
@@ -170,53 +160,52 @@ impl Drop for FailIfAbandoned {
     }
 }
 
-/// Samples `settings.count` images with VAR (or edits of `edit`'s source), scale by scale,
-/// pushing every scale's token map and partial decode into `job` as soon as it is read back.
-pub async fn run_var(
-    models: &VarModels,
-    settings: &GenerateSettings,
-    edit: Option<&EditRequest>,
-    job: &Job,
-    repaint: &(dyn Fn() + Sync),
-) -> anyhow::Result<()> {
-    anyhow::ensure!(settings.generator == GeneratorKind::Var, "{} has no trained models yet", settings.generator.label());
-    models.check_class(settings.class)?;
-    let started = Instant::now();
-    let n = settings.count;
-    let (class, guidance) = match edit {
-        Some(e) => e.kind.conditioning(settings.class, models.var.null_class(), settings.guidance),
-        None => (settings.class, settings.guidance),
-    };
-    let labels = Tensor::<1, Int>::full([n], class as i64, &models.device);
-    let config = VarSamplerConfig::new()
-        .with_guidance(guidance)
+/// The sampling request of a panel's settings: `count` images of its class, with the partial
+/// decodes the player shows.
+pub fn request(settings: &GenerateSettings) -> SampleRequest {
+    SampleRequest::new(vec![settings.class; settings.count])
+        .with_seed(settings.seed)
+        .with_guidance(settings.guidance)
         .with_top_k(settings.top_k)
         .with_top_p(settings.top_p)
         .with_temperature(settings.temperature)
-        .with_seed(settings.seed);
-    let mut run = VarSampling::new(&models.var, &models.vae, labels, config);
-    if let Some(e) = edit {
-        run = run.with_edit(models.edit(&e.source, &e.region, e.kind, n)?);
-    }
-    let scales = run.num_scales();
-    while let Some(step) = run.step(&models.var, &models.vae) {
-        let [_, pn, _] = step.tokens.dims();
-        let partial = ((models.vae.decode(step.f_hat) + 1.0) * 0.5).clamp(0.0, 1.0); // [B, C, H, W]
+        .with_partials(true)
+}
+
+/// Samples `settings.count` images (or edits of `edit`'s source) step by step, pushing every
+/// step's token map and partial decode into `job` as soon as it is read back.
+pub async fn run(
+    generator: &dyn ImageGenerator,
+    settings: &GenerateSettings,
+    edit: Option<&Edit>,
+    job: &Job,
+    repaint: &(dyn Fn() + Sync),
+) -> anyhow::Result<()> {
+    let family = generator.info().family;
+    anyhow::ensure!(
+        settings.generator == family,
+        "{} has no trained models yet (the loaded model is {family})",
+        settings.generator.label()
+    );
+    let started = Instant::now();
+    let mut run = generator.start(&request(settings), edit)?;
+    job.progress().steps_total = run.steps();
+    while let Some(step) = run.step() {
+        let partial = step.partial.unwrap_or_else(|| run.images()); // [B, C, H, W]
         let [_, c, h, w] = partial.dims();
-        let codes = step.tokens.into_data_async().await.map_err(|e| anyhow::anyhow!("reading the tokens back: {e:?}"))?;
         let pixels = partial.into_data_async().await.map_err(|e| anyhow::anyhow!("reading the image back: {e:?}"))?;
-        let codes: Vec<u32> = codes.iter::<i64>().map(|c| c as u32).collect();
         let pixels: Vec<f32> = pixels.iter::<f32>().collect();
+        let maps = token_maps(step.chosen, settings.count).await?;
         {
             let mut progress = job.progress();
-            for (i, image) in progress.images.iter_mut().enumerate() {
+            for (i, (image, tokens)) in progress.images.iter_mut().zip(maps).enumerate() {
                 image.frames.push(StepFrame {
-                    label: format!("scale {} of {scales} · {pn}×{pn}", step.si + 1),
-                    tokens: TokenMap::full(pn, pn, codes[i * pn * pn..(i + 1) * pn * pn].iter().copied()),
+                    label: step.label.clone(),
+                    tokens,
                     partial: Image::new(c, h, w, pixels[i * c * h * w..(i + 1) * c * h * w].to_vec()),
                 });
             }
-            progress.steps_done = step.si + 1;
+            progress.steps_done = step.index + 1;
             progress.elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
         }
         repaint();
@@ -226,6 +215,23 @@ pub async fn run_var(
         yield_now().await;
     }
     Ok(())
+}
+
+/// One token map per image from what a step chose, read back asynchronously.
+async fn token_maps(chosen: Chosen, n: usize) -> anyhow::Result<Vec<TokenMap>> {
+    Ok(match chosen {
+        Chosen::Codes { codes, .. } => {
+            let [_, rows, cols] = codes.dims();
+            let codes = codes.into_data_async().await.map_err(|e| anyhow::anyhow!("reading the tokens back: {e:?}"))?;
+            let codes: Vec<Option<u32>> = codes.iter::<i64>().map(|c| u32::try_from(c).ok()).collect();
+            codes.chunks(rows * cols).take(n).map(|c| TokenMap { rows, cols, codes: c.to_vec() }).collect()
+        }
+        // Continuous columns have no codes: the map shows which columns are done.
+        Chosen::Columns { done, total } => {
+            let row = TokenMap { rows: 1, cols: total, codes: (0..total).map(|i| (i < done).then_some(0)).collect() };
+            vec![row; n]
+        }
+    })
 }
 
 /// Runs a job without blocking the UI: a thread on the desktop, the page's event loop on the web.
@@ -260,29 +266,37 @@ pub(super) async fn yield_now() {}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tessera_models::family::Family;
+    use tessera_models::generator::EditKind;
+
+    use crate::shipped::Shipped;
+
+    fn shipped_var() -> Arc<dyn ImageGenerator> {
+        Shipped::of(Family::Var).unwrap().load(&Device::flex()).unwrap()
+    }
 
     #[test]
     fn the_shipped_model_draws_a_digit_scale_by_scale() {
-        let device = Device::flex();
-        let models = VarModels::shipped(&device).unwrap();
+        let generator = shipped_var();
         let settings = GenerateSettings { class: 3, seed: 1, count: 2, ..GenerateSettings::url_base() };
-        let job = Job::new(settings.clone(), models.var_config.patch_nums.len());
+        let job = Job::new(settings.clone(), 0);
         let repaints = std::sync::atomic::AtomicUsize::new(0);
-        pollster::block_on(run_var(&models, &settings, None, &job, &|| {
+        pollster::block_on(run(generator.as_ref(), &settings, None, &job, &|| {
             repaints.fetch_add(1, Ordering::Relaxed);
         }))
         .unwrap();
         let progress = job.progress();
-        let patch_nums = &models.var_config.patch_nums;
-        assert_eq!(progress.steps_done, patch_nums.len());
+        let patch_nums = [1, 2, 3, 4, 5, 6, 8];
+        assert_eq!((progress.steps_done, progress.steps_total), (patch_nums.len(), patch_nums.len()));
         assert_eq!(repaints.load(Ordering::Relaxed), patch_nums.len(), "one repaint per scale");
         assert_eq!(progress.images.len(), 2);
         for image in &progress.images {
             assert_eq!(image.frames.len(), patch_nums.len());
-            for (frame, &pn) in image.frames.iter().zip(patch_nums) {
+            for (si, (frame, &pn)) in image.frames.iter().zip(&patch_nums).enumerate() {
                 assert_eq!((frame.tokens.rows, frame.tokens.cols), (pn, pn));
                 assert!(frame.tokens.codes.iter().all(|c| c.is_some_and(|c| c < 256)));
                 assert_eq!((frame.partial.channels, frame.partial.height, frame.partial.width), (1, 32, 32));
+                assert_eq!(frame.label, format!("scale {} of 7 · {pn}×{pn}", si + 1));
             }
             // A digit: some ink on a dark background, not a flat image.
             let last = image.last().unwrap();
@@ -290,23 +304,23 @@ mod tests {
             assert!((20..600).contains(&ink), "{ink} bright pixels of 1024");
         }
         // Same seed, same images.
-        let again = Job::new(settings.clone(), patch_nums.len());
-        pollster::block_on(run_var(&models, &settings, None, &again, &|| {})).unwrap();
+        let again = Job::new(settings.clone(), 0);
+        pollster::block_on(run(generator.as_ref(), &settings, None, &again, &|| {})).unwrap();
         assert_eq!(again.progress().images[0].last(), progress.images[0].last());
     }
 
     #[test]
     fn out_painting_keeps_the_painted_region_of_the_source() {
         use tessera_data::{Dataset, Mnist};
-        let models = VarModels::shipped(&Device::flex()).unwrap();
+        let generator = shipped_var();
         let source = Mnist::heldout().get(0).image;
         let inside = |i: usize| (8..24).contains(&(i % 32)) && (8..24).contains(&(i / 32));
         let region: Vec<bool> = (0..32 * 32).map(inside).collect();
         let settings = GenerateSettings { seed: 3, count: 2, ..GenerateSettings::url_base() };
         // Mean absolute difference to the source inside the region, over the job's images.
-        let centre_error = |edit: Option<&EditRequest>| {
-            let job = Job::new(settings.clone(), models.var_config.patch_nums.len());
-            pollster::block_on(run_var(&models, &settings, edit, &job, &|| {})).unwrap();
+        let centre_error = |edit: Option<&Edit>| {
+            let job = Job::new(settings.clone(), 0);
+            pollster::block_on(run(generator.as_ref(), &settings, edit, &job, &|| {})).unwrap();
             let progress = job.progress();
             let images: Vec<&Image> = progress.images.iter().map(|i| i.last().unwrap()).collect();
             let sum: f32 = images
@@ -315,25 +329,26 @@ mod tests {
                 .sum();
             sum / (images.len() * 256) as f32
         };
-        let edit = EditRequest { source: source.clone(), region: region.clone(), kind: EditKind::Outpaint };
+        let edit = Edit { source: source.pixels.clone(), region: region.clone(), kind: EditKind::Outpaint };
         let kept = centre_error(Some(&edit));
         let free = centre_error(None);
         assert!(kept < 0.5 * free && kept < 0.2, "kept region differs by {kept}, a free sample by {free}");
         // An empty region is refused, not silently ignored.
-        let empty = EditRequest { region: vec![false; 1024], ..edit };
-        let job = Job::new(settings.clone(), 7);
-        let e = pollster::block_on(run_var(&models, &settings, Some(&empty), &job, &|| {})).unwrap_err();
+        let empty = Edit { region: vec![false; 1024], ..edit };
+        let job = Job::new(settings.clone(), 0);
+        let e = pollster::block_on(run(generator.as_ref(), &settings, Some(&empty), &job, &|| {})).unwrap_err();
         assert!(e.to_string().contains("region is empty"), "{e}");
     }
 
     #[test]
-    fn a_class_the_model_lacks_fails_with_a_message() {
-        let models = VarModels::shipped(&Device::flex()).unwrap();
+    fn a_class_the_model_lacks_or_another_family_fails_with_a_message() {
+        let generator = shipped_var();
         let settings = GenerateSettings { class: 12, ..GenerateSettings::url_base() };
-        let job = Job::new(settings.clone(), 7);
-        let e = pollster::block_on(run_var(&models, &settings, None, &job, &|| {})).unwrap_err();
+        let job = Job::new(settings.clone(), 0);
+        let e = pollster::block_on(run(generator.as_ref(), &settings, None, &job, &|| {})).unwrap_err();
         assert!(e.to_string().contains("out of range"), "{e}");
-        let rar = GenerateSettings { generator: GeneratorKind::Rar, ..GenerateSettings::url_base() };
-        assert!(pollster::block_on(run_var(&models, &rar, None, &job, &|| {})).is_err());
+        let rar = GenerateSettings { generator: Family::Rar, ..GenerateSettings::url_base() };
+        let e = pollster::block_on(run(generator.as_ref(), &rar, None, &job, &|| {})).unwrap_err();
+        assert!(e.to_string().contains("RAR has no trained models yet"), "{e}");
     }
 }

@@ -167,7 +167,9 @@ impl eframe::App for TesseraApp {
             ui.horizontal(|ui| {
                 ui.heading("Tessera");
                 ui.separator();
-                for tab in Tab::ALL {
+                // The Edit tab only for models that offer edits (while loading: VAR's, which does).
+                let can_edit = self.generate.ready_models().is_none_or(|m| !m.controls().edits.is_empty());
+                for tab in Tab::ALL.into_iter().filter(|&t| t != Tab::Edit || can_edit) {
                     ui.selectable_value(&mut self.state.tab, tab, tab.label());
                 }
                 ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {

@@ -17,7 +17,7 @@ use super::pictures::{self, PictureImport, PictureSource};
 use super::{dropped, export};
 use super::generate_settings::QuickTrain;
 use super::training::{self, Phase, Resume, SavedCheckpoint, TrainJob, TrainRequest, TrainStatus};
-use crate::var_models::VarModels;
+use tessera_models::generator::ImageGenerator;
 
 const PLOT: egui::Vec2 = vec2(300.0, 120.0);
 const STRIP_IMAGE: f32 = 56.0;
@@ -72,7 +72,7 @@ pub struct TrainPanel {
     /// Images per step, when a link set it (else the preset's).
     batch: Option<usize>,
     /// Models the user sent to Generate, picked up by the app.
-    pub for_generate: Option<Arc<VarModels>>,
+    pub for_generate: Option<Arc<dyn ImageGenerator>>,
 }
 
 impl Default for TrainPanel {
@@ -664,9 +664,9 @@ impl TrainPanel {
         if let (Some(t), Some(v)) = (tokenizer, transformer)
             && ui.button("Use in Generate").on_hover_text("sample from these checkpoints in the Generate tab").clicked()
         {
-            match VarModels::from_bytes(&v.bytes, &t.bytes, device) {
-                Ok(models) => {
-                    self.for_generate = Some(Arc::new(models));
+            match crate::shipped::load_pair(&v.bytes, &t.bytes, device) {
+                Ok(generator) => {
+                    self.for_generate = Some(generator);
                     self.message = Some(Ok("the Generate tab now samples from this run".into()));
                 }
                 Err(e) => self.message = Some(Err(format!("{e:#}"))),

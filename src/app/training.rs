@@ -512,7 +512,6 @@ mod tests {
     use tessera_data::Mnist;
 
     use super::*;
-    use crate::var_models::VarModels;
 
     fn request(dir: &std::path::Path, tokenizer_steps: usize, transformer_steps: usize) -> TrainRequest {
         TrainRequest {
@@ -551,9 +550,9 @@ mod tests {
         }
         let tokenizer = &p.checkpoints.iter().find(|c| c.phase == Phase::Tokenizer).unwrap().bytes;
         let var = &p.checkpoints.iter().find(|c| c.phase == Phase::Transformer).unwrap().bytes;
-        let models = VarModels::from_bytes(var, tokenizer, &device).unwrap();
-        assert_eq!(models.class_name(7), "7");
-        assert!(models.warning.is_none(), "{:?}", models.warning);
+        let generator = crate::shipped::load_pair(var, tokenizer, &device).unwrap();
+        assert_eq!(generator.info().class_name(7), "7");
+        assert!(generator.info().warning.is_none(), "{:?}", generator.info().warning);
     }
 
     #[test]
@@ -595,13 +594,14 @@ mod tests {
 
     #[test]
     fn dropped_checkpoints_are_checked_before_they_are_listed() {
-        use crate::var_models::{SHIPPED_TOKENIZER_BYTES, SHIPPED_VAR_BYTES};
-        let tokenizer = SavedCheckpoint::uploaded("tokenizer.ckpt", SHIPPED_TOKENIZER_BYTES.to_vec(), "here".into()).unwrap();
-        let var = SavedCheckpoint::uploaded("var.ckpt", SHIPPED_VAR_BYTES.to_vec(), "dropped file var.ckpt".into()).unwrap();
+        let shipped = &crate::shipped::SHIPPED[0];
+        let (shipped_tokenizer, shipped_var) = (shipped.tokenizer_bytes, shipped.generator_bytes);
+        let tokenizer = SavedCheckpoint::uploaded("tokenizer.ckpt", shipped_tokenizer.to_vec(), "here".into()).unwrap();
+        let var = SavedCheckpoint::uploaded("var.ckpt", shipped_var.to_vec(), "dropped file var.ckpt".into()).unwrap();
         assert_eq!((tokenizer.phase, var.phase), (Phase::Tokenizer, Phase::Transformer));
         let e = SavedCheckpoint::uploaded("cat.png", b"\x89PNG not a checkpoint".to_vec(), String::new()).unwrap_err();
         assert!(e.starts_with("cat.png is not a usable checkpoint"), "{e}");
-        let mut damaged = SHIPPED_VAR_BYTES.to_vec();
+        let mut damaged = shipped_var.to_vec();
         let middle = damaged.len() / 2;
         damaged[middle] ^= 1;
         let e = SavedCheckpoint::uploaded("var.ckpt", damaged, String::new()).unwrap_err();

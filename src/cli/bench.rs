@@ -11,14 +11,17 @@ use burn::prelude::*;
 use pollster::block_on;
 use serde::Serialize;
 use tessera_data::{Dataset, Mnist};
-use tessera_eval::{Generator, VarGenerator, balanced_labels};
+use tessera_eval::balanced_labels;
 use tessera_kernels::device::Preference;
-use tessera_models::sampling::var::VarSamplerConfig;
+use tessera_models::family::Family;
+use tessera_models::generator::{ImageGenerator, SampleRequest, generate};
 use tessera_train::data::load_batch;
-use tessera_train::{BatchOrder, TokenizerTrainer, VarPreset, VarTrainer};
+use tessera_train::tokenizer::load_tokenizer;
+use tessera_train::{BatchOrder, Checkpoint, TokenizerTrainer, VarPreset, VarTrainer};
 
 use super::bench_kernels::{self, KernelRow};
-use super::sample::load_var_models;
+use super::sample::{load_files, shipped};
+use crate::shipped::SHIPPED;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum Command {
@@ -32,17 +35,11 @@ pub enum Command {
 
 #[derive(clap::Args, Debug)]
 pub struct SampleArgs {
-    /// The generator to time (all shipped ones when omitted).
-    #[arg(value_name = "var")]
-    generator: Option<Generators>,
+    /// The family to time (every shipped one when omitted).
+    #[arg(value_name = "FAMILY")]
+    family: Option<Family>,
     #[command(flatten)]
     args: Args,
-}
-
-/// Generators `tessera bench sample` can time (RAR and the column-wise generator join later).
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Generators {
-    Var,
 }
 
 #[derive(clap::Args, Debug)]
@@ -81,8 +78,7 @@ pub fn run(command: Command, preference: anyhow::Result<Preference>) -> anyhow::
     let compute = super::compute(preference)?;
     let device_name = compute.describe();
     let (rows, args) = match command {
-        // Every generator there is runs when none is named; today that is VAR alone.
-        Command::Sample(SampleArgs { generator: None | Some(Generators::Var), args }) => (sample_rows(&compute.device, &device_name, args.quick)?, args),
+        Command::Sample(SampleArgs { family, args }) => (sample_rows(family, &compute.device, &device_name, args.quick)?, args),
         Command::Train(args) => (train_rows(&compute.device, &device_name, args.quick)?, args),
         Command::Kernels(args) => {
             return print_kernel_rows(&bench_kernels::kernel_rows(&compute.device, &device_name, args.quick)?, args.json);
@@ -132,14 +128,16 @@ fn seconds_per_call(repeats: usize, mut f: impl FnMut() -> anyhow::Result<()>) -
     Ok(start.elapsed().as_secs_f64() / repeats.max(1) as f64)
 }
 
-/// Seconds to generate one batch of `batch` images, read back (classes cycle through all).
-pub(crate) fn sampling_seconds(generator: &dyn Generator, batch: usize, repeats: usize) -> anyhow::Result<f64> {
-    let per_class = batch.div_ceil(generator.num_classes());
-    let labels: Vec<usize> = balanced_labels(generator.num_classes(), per_class).into_iter().take(batch).collect();
+/// Seconds to generate one batch of `batch` images with `sampler`'s settings, read back
+/// (classes cycle through all).
+pub(crate) fn sampling_seconds(generator: &dyn ImageGenerator, sampler: &SampleRequest, batch: usize, repeats: usize) -> anyhow::Result<f64> {
+    let classes = generator.info().num_classes;
+    let labels: Vec<usize> = balanced_labels(classes, batch.div_ceil(classes)).into_iter().take(batch).collect();
     let mut seed = 0;
     seconds_per_call(repeats, || {
         seed += 1;
-        block_on(generator.generate(&labels, seed).into_data_async()).context("reading the samples back")?;
+        let request = SampleRequest { classes: labels.clone(), seed, ..sampler.clone() };
+        block_on(generate(generator, &request)?.into_data_async()).context("reading the samples back")?;
         Ok(())
     })
 }
@@ -157,14 +155,22 @@ fn row(bench: &'static str, model: &str, batch: usize, seconds: f64, device: &De
     }
 }
 
-fn sample_rows(device: &Device, device_name: &str, quick: bool) -> anyhow::Result<Vec<Row>> {
-    let models = load_var_models(None, None, device)?;
-    let generator = VarGenerator { var: models.var, vae: models.vae, sampler: VarSamplerConfig::new().with_guidance(2.0), device: device.clone() };
+/// Sampling rows of `family`'s shipped model, or of every shipped model, at guidance 2.
+fn sample_rows(family: Option<Family>, device: &Device, device_name: &str, quick: bool) -> anyhow::Result<Vec<Row>> {
     let (batches, repeats): (&[usize], usize) = if quick { (&[1, 4], 1) } else { (&[1, 16, 64], 3) };
-    batches
-        .iter()
-        .map(|&b| Ok(row("sample", "var-tiny", b, sampling_seconds(&generator, b, repeats)?, device, device_name)))
-        .collect()
+    let models: Vec<_> = SHIPPED.iter().filter(|m| family.is_none_or(|f| f == m.family)).collect();
+    if let (Some(family), true) = (family, models.is_empty()) {
+        anyhow::bail!("{family} has no shipped model to time yet");
+    }
+    let sampler = SampleRequest::new(Vec::new()).with_guidance(2.0);
+    let mut rows = Vec::new();
+    for model in models {
+        let generator = load_files(&shipped(model.generator_path), &shipped(model.tokenizer_path), device)?;
+        for &b in batches {
+            rows.push(row("sample", model.name, b, sampling_seconds(generator.as_ref(), &sampler, b, repeats)?, device, device_name));
+        }
+    }
+    Ok(rows)
 }
 
 fn train_rows(device: &Device, device_name: &str, quick: bool) -> anyhow::Result<Vec<Row>> {
@@ -182,10 +188,12 @@ fn train_rows(device: &Device, device_name: &str, quick: bool) -> anyhow::Result
         Ok(())
     })?;
 
-    let shipped = load_var_models(None, None, device)?;
-    let mut config = preset.var_training(&shipped.vae_config, mnist.class_names().len());
+    // The transformer trains on the shipped tokenizer's token maps.
+    let var_tiny = &SHIPPED[0];
+    let (tokenizer_config, frozen) = load_tokenizer(&Checkpoint::load(&shipped(var_tiny.tokenizer_path))?, device)?;
+    let mut config = preset.var_training(&tokenizer_config, mnist.class_names().len());
     config.batch_size = batch;
-    let mut var = VarTrainer::new(config, shipped.vae, device)?;
+    let mut var = VarTrainer::new(config, frozen, device)?;
     let var_s = seconds_per_call(repeats, || {
         let (images, labels) = load_batch(&mnist, &order.indices(var.step_index()), device);
         block_on(var.step(images, labels))?;

@@ -22,7 +22,9 @@ use tessera_kernels::ops::is_wgpu;
 use tessera_kernels::set_reference_ops;
 use tessera_train::VarPreset;
 
-use super::sample::load_var_models;
+use super::sample::shipped;
+use tessera_train::Checkpoint;
+use tessera_train::tokenizer::load_tokenizer;
 
 /// Median speed-up over the plain ops each kernel family should reach (the targets).
 pub const TARGETS: [(&str, f64); 3] = [("attention", 2.0), ("quantize", 3.0), ("decode", 1.5)];
@@ -245,9 +247,10 @@ fn decode_rows(bench: &Bench, quick: bool, rows: &mut Vec<KernelRow>) -> anyhow:
     )?);
 
     // Whole decoders, `f_hat` to image: the same module with the switch off, then on.
-    let shipped = load_var_models(None, None, &bench.device)?;
+    let var_tiny = &crate::shipped::SHIPPED[0];
+    let (tiny_config, tiny) = load_tokenizer(&Checkpoint::load(&shipped(var_tiny.tokenizer_path))?, &bench.device)?;
     let small = VarPreset::Small.tokenizer(1).init(&bench.device);
-    let decoders = [("var-tiny (shipped)", &shipped.vae, shipped.vae_config.z_channels, 16, true), ("var-small (random weights)", &small, VarPreset::Small.tokenizer(1).z_channels, 4, false)];
+    let decoders = [("var-tiny (shipped)", &tiny, tiny_config.z_channels, 16, true), ("var-small (random weights)", &small, VarPreset::Small.tokenizer(1).z_channels, 4, false)];
     for (case, vae, z, batch, in_quick) in decoders {
         if quick && !in_quick {
             continue;

@@ -1,4 +1,4 @@
-//! `tessera edit var`: VAR's zero-shot editing of an existing image (VAR paper §7): in-painting,
+//! `tessera edit <family>` (VAR's edits): zero-shot editing of an existing image (VAR paper §7): in-painting,
 //! out-painting and class-conditional editing, with no training for the task.
 //!
 //! The source image is tokenized; at every scale the codes where the mask keeps the source are
@@ -9,18 +9,12 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail, ensure};
-use burn::prelude::*;
 use tessera_data::{Dataset, Image, Mnist};
 use tessera_kernels::device::Preference;
-use tessera_models::sampling::var::{EditKind, VarSamplerConfig, VarSampling};
+use tessera_models::family::Family;
+use tessera_models::generator::{Edit, EditKind, SampleRequest};
 
-use super::sample::{images, load_var_models, write_png};
-
-#[derive(clap::Subcommand, Debug)]
-pub enum Command {
-    /// Edit an image with a VAR transformer and its tokenizer.
-    Var(VarArgs),
-}
+use super::sample::{ModelArgs, images, write_png};
 
 /// What to regenerate.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,7 +38,10 @@ impl Mode {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct VarArgs {
+pub struct Args {
+    /// The generator family (`var`: the one whose models offer edits).
+    #[arg(value_name = "FAMILY")]
+    family: Family,
     /// The image to edit: a picture file, or `heldout:N` for held-out MNIST digit N.
     #[arg(long)]
     input: String,
@@ -67,12 +64,8 @@ pub struct VarArgs {
     /// Output folder: source.png, mask.png and edit_<i>.png.
     #[arg(long, default_value = "edits")]
     out: PathBuf,
-    /// The transformer checkpoint (default: the shipped tiny MNIST model).
-    #[arg(long)]
-    checkpoint: Option<PathBuf>,
-    /// The tokenizer checkpoint (default: the shipped tiny MNIST tokenizer).
-    #[arg(long)]
-    tokenizer: Option<PathBuf>,
+    #[command(flatten)]
+    model: ModelArgs,
     /// Classifier-free guidance for --mode class.
     #[arg(long, default_value_t = 2.0)]
     guidance: f64,
@@ -82,14 +75,8 @@ pub struct VarArgs {
     top_p: f64,
 }
 
-pub fn run(command: Command, preference: anyhow::Result<Preference>) -> anyhow::Result<()> {
-    match command {
-        Command::Var(args) => edit_var(args, preference),
-    }
-}
-
 /// The region, row-major `side × side`, true inside.
-fn region_mask(args: &VarArgs, side: usize) -> anyhow::Result<Vec<bool>> {
+fn region_mask(args: &Args, side: usize) -> anyhow::Result<Vec<bool>> {
     let region: Vec<bool> = match (&args.r#box, &args.mask) {
         (Some(spec), None) => {
             let v: Vec<usize> = spec
@@ -127,41 +114,35 @@ fn source_image(input: &str, channels: usize, side: usize) -> anyhow::Result<Ima
     Ok(Image::from_dynamic_image(&img, channels))
 }
 
-fn edit_var(args: VarArgs, preference: anyhow::Result<Preference>) -> anyhow::Result<()> {
+pub fn run(args: Args, preference: anyhow::Result<Preference>) -> anyhow::Result<()> {
     ensure!(args.n >= 1, "--n must be at least 1");
     let compute = super::compute(preference)?;
-    let device = compute.device.clone();
-    let models = load_var_models(args.checkpoint.as_deref(), args.tokenizer.as_deref(), &device)?;
-    let (var, vae) = (&models.var, &models.vae);
-    let side = models.image_size;
+    let generator = args.model.load(args.family, &compute.device)?;
+    let kind = args.mode.kind();
+    ensure!(generator.controls().edits.contains(&kind), "{} models do not offer {:?} edits", args.family, args.mode);
+    let info = generator.info();
+    let (channels, side) = (info.channels, info.height);
     let class = match (args.mode, args.class) {
-        (Mode::Class, Some(c)) => {
-            models.check_class(c)?;
-            c
-        }
+        (Mode::Class, Some(c)) => c,
         (Mode::Class, None) => bail!("--mode class needs --class C"),
         (_, Some(_)) => bail!("--class only applies to --mode class (in- and out-painting are unconditional)"),
         (_, None) => 0,
     };
     let region = region_mask(&args, side)?;
-    let source = source_image(&args.input, models.channels, side)?;
-    let kind = args.mode.kind();
-    let edit = models.edit(&source, &region, kind, args.n)?;
-    let keep = edit.keep.clone();
-    let (label, guidance) = kind.conditioning(class, var.null_class(), args.guidance);
-    let labels = Tensor::<1, Int>::full([args.n], label as i64, &device);
-    let config = VarSamplerConfig::new()
-        .with_guidance(guidance)
+    let source = source_image(&args.input, channels, side)?;
+    let edit = Edit { source: source.pixels.clone(), region, kind };
+    let request = SampleRequest::new(vec![class; args.n])
+        .with_seed(args.seed)
+        .with_guidance(args.guidance)
         .with_top_k(args.top_k)
-        .with_top_p(args.top_p)
-        .with_seed(args.seed);
-    let mut run = VarSampling::new(var, vae, labels, config).with_edit(edit);
-    while run.step(var, vae).is_some() {}
+        .with_top_p(args.top_p);
+    let mut run = generator.start(&request, Some(&edit))?;
+    while run.step().is_some() {}
 
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     write_png(&source, &args.out.join("source.png"))?;
-    write_png(&Image::new(1, side, side, keep), &args.out.join("mask.png"))?;
-    for (i, image) in images(run.image(vae)).iter().enumerate() {
+    write_png(&Image::new(1, side, side, kind.keep(&edit.region)), &args.out.join("mask.png"))?;
+    for (i, image) in images(run.images()).iter().enumerate() {
         write_png(image, &args.out.join(format!("edit_{i}.png")))?;
     }
     println!("{} edit(s) ({:?}) written to {} on {}", args.n, args.mode, args.out.display(), compute.describe());

@@ -16,17 +16,19 @@ use burn::prelude::*;
 use pollster::block_on;
 use tessera_data::{Dataset, Mnist, Scenes, ScenesConfig};
 use tessera_eval::report::{JudgeRow, ModelRow, Report, SanityRow};
-use tessera_eval::{Features, Generator, Quality, VarGenerator, balanced_labels, judge_dataset, measure_generator, noise_images};
+use tessera_eval::{Features, Quality, balanced_labels, judge_dataset, measure_generator, noise_images};
 use tessera_kernels::device::Preference;
+use tessera_models::family::Family;
+use tessera_models::generator::{ImageGenerator, SampleRequest};
 use tessera_models::judge::Judge;
-use tessera_models::sampling::var::VarSamplerConfig;
 use tessera_train::Checkpoint;
 use tessera_train::data::first_of_each_class;
 use tessera_train::judge::load_judge;
 
 use super::bench::sampling_seconds;
 use super::data::DatasetSource;
-use super::sample::{load_var_models, shipped};
+use super::sample::{load_files, shipped};
+use crate::shipped::{SHIPPED, Shipped};
 use super::train::HELDOUT_ACCURACY;
 
 /// The shipped MNIST judge.
@@ -97,12 +99,16 @@ pub fn run(args: Args, preference: anyhow::Result<Preference>) -> anyhow::Result
     } else {
         progress("sanity rows");
         let sanity = sanity_rows(&judge, &real, train.as_ref(), per_class, &device)?;
-        progress("var-tiny");
-        let models = load_var_models(None, None, &device)?;
-        let generator = VarGenerator { var: models.var, vae: models.vae, sampler: VarSamplerConfig::new().with_guidance(EVAL_GUIDANCE), device: device.clone() };
-        let speed = BATCH as f64 / sampling_seconds(&generator, BATCH, if args.quick { 1 } else { 3 })?;
-        let row = var_row("var-tiny", &generator, &judge, &real, per_class, speed, compute.describe(), models.train_seconds)?;
-        Report { judge: judge_row, models: vec![row], sanity }
+        // Every shipped family, the same way.
+        let mut rows = Vec::new();
+        for model in SHIPPED {
+            progress(model.name);
+            let generator = load_files(&shipped(model.generator_path), &shipped(model.tokenizer_path), &device)?;
+            let sampler = eval_sampler();
+            let speed = BATCH as f64 / sampling_seconds(generator.as_ref(), &sampler, BATCH, if args.quick { 1 } else { 3 })?;
+            rows.push(model_row(model.name, generator.as_ref(), &sampler, &judge, &real, per_class, speed, compute.describe())?);
+        }
+        Report { judge: judge_row, models: rows, sanity }
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -140,33 +146,39 @@ fn open_judge(path: &Path, like: &dyn Dataset, device: &Device) -> anyhow::Resul
     Ok((judge, accuracy))
 }
 
-/// Measures a shipped VAR (or its baseline) under `generator`'s sampler settings.
+/// The report's sampler: guidance `EVAL_GUIDANCE`, no filters.
+fn eval_sampler() -> SampleRequest {
+    SampleRequest::new(Vec::new()).with_guidance(EVAL_GUIDANCE)
+}
+
+/// Measures a generator under `sampler`'s settings.
 #[allow(clippy::too_many_arguments)]
-fn var_row(
+fn model_row(
     name: &str,
-    generator: &VarGenerator,
+    generator: &dyn ImageGenerator,
+    sampler: &SampleRequest,
     judge: &Judge,
     real: &Features,
     per_class: usize,
     images_per_s: f64,
     device: String,
-    train_seconds: Option<f64>,
 ) -> anyhow::Result<ModelRow> {
-    let quality = block_on(measure_generator(generator, judge, real, per_class, BATCH, EVAL_SEED))?;
+    let quality = block_on(measure_generator(generator, sampler, judge, real, per_class, BATCH, EVAL_SEED))?;
+    let info = generator.info();
     Ok(ModelRow {
         name: name.into(),
-        generator: generator.method().into(),
-        params: generator.params(),
-        steps: generator.forward_passes(),
-        sampler: describe(&generator.sampler),
+        generator: info.method.into(),
+        params: info.params,
+        steps: info.forward_passes,
+        sampler: describe(sampler),
         quality,
         images_per_s,
         device,
-        train_seconds,
+        train_seconds: info.train_seconds,
     })
 }
 
-fn describe(sampler: &VarSamplerConfig) -> String {
+fn describe(sampler: &SampleRequest) -> String {
     format!("cfg {} top-k {} top-p {}", sampler.guidance, sampler.top_k, sampler.top_p)
 }
 
@@ -193,27 +205,27 @@ fn sanity_rows(judge: &Judge, real: &Features, train: &dyn Dataset, per_class: u
 ///    transformer in next-token order, same tokenizer, preset, steps and batch), same sampler.
 /// 2. VAR's guidance / top-k ablation: var-tiny under six sampler settings.
 fn claims(judge: &Judge, real: &Features, per_class: usize, device: &Device, device_name: String, progress: &dyn Fn(&str)) -> anyhow::Result<Vec<ModelRow>> {
-    let models = load_var_models(None, None, device)?;
-    let baseline = load_var_models(Some(&shipped(SHIPPED_RASTER_AR)), None, device)?;
+    let var_tiny = Shipped::of(Family::Var).context("no shipped VAR")?;
+    let tokenizer = shipped(var_tiny.tokenizer_path);
+    let var = load_files(&shipped(var_tiny.generator_path), &tokenizer, device)?;
+    let baseline = load_files(&shipped(SHIPPED_RASTER_AR), &tokenizer, device)?;
     let mut rows = Vec::new();
-    for (name, m) in [("var-tiny", &models), ("raster-ar-tiny", &baseline)] {
-        let sampler = VarSamplerConfig::new().with_guidance(EVAL_GUIDANCE);
+    for (name, generator) in [("var-tiny", &var), ("raster-ar-tiny", &baseline)] {
+        let sampler = eval_sampler();
         progress(&format!("{name}, {}", describe(&sampler)));
-        let generator = VarGenerator { var: m.var.clone(), vae: m.vae.clone(), sampler, device: device.clone() };
-        let images_per_s = BATCH as f64 / sampling_seconds(&generator, BATCH, 1)?;
-        rows.push(var_row(name, &generator, judge, real, per_class, images_per_s, device_name.clone(), m.train_seconds)?);
+        let images_per_s = BATCH as f64 / sampling_seconds(generator.as_ref(), &sampler, BATCH, 1)?;
+        rows.push(model_row(name, generator.as_ref(), &sampler, judge, real, per_class, images_per_s, device_name.clone())?);
     }
     let mut speed = None;
     for (guidance, top_k) in [(0.0, 0), (0.0, 100), (1.0, 0), (1.0, 100), (2.0, 0), (2.0, 100)] {
-        let sampler = VarSamplerConfig::new().with_guidance(guidance).with_top_k(top_k);
+        let sampler = SampleRequest::new(Vec::new()).with_guidance(guidance).with_top_k(top_k);
         progress(&format!("var-tiny, {}", describe(&sampler)));
-        let generator = VarGenerator { var: models.var.clone(), vae: models.vae.clone(), sampler, device: device.clone() };
         // The sampler settings do not change the work (the batch is doubled even without guidance).
         let images_per_s = match speed {
             Some(s) => s,
-            None => *speed.insert(BATCH as f64 / sampling_seconds(&generator, BATCH, 1)?),
+            None => *speed.insert(BATCH as f64 / sampling_seconds(var.as_ref(), &sampler, BATCH, 1)?),
         };
-        rows.push(var_row("var-tiny", &generator, judge, real, per_class, images_per_s, device_name.clone(), models.train_seconds)?);
+        rows.push(model_row("var-tiny", var.as_ref(), &sampler, judge, real, per_class, images_per_s, device_name.clone())?);
     }
     Ok(rows)
 }

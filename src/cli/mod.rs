@@ -49,12 +49,10 @@ enum Command {
     /// Train a model: `var-tokenizer` first, then `var` on its token maps.
     #[command(subcommand)]
     Train(train::Command),
-    /// Draw images from a trained model (the shipped tiny MNIST VAR by default).
-    #[command(subcommand)]
-    Sample(sample::Command),
+    /// Draw images from a trained generator of a family (its shipped tiny MNIST model by default).
+    Sample(sample::Args),
     /// Zero-shot editing: in-paint, out-paint, or re-generate a region as another class.
-    #[command(subcommand)]
-    Edit(edit::Command),
+    Edit(edit::Args),
     /// Measure the shipped models with the judge: class accuracy, FID, precision/recall, speed.
     Eval(eval::Args),
     /// Throughput of sampling and training on this device.
@@ -73,8 +71,8 @@ pub fn main() -> ExitCode {
         Some(Command::Data(cmd)) => data::run(cmd),
         Some(Command::Parity(args)) => parity::run(args, preference(cli.device)),
         Some(Command::Train(cmd)) => train::run(cmd, preference(cli.device)),
-        Some(Command::Sample(cmd)) => sample::run(cmd, preference(cli.device)),
-        Some(Command::Edit(cmd)) => edit::run(cmd, preference(cli.device)),
+        Some(Command::Sample(args)) => sample::run(args, preference(cli.device)),
+        Some(Command::Edit(args)) => edit::run(args, preference(cli.device)),
         Some(Command::Eval(args)) => eval::run(args, preference(cli.device)),
         Some(Command::Bench(cmd)) => bench::run(cmd, preference(cli.device)),
     };

@@ -1,32 +1,28 @@
-//! `tessera sample var`: draw images of one class from a trained VAR (the shipped tiny MNIST
-//! checkpoints in `assets/var-tiny/` unless told otherwise).
+//! `tessera sample <family>`: draw images of one class from a trained generator (the shipped
+//! tiny MNIST pair in `assets/` unless told otherwise).
 //!
 //! Writes `OUT/<class>/<i>.png` at the tokenizer's native resolution (MNIST: the 32x32 padded
 //! digits the models train on, not the 28x28 crop), and with `--steps` also
-//! `OUT/<class>/<i>_scale<k>_<pn>x<pn>.png`: the image decoded from the scales sampled so far.
+//! `OUT/<class>/<i>_<step><k>_<rows>x<cols>.png` (VAR: `<i>_scale<k>_<pn>x<pn>.png`): the image
+//! decoded from the steps sampled so far.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, ensure};
 use burn::prelude::*;
 use tessera_data::Image;
 use tessera_kernels::device::Preference;
-use tessera_models::sampling::var::{VarSamplerConfig, sample};
+use tessera_models::family::Family;
+use tessera_models::generator::{Chosen, ImageGenerator, SampleRequest};
 
-use crate::var_models::VarModels;
-
-/// The checkpoints `tessera sample` uses when none is named.
-pub const SHIPPED_VAR: &str = "assets/var-tiny/var.ckpt";
-pub const SHIPPED_TOKENIZER: &str = "assets/var-tiny/tokenizer.ckpt";
-
-#[derive(clap::Subcommand, Debug)]
-pub enum Command {
-    /// Sample images of one class from a VAR transformer and its tokenizer.
-    Var(VarArgs),
-}
+use crate::shipped::{Shipped, load_pair};
 
 #[derive(clap::Args, Debug)]
-pub struct VarArgs {
+pub struct Args {
+    /// The generator family (`var`; `rar` and `columns` once they ship).
+    #[arg(value_name = "FAMILY")]
+    family: Family,
     /// Class to draw (0-based label, e.g. the digit for MNIST).
     #[arg(long)]
     class: usize,
@@ -39,13 +35,9 @@ pub struct VarArgs {
     /// Output folder; images go to OUT/<class>/<i>.png.
     #[arg(long, default_value = "samples")]
     out: PathBuf,
-    /// The transformer checkpoint (default: the shipped tiny MNIST model).
-    #[arg(long)]
-    checkpoint: Option<PathBuf>,
-    /// The tokenizer checkpoint (default: the shipped tiny MNIST tokenizer).
-    #[arg(long)]
-    tokenizer: Option<PathBuf>,
-    /// Classifier-free guidance (0 = none; the official demo uses 4, FID runs 1.5).
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Classifier-free guidance (0 = none; VAR's official demo uses 4, FID runs 1.5).
     #[arg(long, default_value_t = 2.0)]
     guidance: f64,
     /// Keep only the K most likely codes (0 = all).
@@ -57,15 +49,52 @@ pub struct VarArgs {
     /// Divide the logits by this before sampling (1 = as trained).
     #[arg(long, default_value_t = 1.0)]
     temperature: f64,
-    /// Also write the partial image after every scale.
+    /// Also write the partial image after every step.
     #[arg(long)]
     steps: bool,
 }
 
-pub fn run(command: Command, preference: anyhow::Result<Preference>) -> anyhow::Result<()> {
-    match command {
-        Command::Var(args) => sample_var(args, preference),
+/// Which checkpoints to load; the family's shipped pair by default.
+#[derive(clap::Args, Debug)]
+pub struct ModelArgs {
+    /// The generator checkpoint (default: the family's shipped model).
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// The tokenizer checkpoint (default: the family's shipped tokenizer).
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+}
+
+impl ModelArgs {
+    /// The named checkpoints, else `family`'s shipped pair from `assets/` (so a retrained file
+    /// there is used without a rebuild); the loaded model must be of `family`.
+    pub(crate) fn load(&self, family: Family, device: &Device) -> anyhow::Result<Arc<dyn ImageGenerator>> {
+        let default = || Shipped::of(family).with_context(|| format!("{family} has no shipped model yet: pass --checkpoint and --tokenizer"));
+        let generator = match &self.checkpoint {
+            Some(path) => path.clone(),
+            None => shipped(default()?.generator_path),
+        };
+        let tokenizer = match &self.tokenizer {
+            Some(path) => path.clone(),
+            None => shipped(default()?.tokenizer_path),
+        };
+        let model = load_files(&generator, &tokenizer, device)?;
+        let loaded = model.info().family;
+        ensure!(loaded == family, "{} holds a {loaded} model, not a {family} one", generator.display());
+        Ok(model)
     }
+}
+
+/// Loads a generator and its tokenizer from files; warns (on stderr) when they were not
+/// trained together.
+pub(crate) fn load_files(generator: &Path, tokenizer: &Path, device: &Device) -> anyhow::Result<Arc<dyn ImageGenerator>> {
+    let read = |path: &Path| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
+    let model = load_pair(&read(generator)?, &read(tokenizer)?, device)
+        .with_context(|| format!("loading {} with {}", generator.display(), tokenizer.display()))?;
+    if let Some(warning) = &model.info().warning {
+        eprintln!("warning: {warning} ({} with {})", generator.display(), tokenizer.display());
+    }
+    Ok(model)
 }
 
 /// A shipped asset: relative to the working directory, else to the source tree.
@@ -74,45 +103,48 @@ pub(crate) fn shipped(relative: &str) -> PathBuf {
     if here.exists() { here } else { Path::new(env!("CARGO_MANIFEST_DIR")).join(relative) }
 }
 
-fn sample_var(args: VarArgs, preference: anyhow::Result<Preference>) -> anyhow::Result<()> {
+pub fn run(args: Args, preference: anyhow::Result<Preference>) -> anyhow::Result<()> {
     ensure!(args.n >= 1, "--n must be at least 1");
-    ensure!(args.temperature > 0.0, "--temperature must be positive");
     ensure!((0.0..=1.0).contains(&args.top_p), "--top-p must be in [0, 1]");
     let compute = super::compute(preference)?;
     let device = compute.device.clone();
-    let models = load_var_models(args.checkpoint.as_deref(), args.tokenizer.as_deref(), &device)?;
-    models.check_class(args.class)?;
-    let (var, vae, var_config, classes) = (&models.var, &models.vae, &models.var_config, &models.class_names);
-
-    let labels = Tensor::<1, Int>::full([args.n], args.class as i64, &device);
-    let config = VarSamplerConfig::new()
+    let generator = args.model.load(args.family, &device)?;
+    let request = SampleRequest::new(vec![args.class; args.n])
+        .with_seed(args.seed)
         .with_guidance(args.guidance)
         .with_top_k(args.top_k)
         .with_top_p(args.top_p)
         .with_temperature(args.temperature)
-        .with_seed(args.seed);
-    let run = sample(var, vae, labels, config, args.steps);
+        .with_partials(args.steps);
+    let step_name = generator.controls().order.step_name();
+    let mut run = generator.start(&request, None)?;
 
     let dir = args.out.join(args.class.to_string());
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    for (i, image) in images(run.image).iter().enumerate() {
+    let mut partials = 0;
+    while let Some(step) = run.step() {
+        let Some(partial) = step.partial else { continue };
+        let size = match &step.chosen {
+            Chosen::Codes { codes, .. } => format!("{}x{}", codes.dims()[1], codes.dims()[2]),
+            Chosen::Columns { done, total } => format!("{done}of{total}"),
+        };
+        for (i, image) in images(partial).iter().enumerate() {
+            write_png(image, &dir.join(format!("{i}_{step_name}{}_{size}.png", step.index)))?;
+        }
+        partials += 1;
+    }
+    for (i, image) in images(run.images()).iter().enumerate() {
         write_png(image, &dir.join(format!("{i}.png")))?;
     }
-    for step in &run.steps {
-        let pn = var_config.patch_nums[step.si];
-        let partial = (vae.decode(step.f_hat.clone()) + 1.0) * 0.5;
-        for (i, image) in images(partial).iter().enumerate() {
-            write_png(image, &dir.join(format!("{i}_scale{}_{pn}x{pn}.png", step.si)))?;
-        }
-    }
-    let name = classes.get(args.class).map(|n| format!(" ({n})")).unwrap_or_default();
+    let info = generator.info();
+    let name = info.class_names.get(args.class).map(|n| format!(" ({n})")).unwrap_or_default();
     println!(
         "{} image(s) of class {}{name} written to {} on {}{}",
         args.n,
         args.class,
         dir.display(),
         compute.describe(),
-        if args.steps { format!(", with {} partial decodes each", run.steps.len()) } else { String::new() }
+        if args.steps { format!(", with {partials} partial decodes each") } else { String::new() }
     );
     Ok(())
 }
@@ -126,19 +158,4 @@ pub(crate) fn images(t: Tensor<4>) -> Vec<Image> {
 
 pub(crate) fn write_png(image: &Image, path: &Path) -> anyhow::Result<()> {
     std::fs::write(path, image.to_png_bytes()).with_context(|| format!("writing {}", path.display()))
-}
-
-/// Loads the named checkpoints, or the shipped tiny MNIST pair (from `assets/`, so a retrained
-/// file there is picked up without a rebuild).
-pub(crate) fn load_var_models(checkpoint: Option<&Path>, tokenizer: Option<&Path>, device: &Device) -> anyhow::Result<VarModels> {
-    let var_path = checkpoint.map(Path::to_path_buf).unwrap_or_else(|| shipped(SHIPPED_VAR));
-    let tok_path = tokenizer.map(Path::to_path_buf).unwrap_or_else(|| shipped(SHIPPED_TOKENIZER));
-    let read = |path: &Path| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
-    let (var_bytes, tok_bytes) = (read(&var_path)?, read(&tok_path)?);
-    let models = VarModels::from_bytes(&var_bytes, &tok_bytes, device)
-        .with_context(|| format!("loading {} with {}", var_path.display(), tok_path.display()))?;
-    if let Some(warning) = &models.warning {
-        eprintln!("warning: {warning} ({} with {})", var_path.display(), tok_path.display());
-    }
-    Ok(models)
 }

@@ -153,7 +153,7 @@ impl RunClock {
 
 /// The checkpoint metric with a run's wall time (read by `tessera eval`); defined with the
 /// model loading, which the browser build compiles too.
-pub(crate) use crate::var_models::TRAIN_SECONDS;
+pub(crate) use tessera_train::checkpoint::TRAIN_SECONDS;
 
 /// The device training runs on: [`Compute::training_device`] (a real GPU if there is one, else
 /// burn's CPU backend rather than a software adapter), unless `--device gpu` asks for the adapter.

@@ -7,13 +7,12 @@ use burn::prelude::*;
 use criterion::{Criterion, criterion_group, criterion_main};
 use pollster::block_on;
 use tessera_data::{Dataset, Mnist};
-use tessera_eval::{Features, Generator, VarGenerator, fid};
+use tessera_eval::{Features, fid};
+use tessera_models::generator::{SampleRequest, generate};
 use tessera_models::judge::JudgeConfig;
-use tessera_models::sampling::var::VarSamplerConfig;
 use tessera_train::data::load_batch;
 use tessera_train::tokenizer::load_tokenizer;
-use tessera_train::var::load_var;
-use tessera_train::{BatchOrder, Checkpoint, TokenizerTrainer, VarPreset, VarTrainer};
+use tessera_train::{BatchOrder, Checkpoint, TokenizerTrainer, VarPreset, VarTrainer, load_generator};
 
 fn shipped(name: &str) -> Checkpoint {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/var-tiny").join(name);
@@ -23,13 +22,12 @@ fn shipped(name: &str) -> Checkpoint {
 fn benches(c: &mut Criterion) {
     let device = Device::flex();
     let (vae_config, vae) = load_tokenizer(&shipped("tokenizer.ckpt"), &device).unwrap();
-    let (_, var) = load_var(&shipped("var.ckpt"), &device).unwrap();
+    let generator = load_generator(&shipped("var.ckpt"), &shipped("tokenizer.ckpt"), &device).unwrap();
     let mnist = Mnist::train();
 
-    let generator = VarGenerator { var, vae: vae.clone(), sampler: VarSamplerConfig::new().with_guidance(2.0), device: device.clone() };
-    let labels: Vec<usize> = (0..16).map(|i| i % 10).collect();
+    let request = SampleRequest::new((0..16).map(|i| i % 10).collect()).with_guidance(2.0).with_seed(1);
     c.bench_function("var_tiny_sample_batch16", |b| {
-        b.iter(|| block_on(generator.generate(&labels, 1).into_data_async()).unwrap())
+        b.iter(|| block_on(generate(generator.as_ref(), &request).unwrap().into_data_async()).unwrap())
     });
 
     let order = BatchOrder::new(mnist.len(), 32, 0);

@@ -4,24 +4,23 @@
 //!   vectors.
 //! - [`judging`]: the judge classifier ([`tessera_models::judge`]) over images → [`Verdicts`]
 //!   (features and predicted classes), read back asynchronously.
-//! - [`generators`]: the [`Generator`] trait every method implements for evaluation.
+//! - [`measure_generator`]: any [`ImageGenerator`] (every family, the same way).
 //! - [`report`]: the report's rows, as JSON and as a markdown table.
 //!
 //! [`Quality::measure`] is the one recipe every row uses: `per_class` images of each class,
 //! judged; class accuracy against the asked labels, FID and precision / recall against the
 //! held-out real images' features.
 
-pub mod generators;
 pub mod judging;
 pub mod metrics;
 pub mod report;
 
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
+use tessera_models::generator::{ImageGenerator, SampleRequest, generate};
 use tessera_models::judge::Judge;
 use tessera_models::rng::SplitMix64;
 
-pub use generators::{Generator, VarGenerator};
 pub use judging::{Verdicts, judge_dataset, judge_images};
 pub use metrics::{Features, distinct_fraction, fid, precision_recall};
 
@@ -39,6 +38,9 @@ pub enum Error {
     /// Nothing to measure.
     #[error("{0}")]
     Empty(&'static str),
+    /// The generator refused the request.
+    #[error(transparent)]
+    Model(#[from] tessera_models::Error),
 }
 
 impl Error {
@@ -112,19 +114,24 @@ pub fn balanced_labels(classes: usize, per_class: usize) -> Vec<usize> {
     (0..classes).flat_map(|c| std::iter::repeat_n(c, per_class)).collect()
 }
 
-/// Measures a generator: `per_class` images of every class from `seed`, generated `batch` at a
-/// time (each batch its own seed from the stream).
+/// Measures a generator with `sampler`'s settings: `per_class` images of every class from `seed`,
+/// generated `batch` at a time (each batch its own seed from the stream).
 pub async fn measure_generator(
-    generator: &dyn Generator,
+    generator: &dyn ImageGenerator,
+    sampler: &SampleRequest,
     judge: &Judge,
     real: &Features,
     per_class: usize,
     batch: usize,
     seed: u64,
 ) -> Result<Quality> {
-    let labels = balanced_labels(generator.num_classes(), per_class);
+    let labels = balanced_labels(generator.info().num_classes, per_class);
     let mut seeds = SplitMix64::new(seed);
-    let images: Vec<Tensor<4>> = labels.chunks(batch.max(1)).map(|chunk| generator.generate(chunk, seeds.next_u64())).collect();
+    let mut images = Vec::new();
+    for chunk in labels.chunks(batch.max(1)) {
+        let request = SampleRequest { classes: chunk.to_vec(), seed: seeds.next_u64(), ..sampler.clone() };
+        images.push(generate(generator, &request)?);
+    }
     Quality::measure(judge, Tensor::cat(images, 0), &labels, real, batch).await
 }
 

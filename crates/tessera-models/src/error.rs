@@ -39,6 +39,9 @@ pub enum Error {
         /// Official names of the unused tensors.
         keys: Vec<String>,
     },
+    /// A request the model cannot serve (a class out of range, a setting that is not finite).
+    #[error("{0}")]
+    Invalid(String),
     /// A configuration is inconsistent.
     #[error("invalid config: {0}")]
     Config(String),

@@ -1,8 +1,12 @@
 //! Tessera's models, checked number for number against the official PyTorch code.
 //!
+//! - [`family`]: the families (VAR, RAR, columns), their generation orders and guidance schedules.
+//! - [`generator`]: [`generator::ImageGenerator`] and [`generator::Sampling`], the one model type
+//!   the app, CLI and eval see, with an adapter per family.
 //! - [`tokenizers::msvq`]: VAR's multi-scale residual VQ-VAE (image ⇄ token maps).
 //! - [`generators::var`]: the VAR transformer (next-scale prediction).
-//! - [`sampling::var`]: VAR sampling with classifier-free guidance, top-k / top-p, seeded.
+//! - [`sampling::var`]: VAR sampling with classifier-free guidance, seeded.
+//! - [`sampling::logits`]: temperature, top-k, top-p and the seeded draw, for every discrete sampler.
 //! - [`judge`]: the small CNN classifier whose verdicts and features measure generated images.
 //! - [`resize`]: PyTorch-exact `area`, `bicubic` and nearest ×2 resizes (reference twins of the
 //!   WGSL kernels).
@@ -14,6 +18,8 @@
 //! on WebGPU in the browser; only [`parity`] and tests read back.
 
 mod error;
+pub mod family;
+pub mod generator;
 pub mod generators;
 pub mod judge;
 #[cfg(not(target_arch = "wasm32"))]

@@ -59,6 +59,17 @@ pub enum Error {
         /// The norm read back.
         value: f32,
     },
+    /// A checkpoint of a tokenizer or a judge where a generator was expected.
+    #[error("the checkpoint holds a {0}, not a generator: give the transformer's checkpoint first, then its tokenizer's")]
+    NotAGenerator(ModelKind),
+    /// Loading one part of a model failed.
+    #[error("loading the {part}: {source}")]
+    Part {
+        /// Which part: "tokenizer", "transformer".
+        part: &'static str,
+        /// Why.
+        source: Box<Error>,
+    },
     /// A training configuration is inconsistent.
     #[error("invalid training config: {0}")]
     Config(String),
@@ -83,6 +94,11 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
+    /// This error, said of one part of a model.
+    pub(crate) fn part(self, part: &'static str) -> Self {
+        Self::Part { part, source: Box::new(self) }
+    }
+
     pub(crate) fn readback(e: impl std::fmt::Debug) -> Self {
         Self::Readback(format!("{e:?}"))
     }

@@ -10,6 +10,7 @@
 //! - [`schedule`]: warm-up then `lin0` / cosine decay.
 //! - [`checkpoint`]: one self-checking file (bytes) per model: config, weights, optimizer
 //!   state, step; atomic writes on the desktop.
+//! - [`load`]: [`load_generator`], the one place a generator is built from its checkpoints.
 //! - [`presets`]: [`VarPreset`] sizes (tokenizer + transformer + runs).
 //! - [`data`]: the resumable sample order and batch → tensors.
 //!
@@ -43,6 +44,7 @@ pub mod checkpoint;
 pub mod data;
 mod error;
 pub mod judge;
+pub mod load;
 pub mod optim;
 pub mod presets;
 pub mod schedule;
@@ -52,6 +54,7 @@ pub mod var;
 pub use checkpoint::{Checkpoint, ModelKind};
 pub use data::BatchOrder;
 pub use error::{Error, Result};
+pub use load::load_generator;
 pub use judge::{JudgeStats, JudgeTrainer, JudgeTrainingConfig};
 pub use optim::{AdamW, AdamWConfig};
 pub use presets::VarPreset;

@@ -1,3 +1,4 @@
 //! Samplers: generator + tokenizer → images.
 
+pub mod logits;
 pub mod var;

@@ -29,14 +29,11 @@
 //! Nothing here reads a tensor back: it runs in the browser.
 
 use burn::prelude::*;
-use burn::tensor::activation::softmax;
 
 use crate::generators::var::{TokenOrder, Var, VarCache, scale_ranges};
 use crate::rng::SplitMix64;
+use crate::sampling::logits::{TokenFilter, choose_tokens};
 use crate::tokenizers::msvq::MsVqVae;
-
-/// Bisection steps of the top-p cut: enough to separate any two distinct f32 logits of a row.
-const TOP_P_BISECTION_STEPS: usize = 48;
 
 /// Settings of one sampling run.
 #[derive(Config, Debug)]
@@ -57,6 +54,13 @@ pub struct VarSamplerConfig {
     /// Seed of the CPU random stream.
     #[config(default = 0)]
     pub seed: u64,
+}
+
+impl VarSamplerConfig {
+    /// The logit filters of this run (temperature, top-k, top-p).
+    pub fn filter(&self) -> TokenFilter {
+        TokenFilter { temperature: self.temperature, top_k: self.top_k, top_p: self.top_p }
+    }
 }
 
 /// What one scale produced, for a step-through view.
@@ -116,36 +120,6 @@ pub struct VarEdit {
     pub keep: Vec<f32>,
     pub height: usize,
     pub width: usize,
-}
-
-/// The three zero-shot edits of the VAR paper over a region the user chose.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum EditKind {
-    /// Regenerate the region, keep the rest.
-    #[default]
-    Inpaint,
-    /// Keep the region, regenerate everything around it.
-    Outpaint,
-    /// Regenerate the region as a given class, keep the rest.
-    Class,
-}
-
-impl EditKind {
-    /// [`VarEdit::keep`] for a region (row-major, true inside): in-painting and class editing keep
-    /// what is outside the region, out-painting keeps what is inside.
-    pub fn keep(self, region: &[bool]) -> Vec<f32> {
-        let keep_inside = self == Self::Outpaint;
-        region.iter().map(|&inside| if inside == keep_inside { 1.0 } else { 0.0 }).collect()
-    }
-
-    /// Class label and guidance to sample with: in- and out-painting are unconditional (the null
-    /// class, no guidance), class editing uses `class` with `guidance`, as the official notebook.
-    pub fn conditioning(self, class: usize, null_class: usize, guidance: f64) -> (usize, f64) {
-        match self {
-            Self::Class => (class, guidance),
-            Self::Inpaint | Self::Outpaint => (null_class, 0.0),
-        }
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -299,7 +273,7 @@ impl VarSampling {
             TokenOrder::NextScale => {
                 let raw = var.forward_cached(x, self.cond.clone(), &mut self.cache); // [2B, pn², V]
                 let guided = guide(&raw);
-                let mut idx = choose_tokens(guided.clone(), &self.config, &mut self.rng); // [B, pn²]
+                let mut idx = choose_tokens(guided.clone(), &self.config.filter(), &mut self.rng); // [B, pn²]
                 if let Some(edit) = &self.edit {
                     idx = idx.mask_where(edit.keep[si].clone(), edit.tokens[si].clone());
                 }
@@ -313,7 +287,7 @@ impl VarSampling {
                     let input = x.take().expect("every position but the last makes the next one's input");
                     let raw = var.forward_cached(input, self.cond.clone(), &mut self.cache); // [2B, 1, V]
                     let guided = guide(&raw);
-                    let mut token = choose_tokens(guided.clone(), &self.config, &mut self.rng); // [B, 1]
+                    let mut token = choose_tokens(guided.clone(), &self.config.filter(), &mut self.rng); // [B, 1]
                     if let Some(edit) = &self.edit {
                         token = token.mask_where(edit.keep[si].clone().narrow(1, p, 1), edit.tokens[si].clone().narrow(1, p, 1));
                     }
@@ -385,88 +359,11 @@ pub fn sample(
     }
 }
 
-/// Picks one code per position from guided logits `[B, l, V]` → `[B, l]`.
-fn choose_tokens(
-    logits: Tensor<3>,
-    config: &VarSamplerConfig,
-    rng: &mut SplitMix64,
-) -> Tensor<2, Int> {
-    let [b, l, v] = logits.dims();
-    if config.top_k == 1 {
-        // Greedy: what torch.multinomial does when every other probability is exactly 0.
-        return logits.argmax(2).reshape([b, l]);
-    }
-    let mut logits = if config.temperature != 1.0 {
-        logits / config.temperature
-    } else {
-        logits
-    };
-    if config.top_k > 0 && config.top_k < v {
-        // Official: remove logits below the k-th largest (ties at the k-th are kept).
-        let kth = logits
-            .clone()
-            .topk(config.top_k, 2)
-            .min_dim(2)
-            .expand([b, l, v]);
-        logits = logits
-            .clone()
-            .mask_fill(logits.lower(kth), f32::NEG_INFINITY);
-    }
-    if config.top_p > 0.0 && config.top_p < 1.0 {
-        logits = top_p_filter(logits, config.top_p);
-    }
-    // Inverse CDF with one uploaded uniform per position: the first code whose CDF exceeds u.
-    let probs = softmax(logits, 2);
-    let cdf = probs.cumsum(2); // [B, l, V]
-    let total = cdf.clone().narrow(2, v - 1, 1); // ≈ 1, exact scale of the CDF
-    let u = Tensor::<3>::from_data(
-        TensorData::new(rng.uniforms(b * l), [b, l, 1]),
-        &cdf.device(),
-    );
-    let below = cdf.lower_equal((u * total).expand([b, l, v]));
-    below
-        .int()
-        .sum_dim(2)
-        .clamp_max(v as i64 - 1)
-        .reshape([b, l])
-}
-
-/// Official top-p on `[B, l, V]` logits: with the codes in ascending order, remove those whose
-/// cumulative probability is ≤ 1 − top_p; the best code always stays. The cut is a logit
-/// threshold found by bisection: `S(τ) = Σ p·[z ≤ τ]` is non-decreasing in τ, and the removed
-/// set is `{z ≤ τ*}` for the largest τ* with `S(τ*) ≤ 1 − top_p`.
-fn top_p_filter(logits: Tensor<3>, top_p: f64) -> Tensor<3> {
-    let [b, l, v] = logits.dims();
-    let probs = softmax(logits.clone(), 2);
-    let limit = 1.0 - top_p;
-    let hi = logits.clone().max_dim(2); // [B, l, 1]: S(hi) = 1 > limit
-    let finite = logits.clone().is_finite();
-    // Smallest finite logit minus one: S(lo) = 0 ≤ limit.
-    let lo = logits
-        .clone()
-        .mask_where(finite.bool_not(), hi.clone().expand([b, l, v]))
-        .min_dim(2)
-        - 1.0;
-    let (mut lo, mut hi) = (lo, hi);
-    for _ in 0..TOP_P_BISECTION_STEPS {
-        let mid = (lo.clone() + hi.clone()) * 0.5;
-        let below = logits.clone().lower_equal(mid.clone().expand([b, l, v]));
-        let mass = (probs.clone() * below.float()).sum_dim(2); // S(mid)
-        let removable = mass.lower_equal_elem(limit);
-        lo = lo.mask_where(removable.clone(), mid.clone());
-        hi = hi.mask_where(removable.bool_not(), mid);
-    }
-    logits
-        .clone()
-        .mask_fill(logits.lower_equal(lo.expand([b, l, v])), f32::NEG_INFINITY)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::generators::var::VarConfig;
     use crate::tokenizers::msvq::MsVqVaeConfig;
-    use burn::tensor::Distribution;
 
     fn models(device: &Device) -> (Var, MsVqVae) {
         device.seed(11);
@@ -566,56 +463,6 @@ mod tests {
     fn next_token_order_needs_a_one_token_first_scale() {
         let config = VarConfig::new(vec![2, 3], 16, 4, 3, 2, 32, 2).in_order(TokenOrder::NextToken);
         assert!(config.validate().unwrap_err().to_string().contains("first scale of 1 token"));
-    }
-
-    #[test]
-    fn top_k_and_top_p_keep_only_the_allowed_codes() {
-        let device = Device::flex();
-        // Probabilities ∝ exp(logit): 0.64, 0.24, 0.09, 0.03 (roughly) for logits 3, 2, 1, 0.
-        let row = [0.0f32, 3.0, 1.0, 2.0];
-        let logits = Tensor::<3>::from_data(TensorData::new(row.repeat(500), [1, 500, 4]), &device);
-        let mut rng = SplitMix64::new(5);
-        let seen = |config: &VarSamplerConfig, rng: &mut SplitMix64| {
-            let mut seen = ints(choose_tokens(logits.clone(), config, rng));
-            seen.sort();
-            seen.dedup();
-            seen
-        };
-        assert_eq!(
-            seen(&VarSamplerConfig::new().with_top_k(2), &mut rng),
-            vec![1, 3]
-        );
-        // Ascending cumsum: 0.03, 0.12, 0.36, 1.0; top_p = 0.7 removes cumsum ≤ 0.3: codes 0, 2.
-        assert_eq!(
-            seen(&VarSamplerConfig::new().with_top_p(0.7), &mut rng),
-            vec![1, 3]
-        );
-        assert_eq!(
-            seen(&VarSamplerConfig::new().with_top_p(0.95), &mut rng),
-            vec![1, 2, 3]
-        );
-        assert_eq!(
-            seen(&VarSamplerConfig::new().with_top_p(0.01), &mut rng),
-            vec![1]
-        );
-        assert_eq!(seen(&VarSamplerConfig::new(), &mut rng), vec![0, 1, 2, 3]);
-    }
-
-    #[test]
-    fn inverse_cdf_draws_follow_the_softmax() {
-        let device = Device::flex();
-        let logits = Tensor::<3>::random([1, 1, 6], Distribution::Normal(0.0, 1.0), &device);
-        let probs = softmax(logits.clone(), 2).try_into_vec_as::<f32>().unwrap();
-        let many = logits.expand([1, 20_000, 6]);
-        let drawn = ints(choose_tokens(
-            many,
-            &VarSamplerConfig::new(),
-            &mut SplitMix64::new(3),
-        ));
-        for (code, p) in probs.iter().enumerate() {
-            let freq = drawn.iter().filter(|&&d| d == code as i64).count() as f32 / 20_000.0;
-            assert!((freq - p).abs() < 0.015, "code {code}: {freq} vs {p}");
-        }
     }
 
     #[test]

@@ -1,0 +1,239 @@
+//! The one model type the app, CLI and eval see: a trained generator with its tokenizer
+//! ([`ImageGenerator`]), and one sampling run advanced a player step at a time ([`Sampling`]).
+//!
+//! Each family keeps its own explicit sampler (`VarSampling::step(&var, &vae)`); a small adapter
+//! per family ([`var::VarGenerator`]) implements these traits. Nothing here reads a tensor back:
+//! the caller reads each [`Step`] asynchronously (the browser can do nothing else).
+
+pub mod var;
+
+use burn::prelude::*;
+
+use crate::family::{Family, GenerationOrder, GuidanceSchedule};
+
+/// What a loaded generator is: shown in the app, printed by the CLI, reported by eval.
+#[derive(Clone, Debug)]
+pub struct ModelInfo {
+    pub family: Family,
+    /// The method as eval reports it: `"var"`, `"raster-ar"` (VAR's transformer in next-token
+    /// order), later `"rar"`, `"equivariant"`.
+    pub method: &'static str,
+    /// Class names from the training config (MNIST: the digits); empty when the file has none.
+    pub class_names: Vec<String>,
+    pub num_classes: usize,
+    /// Image shape, channels × height × width (width: the default for wide-capable models).
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    /// Parameters of the generator proper (the tokenizer not counted, as the papers report).
+    pub params: usize,
+    /// Forward passes of the generator per image (VAR: one per scale; raster order: one per token).
+    pub forward_passes: usize,
+    /// Wall time of both training runs, when both checkpoints record it.
+    pub train_seconds: Option<f64>,
+    /// Set when something is off but sampling still works (e.g. the transformer was trained with
+    /// another tokenizer than this one).
+    pub warning: Option<String>,
+}
+
+impl ModelInfo {
+    /// A clear error for a class the model does not have.
+    pub fn check_class(&self, class: usize) -> crate::Result<()> {
+        if class >= self.num_classes {
+            let names = if self.class_names.is_empty() { String::new() } else { format!(" ({})", self.class_names.join(", ")) };
+            return Err(crate::Error::Invalid(format!(
+                "class {class} is out of range: this model has classes 0 to {}{names}",
+                self.num_classes.saturating_sub(1)
+            )));
+        }
+        Ok(())
+    }
+
+    /// The name of class `class` (its number when the checkpoint has no names).
+    pub fn class_name(&self, class: usize) -> String {
+        self.class_names.get(class).cloned().unwrap_or_else(|| class.to_string())
+    }
+}
+
+/// Which settings apply to a model: the app shows only these, the CLI rejects the others.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Controls {
+    pub order: GenerationOrder,
+    /// Classifier-free guidance and how it ramps; `None`: the model has no guidance.
+    pub guidance: Option<GuidanceSchedule>,
+    /// Top-k (up to the codebook size given here) and top-p filters: only where the next token is
+    /// a discrete choice.
+    pub top_k: Option<usize>,
+    pub top_p: bool,
+    pub temperature: bool,
+    /// Widths the model can draw (the column generator); `None`: its training width only.
+    pub width: Option<std::ops::RangeInclusive<usize>>,
+    /// Zero-shot edits it offers (the Edit tab appears when there are any).
+    pub edits: Vec<EditKind>,
+}
+
+/// Zero-shot edits over a region the user chose.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EditKind {
+    /// Regenerate the region, keep the rest.
+    #[default]
+    Inpaint,
+    /// Keep the region, regenerate everything around it.
+    Outpaint,
+    /// Regenerate the region as a given class, keep the rest.
+    Class,
+}
+
+impl EditKind {
+    /// Keep-mask for a region (row-major, true inside), 1 = keep the source: in-painting and
+    /// class editing keep what is outside the region, out-painting keeps what is inside.
+    pub fn keep(self, region: &[bool]) -> Vec<f32> {
+        let keep_inside = self == Self::Outpaint;
+        region.iter().map(|&inside| if inside == keep_inside { 1.0 } else { 0.0 }).collect()
+    }
+
+    /// Class label and guidance to sample with: in- and out-painting are unconditional (the null
+    /// class, no guidance), class editing uses `class` with `guidance`, as VAR's notebook does.
+    pub fn conditioning(self, class: usize, null_class: usize, guidance: f64) -> (usize, f64) {
+        match self {
+            Self::Class => (class, guidance),
+            Self::Inpaint | Self::Outpaint => (null_class, 0.0),
+        }
+    }
+}
+
+/// A zero-shot edit of a source image.
+#[derive(Clone, Debug)]
+pub struct Edit {
+    /// The source, `[C, H, W]` values in `[0, 1]` row-major, at the model's resolution.
+    pub source: Vec<f32>,
+    /// Row-major `H × W`, true inside the painted region.
+    pub region: Vec<bool>,
+    pub kind: EditKind,
+}
+
+/// One sampling run's settings. Settings a model's [`Controls`] leave out are ignored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SampleRequest {
+    /// One class per image.
+    pub classes: Vec<usize>,
+    pub seed: u64,
+    /// Classifier-free guidance (0 = none).
+    pub guidance: f64,
+    /// Keep the k most likely codes (0 = all).
+    pub top_k: usize,
+    /// Nucleus mass (0 = off).
+    pub top_p: f64,
+    /// Divides the logits (1 = as trained).
+    pub temperature: f64,
+    /// Decode a partial image at every step (the player); off, only the final images are made.
+    pub partials: bool,
+}
+
+impl SampleRequest {
+    /// `classes` with the default sampler settings (guidance 1.5, no filters) and no partials.
+    pub fn new(classes: Vec<usize>) -> Self {
+        Self { classes, seed: 0, guidance: 1.5, top_k: 0, top_p: 0.0, temperature: 1.0, partials: false }
+    }
+
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    pub fn with_guidance(mut self, guidance: f64) -> Self {
+        self.guidance = guidance;
+        self
+    }
+
+    pub fn with_top_k(mut self, top_k: usize) -> Self {
+        self.top_k = top_k;
+        self
+    }
+
+    pub fn with_top_p(mut self, top_p: f64) -> Self {
+        self.top_p = top_p;
+        self
+    }
+
+    pub fn with_temperature(mut self, temperature: f64) -> Self {
+        self.temperature = temperature;
+        self
+    }
+
+    pub fn with_partials(mut self, partials: bool) -> Self {
+        self.partials = partials;
+        self
+    }
+
+    /// Checks the settings any model needs to be sane: a clear error, not a blank image.
+    pub fn validate(&self, info: &ModelInfo) -> crate::Result<()> {
+        if self.classes.is_empty() {
+            return Err(crate::Error::Invalid("no images asked for".into()));
+        }
+        for &class in &self.classes {
+            info.check_class(class)?;
+        }
+        for (name, value) in [("guidance", self.guidance), ("top-p", self.top_p), ("temperature", self.temperature)] {
+            if !value.is_finite() {
+                return Err(crate::Error::Invalid(format!("{name} must be a finite number, not {value}")));
+            }
+        }
+        if self.temperature <= 0.0 {
+            return Err(crate::Error::Invalid(format!("temperature must be above 0, not {}", self.temperature)));
+        }
+        Ok(())
+    }
+}
+
+/// A trained generator with its tokenizer, ready to sample.
+pub trait ImageGenerator: Send + Sync {
+    fn info(&self) -> &ModelInfo;
+    fn controls(&self) -> Controls;
+    /// Starts a sampling run (an edit of `edit`'s source when given). Errors: classes out of range,
+    /// settings that are not finite, an edit the model does not offer or whose source does not fit.
+    fn start(&self, request: &SampleRequest, edit: Option<&Edit>) -> crate::Result<Box<dyn Sampling + '_>>;
+    /// The device the weights live on.
+    fn device(&self) -> Device;
+}
+
+/// One sampling run, advanced one player step at a time; nothing is read back.
+pub trait Sampling: Send {
+    /// Player steps in the whole run (VAR: scales; RAR: tokens or rows; columns: columns).
+    fn steps(&self) -> usize;
+    /// The next step, or `None` once the run is done.
+    fn step(&mut self) -> Option<Step>;
+    /// The images `[B, C, H, W]` in `[0, 1]` from everything generated so far.
+    fn images(&self) -> Tensor<4>;
+}
+
+/// What one step of a run produced, for the player.
+#[derive(Clone, Debug)]
+pub struct Step {
+    /// 0-based.
+    pub index: usize,
+    /// "scale 4 of 7 · 5×5" and the like.
+    pub label: String,
+    pub chosen: Chosen,
+    /// The images decoded from everything so far `[B, C, H, W]` in `[0, 1]`, when partials were asked for.
+    pub partial: Option<Tensor<4>>,
+}
+
+/// The tokens a step chose.
+#[derive(Clone, Debug)]
+pub enum Chosen {
+    /// A discrete token map `[B, rows, cols]`, −1 where nothing is chosen yet; `current` lists the
+    /// cells (row-major) this step chose, empty when it chose the whole map (VAR's scales).
+    Codes { codes: Tensor<3, Int>, current: Vec<usize> },
+    /// Continuous column tokens: `done` of `total` columns generated.
+    Columns { done: usize, total: usize },
+}
+
+/// Runs a whole sampling run without partial decodes and returns its images `[B, C, H, W]` in
+/// `[0, 1]`: what eval and the benchmarks measure. Lazy: nothing is read back.
+pub fn generate(generator: &dyn ImageGenerator, request: &SampleRequest) -> crate::Result<Tensor<4>> {
+    let request = request.clone().with_partials(false);
+    let mut run = generator.start(&request, None)?;
+    while run.step().is_some() {}
+    Ok(run.images())
+}

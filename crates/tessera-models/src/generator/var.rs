@@ -1,0 +1,167 @@
+//! VAR (or its raster-order baseline) with its multi-scale tokenizer, as an [`ImageGenerator`]:
+//! one player step per scale, zero-shot in/out-painting and class edits.
+
+use burn::prelude::*;
+
+use super::{Chosen, Controls, Edit, EditKind, ImageGenerator, ModelInfo, SampleRequest, Sampling, Step};
+use crate::family::{Family, GenerationOrder, GuidanceSchedule};
+use crate::generators::var::{TokenOrder, Var};
+use crate::sampling::var::{VarEdit, VarSamplerConfig, VarSampling};
+use crate::tokenizers::msvq::{MsVqVae, MsVqVaeConfig};
+
+/// A VAR transformer and the tokenizer it was trained on.
+pub struct VarGenerator {
+    var: Var,
+    vae: MsVqVae,
+    info: ModelInfo,
+    device: Device,
+}
+
+impl VarGenerator {
+    /// Pairs a transformer with its tokenizer (built from `vae_config`, on `device`);
+    /// `class_names`, `train_seconds` and `warning` come from the checkpoints. Errors when the two
+    /// do not fit.
+    pub fn new(
+        var: Var,
+        vae: MsVqVae,
+        vae_config: &MsVqVaeConfig,
+        device: &Device,
+        class_names: Vec<String>,
+        train_seconds: Option<f64>,
+        warning: Option<String>,
+    ) -> crate::Result<Self> {
+        if var.patch_nums() != vae.patch_nums() {
+            return Err(crate::Error::Config(format!(
+                "the transformer's scales {:?} differ from the tokenizer's {:?}",
+                var.patch_nums(),
+                vae.patch_nums()
+            )));
+        }
+        let (channels, side) = (vae_config.in_channels, vae_config.image_size());
+        let info = ModelInfo {
+            family: Family::Var,
+            method: match var.order() {
+                TokenOrder::NextScale => "var",
+                TokenOrder::NextToken => "raster-ar",
+            },
+            num_classes: var.null_class(),
+            class_names,
+            channels,
+            height: side,
+            width: side,
+            params: var.num_params(),
+            forward_passes: var.forward_passes(),
+            train_seconds,
+            warning,
+        };
+        Ok(Self { var, vae, info, device: device.clone() })
+    }
+
+    /// The transformer, for VAR-specific tools (kernel benchmarks, the trainer).
+    pub fn var(&self) -> &Var {
+        &self.var
+    }
+
+    /// The tokenizer, likewise.
+    pub fn tokenizer(&self) -> &MsVqVae {
+        &self.vae
+    }
+
+    /// The source's codes at every scale for `n` draws, and which to keep.
+    fn edit(&self, edit: &Edit, n: usize) -> crate::Result<VarEdit> {
+        let (c, side) = (self.info.channels, self.info.height);
+        let invalid = |m: String| Err(crate::Error::Invalid(m));
+        if edit.source.len() != c * side * side {
+            return invalid(format!("the image has {} values; this model edits {c}x{side}x{side} images", edit.source.len()));
+        }
+        if edit.region.len() != side * side {
+            return invalid(format!("the region has {} pixels, the image {}", edit.region.len(), side * side));
+        }
+        if !edit.region.iter().any(|&r| r) {
+            return invalid("the region is empty: nothing would change".into());
+        }
+        let pixels = edit.source.iter().map(|v| v * 2.0 - 1.0).collect::<Vec<f32>>();
+        let x = Tensor::<4>::from_data(TensorData::new(pixels, [1, c, side, side]), &self.device()).repeat_dim(0, n);
+        Ok(VarEdit { tokens: self.vae.image_to_idx(x), keep: edit.kind.keep(&edit.region), height: side, width: side })
+    }
+}
+
+impl ImageGenerator for VarGenerator {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn controls(&self) -> Controls {
+        Controls {
+            order: match self.var.order() {
+                TokenOrder::NextScale => GenerationOrder::NextScale,
+                TokenOrder::NextToken => GenerationOrder::Raster,
+            },
+            guidance: Some(GuidanceSchedule::LinearInScale),
+            top_k: Some(self.var.vocab_size()),
+            top_p: true,
+            temperature: true,
+            width: None,
+            edits: vec![EditKind::Inpaint, EditKind::Outpaint, EditKind::Class],
+        }
+    }
+
+    fn start(&self, request: &SampleRequest, edit: Option<&Edit>) -> crate::Result<Box<dyn Sampling + '_>> {
+        request.validate(&self.info)?;
+        let n = request.classes.len();
+        let mut guidance = request.guidance;
+        let mut classes = request.classes.clone();
+        if let Some(e) = edit {
+            for class in &mut classes {
+                (*class, guidance) = e.kind.conditioning(*class, self.var.null_class(), request.guidance);
+            }
+        }
+        let labels: Vec<i64> = classes.iter().map(|&c| c as i64).collect();
+        let labels = Tensor::<1, Int>::from_data(TensorData::new(labels, [n]), &self.device());
+        let config = VarSamplerConfig::new()
+            .with_guidance(guidance)
+            .with_top_k(request.top_k)
+            .with_top_p(request.top_p)
+            .with_temperature(request.temperature)
+            .with_seed(request.seed);
+        let mut run = VarSampling::new(&self.var, &self.vae, labels, config);
+        if let Some(e) = edit {
+            run = run.with_edit(self.edit(e, n)?);
+        }
+        Ok(Box::new(VarRun { generator: self, run, partials: request.partials }))
+    }
+
+    fn device(&self) -> Device {
+        self.device.clone()
+    }
+}
+
+/// A VAR run: one step per scale.
+struct VarRun<'a> {
+    generator: &'a VarGenerator,
+    run: VarSampling,
+    partials: bool,
+}
+
+impl Sampling for VarRun<'_> {
+    fn steps(&self) -> usize {
+        self.run.num_scales()
+    }
+
+    fn step(&mut self) -> Option<Step> {
+        let (var, vae) = (&self.generator.var, &self.generator.vae);
+        let step = self.run.step(var, vae)?;
+        let [_, pn, _] = step.tokens.dims();
+        let partial = self.partials.then(|| ((vae.decode(step.f_hat) + 1.0) * 0.5).clamp(0.0, 1.0));
+        Some(Step {
+            index: step.si,
+            label: format!("scale {} of {} · {pn}×{pn}", step.si + 1, self.run.num_scales()),
+            chosen: Chosen::Codes { codes: step.tokens, current: Vec::new() },
+            partial,
+        })
+    }
+
+    fn images(&self) -> Tensor<4> {
+        self.run.image(&self.generator.vae).clamp(0.0, 1.0)
+    }
+}

@@ -1,0 +1,68 @@
+//! The one place a generator is built from its checkpoints: `match ModelKind` happens here and
+//! nowhere else, so a new family plugs in with one arm.
+
+use std::sync::Arc;
+
+use burn::prelude::*;
+use tessera_models::generator::ImageGenerator;
+use tessera_models::generator::var::VarGenerator;
+
+use crate::checkpoint::{Checkpoint, ModelKind, TRAIN_SECONDS, fingerprint};
+use crate::tokenizer::load_tokenizer;
+use crate::var::{VarTrainingConfig, check_tokenizer, load_var};
+use crate::{Error, Result};
+
+/// A generator and its tokenizer, loaded from their checkpoints (training or weights-only) and
+/// checked against each other. A generator trained with another tokenizer still loads, with a
+/// warning in its info; a pair that cannot work together is an error.
+pub fn load_generator(generator: &Checkpoint, tokenizer: &Checkpoint, device: &Device) -> Result<Arc<dyn ImageGenerator>> {
+    let seconds = |c: &Checkpoint| c.header.metrics.get(TRAIN_SECONDS).copied();
+    let train_seconds = seconds(tokenizer).zip(seconds(generator)).map(|(a, b)| a + b);
+    let warning = generator
+        .header
+        .tokenizer
+        .as_ref()
+        .filter(|expected| **expected != fingerprint(&tokenizer.weights))
+        .map(|_| "the transformer was trained with another tokenizer than this one".to_string());
+    match generator.header.kind {
+        ModelKind::Var => {
+            let (vae_config, vae) = load_tokenizer(tokenizer, device).map_err(|e| e.part("tokenizer"))?;
+            let (var_config, var) = load_var(generator, device).map_err(|e| e.part("transformer"))?;
+            check_tokenizer(&var_config, &vae).map_err(|e| e.part("pair (the transformer and the tokenizer do not belong together)"))?;
+            let class_names = generator.training_config::<VarTrainingConfig>().ok().flatten().map(|c| c.class_names).unwrap_or_default();
+            Ok(Arc::new(VarGenerator::new(var, vae, &vae_config, device, class_names, train_seconds, warning)?))
+        }
+        kind @ (ModelKind::VarTokenizer | ModelKind::Judge) => Err(Error::NotAGenerator(kind)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VAR: &[u8] = include_bytes!("../../../assets/var-tiny/var.ckpt");
+    const TOKENIZER: &[u8] = include_bytes!("../../../assets/var-tiny/tokenizer.ckpt");
+
+    #[test]
+    fn the_shipped_pair_loads_and_says_what_it_is() {
+        let (g, t) = (Checkpoint::from_bytes(VAR).unwrap(), Checkpoint::from_bytes(TOKENIZER).unwrap());
+        let generator = load_generator(&g, &t, &Device::flex()).unwrap();
+        let info = generator.info();
+        assert_eq!((info.method, info.num_classes, info.channels, info.height), ("var", 10, 1, 32));
+        assert_eq!(info.class_name(3), "3");
+        assert!(info.warning.is_none(), "{:?}", info.warning);
+        assert!(info.train_seconds.is_some_and(|s| s > 60.0), "{:?}", info.train_seconds);
+        assert!(info.check_class(9).is_ok());
+        let e = info.check_class(10).unwrap_err().to_string();
+        assert!(e.contains("out of range") && e.contains("0 to 9"), "{e}");
+    }
+
+    #[test]
+    fn swapped_files_are_a_clear_error() {
+        let (g, t) = (Checkpoint::from_bytes(VAR).unwrap(), Checkpoint::from_bytes(TOKENIZER).unwrap());
+        let e = load_generator(&t, &g, &Device::flex()).err().unwrap().to_string();
+        assert!(e.contains("VAR tokenizer") && e.contains("not a generator"), "{e}");
+        let e = load_generator(&g, &g, &Device::flex()).err().unwrap().to_string();
+        assert!(e.contains("loading the tokenizer"), "{e}");
+    }
+}
