@@ -9,6 +9,9 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tessera/target}"
 bash scripts/setup.sh test
 echo "== native tests (target dir $CARGO_TARGET_DIR)"
 cargo test --workspace --locked
+echo "== GPU tests (ignored by plain cargo test: they need an adapter; lavapipe here without a GPU)"
+# --tests: only the test targets, so no doc example marked `ignore` gets run.
+cargo test --workspace --locked --tests -- --ignored
 echo "== browser build"
 bash scripts/build-web.sh
 echo "== browser end to end (headless Chromium): WebGPU on its software adapter, then without WebGPU"

@@ -123,22 +123,19 @@ fn data_preview_writes_a_grid_for_each_source() {
     assert!(stderr.contains("class") && !stderr.contains("panicked"), "{stderr}");
 }
 
-/// The fixtures made by the official implementations live beside the checkout, never in it.
-fn fixtures_dir() -> Option<std::path::PathBuf> {
+/// The fixtures made by the official implementations live beside the checkout, never in it. They
+/// are always there in CI, so a missing folder fails the test instead of letting it pass unchecked.
+fn fixtures_dir() -> std::path::PathBuf {
     let dir = std::env::var_os("TESSERA_FIXTURES")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"));
-    if dir.join("var").is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("skipped: no fixtures at {} (set TESSERA_FIXTURES to the shared fixtures folder)", dir.display());
-        None
-    }
+    assert!(dir.join("var").is_dir(), "no fixtures at {}: set TESSERA_FIXTURES to the shared fixtures folder", dir.display());
+    dir
 }
 
 #[test]
 fn parity_passes_on_the_official_var_fixtures_and_fails_on_a_tampered_copy() {
-    let Some(fixtures) = fixtures_dir() else { return };
+    let fixtures = fixtures_dir();
     let out = tessera().args(["--device", "cpu", "parity"]).arg(fixtures.join("var")).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));

@@ -1,31 +1,31 @@
 //! VAR against the official fixtures (`shared/fixtures/var`, made with FoundationVision/VAR).
 //!
 //! Fixtures are read from `../shared/fixtures` next to the workspace, or from `$TESSERA_FIXTURES`;
-//! without them each test says so and returns. Everything runs on the CPU (`Device::flex()`).
+//! they are always there in CI, so without them each test fails saying where it looked (a test
+//! that returned early would report `ok` having compared nothing). Everything runs on the CPU
+//! (`Device::flex()`).
 
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
+use serde_json::Value;
 use tessera_models::parity::{CaseOutcome, run_case, run_fixture_dir};
 
-fn fixtures() -> Option<PathBuf> {
+fn fixtures() -> PathBuf {
     let dir = match std::env::var_os("TESSERA_FIXTURES") {
         Some(dir) => PathBuf::from(dir),
         None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures"),
     };
-    if dir.join("var").is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "skipping: no fixtures at {} (set TESSERA_FIXTURES)",
-            dir.display()
-        );
-        None
-    }
+    assert!(
+        dir.join("var").is_dir(),
+        "no fixtures at {}: set TESSERA_FIXTURES to the shared fixtures folder",
+        dir.display()
+    );
+    dir
 }
 
 fn case_passes(case: &str) {
-    let Some(dir) = fixtures() else { return };
+    let dir = fixtures();
     let report = run_case(
         &dir.join("var").join(format!("{case}.config.json")),
         &Device::flex(),
@@ -56,7 +56,7 @@ fn greedy_sampling_matches_the_official_sampler_with_and_without_guidance() {
 
 #[test]
 fn other_families_are_reported_as_not_supported_yet() {
-    let Some(dir) = fixtures() else { return };
+    let dir = fixtures();
     for family in ["rar", "equivariant"] {
         if !dir.join(family).is_dir() {
             continue;
@@ -72,7 +72,7 @@ fn other_families_are_reported_as_not_supported_yet() {
 
 #[test]
 fn a_config_that_disagrees_with_its_weights_fails_naming_the_tensor() {
-    let Some(dir) = fixtures() else { return };
+    let dir = fixtures();
     let src = dir.join("var");
     let tmp = std::env::temp_dir().join(format!("tessera-parity-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).unwrap();
@@ -89,5 +89,61 @@ fn a_config_that_disagrees_with_its_weights_fails_naming_the_tensor() {
     match report.outcome {
         CaseOutcome::Failed(why) => assert!(why.contains("head.weight"), "{why}"),
         _ => panic!("expected a failure: {report}"),
+    }
+}
+
+/// The fixtures as a config that names the official classes instead of `build_vae_var` would give
+/// them: `VQVAE` and `VAR` with the arguments the builder passed (as recorded beside it), less
+/// those equal to the class defaults, which the runner must then supply.
+fn direct_layout(config: &mut Value) {
+    let Some(derived) = config["constructor"]
+        .get("derived_by_build_vae_var")
+        .cloned()
+    else {
+        return; // `resize` constructs nothing
+    };
+    let mut var = derived["VAR"].clone();
+    let var_args = var.as_object_mut().unwrap();
+    for default in ["mlp_ratio", "norm_eps", "cond_drop_rate"] {
+        assert!(var_args.remove(default).is_some(), "{default} not recorded");
+    }
+    config["constructor"] = serde_json::json!({ "VQVAE": derived["VQVAE"], "VAR": var });
+}
+
+#[test]
+fn configs_that_construct_vqvae_and_var_directly_pass_every_case() {
+    let src = fixtures().join("var");
+    let tmp = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let path = entry.unwrap().path();
+        let dest = tmp.path().join(path.file_name().unwrap());
+        if path.to_string_lossy().ends_with(".config.json") {
+            let mut config: Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            direct_layout(&mut config);
+            std::fs::write(dest, config.to_string()).unwrap();
+        } else {
+            std::fs::copy(&path, dest).unwrap();
+        }
+    }
+    let reports = run_fixture_dir(tmp.path(), &Device::flex()).unwrap();
+    let cases: Vec<&str> = reports.iter().map(|r| r.case.as_str()).collect();
+    assert_eq!(cases, ["generator", "resize", "sampling", "tokenizer"]);
+    for report in &reports {
+        println!("{report}");
+        assert!(report.passed(), "{report}");
+    }
+
+    // Without its VQVAE, VAR lacks the one argument that has no default.
+    let path = tmp.path().join("generator.config.json");
+    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    config["constructor"]
+        .as_object_mut()
+        .unwrap()
+        .remove("VQVAE");
+    std::fs::write(&path, config.to_string()).unwrap();
+    match run_case(&path, &Device::flex()).outcome {
+        CaseOutcome::Failed(why) => assert!(why.contains("vae_local"), "{why}"),
+        other => panic!("expected a failure naming vae_local, got {other:?}"),
     }
 }
