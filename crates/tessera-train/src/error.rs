@@ -83,6 +83,11 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
+    /// A step met a NaN or infinite loss or gradient (and left the model at its last good state).
+    pub fn is_non_finite(&self) -> bool {
+        matches!(self, Self::NonFiniteLoss { .. } | Self::NonFiniteGradient { .. })
+    }
+
     pub(crate) fn readback(e: impl std::fmt::Debug) -> Self {
         Self::Readback(format!("{e:?}"))
     }
