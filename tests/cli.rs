@@ -182,7 +182,17 @@ fn train_sample_and_edit_a_tiny_var_from_the_command_line() {
         stdout
     };
     let run_s = run.to_str().unwrap();
+    // A zero save interval is refused with a clear message before anything trains.
+    for flag in ["--save-every", "--save-every-minutes"] {
+        let out = tessera().args(cpu).args(["train", "var-tokenizer", "--dataset", "mnist", flag, "0", "--out", run_s]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(&format!("{flag} must be")) && !stderr.contains("panicked"), "{stderr}");
+    }
     ok(&["train", "var-tokenizer", "--dataset", "mnist", "--steps", "6", "--batch", "8", "--sample-every", "0", "--out", run_s]);
+    // The resumable checkpoint records the last loss and the training time (eval reports it).
+    let saved = tessera_train::Checkpoint::load(&run.join("tokenizer.ckpt")).unwrap();
+    assert_eq!(saved.header.step, 6);
+    assert!(saved.header.metrics["loss"] > 0.0 && saved.header.metrics["train_seconds"] > 0.0, "{:?}", saved.header.metrics);
     let tok = run.join("tokenizer.weights.ckpt");
     ok(&["train", "var", "--dataset", "mnist", "--tokenizer", tok.to_str().unwrap(), "--steps", "6", "--batch", "8", "--sample-every", "0", "--out", run_s]);
     let var = run.join("var.weights.ckpt");

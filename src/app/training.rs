@@ -1,19 +1,26 @@
 //! Training in the app: the tokenizer, then the transformer, step by step in the background, with
 //! pause, resume and stop, live curves, a fixed-seed sample strip, and checkpoints saved as it goes.
 //!
-//! The job runs like a generation job ([`super::generation`]): a thread on the desktop, an async
-//! task on the web that yields after every step. Every number is read back asynchronously (the
-//! trainers' steps already do), so the web path never blocks on the GPU.
+//! Both phases (and the time estimate) run through the one training loop
+//! ([`tessera_train::train`]); this file holds the app's hooks ([`PhaseHooks`]): progress and
+//! curves keyed by metric name for the panel, each phase's extras (codebook usage, sample strip),
+//! and checkpoints kept in memory and on disk or in the page's storage. The job runs like a
+//! generation job ([`super::generation`]): a thread on the desktop, an async task on the web that
+//! yields after every step. Every number is read back asynchronously, so the web path never
+//! blocks on the GPU.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use burn::prelude::*;
 use tessera_data::{Dataset, Image};
 use tessera_models::sampling::var::{VarSamplerConfig, sample};
-use tessera_train::data::load_batch;
 use tessera_train::tokenizer::load_tokenizer;
-use tessera_train::{BatchOrder, Checkpoint, ModelKind, TokenizerTrainer, VarPreset, VarTrainer};
+use tessera_train::trainer::train_seconds;
+use tessera_train::{
+    Autosave, Checkpoint, Control, Ended, Hooks, ModelKind, Run, StepDone, TokenizerTrainer, Trainer, VarPreset, VarTrainer,
+    train,
+};
 use web_time::Instant;
 
 use super::generation::{spawn, yield_now};
@@ -116,6 +123,10 @@ impl SavedCheckpoint {
     }
 }
 
+/// `(step, value)` points of each metric of a phase, by the trainer's metric names (`"loss"`,
+/// `"psnr"`, `"accuracy"`, `"lr"`, ...).
+pub type Curves = BTreeMap<String, Vec<[f64; 2]>>;
+
 /// What the job has done so far.
 #[derive(Clone, Debug)]
 pub struct TrainProgress {
@@ -124,11 +135,9 @@ pub struct TrainProgress {
     /// Steps done in the current phase, and its length.
     pub step: usize,
     pub steps_total: usize,
-    /// `(step, loss)` of each phase, one point per step.
-    pub tokenizer_loss: Vec<[f64; 2]>,
-    pub transformer_loss: Vec<[f64; 2]>,
-    /// Tokenizer reconstruction PSNR (dB) per step.
-    pub psnr: Vec<[f64; 2]>,
+    /// Each phase's metrics, one point per step.
+    pub tokenizer_curves: Curves,
+    pub transformer_curves: Curves,
     /// Fraction of the codebook used at each scale, at the last check.
     pub codebook_usage: Vec<f32>,
     /// One sample per class with a fixed seed (transformer phase), and the step it was drawn at.
@@ -140,13 +149,33 @@ pub struct TrainProgress {
     pub elapsed_s: f64,
 }
 
+impl TrainProgress {
+    /// The curves of `phase`.
+    pub fn curves(&self, phase: Phase) -> &Curves {
+        match phase {
+            Phase::Tokenizer => &self.tokenizer_curves,
+            Phase::Transformer => &self.transformer_curves,
+        }
+    }
+
+    fn curves_mut(&mut self, phase: Phase) -> &mut Curves {
+        match phase {
+            Phase::Tokenizer => &mut self.tokenizer_curves,
+            Phase::Transformer => &mut self.transformer_curves,
+        }
+    }
+
+    /// Steps `phase` took in this job.
+    fn steps_taken(&self, phase: Phase) -> usize {
+        self.curves(phase).get("loss").map_or(0, Vec::len)
+    }
+}
+
 /// A training job shared between its worker and the UI.
 #[derive(Clone)]
 pub struct TrainJob {
     progress: Arc<Mutex<TrainProgress>>,
-    pause: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
-    save_now: Arc<AtomicBool>,
+    control: Arc<Control>,
 }
 
 impl TrainJob {
@@ -155,17 +184,17 @@ impl TrainJob {
     }
 
     pub fn set_paused(&self, paused: bool) {
-        self.pause.store(paused, Ordering::Relaxed);
+        self.control.set_paused(paused);
     }
 
     /// Stops after the current step, saving a checkpoint first.
     pub fn stop(&self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.control.stop();
     }
 
-    /// Saves a checkpoint after the current step.
+    /// Saves a checkpoint after the current step (at once when paused).
     pub fn save_now(&self) {
-        self.save_now.store(true, Ordering::Relaxed);
+        self.control.save_now();
     }
 
     pub fn is_active(&self) -> bool {
@@ -177,7 +206,7 @@ impl TrainJob {
         let p = self.progress();
         let done = match p.phase {
             Phase::Tokenizer => p.step,
-            Phase::Transformer => p.tokenizer_loss.len() + p.step,
+            Phase::Transformer => p.steps_taken(Phase::Tokenizer) + p.step,
         };
         (p.seconds_per_step > 0.0).then(|| request_total.saturating_sub(done) as f64 * p.seconds_per_step)
     }
@@ -186,21 +215,20 @@ impl TrainJob {
 impl TrainJob {
     fn new(request: &TrainRequest) -> Self {
         let progress = TrainProgress {
-        status: TrainStatus::Running,
-        phase: Phase::Tokenizer,
-        step: 0,
-        steps_total: request.tokenizer_steps,
-        tokenizer_loss: Vec::new(),
-        transformer_loss: Vec::new(),
-        psnr: Vec::new(),
-        codebook_usage: Vec::new(),
-        samples: Vec::new(),
-        samples_step: 0,
-        checkpoints: Vec::new(),
-        seconds_per_step: 0.0,
-        elapsed_s: 0.0,
-    };
-        Self { progress: Arc::new(Mutex::new(progress)), pause: Arc::default(), stop: Arc::default(), save_now: Arc::default() }
+            status: TrainStatus::Running,
+            phase: Phase::Tokenizer,
+            step: 0,
+            steps_total: request.tokenizer_steps,
+            tokenizer_curves: Curves::new(),
+            transformer_curves: Curves::new(),
+            codebook_usage: Vec::new(),
+            samples: Vec::new(),
+            samples_step: 0,
+            checkpoints: Vec::new(),
+            seconds_per_step: 0.0,
+            elapsed_s: 0.0,
+        };
+        Self { progress: Arc::new(Mutex::new(progress)), control: Arc::default() }
     }
 }
 
@@ -215,8 +243,8 @@ pub fn start(request: TrainRequest, device: Device, ctx: egui::Context) -> Train
         let mut p = worker.progress();
         p.status = match result {
             Err(e) => TrainStatus::Failed(format!("{e:#}")),
-            Ok(()) if worker.stop.load(Ordering::Relaxed) => TrainStatus::Stopped,
-            Ok(()) => TrainStatus::Done,
+            Ok(Ended::Stopped) => TrainStatus::Stopped,
+            Ok(Ended::Done) => TrainStatus::Done,
         };
         drop(p);
         ctx.request_repaint();
@@ -262,92 +290,47 @@ pub fn spawn_estimate(
     });
 }
 
-/// Waits while paused; true when the job should stop.
-async fn checkpoint_pause(job: &TrainJob, repaint: &(dyn Fn() + Sync)) -> bool {
-    if job.pause.load(Ordering::Relaxed) {
-        job.progress().status = TrainStatus::Paused;
-        repaint();
-        while job.pause.load(Ordering::Relaxed) && !job.stop.load(Ordering::Relaxed) {
-            pause_tick().await;
-        }
-        job.progress().status = TrainStatus::Running;
-        repaint();
-    }
-    job.stop.load(Ordering::Relaxed)
-}
-
-/// The whole run: tokenizer, then transformer on its token maps.
-pub async fn run(request: &TrainRequest, device: &Device, job: &TrainJob, repaint: &(dyn Fn() + Sync)) -> anyhow::Result<()> {
+/// The whole run: tokenizer, then transformer on its token maps; ends early when stopped.
+pub async fn run(request: &TrainRequest, device: &Device, job: &TrainJob, repaint: &(dyn Fn() + Sync)) -> anyhow::Result<Ended> {
     let dataset = request.dataset.as_ref();
     let channels = dataset.get(0).image.channels;
     let num_classes = dataset.class_names().len();
     let preset = request.preset;
-    let started = Instant::now();
-    let mut last_save = Instant::now();
-    let mut pace = Pace::default();
+    let mut hooks = PhaseHooks { job, request, device, repaint, started: Instant::now(), pace: Pace::default() };
 
     // 1. The tokenizer: trained here (afresh or resumed), or taken as it is when the transformer
     //    is resumed.
     let (vae_config, vae) = match &request.resume {
         Some(Resume::Transformer { tokenizer, .. }) => load_tokenizer(&Checkpoint::from_bytes(tokenizer)?, device)?,
         resume => {
-            let mut tokenizer = match resume {
+            let (mut tokenizer, seconds) = match resume {
                 Some(Resume::Tokenizer(bytes)) => {
-                    TokenizerTrainer::resume(&Checkpoint::from_bytes(bytes)?, Some(request.tokenizer_steps), device)?
+                    let checkpoint = Checkpoint::from_bytes(bytes)?;
+                    (TokenizerTrainer::resume(&checkpoint, Some(request.tokenizer_steps), device)?, train_seconds(&checkpoint))
                 }
                 _ => {
                     let mut config = preset.tokenizer_training(channels);
                     config.steps = request.tokenizer_steps;
                     config.seed = request.seed;
                     config.batch_size = request.batch.unwrap_or(config.batch_size);
-                    TokenizerTrainer::new(config, device)?
+                    (TokenizerTrainer::new(config, device)?, 0.0)
                 }
             };
-            let order = BatchOrder::new(dataset.len(), tokenizer.config().batch_size, tokenizer.config().seed);
-            while !tokenizer.is_done() {
-                if checkpoint_pause(job, repaint).await {
-                    let checkpoint = tokenizer.checkpoint(&[]).await?;
-                    save(job, request, Phase::Tokenizer, tokenizer.step_index(), checkpoint).await?;
-                    return Ok(());
-                }
-                let step_started = Instant::now();
-                let (images, _) = load_batch(dataset, &order.indices(tokenizer.step_index()), device);
-                let stats = tokenizer.step(images).await?;
-                let usage = if stats.step % 25 == 0 || tokenizer.is_done() {
-                    let usage = tokenizer.codebook_usage().into_data_async().await.map_err(|e| anyhow::anyhow!("reading the codebook usage back: {e:?}"))?;
-                    Some(usage.iter::<f32>().collect::<Vec<f32>>())
-                } else {
-                    None
-                };
-                {
-                    let mut p = job.progress();
-                    p.step = tokenizer.step_index();
-                    p.tokenizer_loss.push([stats.step as f64, stats.loss as f64]);
-                    p.psnr.push([stats.step as f64, stats.psnr as f64]);
-                    if let Some(usage) = usage {
-                        p.codebook_usage = usage;
-                    }
-                    p.seconds_per_step = pace.add(step_started.elapsed().as_secs_f64());
-                    p.elapsed_s = started.elapsed().as_secs_f64();
-                }
-                if tokenizer.is_done() || due(job, &mut last_save, request.save_every_s) {
-                    let checkpoint = tokenizer.checkpoint(&[("loss", stats.loss as f64)]).await?;
-                    save(job, request, Phase::Tokenizer, tokenizer.step_index(), checkpoint).await?;
-                }
-                repaint();
-                yield_now().await;
+            if train(&mut tokenizer, request.run(job, seconds), &mut hooks).await?.ended == Ended::Stopped {
+                return Ok(Ended::Stopped);
             }
             (tokenizer.config().model.clone(), tokenizer.model())
         }
     };
 
     // 2. The transformer on the frozen tokenizer's token maps.
-    let mut var = match &request.resume {
+    let (mut var, seconds) = match &request.resume {
         Some(Resume::Transformer { var, .. }) => {
-            let var = VarTrainer::resume(&Checkpoint::from_bytes(var)?, vae, Some(request.transformer_steps), device)?;
+            let checkpoint = Checkpoint::from_bytes(var)?;
+            let var = VarTrainer::resume(&checkpoint, vae, Some(request.transformer_steps), device)?;
             let classes = var.config().model.num_classes;
             anyhow::ensure!(classes == num_classes, "the transformer has {classes} classes, the dataset {num_classes}: pick its dataset");
-            var
+            (var, train_seconds(&checkpoint))
         }
         _ => {
             let mut config = preset.var_training(&vae_config, num_classes);
@@ -355,7 +338,7 @@ pub async fn run(request: &TrainRequest, device: &Device, job: &TrainJob, repain
             config.seed = request.seed;
             config.class_names = dataset.class_names().to_vec();
             config.batch_size = request.batch.unwrap_or(config.batch_size);
-            VarTrainer::new(config, vae, device)?
+            (VarTrainer::new(config, vae, device)?, 0.0)
         }
     };
     {
@@ -364,71 +347,146 @@ pub async fn run(request: &TrainRequest, device: &Device, job: &TrainJob, repain
         p.step = var.step_index();
         p.steps_total = request.transformer_steps;
     }
-    let order = BatchOrder::new(dataset.len(), var.config().batch_size, var.config().seed ^ 1);
-    while !var.is_done() {
-        if checkpoint_pause(job, repaint).await {
-            let checkpoint = var.checkpoint(&[]).await?;
-            save(job, request, Phase::Transformer, var.step_index(), checkpoint).await?;
-            return Ok(());
-        }
-        let step_started = Instant::now();
-        let (images, labels) = load_batch(dataset, &order.indices(var.step_index()), device);
-        let stats = var.step(images, labels).await?;
-        let strip = if (stats.step + 1) % request.samples_every == 0 || var.is_done() {
-            Some(sample_strip(&var, num_classes, device).await?)
-        } else {
-            None
-        };
-        {
-            let mut p = job.progress();
-            p.step = var.step_index();
-            p.transformer_loss.push([stats.step as f64, stats.loss as f64]);
-            if let Some(strip) = strip {
-                p.samples = strip;
-                p.samples_step = var.step_index();
-            }
-            p.seconds_per_step = pace.add(step_started.elapsed().as_secs_f64());
-            p.elapsed_s = started.elapsed().as_secs_f64();
-        }
-        if var.is_done() || due(job, &mut last_save, request.save_every_s) {
-            let checkpoint = var.checkpoint(&[("loss", stats.loss as f64)]).await?;
-            save(job, request, Phase::Transformer, var.step_index(), checkpoint).await?;
-        }
-        repaint();
-        yield_now().await;
+    Ok(train(&mut var, request.run(job, seconds), &mut hooks).await?.ended)
+}
+
+impl TrainRequest {
+    /// A phase's run through the loop, on this request's dataset, steered by `job`.
+    fn run<'a>(&'a self, job: &'a TrainJob, train_seconds: f64) -> Run<'a> {
+        let autosave = Autosave { every_seconds: Some(self.save_every_s), ..Autosave::at_end() };
+        Run { dataset: self.dataset.as_ref(), control: &job.control, autosave, train_seconds }
     }
-    Ok(())
+}
+
+/// The app's side of the training loop: the panel's progress and curves, each phase's extras,
+/// checkpoints saved, and yielding to the browser between steps.
+struct PhaseHooks<'a> {
+    job: &'a TrainJob,
+    request: &'a TrainRequest,
+    device: &'a Device,
+    repaint: &'a (dyn Fn() + Sync),
+    /// When the job started (the panel's elapsed time).
+    started: Instant,
+    pace: Pace,
+}
+
+/// What a phase shows beside its curves.
+enum Extra {
+    Nothing,
+    /// Fraction of the codebook used at each scale.
+    CodebookUsage(Vec<f32>),
+    /// The fixed-seed sample strip.
+    Samples(Vec<Image>),
+}
+
+/// A trainer the Train tab runs: its phase, and what it shows beside its curves.
+trait PhaseTrainer: Trainer {
+    const PHASE: Phase;
+
+    /// The extra to show after step `step` (0-based), read back asynchronously.
+    async fn extra(&self, step: usize, request: &TrainRequest, device: &Device) -> anyhow::Result<Extra>;
+}
+
+impl PhaseTrainer for TokenizerTrainer {
+    const PHASE: Phase = Phase::Tokenizer;
+
+    /// Codebook usage on the first step, every 25th, and the last.
+    async fn extra(&self, step: usize, _: &TrainRequest, _: &Device) -> anyhow::Result<Extra> {
+        if step % 25 != 0 && !self.is_done() {
+            return Ok(Extra::Nothing);
+        }
+        let usage = self.codebook_usage().into_data_async().await.map_err(|e| anyhow::anyhow!("reading the codebook usage back: {e:?}"))?;
+        Ok(Extra::CodebookUsage(usage.iter::<f32>().collect()))
+    }
+}
+
+impl PhaseTrainer for VarTrainer {
+    const PHASE: Phase = Phase::Transformer;
+
+    /// A new sample strip every `samples_every` steps and at the end.
+    async fn extra(&self, step: usize, request: &TrainRequest, device: &Device) -> anyhow::Result<Extra> {
+        if (step + 1) % request.samples_every != 0 && !self.is_done() {
+            return Ok(Extra::Nothing);
+        }
+        Ok(Extra::Samples(sample_strip(self, request.dataset.class_names().len(), device).await?))
+    }
+}
+
+impl<T: PhaseTrainer> Hooks<T> for PhaseHooks<'_> {
+    type Error = anyhow::Error;
+
+    async fn on_step(&mut self, trainer: &T, done: StepDone<'_>) -> anyhow::Result<()> {
+        let extra = trainer.extra(done.step, self.request, self.device).await?;
+        let mut p = self.job.progress();
+        p.step = trainer.step_index();
+        let curves = p.curves_mut(T::PHASE);
+        for &(name, value) in done.metrics {
+            curves.entry(name.to_string()).or_default().push([done.step as f64, value]);
+        }
+        match extra {
+            Extra::Nothing => {}
+            Extra::CodebookUsage(usage) => p.codebook_usage = usage,
+            Extra::Samples(strip) => {
+                p.samples = strip;
+                p.samples_step = trainer.step_index();
+            }
+        }
+        p.seconds_per_step = self.pace.add(done.seconds);
+        p.elapsed_s = self.started.elapsed().as_secs_f64();
+        drop(p);
+        (self.repaint)();
+        Ok(())
+    }
+
+    async fn save(&mut self, checkpoint: Checkpoint) -> anyhow::Result<()> {
+        save(self.job, self.request, T::PHASE, checkpoint).await
+    }
+
+    async fn idle(&mut self, paused: bool) {
+        if paused { pause_tick().await } else { yield_now().await }
+    }
+
+    fn on_pause(&mut self, paused: bool) {
+        self.job.progress().status = if paused { TrainStatus::Paused } else { TrainStatus::Running };
+        (self.repaint)();
+    }
 }
 
 /// Seconds per step of the tokenizer and of the transformer of `preset` on `device`, each timed
 /// on its second step (the first compiles shaders and allocates). Shown before training starts.
 pub async fn estimate(dataset: &dyn Dataset, preset: VarPreset, device: &Device) -> anyhow::Result<(f64, f64)> {
-    let channels = dataset.get(0).image.channels;
-    let mut config = preset.tokenizer_training(channels);
+    let mut config = preset.tokenizer_training(dataset.get(0).image.channels);
     config.steps = 2;
-    let order = BatchOrder::new(dataset.len(), config.batch_size, 0);
     let mut tokenizer = TokenizerTrainer::new(config, device)?;
-    let mut tokenizer_s = 0.0;
-    while !tokenizer.is_done() {
-        let (images, _) = load_batch(dataset, &order.indices(tokenizer.step_index()), device);
-        let started = Instant::now();
-        tokenizer.step(images).await?;
-        tokenizer_s = started.elapsed().as_secs_f64();
-        yield_now().await;
-    }
+    let tokenizer_s = time_last_step(&mut tokenizer, dataset).await?;
     let mut config = preset.var_training(&tokenizer.config().model, dataset.class_names().len());
     config.steps = 2;
-    let order = BatchOrder::new(dataset.len(), config.batch_size, 0);
     let mut var = VarTrainer::new(config, tokenizer.model(), device)?;
-    let mut var_s = 0.0;
-    while !var.is_done() {
-        let (images, labels) = load_batch(dataset, &order.indices(var.step_index()), device);
-        let started = Instant::now();
-        var.step(images, labels).await?;
-        var_s = started.elapsed().as_secs_f64();
-        yield_now().await;
-    }
+    let var_s = time_last_step(&mut var, dataset).await?;
     Ok((tokenizer_s, var_s))
+}
+
+/// Trains `trainer` to its end, saving nothing, and returns the seconds of its last step.
+async fn time_last_step<T: Trainer>(trainer: &mut T, dataset: &dyn Dataset) -> anyhow::Result<f64> {
+    struct Timer(f64);
+    impl<T: Trainer> Hooks<T> for Timer {
+        type Error = anyhow::Error;
+        async fn on_step(&mut self, _: &T, done: StepDone<'_>) -> anyhow::Result<()> {
+            self.0 = done.seconds;
+            Ok(())
+        }
+        async fn save(&mut self, _: Checkpoint) -> anyhow::Result<()> {
+            Ok(())
+        }
+        async fn idle(&mut self, _paused: bool) {
+            yield_now().await;
+        }
+    }
+    let control = Control::default();
+    let run = Run { dataset, control: &control, autosave: Autosave::never(), train_seconds: 0.0 };
+    let mut timer = Timer(0.0);
+    train(trainer, run, &mut timer).await?;
+    Ok(timer.0)
 }
 
 /// One image per class with a fixed seed and guidance 2, so the strip shows the model improving.
@@ -443,19 +501,10 @@ async fn sample_strip(var: &VarTrainer, num_classes: usize, device: &Device) -> 
     Ok((0..n).map(|i| Image::new(c, h, w, pixels[i * c * h * w..(i + 1) * c * h * w].to_vec())).collect())
 }
 
-/// Whether an automatic (or asked-for) checkpoint is due.
-fn due(job: &TrainJob, last_save: &mut Instant, every_s: f64) -> bool {
-    let asked = job.save_now.swap(false, Ordering::Relaxed);
-    if asked || last_save.elapsed().as_secs_f64() >= every_s {
-        *last_save = Instant::now();
-        return true;
-    }
-    false
-}
-
 /// Keeps `checkpoint`: as bytes, and on the desktop as `<out>/<phase>.ckpt` (written atomically),
 /// in the browser as `<run>-<phase>.ckpt` in the page's storage.
-async fn save(job: &TrainJob, request: &TrainRequest, phase: Phase, step: usize, checkpoint: Checkpoint) -> anyhow::Result<()> {
+async fn save(job: &TrainJob, request: &TrainRequest, phase: Phase, checkpoint: Checkpoint) -> anyhow::Result<()> {
+    let step = checkpoint.header.step;
     let bytes = Arc::new(checkpoint.to_bytes());
     #[cfg(not(target_arch = "wasm32"))]
     let place = match &request.out_dir {
@@ -538,15 +587,23 @@ mod tests {
         pollster::block_on(run(&request, &device, &job, &|| {})).unwrap();
         let p = job.progress().clone();
         assert_eq!((p.phase, p.step), (Phase::Transformer, 2));
-        assert_eq!(p.tokenizer_loss.len(), 3);
-        assert_eq!(p.transformer_loss.len(), 2);
-        assert!(p.tokenizer_loss.iter().chain(&p.transformer_loss).all(|[_, l]| l.is_finite() && *l > 0.0));
+        let (tokenizer, transformer) = (&p.tokenizer_curves, &p.transformer_curves);
+        assert_eq!(tokenizer["loss"].len(), 3);
+        assert_eq!(transformer["loss"].len(), 2);
+        assert!(tokenizer["loss"].iter().chain(&transformer["loss"]).all(|[_, l]| l.is_finite() && *l > 0.0));
+        // Curves keyed by the trainers' metric names, one point per step.
+        assert_eq!(tokenizer["psnr"].iter().map(|[s, _]| *s as usize).collect::<Vec<_>>(), [0, 1, 2]);
+        assert!(transformer["accuracy"].iter().all(|[_, a]| (0.0..=1.0).contains(a)));
+        assert!(tokenizer.contains_key("lr") && transformer.contains_key("lr"));
         assert_eq!(p.codebook_usage.len(), 7, "one usage figure per scale");
         assert!(p.codebook_usage.iter().all(|u| (0.0..=1.0).contains(u)));
         assert_eq!((p.samples.len(), p.samples_step), (10, 2), "one sample per digit after the last step");
         assert_eq!(p.checkpoints.len(), 2);
         for name in ["tokenizer.ckpt", "var.ckpt"] {
-            assert!(Checkpoint::load(&dir.path().join(name)).unwrap().can_resume(), "{name} should resume");
+            let checkpoint = Checkpoint::load(&dir.path().join(name)).unwrap();
+            assert!(checkpoint.can_resume(), "{name} should resume");
+            assert!(checkpoint.header.metrics["loss"] > 0.0, "{name} records the loss");
+            assert!(train_seconds(&checkpoint) > 0.0, "{name} records its training time");
         }
         let tokenizer = &p.checkpoints.iter().find(|c| c.phase == Phase::Tokenizer).unwrap().bytes;
         let var = &p.checkpoints.iter().find(|c| c.phase == Phase::Transformer).unwrap().bytes;
@@ -571,9 +628,13 @@ mod tests {
         let job = TrainJob::new(&more);
         pollster::block_on(run(&more, &device, &job, &|| {})).unwrap();
         let p = job.progress().clone();
-        assert!(p.tokenizer_loss.is_empty());
-        assert_eq!(p.transformer_loss.iter().map(|[s, _]| *s as usize).collect::<Vec<_>>(), vec![1, 2]);
+        assert!(p.tokenizer_curves.is_empty());
+        assert_eq!(p.transformer_curves["loss"].iter().map(|[s, _]| *s as usize).collect::<Vec<_>>(), vec![1, 2]);
         assert_eq!((p.phase, p.step), (Phase::Transformer, 3));
+        // The resumed transformer's training time goes on from the saved one.
+        let first_var = Checkpoint::from_bytes(&bytes(Phase::Transformer)).unwrap();
+        let resumed_var = Checkpoint::load(&dir.path().join("var.ckpt")).unwrap();
+        assert!(train_seconds(&resumed_var) > train_seconds(&first_var), "train_seconds accumulate across a resume");
 
         // The tokenizer goes on from step 2 to 3, then a new transformer trains on it.
         let mut more = request(dir.path(), 3, 1);
@@ -581,8 +642,8 @@ mod tests {
         let job = TrainJob::new(&more);
         pollster::block_on(run(&more, &device, &job, &|| {})).unwrap();
         let p = job.progress().clone();
-        assert_eq!(p.tokenizer_loss.iter().map(|[s, _]| *s as usize).collect::<Vec<_>>(), vec![2]);
-        assert_eq!(p.transformer_loss.len(), 1);
+        assert_eq!(p.tokenizer_curves["loss"].iter().map(|[s, _]| *s as usize).collect::<Vec<_>>(), vec![2]);
+        assert_eq!(p.transformer_curves["loss"].len(), 1);
     }
 
     #[test]
@@ -614,7 +675,8 @@ mod tests {
         let request = request(dir.path(), 50, 50);
         let job = TrainJob::new(&request);
         job.stop();
-        pollster::block_on(run(&request, &Device::flex(), &job, &|| {})).unwrap();
+        let ended = pollster::block_on(run(&request, &Device::flex(), &job, &|| {})).unwrap();
+        assert_eq!(ended, Ended::Stopped);
         let p = job.progress();
         assert_eq!(p.checkpoints.len(), 1);
         assert_eq!((p.checkpoints[0].phase, p.checkpoints[0].step), (Phase::Tokenizer, 0));

@@ -1,30 +1,36 @@
-//! `tessera train var-tokenizer|var`: train VAR's tokenizer, then its transformer, with progress
-//! bars, periodic sample grids and checkpoints.
+//! `tessera train var-tokenizer|var|judge`: train VAR's tokenizer, then its transformer (or the
+//! evaluation's judge), with progress bars, periodic sample grids and checkpoints. All three go
+//! through the one training loop ([`tessera_train::train`]); this file holds the CLI's hooks.
 //!
-//! Files in `--out DIR`: `tokenizer.ckpt` / `var.ckpt` (resumable: weights, optimizer state,
-//! step, configs; rewritten atomically every `--save-every` steps and at the end), at the end
+//! Files in `--out DIR`: `tokenizer.ckpt` / `var.ckpt` / `judge.ckpt` (resumable: weights, optimizer
+//! state, step, configs, metrics and `train_seconds`; rewritten atomically every `--save-every`
+//! steps or `--save-every-minutes`, at the end, and before a non-finite loss stops the run), at the end
 //! `tokenizer.weights.ckpt` / `var.weights.ckpt` (weights only, what ships in `assets/`), and
 //! `samples/tokenizer/step_NNNNNN.png` / `samples/var/step_NNNNNN.png` grids (one folder per
 //! model, so both can train into one DIR): one row per class with held-out originals then their
 //! reconstructions (tokenizer), or samples with a fixed seed and guidance 2 (transformer).
 
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::{Context, bail, ensure};
 use burn::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
 use pollster::block_on;
 use tessera_data::{Dataset, Image, Mnist, Sample, Scenes, ScenesConfig, preview_grid};
+use tessera_eval::judge_dataset;
 use tessera_kernels::device::Preference;
 use tessera_models::generators::var::TokenOrder;
+use tessera_models::judge::JudgeConfig;
 use tessera_models::sampling::var::{VarSamplerConfig, sample};
 use tessera_train::checkpoint::fingerprint;
 use tessera_train::data::{first_of_each_class, load_batch};
 use tessera_train::tokenizer::{load_tokenizer, psnr_from_mse};
-use tessera_eval::judge_dataset;
-use tessera_models::judge::JudgeConfig;
-use tessera_train::{BatchOrder, Checkpoint, JudgeTrainer, JudgeTrainingConfig, TokenizerTrainer, VarPreset, VarTrainer};
+use tessera_train::trainer::train_seconds;
+use tessera_train::{
+    Autosave, Checkpoint, Control, Hooks, JudgeTrainer, JudgeTrainingConfig, Outcome, Run, StepDone, TokenizerTrainer,
+    Trainer, VarPreset, VarTrainer, train,
+};
 
 use super::data::DatasetSource;
 
@@ -68,6 +74,9 @@ pub struct CommonArgs {
     /// Save a checkpoint every N steps (and always at the end).
     #[arg(long, default_value_t = 250)]
     save_every: usize,
+    /// Also save a checkpoint every M minutes of training.
+    #[arg(long, value_name = "M")]
+    save_every_minutes: Option<f64>,
     /// Write a sample grid every N steps (and at the end); 0 = only at the end.
     #[arg(long, default_value_t = 500)]
     sample_every: usize,
@@ -133,27 +142,28 @@ pub fn run(command: Command, preference: anyhow::Result<Preference>) -> anyhow::
     }
 }
 
-/// Wall time of a run so far: what earlier sessions of it recorded plus this session's.
-struct RunClock {
-    before: f64,
-    started: Instant,
-}
-
-impl RunClock {
-    /// Starts counting on top of the `train_seconds` a resumed checkpoint recorded.
-    fn resuming(checkpoint: Option<&Checkpoint>) -> Self {
-        let before = checkpoint.and_then(|c| c.header.metrics.get(TRAIN_SECONDS).copied()).unwrap_or(0.0);
-        Self { before, started: Instant::now() }
-    }
-
-    fn seconds(&self) -> f64 {
-        self.before + self.started.elapsed().as_secs_f64()
+impl CommonArgs {
+    /// When checkpoints are written, checked before anything is loaded.
+    fn autosave(&self) -> anyhow::Result<Autosave> {
+        let every_steps = NonZeroUsize::new(self.save_every).context("--save-every must be at least 1 (steps between checkpoints)")?;
+        if let Some(minutes) = self.save_every_minutes {
+            ensure!(minutes.is_finite() && minutes > 0.0, "--save-every-minutes must be a positive number of minutes, not {minutes}");
+        }
+        Ok(Autosave { every_steps: Some(every_steps), every_seconds: self.save_every_minutes.map(|m| m * 60.0), ..Autosave::at_end() })
     }
 }
 
-/// The checkpoint metric with a run's wall time (read by `tessera eval`); defined with the
-/// model loading, which the browser build compiles too.
-pub(crate) use tessera_train::checkpoint::TRAIN_SECONDS;
+/// The run saved at `path` when resuming (which must exist), else nothing (and `path` must not
+/// exist yet, so a new run never overwrites an old one).
+fn open_run(path: &Path, resume: bool) -> anyhow::Result<Option<Checkpoint>> {
+    if resume {
+        return Checkpoint::load(path).map(Some).with_context(|| format!("resuming from {}", path.display()));
+    }
+    if path.exists() {
+        bail!("{} exists: pass --resume to continue it, or choose another --out", path.display());
+    }
+    Ok(None)
+}
 
 /// The device training runs on: [`Compute::training_device`] (a real GPU if there is one, else
 /// burn's CPU backend rather than a software adapter), unless `--device gpu` asks for the adapter.
@@ -218,26 +228,161 @@ fn say(bar: &ProgressBar, line: String) {
     }
 }
 
+/// What `tessera train` does around the training loop, for any model: the progress bar with the
+/// smoothed metrics, the resumable checkpoint file, and every `report_every` steps (0: only at
+/// the end) the model's own report (a sample grid, a line to print, extra checkpoint metrics).
+struct Cli<'a, T> {
+    bar: ProgressBar,
+    path: PathBuf,
+    smoothed: Smoothed,
+    report_every: usize,
+    report: Box<dyn FnMut(&T, &Smoothed) -> anyhow::Result<Report> + 'a>,
+    /// Metrics the checkpoints record beside the step's (the judge's held-out accuracy, at the end).
+    extra: Vec<(&'static str, f64)>,
+}
+
+/// A model's report at a step: a line to print, and metrics for the checkpoints from then on.
+struct Report {
+    line: String,
+    metrics: Vec<(&'static str, f64)>,
+}
+
+impl<'a, T: Trainer> Cli<'a, T> {
+    /// Hooks for `trainer`'s run, saving to `path`, reporting every `report_every` steps.
+    fn new(
+        trainer: &T,
+        path: PathBuf,
+        report_every: usize,
+        report: impl FnMut(&T, &Smoothed) -> anyhow::Result<Report> + 'a,
+    ) -> Self {
+        let bar = progress_bar(trainer.steps(), trainer.step_index());
+        Self { bar, path, smoothed: Smoothed::default(), report_every, report: Box::new(report), extra: Vec::new() }
+    }
+}
+
+impl Report {
+    fn line(line: String) -> Self {
+        Self { line, metrics: Vec::new() }
+    }
+}
+
+impl<T: Trainer> Hooks<T> for Cli<'_, T> {
+    type Error = anyhow::Error;
+
+    async fn on_step(&mut self, trainer: &T, done: StepDone<'_>) -> anyhow::Result<()> {
+        self.smoothed.add(done.metrics);
+        let n = trainer.step_index();
+        self.bar.set_position(n as u64);
+        self.bar.set_message(self.smoothed.with_raw(done.metrics));
+        if (self.report_every > 0 && n % self.report_every == 0) || trainer.is_done() {
+            let report = (self.report)(trainer, &self.smoothed)?;
+            say(&self.bar, format!("step {n}: {}", report.line));
+            self.extra = report.metrics;
+        }
+        Ok(())
+    }
+
+    async fn save(&mut self, mut checkpoint: Checkpoint) -> anyhow::Result<()> {
+        checkpoint.header.metrics.extend(self.extra.iter().map(|&(k, v)| (k.to_string(), v)));
+        Ok(checkpoint.save(&self.path)?)
+    }
+
+    async fn idle(&mut self, paused: bool) {
+        // Nothing pauses a CLI run today; a pause would sleep, not spin.
+        if paused {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+/// Trains `trainer` to the end through the loop with `cli`'s hooks, then writes the weights-only
+/// file beside the resumable one (`tokenizer.ckpt` → `tokenizer.weights.ckpt`) and says so.
+fn train_to_end<T: Trainer>(
+    trainer: &mut T,
+    dataset: &dyn Dataset,
+    autosave: Autosave,
+    resumed: Option<&Checkpoint>,
+    mut cli: Cli<'_, T>,
+) -> anyhow::Result<Outcome> {
+    let control = Control::default();
+    let run = Run { dataset, control: &control, autosave, train_seconds: resumed.map_or(0.0, train_seconds) };
+    let outcome = match block_on(train(trainer, run, &mut cli)) {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            cli.bar.abandon();
+            let path = &cli.path;
+            return Err(if path.exists() { e.context(format!("the last good checkpoint is {}", path.display())) } else { e });
+        }
+    };
+    cli.bar.finish();
+    let weights = cli.path.with_extension("weights.ckpt");
+    Checkpoint::load(&cli.path)?.weights_only().save(&weights)?;
+    println!(
+        "done in {:.1} min: {}; {} (resumable), {} (weights only)",
+        outcome.train_seconds / 60.0,
+        cli.smoothed.describe(),
+        cli.path.display(),
+        weights.display()
+    );
+    Ok(outcome)
+}
+
+/// Running means of the metrics over about the last 50 steps, for people (single batches are
+/// noisy); the checkpoints record the steps' own values.
+#[derive(Default)]
+struct Smoothed(Vec<(&'static str, f64)>);
+
+impl Smoothed {
+    fn add(&mut self, metrics: &[(&'static str, f64)]) {
+        for &(name, value) in metrics {
+            match self.0.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, mean)) => *mean = 0.98 * *mean + 0.02 * value,
+                None => self.0.push((name, value)),
+            }
+        }
+    }
+
+    /// `loss 0.1234 psnr 21.3 dB accuracy 93.1%`: the smoothed metrics people read.
+    fn describe(&self) -> String {
+        let shown = self.0.iter().filter_map(|&(name, v)| match name {
+            "loss" => Some(format!("loss {v:.4}")),
+            "psnr" => Some(format!("psnr {v:.2} dB")),
+            "accuracy" => Some(format!("accuracy {:.1}%", v * 100.0)),
+            _ => None,
+        });
+        shown.collect::<Vec<_>>().join(" ")
+    }
+
+    /// [`Self::describe`] with the step's learning rate and dead-code resets (the progress bar).
+    fn with_raw(&self, metrics: &[(&'static str, f64)]) -> String {
+        let mut line = self.describe();
+        for &(name, v) in metrics {
+            match name {
+                "lr" => line += &format!(" lr {v:.1e}"),
+                "codes_reset" if v > 0.0 => line += &format!(" reset {v}"),
+                _ => {}
+            }
+        }
+        line
+    }
+}
+
 fn train_tokenizer(args: TokenizerArgs, preference: anyhow::Result<Preference>) -> anyhow::Result<()> {
     let a = args.common;
+    let autosave = a.autosave()?;
     let (device, note) = training_device(preference)?;
     eprintln!("{note}");
     let dataset = open_dataset(&a.dataset, &a.preset, a.seed)?;
     let path = a.out.join("tokenizer.ckpt");
 
-    let mut clock = RunClock::resuming(None);
-    let mut trainer = if a.resume {
-        let checkpoint = Checkpoint::load(&path).with_context(|| format!("resuming from {}", path.display()))?;
-        clock = RunClock::resuming(Some(&checkpoint));
+    let resumed = open_run(&path, a.resume)?;
+    let mut trainer = if let Some(checkpoint) = &resumed {
         checkpoint.expect_model_config(&a.preset.tokenizer(dataset.channels()))
             .with_context(|| format!("{} was not trained with the {} preset on {}", path.display(), a.preset.name(), dataset.name()))?;
-        let trainer = TokenizerTrainer::resume(&checkpoint, a.steps, &device)?;
+        let trainer = TokenizerTrainer::resume(checkpoint, a.steps, &device)?;
         eprintln!("resuming {} at step {}", path.display(), trainer.step_index());
         trainer
     } else {
-        if path.exists() {
-            bail!("{} exists: pass --resume to continue it, or choose another --out", path.display());
-        }
         let mut config = a.preset.tokenizer_training(dataset.channels());
         config.seed = a.seed;
         if let Some(steps) = a.steps {
@@ -252,7 +397,6 @@ fn train_tokenizer(args: TokenizerArgs, preference: anyhow::Result<Preference>) 
         TokenizerTrainer::new(config, &device)?
     };
     let config = trainer.config().clone();
-    let order = BatchOrder::new(dataset.len(), config.batch_size, config.seed);
     let grid_set = grid_dataset(&a.dataset, open_dataset(&a.dataset, &a.preset, a.seed)?);
     let grid_idx = first_of_each_class(grid_set.as_ref(), 4);
 
@@ -260,56 +404,18 @@ fn train_tokenizer(args: TokenizerArgs, preference: anyhow::Result<Preference>) 
         "tokenizer: {} steps of {} {} images, {} codes x {} channels, scales {:?}",
         config.steps, config.batch_size, dataset.name(), config.model.vocab_size, config.model.z_channels, config.model.patch_nums
     );
-    let bar = progress_bar(config.steps, trainer.step_index());
-    let mut last = None;
-    while !trainer.is_done() {
-        let (images, _) = load_batch(dataset.as_ref(), &order.indices(trainer.step_index()), &device);
-        let stats = match block_on(trainer.step(images)) {
-            Ok(stats) => stats,
-            Err(e) => {
-                bar.abandon();
-                return Err(e).context(format!("the last good checkpoint is {}", path.display()));
-            }
-        };
-        let done = trainer.step_index();
-        bar.set_position(done as u64);
-        bar.set_message(format!(
-            "loss {:.4} psnr {:.1} dB lr {:.1e}{}",
-            stats.loss,
-            stats.psnr,
-            stats.lr,
-            if stats.codes_reset > 0 { format!(" reset {}", stats.codes_reset) } else { String::new() }
-        ));
-        if (a.sample_every > 0 && done % a.sample_every == 0) || trainer.is_done() {
-            let usage = block_on(trainer.codebook_usage().into_data_async())?.try_to_vec::<f32>().unwrap_or_default();
-            let psnr = write_reconstructions(&trainer, grid_set.as_ref(), &grid_idx, &a.out, done, &device)?;
-            say(&bar, format!(
-                "step {done}: loss {:.4}, train psnr {:.2} dB, held-out psnr {psnr:.2} dB, codebook usage per scale {}",
-                stats.loss,
-                stats.psnr,
-                usage.iter().map(|u| format!("{:.0}%", u * 100.0)).collect::<Vec<_>>().join(" ")
-            ));
-        }
-        if done % a.save_every == 0 || trainer.is_done() {
-            let metrics = [("loss", stats.loss as f64), ("psnr", stats.psnr as f64), (TRAIN_SECONDS, clock.seconds())];
-            block_on(trainer.checkpoint(&metrics))?.save(&path)?;
-        }
-        last = Some(stats);
-    }
-    bar.finish();
-    let checkpoint = Checkpoint::load(&path)?;
-    let weights = a.out.join("tokenizer.weights.ckpt");
-    checkpoint.weights_only().save(&weights)?;
-    if let Some(stats) = last {
-        println!(
-            "done in {:.1} min: loss {:.4}, train psnr {:.2} dB; {} (resumable), {} (weights only)",
-            clock.seconds() / 60.0,
-            stats.loss,
-            stats.psnr,
-            path.display(),
-            weights.display()
-        );
-    }
+    let out = a.out.clone();
+    let report = move |trainer: &TokenizerTrainer, smoothed: &Smoothed| -> anyhow::Result<Report> {
+        let usage = trainer.codebook_usage().into_data().try_to_vec::<f32>().unwrap_or_default();
+        let psnr = write_reconstructions(trainer, grid_set.as_ref(), &grid_idx, &out, trainer.step_index(), &device)?;
+        Ok(Report::line(format!(
+            "{}, held-out psnr {psnr:.2} dB, codebook usage per scale {}",
+            smoothed.describe(),
+            usage.iter().map(|u| format!("{:.0}%", u * 100.0)).collect::<Vec<_>>().join(" ")
+        )))
+    };
+    let cli = Cli::new(&trainer, path, a.sample_every, report);
+    train_to_end(&mut trainer, dataset.as_ref(), autosave, resumed.as_ref(), cli)?;
     Ok(())
 }
 
@@ -398,6 +504,7 @@ fn write_grid(samples: Vec<Sample>, like: &dyn Dataset, per_class: usize, out: &
 
 fn train_var(args: VarArgs, preference: anyhow::Result<Preference>) -> anyhow::Result<()> {
     let a = args.common;
+    let autosave = a.autosave()?;
     let (device, note) = training_device(preference)?;
     eprintln!("{note}");
     let dataset = open_dataset(&a.dataset, &a.preset, a.seed)?;
@@ -418,22 +525,17 @@ fn train_var(args: VarArgs, preference: anyhow::Result<Preference>) -> anyhow::R
     );
     let classes = dataset.class_names().len();
 
-    let mut clock = RunClock::resuming(None);
-    let mut trainer = if a.resume {
-        let checkpoint = Checkpoint::load(&path).with_context(|| format!("resuming from {}", path.display()))?;
-        clock = RunClock::resuming(Some(&checkpoint));
+    let resumed = open_run(&path, a.resume)?;
+    let mut trainer = if let Some(checkpoint) = &resumed {
         checkpoint.expect_model_config(&a.preset.var(&tokenizer_config, classes).in_order(args.order))
             .with_context(|| format!("{} was not trained with the {} preset on {}", path.display(), a.preset.name(), dataset.name()))?;
         if checkpoint.header.tokenizer.as_deref().is_some_and(|t| t != tokenizer_id) {
             bail!("{} was trained with another tokenizer than {}", path.display(), args.tokenizer.display());
         }
-        let trainer = VarTrainer::resume(&checkpoint, tokenizer, a.steps, &device)?;
+        let trainer = VarTrainer::resume(checkpoint, tokenizer, a.steps, &device)?;
         eprintln!("resuming {} at step {}", path.display(), trainer.step_index());
         trainer
     } else {
-        if path.exists() {
-            bail!("{} exists: pass --resume to continue it, or choose another --out", path.display());
-        }
         let mut config = a.preset.var_training(&tokenizer_config, classes).with_class_names(dataset.class_names().to_vec());
         config.model = config.model.in_order(args.order);
         config.seed = a.seed;
@@ -449,7 +551,6 @@ fn train_var(args: VarArgs, preference: anyhow::Result<Preference>) -> anyhow::R
         VarTrainer::new(config, tokenizer, &device)?.with_tokenizer_fingerprint(tokenizer_id)
     };
     let config = trainer.config().clone();
-    let order = BatchOrder::new(dataset.len(), config.batch_size, config.seed);
     let sampler = VarSamplerConfig::new().with_guidance(args.guidance).with_seed(7);
 
     println!(
@@ -458,50 +559,13 @@ fn train_var(args: VarArgs, preference: anyhow::Result<Preference>) -> anyhow::R
         config.model.seq_len(),
         config.model.order()
     );
-    let bar = progress_bar(config.steps, trainer.step_index());
-    let mut last = None;
-    let (mut loss_avg, mut acc_avg) = (None::<f64>, 0.0);
-    while !trainer.is_done() {
-        let (images, labels) = load_batch(dataset.as_ref(), &order.indices(trainer.step_index()), &device);
-        let stats = match block_on(trainer.step(images, labels)) {
-            Ok(stats) => stats,
-            Err(e) => {
-                bar.abandon();
-                return Err(e).context(format!("the last good checkpoint is {}", path.display()));
-            }
-        };
-        // Smoothed over ~50 steps: single batches are noisy.
-        let (l, acc) = (stats.loss as f64, stats.accuracy as f64);
-        let avg = loss_avg.map_or(l, |m| 0.98 * m + 0.02 * l);
-        acc_avg = if loss_avg.is_none() { acc } else { 0.98 * acc_avg + 0.02 * acc };
-        loss_avg = Some(avg);
-        let done = trainer.step_index();
-        bar.set_position(done as u64);
-        bar.set_message(format!("ce {avg:.3} acc {:.1}% lr {:.1e}", acc_avg * 100.0, stats.lr));
-        if (a.sample_every > 0 && done % a.sample_every == 0) || trainer.is_done() {
-            write_samples(&trainer, dataset.as_ref(), &sampler, &a.out, done, &device)?;
-            say(&bar, format!("step {done}: ce {avg:.4} (batch {:.4}), token accuracy {:.1}%", stats.loss, acc_avg * 100.0));
-        }
-        if done % a.save_every == 0 || trainer.is_done() {
-            let metrics = [("ce", avg), ("accuracy", acc_avg), (TRAIN_SECONDS, clock.seconds())];
-            block_on(trainer.checkpoint(&metrics))?.save(&path)?;
-        }
-        last = Some(stats);
-    }
-    bar.finish();
-    let checkpoint = Checkpoint::load(&path)?;
-    let weights = a.out.join("var.weights.ckpt");
-    checkpoint.weights_only().save(&weights)?;
-    if last.is_some() {
-        println!(
-            "done in {:.1} min: ce {:.4}, token accuracy {:.1}%; {} (resumable), {} (weights only)",
-            clock.seconds() / 60.0,
-            loss_avg.unwrap_or(f64::NAN),
-            acc_avg * 100.0,
-            path.display(),
-            weights.display()
-        );
-    }
+    let (like, out) = (dataset.as_ref(), a.out.clone());
+    let report = move |trainer: &VarTrainer, smoothed: &Smoothed| -> anyhow::Result<Report> {
+        write_samples(trainer, like, &sampler, &out, trainer.step_index(), &device)?;
+        Ok(Report::line(smoothed.describe()))
+    };
+    let cli = Cli::new(&trainer, path, a.sample_every, report);
+    train_to_end(&mut trainer, dataset.as_ref(), autosave, resumed.as_ref(), cli)?;
     Ok(())
 }
 
@@ -526,24 +590,21 @@ fn write_samples(
 }
 
 fn train_judge(args: JudgeArgs, preference: anyhow::Result<Preference>) -> anyhow::Result<()> {
+    /// Steps between checkpoints and between progress lines.
+    const EVERY: usize = 250;
     let (device, note) = training_device(preference)?;
     eprintln!("{note}");
-    let (name, train, heldout) = super::eval::judged_sets(&args.dataset)?;
+    let (name, train_set, heldout) = super::eval::judged_sets(&args.dataset)?;
     let out = args.out.unwrap_or_else(|| PathBuf::from(format!("runs/judge-{name}")));
     let path = out.join("judge.ckpt");
-    let mut clock = RunClock::resuming(None);
-    let mut trainer = if args.resume {
-        let checkpoint = Checkpoint::load(&path).with_context(|| format!("resuming from {}", path.display()))?;
-        clock = RunClock::resuming(Some(&checkpoint));
-        let trainer = JudgeTrainer::resume(&checkpoint, &device)?;
+    let resumed = open_run(&path, args.resume)?;
+    let mut trainer = if let Some(checkpoint) = &resumed {
+        let trainer = JudgeTrainer::resume(checkpoint, &device)?;
         eprintln!("resuming {} at step {}", path.display(), trainer.step_index());
         trainer
     } else {
-        if path.exists() {
-            bail!("{} exists: pass --resume to continue it, or choose another --out", path.display());
-        }
-        let model = JudgeConfig::new(train.channels(), train.height(), train.class_names().len());
-        let mut config = JudgeTrainingConfig::new(model).with_seed(args.seed).with_class_names(train.class_names().to_vec());
+        let model = JudgeConfig::new(train_set.channels(), train_set.height(), train_set.class_names().len());
+        let mut config = JudgeTrainingConfig::new(model).with_seed(args.seed).with_class_names(train_set.class_names().to_vec());
         if let Some(steps) = args.steps {
             config.steps = steps;
         }
@@ -554,42 +615,22 @@ fn train_judge(args: JudgeArgs, preference: anyhow::Result<Preference>) -> anyho
     };
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let config = trainer.config().clone();
-    let order = BatchOrder::new(train.len(), config.batch_size, config.seed);
-    println!("judge: {} steps of {} {} images, stages {:?}", config.steps, config.batch_size, train.name(), config.model.widths);
-    let bar = progress_bar(config.steps, trainer.step_index());
-    let mut acc_avg = None::<f64>;
-    while !trainer.is_done() {
-        let batch = tessera_data::batch(train.as_ref(), &order.indices(trainer.step_index()));
-        let stats = match block_on(trainer.step(&batch)) {
-            Ok(stats) => stats,
-            Err(e) => {
-                bar.abandon();
-                return Err(e).context(format!("the last good checkpoint is {}", path.display()));
-            }
-        };
-        let avg = acc_avg.map_or(stats.accuracy as f64, |m| 0.95 * m + 0.05 * stats.accuracy as f64);
-        acc_avg = Some(avg);
-        let done = trainer.step_index();
-        bar.set_position(done as u64);
-        bar.set_message(format!("loss {:.3} train acc {:.1}% lr {:.1e}", stats.loss, avg * 100.0, stats.lr));
-        if done % 250 == 0 || trainer.is_done() {
-            say(&bar, format!("step {done}: loss {:.4}, train accuracy {:.1}%", stats.loss, avg * 100.0));
-            let mut metrics = vec![("train_accuracy", avg), (TRAIN_SECONDS, clock.seconds())];
-            if trainer.is_done() {
-                let indices: Vec<usize> = (0..heldout.len()).collect();
-                let verdicts = block_on(judge_dataset(&trainer.model(), heldout.as_ref(), &indices, 250, &device))?;
-                let labels: Vec<usize> = indices.iter().map(|&i| heldout.label(i)).collect();
-                let accuracy = verdicts.accuracy(&labels);
-                say(&bar, format!("held-out accuracy {:.2}% on {} images", accuracy * 100.0, labels.len()));
-                metrics.push((HELDOUT_ACCURACY, accuracy));
-            }
-            block_on(trainer.checkpoint(&metrics))?.save(&path)?;
+    println!("judge: {} steps of {} {} images, stages {:?}", config.steps, config.batch_size, train_set.name(), config.model.widths);
+    // At the end, the held-out accuracy (which `tessera eval` reads from the checkpoint).
+    let report = move |trainer: &JudgeTrainer, smoothed: &Smoothed| -> anyhow::Result<Report> {
+        if !trainer.is_done() {
+            return Ok(Report::line(smoothed.describe()));
         }
-    }
-    bar.finish();
-    let weights = out.join("judge.weights.ckpt");
-    Checkpoint::load(&path)?.weights_only().save(&weights)?;
-    println!("done in {:.1} min: {} (resumable), {} (weights only)", clock.seconds() / 60.0, path.display(), weights.display());
+        let indices: Vec<usize> = (0..heldout.len()).collect();
+        let verdicts = block_on(judge_dataset(&trainer.model(), heldout.as_ref(), &indices, 250, &device))?;
+        let labels: Vec<usize> = indices.iter().map(|&i| heldout.label(i)).collect();
+        let accuracy = verdicts.accuracy(&labels);
+        let line = format!("{}, held-out accuracy {:.2}% on {} images", smoothed.describe(), accuracy * 100.0, labels.len());
+        Ok(Report { line, metrics: vec![(HELDOUT_ACCURACY, accuracy)] })
+    };
+    let cli = Cli::new(&trainer, path, EVERY, report);
+    let autosave = Autosave { every_steps: NonZeroUsize::new(EVERY), ..Autosave::at_end() };
+    train_to_end(&mut trainer, train_set.as_ref(), autosave, resumed.as_ref(), cli)?;
     Ok(())
 }
 

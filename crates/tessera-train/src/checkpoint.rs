@@ -35,10 +35,6 @@ pub const MAGIC: &[u8; 8] = b"TSRACKPT";
 /// The format version this build writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
 
-/// The checkpoint metric with a training run's wall time in seconds, earlier resumed sessions
-/// included (read by `tessera eval` and the app).
-pub const TRAIN_SECONDS: &str = "train_seconds";
-
 /// Which model a checkpoint holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ModelKind {

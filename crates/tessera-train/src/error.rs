@@ -99,6 +99,11 @@ impl Error {
         Self::Part { part, source: Box::new(self) }
     }
 
+    /// A step met a NaN or infinite loss or gradient (and left the model at its last good state).
+    pub fn is_non_finite(&self) -> bool {
+        matches!(self, Self::NonFiniteLoss { .. } | Self::NonFiniteGradient { .. })
+    }
+
     pub(crate) fn readback(e: impl std::fmt::Debug) -> Self {
         Self::Readback(format!("{e:?}"))
     }

@@ -14,27 +14,40 @@
 //! - [`presets`]: [`VarPreset`] sizes (tokenizer + transformer + runs).
 //! - [`data`]: the resumable sample order and batch → tensors.
 //!
+//! - [`trainer`]: the [`Trainer`] trait every model's trainer implements, and [`Metrics`].
+//! - [`training_loop`]: [`train`], the one loop (pause, stop, Save now, autosave, NaN stop,
+//!   `train_seconds`) that `tessera train`, the app and the browser drive through [`Hooks`].
+//!
 //! A step is an `async fn` that reads its metrics back once (asynchronously) before updating
-//! the model, so the browser can yield between steps and a NaN never reaches the weights. The
-//! loop stays with the caller:
+//! the model, so the browser can yield between steps and a NaN never reaches the weights:
 //!
 //! ```no_run
 //! # async fn run() -> tessera_train::Result<()> {
 //! use burn::prelude::*;
-//! use tessera_data::{Dataset, Mnist};
-//! use tessera_train::{BatchOrder, TokenizerTrainer, VarPreset, data::load_batch};
+//! use tessera_data::Mnist;
+//! use tessera_train::{Autosave, Checkpoint, Control, Hooks, Run, StepDone, TokenizerTrainer, Trainer, VarPreset, train};
 //!
-//! let device = Device::flex();
-//! let mnist = Mnist::train();
-//! let config = VarPreset::Tiny.tokenizer_training(1);
-//! let order = BatchOrder::new(mnist.len(), config.batch_size, config.seed);
-//! let mut trainer = TokenizerTrainer::new(config, &device)?;
-//! while !trainer.is_done() {
-//!     let (images, _) = load_batch(&mnist, &order.indices(trainer.step_index()), &device);
-//!     let stats = trainer.step(images).await?;
-//!     println!("step {} loss {:.4} psnr {:.1} dB", stats.step, stats.loss, stats.psnr);
+//! /// Prints the loss and keeps the newest checkpoint in memory.
+//! struct Print(Option<Checkpoint>);
+//!
+//! impl<T: Trainer> Hooks<T> for Print {
+//!     type Error = tessera_train::Error;
+//!     async fn on_step(&mut self, _trainer: &T, done: StepDone<'_>) -> tessera_train::Result<()> {
+//!         println!("step {} loss {:.4}", done.step, done.metrics[0].1);
+//!         Ok(())
+//!     }
+//!     async fn save(&mut self, checkpoint: Checkpoint) -> tessera_train::Result<()> {
+//!         self.0 = Some(checkpoint);
+//!         Ok(())
+//!     }
+//!     async fn idle(&mut self, _paused: bool) {}
 //! }
-//! let bytes = trainer.checkpoint(&[]).await?.to_bytes();
+//!
+//! let mut trainer = TokenizerTrainer::new(VarPreset::Tiny.tokenizer_training(1), &Device::flex())?;
+//! let control = Control::default();
+//! let run = Run { dataset: &Mnist::train(), control: &control, autosave: Autosave::at_end(), train_seconds: 0.0 };
+//! let outcome = train(&mut trainer, run, &mut Print(None)).await?;
+//! println!("{:?} after {:.0} s", outcome.ended, outcome.train_seconds);
 //! # Ok(()) }
 //! ```
 //!
@@ -49,6 +62,8 @@ pub mod optim;
 pub mod presets;
 pub mod schedule;
 pub mod tokenizer;
+pub mod trainer;
+pub mod training_loop;
 pub mod var;
 
 pub use checkpoint::{Checkpoint, ModelKind};
@@ -60,6 +75,8 @@ pub use optim::{AdamW, AdamWConfig};
 pub use presets::VarPreset;
 pub use schedule::{Decay, LrScheduleConfig};
 pub use tokenizer::{TokenizerStats, TokenizerTrainer, TokenizerTrainingConfig};
+pub use trainer::{Metrics, TRAIN_SECONDS, Trainer};
+pub use training_loop::{Autosave, Control, Ended, Hooks, Outcome, Run, StepDone, train};
 pub use var::{VarStats, VarTrainer, VarTrainingConfig};
 
 /// What the checkpoints say wrote them.

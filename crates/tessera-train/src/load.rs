@@ -7,7 +7,8 @@ use burn::prelude::*;
 use tessera_models::generator::ImageGenerator;
 use tessera_models::generator::var::VarGenerator;
 
-use crate::checkpoint::{Checkpoint, ModelKind, TRAIN_SECONDS, fingerprint};
+use crate::checkpoint::{Checkpoint, ModelKind, fingerprint};
+use crate::trainer::TRAIN_SECONDS;
 use crate::tokenizer::load_tokenizer;
 use crate::var::{VarTrainingConfig, check_tokenizer, load_var};
 use crate::{Error, Result};

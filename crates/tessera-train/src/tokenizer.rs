@@ -200,6 +200,11 @@ impl TokenizerTrainer {
         self.config.schedule.lr(self.step, self.config.steps)
     }
 
+    /// The device it trains on (with autodiff).
+    pub(crate) fn device(&self) -> &Device {
+        &self.device
+    }
+
     /// The tokenizer as it is now, without autodiff (for sampling, evaluation and saving).
     pub fn model(&self) -> MsVqVae {
         self.model.valid()

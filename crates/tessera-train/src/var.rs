@@ -110,6 +110,8 @@ pub struct VarTrainer {
     tokenizer_fingerprint: Option<String>,
     optimizer: AdamW,
     step: usize,
+    /// The device batches are built on (without autodiff).
+    device: Device,
 }
 
 impl VarTrainer {
@@ -122,7 +124,8 @@ impl VarTrainer {
         let model = config.model.init(&device);
         let optimizer = AdamW::new(config.optimizer.clone(), &model);
         let tokenizer = tokenizer.valid();
-        Ok(Self { config, model, tokenizer, tokenizer_fingerprint: None, optimizer, step: 0 })
+        let device = device.clone().inner();
+        Ok(Self { config, model, tokenizer, tokenizer_fingerprint: None, optimizer, step: 0, device })
     }
 
     /// Records which tokenizer this run uses (saved in its checkpoints).
@@ -177,6 +180,11 @@ impl VarTrainer {
     /// The transformer as it is now, without autodiff (for sampling and saving).
     pub fn model(&self) -> Var {
         self.model.valid()
+    }
+
+    /// The device it trains on (without autodiff).
+    pub(crate) fn device(&self) -> &Device {
+        &self.device
     }
 
     /// The frozen tokenizer.

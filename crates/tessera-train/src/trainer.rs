@@ -1,0 +1,113 @@
+//! [`Trainer`]: what every model's trainer offers the one training loop
+//! ([`crate::training_loop::train`]), so the CLI, the app and the browser drive any model the same
+//! way. Each trainer also keeps its own tensor-level `step` (on images, or images and labels) and
+//! its typed stats; the trait's [`Trainer::step`] takes a CPU batch and names the metrics.
+
+use std::future::Future;
+
+use tessera_data::Batch;
+
+use crate::checkpoint::{Checkpoint, ModelKind};
+use crate::{JudgeTrainer, Result, TokenizerTrainer, VarTrainer};
+
+/// A step's measurements by name: `"loss"` first, then the model's extras (`"psnr"`,
+/// `"accuracy"`, `"lr"`, ...). The same names key the app's curves and the checkpoints' metrics.
+pub type Metrics = Vec<(&'static str, f64)>;
+
+/// The checkpoint metric with a run's training time in seconds, earlier sessions of a resumed run
+/// included (pauses excluded); `tessera eval` reports it.
+pub const TRAIN_SECONDS: &str = "train_seconds";
+
+/// The `train_seconds` a checkpoint recorded (0 when it has none): where a resumed run's clock starts.
+pub fn train_seconds(checkpoint: &Checkpoint) -> f64 {
+    checkpoint.header.metrics.get(TRAIN_SECONDS).copied().unwrap_or(0.0)
+}
+
+/// A model being trained, one optimizer step at a time.
+///
+/// Steps are async (the browser reads metrics back without blocking) and read their metrics back
+/// before updating: on a non-finite loss or gradient they return [`crate::Error::NonFiniteLoss`] /
+/// [`crate::Error::NonFiniteGradient`] with the model still at its last good state, so a
+/// checkpoint taken then is the last good one.
+pub trait Trainer {
+    /// What its checkpoints hold.
+    fn kind(&self) -> ModelKind;
+    /// Steps taken so far (the index of the next step).
+    fn step_index(&self) -> usize;
+    /// Steps of the whole run.
+    fn steps(&self) -> usize;
+    /// Images per step.
+    fn batch_size(&self) -> usize;
+    /// The run's seed, which also fixes its sample order ([`crate::BatchOrder`]).
+    fn seed(&self) -> u64;
+    /// One optimizer step on `batch` (pixels in `[0, 1]`, as datasets give them).
+    fn step(&mut self, batch: &Batch) -> impl Future<Output = Result<Metrics>>;
+    /// The run as a resumable checkpoint recording `metrics`.
+    fn checkpoint(&self, metrics: &[(&str, f64)]) -> impl Future<Output = Result<Checkpoint>>;
+
+    /// Whether the run has taken all its steps.
+    fn is_done(&self) -> bool {
+        self.step_index() >= self.steps()
+    }
+}
+
+/// The part of [`Trainer`] every trainer answers alike: from its `config()` (`steps`,
+/// `batch_size`, `seed`), its step counter and its own `checkpoint`.
+macro_rules! bookkeeping {
+    ($kind:expr) => {
+        fn kind(&self) -> ModelKind {
+            $kind
+        }
+        fn step_index(&self) -> usize {
+            Self::step_index(self)
+        }
+        fn steps(&self) -> usize {
+            self.config().steps
+        }
+        fn batch_size(&self) -> usize {
+            self.config().batch_size
+        }
+        fn seed(&self) -> u64 {
+            self.config().seed
+        }
+        async fn checkpoint(&self, metrics: &[(&str, f64)]) -> Result<Checkpoint> {
+            Self::checkpoint(self, metrics).await
+        }
+    };
+}
+
+impl Trainer for TokenizerTrainer {
+    bookkeeping!(ModelKind::VarTokenizer);
+
+    async fn step(&mut self, batch: &Batch) -> Result<Metrics> {
+        let (images, _) = crate::data::to_tensors(batch, self.device());
+        let s = Self::step(self, images).await?;
+        Ok(vec![
+            ("loss", s.loss as f64),
+            ("psnr", s.psnr as f64),
+            ("vq_loss", s.vq_loss as f64),
+            ("grad_norm", s.grad_norm as f64),
+            ("lr", s.lr),
+            ("codes_reset", s.codes_reset as f64),
+        ])
+    }
+}
+
+impl Trainer for VarTrainer {
+    bookkeeping!(ModelKind::Var);
+
+    async fn step(&mut self, batch: &Batch) -> Result<Metrics> {
+        let (images, labels) = crate::data::to_tensors(batch, self.device());
+        let s = Self::step(self, images, labels).await?;
+        Ok(vec![("loss", s.loss as f64), ("accuracy", s.accuracy as f64), ("grad_norm", s.grad_norm as f64), ("lr", s.lr)])
+    }
+}
+
+impl Trainer for JudgeTrainer {
+    bookkeeping!(ModelKind::Judge);
+
+    async fn step(&mut self, batch: &Batch) -> Result<Metrics> {
+        let s = Self::step(self, batch).await?;
+        Ok(vec![("loss", s.loss as f64), ("accuracy", s.accuracy as f64), ("lr", s.lr)])
+    }
+}
