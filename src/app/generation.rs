@@ -163,13 +163,15 @@ impl Drop for FailIfAbandoned {
 /// The sampling request of a panel's settings: `count` images of its class, with the partial
 /// decodes the player shows.
 pub fn request(settings: &GenerateSettings) -> SampleRequest {
-    SampleRequest::new(vec![settings.class; settings.count])
-        .with_seed(settings.seed)
-        .with_guidance(settings.guidance)
-        .with_top_k(settings.top_k)
-        .with_top_p(settings.top_p)
-        .with_temperature(settings.temperature)
-        .with_partials(true)
+    SampleRequest {
+        classes: vec![settings.class; settings.count],
+        seed: settings.seed,
+        guidance: settings.guidance,
+        top_k: settings.top_k,
+        top_p: settings.top_p,
+        temperature: settings.temperature,
+        partials: true,
+    }
 }
 
 /// Samples `settings.count` images (or edits of `edit`'s source) step by step, pushing every

@@ -15,9 +15,8 @@ use tessera_eval::balanced_labels;
 use tessera_kernels::device::Preference;
 use tessera_models::family::Family;
 use tessera_models::generator::{ImageGenerator, SampleRequest, generate};
-use tessera_train::data::load_batch;
 use tessera_train::tokenizer::load_tokenizer;
-use tessera_train::{BatchOrder, Checkpoint, TokenizerTrainer, VarPreset, VarTrainer};
+use tessera_train::{BatchOrder, Checkpoint, TokenizerTrainer, Trainer, VarPreset, VarTrainer};
 
 use super::bench_kernels::{self, KernelRow};
 use super::sample::{load_files, shipped};
@@ -162,7 +161,7 @@ fn sample_rows(family: Option<Family>, device: &Device, device_name: &str, quick
     if let (Some(family), true) = (family, models.is_empty()) {
         anyhow::bail!("{family} has no shipped model to time yet");
     }
-    let sampler = SampleRequest::new(Vec::new()).with_guidance(2.0);
+    let sampler = SampleRequest { guidance: 2.0, ..Default::default() };
     let mut rows = Vec::new();
     for model in models {
         let generator = load_files(&shipped(model.generator_path), &shipped(model.tokenizer_path), device)?;
@@ -173,34 +172,39 @@ fn sample_rows(family: Option<Family>, device: &Device, device_name: &str, quick
     Ok(rows)
 }
 
+/// Seconds per optimizer step of `trainer`, through the [`Trainer`] trait as every run trains
+/// (batch assembly included).
+fn step_seconds<T: Trainer>(trainer: &mut T, dataset: &dyn Dataset, repeats: usize) -> anyhow::Result<f64> {
+    let order = BatchOrder::new(dataset.len(), trainer.batch_size(), trainer.seed());
+    seconds_per_call(repeats, || {
+        let batch = tessera_data::batch(dataset, &order.indices(trainer.step_index()));
+        block_on(trainer.step(&batch))?;
+        Ok(())
+    })
+}
+
+/// Training rows of every shipped family's trainers (tokenizer, then generator) at the tiny preset on MNIST.
 fn train_rows(device: &Device, device_name: &str, quick: bool) -> anyhow::Result<Vec<Row>> {
     let (batch, repeats) = if quick { (4, 1) } else { (32, 5) };
     let mnist = Mnist::train();
-    let order = BatchOrder::new(mnist.len(), batch, 0);
-    let preset = VarPreset::Tiny;
-
-    let mut config = preset.tokenizer_training(1);
-    config.batch_size = batch;
-    let mut tokenizer = TokenizerTrainer::new(config, device)?;
-    let tokenizer_s = seconds_per_call(repeats, || {
-        let (images, _) = load_batch(&mnist, &order.indices(tokenizer.step_index()), device);
-        block_on(tokenizer.step(images))?;
-        Ok(())
-    })?;
-
-    // The transformer trains on the shipped tokenizer's token maps.
-    let var_tiny = &SHIPPED[0];
-    let (tokenizer_config, frozen) = load_tokenizer(&Checkpoint::load(&shipped(var_tiny.tokenizer_path))?, device)?;
-    let mut config = preset.var_training(&tokenizer_config, mnist.class_names().len());
-    config.batch_size = batch;
-    let mut var = VarTrainer::new(config, frozen, device)?;
-    let var_s = seconds_per_call(repeats, || {
-        let (images, labels) = load_batch(&mnist, &order.indices(var.step_index()), device);
-        block_on(var.step(images, labels))?;
-        Ok(())
-    })?;
-    Ok(vec![
-        row("train", "var-tokenizer (tiny)", batch, tokenizer_s, device, device_name),
-        row("train", "var (tiny)", batch, var_s, device, device_name),
-    ])
+    let mut rows = Vec::new();
+    for model in SHIPPED {
+        // Each family builds its trainers here; the generator trains on its shipped tokenizer's tokens.
+        match model.family {
+            Family::Var => {
+                let preset = VarPreset::Tiny;
+                let mut config = preset.tokenizer_training(1);
+                config.batch_size = batch;
+                let tokenizer_s = step_seconds(&mut TokenizerTrainer::new(config, device)?, &mnist, repeats)?;
+                rows.push(row("train", "var-tokenizer (tiny)", batch, tokenizer_s, device, device_name));
+                let (tokenizer_config, frozen) = load_tokenizer(&Checkpoint::load(&shipped(model.tokenizer_path))?, device)?;
+                let mut config = preset.var_training(&tokenizer_config, mnist.class_names().len());
+                config.batch_size = batch;
+                let var_s = step_seconds(&mut VarTrainer::new(config, frozen, device)?, &mnist, repeats)?;
+                rows.push(row("train", "var (tiny)", batch, var_s, device, device_name));
+            }
+            family => anyhow::bail!("{family} has a shipped model but no trainer to time here yet"),
+        }
+    }
+    Ok(rows)
 }

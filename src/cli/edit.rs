@@ -131,11 +131,8 @@ pub fn run(args: Args, preference: anyhow::Result<Preference>) -> anyhow::Result
     let region = region_mask(&args, side)?;
     let source = source_image(&args.input, channels, side)?;
     let edit = Edit { source: source.pixels.clone(), region, kind };
-    let request = SampleRequest::new(vec![class; args.n])
-        .with_seed(args.seed)
-        .with_guidance(args.guidance)
-        .with_top_k(args.top_k)
-        .with_top_p(args.top_p);
+    let request =
+        SampleRequest { classes: vec![class; args.n], seed: args.seed, guidance: args.guidance, top_k: args.top_k, top_p: args.top_p, ..Default::default() };
     let mut run = generator.start(&request, Some(&edit))?;
     while run.step().is_some() {}
 

@@ -148,7 +148,7 @@ fn open_judge(path: &Path, like: &dyn Dataset, device: &Device) -> anyhow::Resul
 
 /// The report's sampler: guidance `EVAL_GUIDANCE`, no filters.
 fn eval_sampler() -> SampleRequest {
-    SampleRequest::new(Vec::new()).with_guidance(EVAL_GUIDANCE)
+    SampleRequest { guidance: EVAL_GUIDANCE, ..Default::default() }
 }
 
 /// Measures a generator under `sampler`'s settings.
@@ -218,7 +218,7 @@ fn claims(judge: &Judge, real: &Features, per_class: usize, device: &Device, dev
     }
     let mut speed = None;
     for (guidance, top_k) in [(0.0, 0), (0.0, 100), (1.0, 0), (1.0, 100), (2.0, 0), (2.0, 100)] {
-        let sampler = SampleRequest::new(Vec::new()).with_guidance(guidance).with_top_k(top_k);
+        let sampler = SampleRequest { guidance, top_k, ..Default::default() };
         progress(&format!("var-tiny, {}", describe(&sampler)));
         // The sampler settings do not change the work (the batch is doubled even without guidance).
         let images_per_s = match speed {

@@ -109,13 +109,15 @@ pub fn run(args: Args, preference: anyhow::Result<Preference>) -> anyhow::Result
     let compute = super::compute(preference)?;
     let device = compute.device.clone();
     let generator = args.model.load(args.family, &device)?;
-    let request = SampleRequest::new(vec![args.class; args.n])
-        .with_seed(args.seed)
-        .with_guidance(args.guidance)
-        .with_top_k(args.top_k)
-        .with_top_p(args.top_p)
-        .with_temperature(args.temperature)
-        .with_partials(args.steps);
+    let request = SampleRequest {
+        classes: vec![args.class; args.n],
+        seed: args.seed,
+        guidance: args.guidance,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        temperature: args.temperature,
+        partials: args.steps,
+    };
     let step_name = generator.controls().order.step_name();
     let mut run = generator.start(&request, None)?;
 

@@ -25,7 +25,7 @@ fn benches(c: &mut Criterion) {
     let generator = load_generator(&shipped("var.ckpt"), &shipped("tokenizer.ckpt"), &device).unwrap();
     let mnist = Mnist::train();
 
-    let request = SampleRequest::new((0..16).map(|i| i % 10).collect()).with_guidance(2.0).with_seed(1);
+    let request = SampleRequest { classes: (0..16).map(|i| i % 10).collect(), guidance: 2.0, seed: 1, ..Default::default() };
     c.bench_function("var_tiny_sample_batch16", |b| {
         b.iter(|| block_on(generate(generator.as_ref(), &request).unwrap().into_data_async()).unwrap())
     });

@@ -130,42 +130,15 @@ pub struct SampleRequest {
     pub partials: bool,
 }
 
+impl Default for SampleRequest {
+    /// No images yet, guidance 1.5, no filters, no partials: fill in what differs with
+    /// `SampleRequest { classes, seed, ..Default::default() }`.
+    fn default() -> Self {
+        Self { classes: Vec::new(), seed: 0, guidance: 1.5, top_k: 0, top_p: 0.0, temperature: 1.0, partials: false }
+    }
+}
+
 impl SampleRequest {
-    /// `classes` with the default sampler settings (guidance 1.5, no filters) and no partials.
-    pub fn new(classes: Vec<usize>) -> Self {
-        Self { classes, seed: 0, guidance: 1.5, top_k: 0, top_p: 0.0, temperature: 1.0, partials: false }
-    }
-
-    pub fn with_seed(mut self, seed: u64) -> Self {
-        self.seed = seed;
-        self
-    }
-
-    pub fn with_guidance(mut self, guidance: f64) -> Self {
-        self.guidance = guidance;
-        self
-    }
-
-    pub fn with_top_k(mut self, top_k: usize) -> Self {
-        self.top_k = top_k;
-        self
-    }
-
-    pub fn with_top_p(mut self, top_p: f64) -> Self {
-        self.top_p = top_p;
-        self
-    }
-
-    pub fn with_temperature(mut self, temperature: f64) -> Self {
-        self.temperature = temperature;
-        self
-    }
-
-    pub fn with_partials(mut self, partials: bool) -> Self {
-        self.partials = partials;
-        self
-    }
-
     /// Checks the settings any model needs to be sane: a clear error, not a blank image.
     pub fn validate(&self, info: &ModelInfo) -> crate::Result<()> {
         if self.classes.is_empty() {
@@ -232,7 +205,7 @@ pub enum Chosen {
 /// Runs a whole sampling run without partial decodes and returns its images `[B, C, H, W]` in
 /// `[0, 1]`: what eval and the benchmarks measure. Lazy: nothing is read back.
 pub fn generate(generator: &dyn ImageGenerator, request: &SampleRequest) -> crate::Result<Tensor<4>> {
-    let request = request.clone().with_partials(false);
+    let request = SampleRequest { partials: false, ..request.clone() };
     let mut run = generator.start(&request, None)?;
     while run.step().is_some() {}
     Ok(run.images())
