@@ -56,19 +56,15 @@ fn weight_file(config_path: &Path, config: &Value, role: &str) -> Result<PathBuf
 }
 
 fn load_vae(config_path: &Path, config: &Value, device: &Device) -> Result<MsVqVae> {
-    let vae = constructor::vqvae_config(config_path, config)?;
     let mut sd = StateDict::from_file(&weight_file(config_path, config, "vae")?)?;
-    let model = vae.init(device).load_official(&mut sd)?;
-    sd.finish()?;
-    Ok(model)
+    let model = constructor::vqvae_config(config_path, config)?.init(device).load_official(&mut sd)?;
+    sd.finish().map(|()| model)
 }
 
 fn load_var(config_path: &Path, config: &Value, device: &Device) -> Result<Var> {
-    let var = constructor::var_config(config_path, config)?;
     let mut sd = StateDict::from_file(&weight_file(config_path, config, "var")?)?;
-    let model = var.init(device).load_official(&mut sd)?;
-    sd.finish()?;
-    Ok(model)
+    let model = constructor::var_config(config_path, config)?.init(device).load_official(&mut sd)?;
+    sd.finish().map(|()| model)
 }
 
 /// Outputs named `area_{in}_to_{out}`, `bicubic_{in}_to_{out}`, `bicubic_down_{in}_to_{out}`,
@@ -144,12 +140,7 @@ fn var_resize(io: &mut Io, device: &Device) -> Result<Vec<(String, Computed)>> {
     Ok(computed)
 }
 
-fn var_tokenizer(
-    config_path: &Path,
-    config: &Value,
-    io: &mut Io,
-    device: &Device,
-) -> Result<Vec<(String, Computed)>> {
+fn var_tokenizer(config_path: &Path, config: &Value, io: &mut Io, device: &Device) -> Result<Vec<(String, Computed)>> {
     let vae = load_vae(config_path, config, device)?;
     let image = io.f32::<4>("image", device)?;
     let encoder_out = vae.encoder_forward(image.clone());
@@ -188,12 +179,7 @@ fn var_tokenizer(
     Ok(out)
 }
 
-fn var_generator(
-    config_path: &Path,
-    config: &Value,
-    io: &mut Io,
-    device: &Device,
-) -> Result<Vec<(String, Computed)>> {
+fn var_generator(config_path: &Path, config: &Value, io: &mut Io, device: &Device) -> Result<Vec<(String, Computed)>> {
     let var = load_var(config_path, config, device)?;
     let labels = io.i64::<1>("labels", device)?;
     let x = io.f32::<3>("var_input", device)?;
