@@ -4,6 +4,7 @@
 //! - [`generator`]: [`generator::ImageGenerator`] and [`generator::Sampling`], the one model type
 //!   the app, CLI and eval see, with an adapter per family.
 //! - [`tokenizers::msvq`]: VAR's multi-scale residual VQ-VAE (image ⇄ token maps).
+//! - [`tokenizers::vqgan`]: RAR's MaskGIT-VQGAN (image ⇄ one row-major token map).
 //! - [`generators::var`]: the VAR transformer (next-scale prediction).
 //! - [`sampling::var`]: VAR sampling with classifier-free guidance, seeded.
 //! - [`sampling::logits`]: temperature, top-k, top-p and the seeded draw, for every discrete sampler.

@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use burn::module::Param;
-use burn::nn::{Embedding, GroupNorm, Linear, conv::Conv2d};
+use burn::nn::{Embedding, GroupNorm, LayerNorm, Linear, conv::Conv2d};
 use burn::prelude::*;
 use safetensors::{Dtype, SafeTensors};
 
@@ -233,6 +233,16 @@ impl StateDict {
             Some(g) => Some(self.param(&format!("{prefix}.weight"), g)?),
             None => None,
         };
+        norm.beta = match norm.beta {
+            Some(b) => Some(self.param(&format!("{prefix}.bias"), b)?),
+            None => None,
+        };
+        Ok(norm)
+    }
+
+    /// Loads `{prefix}.weight` / `{prefix}.bias` into a LayerNorm's `gamma` / `beta`.
+    pub fn layer_norm(&mut self, prefix: &str, mut norm: LayerNorm) -> Result<LayerNorm> {
+        norm.gamma = self.param(&format!("{prefix}.weight"), norm.gamma)?;
         norm.beta = match norm.beta {
             Some(b) => Some(self.param(&format!("{prefix}.bias"), b)?),
             None => None,

@@ -1,63 +1,41 @@
 //! VAR against the official fixtures (`shared/fixtures/var`, made with FoundationVision/VAR).
-//!
-//! Fixtures are read from `../shared/fixtures` next to the workspace, or from `$TESSERA_FIXTURES`;
-//! they are always there in CI, so without them each test fails saying where it looked (a test
-//! that returned early would report `ok` having compared nothing). Everything runs on the CPU
-//! (`Device::flex()`).
 
-use std::path::{Path, PathBuf};
+mod common;
 
 use burn::prelude::*;
 use serde_json::Value;
 use tessera_models::parity::{CaseOutcome, run_case, run_fixture_dir};
 
-fn fixtures() -> PathBuf {
-    let dir = match std::env::var_os("TESSERA_FIXTURES") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures"),
-    };
-    assert!(
-        dir.join("var").is_dir(),
-        "no fixtures at {}: set TESSERA_FIXTURES to the shared fixtures folder",
-        dir.display()
-    );
-    dir
-}
+use common::{case_passes, fixtures};
 
-fn case_passes(case: &str) {
-    let dir = fixtures();
-    let report = run_case(
-        &dir.join("var").join(format!("{case}.config.json")),
-        &Device::flex(),
-    );
-    println!("{report}");
-    assert!(report.passed(), "{report}");
+fn var_case_passes(case: &str) {
+    case_passes("var", case);
 }
 
 #[test]
 fn resize_matches_pytorch_interpolate() {
-    case_passes("resize");
+    var_case_passes("resize");
 }
 
 #[test]
 fn tokenizer_matches_the_official_vqvae_including_exact_indices() {
-    case_passes("tokenizer");
+    var_case_passes("tokenizer");
 }
 
 #[test]
 fn generator_matches_the_official_teacher_forced_forward() {
-    case_passes("generator");
+    var_case_passes("generator");
 }
 
 #[test]
 fn greedy_sampling_matches_the_official_sampler_with_and_without_guidance() {
-    case_passes("sampling");
+    var_case_passes("sampling");
 }
 
 #[test]
-fn other_families_are_reported_as_not_supported_yet() {
+fn the_column_family_is_reported_as_not_supported_yet() {
     let dir = fixtures();
-    for family in ["rar", "equivariant"] {
+    for family in ["equivariant"] {
         if !dir.join(family).is_dir() {
             continue;
         }

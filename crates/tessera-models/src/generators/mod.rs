@@ -1,3 +1,4 @@
 //! Generators: tokens → logits.
 
+pub mod rar;
 pub mod var;

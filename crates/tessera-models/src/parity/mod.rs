@@ -22,6 +22,7 @@ use serde_json::Value;
 use crate::weights::StateDict;
 use crate::{Error, Result};
 
+mod rar;
 mod var;
 
 /// How an output is compared.
@@ -179,6 +180,7 @@ pub fn run_case(config_path: &Path, device: &Device) -> CaseReport {
     // when they are implemented.
     let outcome = match report.family.as_str() {
         "VAR" => var::run_case(config_path, &config, &report.case, device),
+        "RAR" => rar::run_case(config_path, &config, &report.case, device),
         other => Ok(CaseOutcome::Unsupported(format!(
             "family {other} is not supported yet"
         ))),

@@ -1,4 +1,5 @@
 //! Samplers: generator + tokenizer → images.
 
 pub mod logits;
+pub mod rar;
 pub mod var;

@@ -1,3 +1,4 @@
 //! Tokenizers: images ⇄ tokens.
 
 pub mod msvq;
+pub mod vqgan;
