@@ -16,9 +16,12 @@ use tessera_kernels::device::Preference;
 use tessera_models::family::Family;
 use tessera_models::generator::{ImageGenerator, SampleRequest, generate};
 use tessera_train::tokenizer::load_tokenizer;
-use tessera_train::{BatchOrder, Checkpoint, TokenizerTrainer, Trainer, VarPreset, VarTrainer};
+use tessera_train::vqgan::load_vqgan;
+use tessera_train::{BatchOrder, Checkpoint, RarPreset, RarTrainer, TokenizerTrainer, Trainer, VarPreset, VarTrainer, VqganTrainer};
 
 use super::bench_kernels::{self, KernelRow};
+
+mod anchor;
 use super::sample::{load_files, shipped};
 use crate::shipped::SHIPPED;
 
@@ -71,6 +74,9 @@ pub struct Row {
     pub ops: &'static str,
     /// The device, in words.
     pub device: String,
+    /// The official code's images/s for the same work on the 2-core build machine, where it was
+    /// measured ([`anchor::official`]); compare with rows measured there with `--device cpu`.
+    pub official_images_per_s: Option<f64>,
 }
 
 pub fn run(command: Command, preference: anyhow::Result<Preference>) -> anyhow::Result<()> {
@@ -86,13 +92,17 @@ pub fn run(command: Command, preference: anyhow::Result<Preference>) -> anyhow::
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
-        println!("| bench | model | batch | ms per call | images/s | calls/s | ops | device |\n|---|---|---|---|---|---|---|---|");
+        println!(
+            "| bench | model | batch | ms per call | images/s | calls/s | official images/s (2-core CPU) | ops | device |\n|---|---|---|---|---|---|---|---|---|"
+        );
         for r in &rows {
+            let official = r.official_images_per_s.map_or_else(|| "–".to_string(), |v| format!("{v:.1}"));
             println!(
-                "| {} | {} | {} | {:.1} | {:.1} | {:.2} | {} | {} |",
+                "| {} | {} | {} | {:.1} | {:.1} | {:.2} | {official} | {} | {} |",
                 r.bench, r.model, r.batch, r.ms, r.images_per_s, r.per_s, r.ops, r.device
             );
         }
+        println!("\nofficial: shared/bench/official_speed.py, PyTorch 2.4.1 on 2 CPU threads (2-core build machine, 2026-11-30)");
     }
     Ok(())
 }
@@ -151,6 +161,7 @@ fn row(bench: &'static str, model: &str, batch: usize, seconds: f64, device: &De
         per_s: 1.0 / seconds,
         ops: if tessera_kernels::kernels_enabled(device) { "wgsl-kernels" } else { "burn-ops" },
         device: device_name.to_string(),
+        official_images_per_s: anchor::official(bench, model, batch),
     }
 }
 
@@ -158,7 +169,8 @@ fn row(bench: &'static str, model: &str, batch: usize, seconds: f64, device: &De
 fn sample_rows(family: Option<Family>, device: &Device, device_name: &str, quick: bool) -> anyhow::Result<Vec<Row>> {
     let (batches, repeats): (&[usize], usize) = if quick { (&[1, 4], 1) } else { (&[1, 16, 64], 3) };
     let models: Vec<_> = SHIPPED.iter().filter(|m| family.is_none_or(|f| f == m.family)).collect();
-    if let (Some(family), true) = (family, models.is_empty()) {
+    let rar_anchor = family.is_none_or(|f| f == Family::Rar);
+    if let (Some(family), true) = (family, models.is_empty() && !rar_anchor) {
         anyhow::bail!("{family} has no shipped model to time yet");
     }
     let sampler = SampleRequest { guidance: 2.0, ..Default::default() };
@@ -168,6 +180,9 @@ fn sample_rows(family: Option<Family>, device: &Device, device_name: &str, quick
         for &b in batches {
             rows.push(row("sample", model.name, b, sampling_seconds(generator.as_ref(), &sampler, b, repeats)?, device, device_name));
         }
+    }
+    if rar_anchor {
+        rows.extend(anchor::rar_sample_rows(batches, repeats, device, device_name)?);
     }
     Ok(rows)
 }
@@ -203,8 +218,21 @@ fn train_rows(device: &Device, device_name: &str, quick: bool) -> anyhow::Result
                 let var_s = step_seconds(&mut VarTrainer::new(config, frozen, device)?, &mnist, repeats)?;
                 rows.push(row("train", "var (tiny)", batch, var_s, device, device_name));
             }
+            Family::Rar => {
+                let preset = RarPreset::Tiny;
+                let mut config = preset.tokenizer_training(1);
+                config.batch_size = batch;
+                let tokenizer_s = step_seconds(&mut VqganTrainer::new(config, device)?, &mnist, repeats)?;
+                rows.push(row("train", "rar-tokenizer (tiny)", batch, tokenizer_s, device, device_name));
+                let (tokenizer_config, frozen) = load_vqgan(&Checkpoint::load(&shipped(model.tokenizer_path))?, device)?;
+                let mut config = preset.rar_training(&tokenizer_config, mnist.class_names().len());
+                config.batch_size = batch;
+                let rar_s = step_seconds(&mut RarTrainer::new(config, frozen, device)?, &mnist, repeats)?;
+                rows.push(row("train", "rar (tiny)", batch, rar_s, device, device_name));
+            }
             family => anyhow::bail!("{family} has a shipped model but no trainer to time here yet"),
         }
     }
+    rows.push(anchor::rar_train_row(if quick { 4 } else { 64 }, repeats, device, device_name)?);
     Ok(rows)
 }

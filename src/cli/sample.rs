@@ -3,8 +3,9 @@
 //!
 //! Writes `OUT/<class>/<i>.png` at the tokenizer's native resolution (MNIST: the 32x32 padded
 //! digits the models train on, not the 28x28 crop), and with `--steps` also
-//! `OUT/<class>/<i>_<step><k>_<rows>x<cols>.png` (VAR: `<i>_scale<k>_<pn>x<pn>.png`): the image
-//! decoded from the steps sampled so far.
+//! `OUT/<class>/<i>_<step><k>_<rows>x<cols>.png` (VAR: `<i>_scale<k>_<pn>x<pn>.png`, RAR:
+//! `<i>_token<k>_8x8.png`, gray where no token is chosen yet): the image decoded from the steps
+//! sampled so far.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,14 +14,14 @@ use anyhow::{Context, ensure};
 use burn::prelude::*;
 use tessera_data::Image;
 use tessera_kernels::device::Preference;
-use tessera_models::family::Family;
+use tessera_models::family::{Family, FillOrder};
 use tessera_models::generator::{Chosen, ImageGenerator, SampleRequest};
 
 use crate::shipped::{Shipped, load_pair};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The generator family (`var`; `rar` and `columns` once they ship).
+    /// The generator family (`var`, `rar`; `columns` once it ships).
     #[arg(value_name = "FAMILY")]
     family: Family,
     /// Class to draw (0-based label, e.g. the digit for MNIST).
@@ -52,6 +53,10 @@ pub struct Args {
     /// Also write the partial image after every step.
     #[arg(long)]
     steps: bool,
+    /// The order to fill the token map in: raster, random, spiral or centre-out (RAR; VAR
+    /// generates scale by scale).
+    #[arg(long, default_value_t = FillOrder::Raster)]
+    order: FillOrder,
 }
 
 /// Which checkpoints to load; the family's shipped pair by default.
@@ -117,7 +122,14 @@ pub fn run(args: Args, preference: anyhow::Result<Preference>) -> anyhow::Result
         top_p: args.top_p,
         temperature: args.temperature,
         partials: args.steps,
+        fill_order: args.order,
     };
+    let offered = generator.controls().fill_orders;
+    ensure!(
+        args.order == FillOrder::Raster || offered.contains(&args.order),
+        "{} models generate in one order only: --order does not apply",
+        args.family
+    );
     let step_name = generator.controls().order.step_name();
     let mut run = generator.start(&request, None)?;
 

@@ -1,6 +1,7 @@
-//! `tessera train var-tokenizer|var|judge`: train VAR's tokenizer, then its transformer (or the
-//! evaluation's judge), with progress bars, periodic sample grids and checkpoints. All three go
-//! through the one training loop ([`tessera_train::train`]); this file holds the CLI's hooks.
+//! `tessera train var-tokenizer|var|rar-tokenizer|rar|judge`: train VAR's or RAR's tokenizer,
+//! then its transformer (or the evaluation's judge), with progress bars, periodic sample grids
+//! and checkpoints. All go through the one training loop ([`tessera_train::train`]); this file
+//! holds the CLI's hooks and VAR's commands, [`rar`] RAR's.
 //!
 //! Files in `--out DIR`: `tokenizer.ckpt` / `var.ckpt` / `judge.ckpt` (resumable: weights, optimizer
 //! state, step, configs, metrics and `train_seconds`; rewritten atomically every `--save-every`
@@ -34,12 +35,18 @@ use tessera_train::{
 
 use super::data::DatasetSource;
 
+mod rar;
+
 #[derive(clap::Subcommand, Debug)]
 pub enum Command {
     /// Train VAR's multi-scale VQ-VAE tokenizer (images ⇄ token maps).
     VarTokenizer(TokenizerArgs),
     /// Train the VAR transformer on a trained tokenizer's token maps.
     Var(VarArgs),
+    /// Train RAR's MaskGIT-VQGAN tokenizer (images ⇄ one token map).
+    RarTokenizer(TokenizerArgs),
+    /// Train the RAR transformer on a trained MaskGIT-VQGAN's codes, with randomness annealing.
+    Rar(rar::RarArgs),
     /// Train the evaluation's judge classifier on a dataset's real images (`mnist` or `scenes`).
     Judge(JudgeArgs),
 }
@@ -65,9 +72,9 @@ pub struct CommonArgs {
     /// Seed of the weights and the sample order.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Where checkpoints and sample grids go.
-    #[arg(long, default_value = "runs/var-tiny")]
-    out: PathBuf,
+    /// Where checkpoints and sample grids go (default runs/<family>-<preset>, e.g. runs/var-tiny).
+    #[arg(long)]
+    out: Option<PathBuf>,
     /// Continue the run saved in DIR (same preset; --steps may lengthen it).
     #[arg(long)]
     resume: bool,
@@ -138,11 +145,18 @@ pub fn run(command: Command, preference: anyhow::Result<Preference>) -> anyhow::
     match command {
         Command::VarTokenizer(args) => train_tokenizer(args, preference),
         Command::Var(args) => train_var(args, preference),
+        Command::RarTokenizer(args) => rar::train_tokenizer(args, preference),
+        Command::Rar(args) => rar::train_rar(args, preference),
         Command::Judge(args) => train_judge(args, preference),
     }
 }
 
 impl CommonArgs {
+    /// `--out`, else `runs/<family>-<preset>`.
+    fn out(&self, family: &str) -> PathBuf {
+        self.out.clone().unwrap_or_else(|| PathBuf::from(format!("runs/{family}-{}", self.preset.name())))
+    }
+
     /// When checkpoints are written, checked before anything is loaded.
     fn autosave(&self) -> anyhow::Result<Autosave> {
         let every_steps = NonZeroUsize::new(self.save_every).context("--save-every must be at least 1 (steps between checkpoints)")?;
@@ -373,7 +387,8 @@ fn train_tokenizer(args: TokenizerArgs, preference: anyhow::Result<Preference>) 
     let (device, note) = training_device(preference)?;
     eprintln!("{note}");
     let dataset = open_dataset(&a.dataset, &a.preset, a.seed)?;
-    let path = a.out.join("tokenizer.ckpt");
+    let out = a.out("var");
+    let path = out.join("tokenizer.ckpt");
 
     let resumed = open_run(&path, a.resume)?;
     let mut trainer = if let Some(checkpoint) = &resumed {
@@ -404,7 +419,6 @@ fn train_tokenizer(args: TokenizerArgs, preference: anyhow::Result<Preference>) 
         "tokenizer: {} steps of {} {} images, {} codes x {} channels, scales {:?}",
         config.steps, config.batch_size, dataset.name(), config.model.vocab_size, config.model.z_channels, config.model.patch_nums
     );
-    let out = a.out.clone();
     let report = move |trainer: &TokenizerTrainer, smoothed: &Smoothed| -> anyhow::Result<Report> {
         let usage = trainer.codebook_usage().into_data().try_to_vec::<f32>().unwrap_or_default();
         let psnr = write_reconstructions(trainer, grid_set.as_ref(), &grid_idx, &out, trainer.step_index(), &device)?;
@@ -508,7 +522,8 @@ fn train_var(args: VarArgs, preference: anyhow::Result<Preference>) -> anyhow::R
     let (device, note) = training_device(preference)?;
     eprintln!("{note}");
     let dataset = open_dataset(&a.dataset, &a.preset, a.seed)?;
-    let path = a.out.join("var.ckpt");
+    let out = a.out("var");
+    let path = out.join("var.ckpt");
 
     let tokenizer_file = Checkpoint::load(&args.tokenizer).with_context(|| format!("reading the tokenizer {}", args.tokenizer.display()))?;
     let tokenizer_id = fingerprint(&tokenizer_file.weights);
@@ -559,7 +574,7 @@ fn train_var(args: VarArgs, preference: anyhow::Result<Preference>) -> anyhow::R
         config.model.seq_len(),
         config.model.order()
     );
-    let (like, out) = (dataset.as_ref(), a.out.clone());
+    let like = dataset.as_ref();
     let report = move |trainer: &VarTrainer, smoothed: &Smoothed| -> anyhow::Result<Report> {
         write_samples(trainer, like, &sampler, &out, trainer.step_index(), &device)?;
         Ok(Report::line(smoothed.describe()))

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::rng::SplitMix64;
+
 /// The generator families. VAR has models now; RAR and the column generator are listed so the
 /// app, links and the player are built for all three.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -115,4 +117,119 @@ impl GuidanceSchedule {
             Self::LinearInStep => "ramps linearly from the first column to the last".into(),
         }
     }
+}
+
+/// The order a token-by-token generator (RAR) fills its token map in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FillOrder {
+    /// Row by row, as trained at the end and as the official code samples.
+    #[default]
+    Raster,
+    /// A random permutation per image (from the seed).
+    Random,
+    /// From the top-left corner clockwise around the edge, inwards.
+    Spiral,
+    /// From the centre outwards, nearest cells first.
+    CentreOut,
+}
+
+impl FillOrder {
+    pub const ALL: [FillOrder; 4] = [Self::Raster, Self::Random, Self::Spiral, Self::CentreOut];
+
+    /// The name on the command line and in links.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Raster => "raster",
+            Self::Random => "random",
+            Self::Spiral => "spiral",
+            Self::CentreOut => "centre-out",
+        }
+    }
+
+    /// Raster positions of a `side × side` map in this order; `rng` shuffles the random order.
+    pub fn positions(self, side: usize, rng: &mut SplitMix64) -> Vec<usize> {
+        let n = side * side;
+        match self {
+            Self::Raster => (0..n).collect(),
+            Self::Random => {
+                let mut p: Vec<usize> = (0..n).collect();
+                for i in (1..n).rev() {
+                    p.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
+                }
+                p
+            }
+            Self::Spiral => spiral(side),
+            Self::CentreOut => {
+                let c = (side as f64 - 1.0) / 2.0;
+                let mut p: Vec<usize> = (0..n).collect();
+                let dist = |i: usize| ((i / side) as f64 - c).powi(2) + ((i % side) as f64 - c).powi(2);
+                p.sort_by(|&a, &b| dist(a).total_cmp(&dist(b)).then(a.cmp(&b)));
+                p
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for FillOrder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.key())
+    }
+}
+
+impl std::str::FromStr for FillOrder {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.to_ascii_lowercase().replace("center", "centre");
+        Self::ALL.into_iter().find(|o| o.key() == s).ok_or_else(|| format!("unknown order '{s}': use raster, random, spiral or centre-out"))
+    }
+}
+
+/// Clockwise spiral from the top-left corner of a `side × side` map.
+fn spiral(side: usize) -> Vec<usize> {
+    let mut out = Vec::with_capacity(side * side);
+    let (mut top, mut left, mut bottom, mut right) = (0i64, 0i64, side as i64 - 1, side as i64 - 1);
+    let at = |r: i64, c: i64| r as usize * side + c as usize;
+    while top <= bottom && left <= right {
+        out.extend((left..=right).map(|c| at(top, c)));
+        out.extend((top + 1..=bottom).map(|r| at(r, right)));
+        if top < bottom {
+            out.extend((left..right).rev().map(|c| at(bottom, c)));
+        }
+        if left < right {
+            out.extend((top + 1..bottom).rev().map(|r| at(r, left)));
+        }
+        (top, left, bottom, right) = (top + 1, left + 1, bottom - 1, right - 1);
+    }
+    out
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_order_visits_every_cell_once() {
+        let mut rng = SplitMix64::new(1);
+        for side in [1, 2, 3, 4, 5, 8] {
+            for order in FillOrder::ALL {
+                let mut p = order.positions(side, &mut rng);
+                p.sort();
+                assert_eq!(p, (0..side * side).collect::<Vec<_>>(), "{order:?} at side {side}");
+            }
+        }
+    }
+
+    #[test]
+    fn spiral_and_centre_out_go_where_their_names_say() {
+        let mut rng = SplitMix64::new(0);
+        assert_eq!(FillOrder::Spiral.positions(3, &mut rng), vec![0, 1, 2, 5, 8, 7, 6, 3, 4]);
+        let centre = FillOrder::CentreOut.positions(3, &mut rng);
+        assert_eq!(centre[0], 4);
+        assert_eq!(&centre[1..5], &[1, 3, 5, 7]);
+        assert_eq!("center-out".parse::<FillOrder>(), Ok(FillOrder::CentreOut));
+        assert!("diagonal".parse::<FillOrder>().is_err());
+    }
+
 }

@@ -47,6 +47,12 @@ pub enum ModelKind {
     /// The evaluation's classifier ([`tessera_models::judge::Judge`]).
     #[serde(rename = "judge")]
     Judge,
+    /// RAR's MaskGIT-VQGAN tokenizer ([`tessera_models::tokenizers::vqgan::Vqgan`]).
+    #[serde(rename = "rar-tokenizer")]
+    RarTokenizer,
+    /// The RAR transformer ([`tessera_models::generators::rar::Rar`]).
+    #[serde(rename = "rar")]
+    Rar,
 }
 
 impl fmt::Display for ModelKind {
@@ -55,6 +61,8 @@ impl fmt::Display for ModelKind {
             Self::VarTokenizer => "VAR tokenizer (multi-scale VQ-VAE)",
             Self::Var => "VAR transformer",
             Self::Judge => "judge classifier",
+            Self::RarTokenizer => "RAR tokenizer (MaskGIT-VQGAN)",
+            Self::Rar => "RAR transformer",
         })
     }
 }

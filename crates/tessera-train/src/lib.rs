@@ -4,6 +4,10 @@
 //!   codebook usage per scale, dead-code re-initialisation, PSNR.
 //! - [`var`]: [`VarTrainer`] — teacher forcing from the frozen tokenizer, cross-entropy over all
 //!   tokens, label dropout.
+//! - [`vqgan`]: [`VqganTrainer`] — RAR's MaskGIT-VQGAN tokenizer from scratch: pixel loss and
+//!   the official VQ loss, dead-code re-initialisation, PSNR.
+//! - [`rar`]: [`RarTrainer`] — RAR on a frozen MaskGIT-VQGAN's codes, random orders with an
+//!   annealed probability, label dropout.
 //! - [`judge`]: [`JudgeTrainer`] — the evaluation's classifier, cross-entropy with shift
 //!   augmentation.
 //! - [`optim`]: [`AdamW`] with VAR's weight-decay exclusions and global gradient clipping.
@@ -60,11 +64,13 @@ pub mod judge;
 pub mod load;
 pub mod optim;
 pub mod presets;
+pub mod rar;
 pub mod schedule;
 pub mod tokenizer;
 pub mod trainer;
 pub mod training_loop;
 pub mod var;
+pub mod vqgan;
 
 pub use checkpoint::{Checkpoint, ModelKind};
 pub use data::BatchOrder;
@@ -72,12 +78,14 @@ pub use error::{Error, Result};
 pub use load::load_generator;
 pub use judge::{JudgeStats, JudgeTrainer, JudgeTrainingConfig};
 pub use optim::{AdamW, AdamWConfig};
-pub use presets::VarPreset;
+pub use presets::{RarPreset, VarPreset};
+pub use rar::{RandomnessConfig, RarStats, RarTrainer, RarTrainingConfig};
 pub use schedule::{Decay, LrScheduleConfig};
 pub use tokenizer::{TokenizerStats, TokenizerTrainer, TokenizerTrainingConfig};
 pub use trainer::{Metrics, TRAIN_SECONDS, Trainer};
 pub use training_loop::{Autosave, Control, Ended, Hooks, Outcome, Run, StepDone, train};
 pub use var::{VarStats, VarTrainer, VarTrainingConfig};
+pub use vqgan::{VqganStats, VqganTrainer, VqganTrainingConfig};
 
 /// What the checkpoints say wrote them.
 pub const WRITTEN_BY: &str = concat!("tessera-train ", env!("CARGO_PKG_VERSION"));

@@ -5,12 +5,14 @@ use std::sync::Arc;
 
 use burn::prelude::*;
 use tessera_models::generator::ImageGenerator;
+use tessera_models::generator::rar::RarGenerator;
 use tessera_models::generator::var::VarGenerator;
 
 use crate::checkpoint::{Checkpoint, ModelKind, fingerprint};
 use crate::trainer::TRAIN_SECONDS;
 use crate::tokenizer::load_tokenizer;
 use crate::var::{VarTrainingConfig, check_tokenizer, load_var};
+use crate::{rar, vqgan};
 use crate::{Error, Result};
 
 /// A generator and its tokenizer, loaded from their checkpoints (training or weights-only) and
@@ -33,7 +35,14 @@ pub fn load_generator(generator: &Checkpoint, tokenizer: &Checkpoint, device: &D
             let class_names = generator.training_config::<VarTrainingConfig>().ok().flatten().map(|c| c.class_names).unwrap_or_default();
             Ok(Arc::new(VarGenerator::new(var, vae, &vae_config, device, class_names, train_seconds, warning)?))
         }
-        kind @ (ModelKind::VarTokenizer | ModelKind::Judge) => Err(Error::NotAGenerator(kind)),
+        ModelKind::Rar => {
+            let (vqgan_config, vqgan) = vqgan::load_vqgan(tokenizer, device).map_err(|e| e.part("tokenizer"))?;
+            let (rar_config, rar) = rar::load_rar(generator, device).map_err(|e| e.part("transformer"))?;
+            rar::check_tokenizer(&rar_config, &vqgan).map_err(|e| e.part("pair (the transformer and the tokenizer do not belong together)"))?;
+            let class_names = generator.training_config::<rar::RarTrainingConfig>().ok().flatten().map(|c| c.class_names).unwrap_or_default();
+            Ok(Arc::new(RarGenerator::new(rar, vqgan, &vqgan_config, device, class_names, train_seconds, warning)?))
+        }
+        kind @ (ModelKind::VarTokenizer | ModelKind::RarTokenizer | ModelKind::Judge) => Err(Error::NotAGenerator(kind)),
     }
 }
 

@@ -125,6 +125,13 @@ impl AdamW {
         Self { config, decay, state: HashMap::new() }
     }
 
+    /// Chooses the parameters that get weight decay by another family's rule (`rule(path, rank)`,
+    /// e.g. RAR's, which follows other names than VAR's [`decays`]). The moments are kept.
+    pub fn with_decay_rule<M: Module>(mut self, module: &M, rule: fn(&str, usize) -> bool) -> Self {
+        self.decay = param_infos(module).into_iter().map(|p| (p.id, rule(&p.path, p.shape.len()))).collect();
+        self
+    }
+
     /// The settings.
     pub fn config(&self) -> &AdamWConfig {
         &self.config

@@ -330,16 +330,17 @@ pub fn reconstruct(model: &MsVqVae, images: Tensor<4>) -> Tensor<4> {
 
 /// How often each code appears in `idx`: `[B, l]` → `[1, V]` (compares against `0..V` instead
 /// of `one_hot`, whose argument check reads back).
-fn code_counts(idx: Tensor<2, Int>, vocab: usize) -> Tensor<2> {
+pub(crate) fn code_counts(idx: Tensor<2, Int>, vocab: usize) -> Tensor<2> {
     let [b, l] = idx.dims();
     let n = b * l;
     let codes = Tensor::<1, Int>::arange(0..vocab as i64, &idx.device()).reshape([1, vocab]).expand([n, vocab]);
     idx.reshape([n, 1]).expand([n, vocab]).equal(codes).float().sum_dim(0)
 }
 
-/// Sets the codebook rows flagged in `dead` (`[V]`) to rows of `f` (`[B, Cvae, h, w]`) picked
-/// at random, keeping the parameter's identity (and so its optimizer state).
-fn reset_codes(model: MsVqVae, dead: Tensor<1, Bool>, f: Tensor<4>, rng: &mut SplitMix64) -> MsVqVae {
+/// Sets the codebook rows (at [`CODEBOOK_PATH`]) flagged in `dead` (`[V]`) to rows of `f`
+/// (`[B, Cvae, h, w]`) picked at random, keeping the parameter's identity (and so its optimizer
+/// state). VAR's and RAR's tokenizers keep their codebook at the same path.
+pub(crate) fn reset_codes<M: Module>(model: M, dead: Tensor<1, Bool>, f: Tensor<4>, rng: &mut SplitMix64) -> M {
     let [b, c, h, w] = f.dims();
     let rows = f.permute([0, 2, 3, 1]).reshape([b * h * w, c]);
     let vocab = dead.dims()[0];
@@ -361,7 +362,7 @@ fn reset_codes(model: MsVqVae, dead: Tensor<1, Bool>, f: Tensor<4>, rng: &mut Sp
             self.path.pop();
         }
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-            // The codebook's field path in `MsVqVae` (official key `quantize.embedding.weight`).
+            // The codebook's field path (official key `quantize.embedding.weight`).
             if D != 2 || self.path.join(".") != CODEBOOK_PATH {
                 return param;
             }
@@ -380,7 +381,7 @@ fn reset_codes(model: MsVqVae, dead: Tensor<1, Bool>, f: Tensor<4>, rng: &mut Sp
     model.map(&mut Replace { path: Vec::new(), mask, candidates })
 }
 
-/// Where [`MsVqVae`] keeps its codebook.
+/// Where [`MsVqVae`] and the MaskGIT-VQGAN keep their codebook.
 pub const CODEBOOK_PATH: &str = "quantize.embedding.weight";
 
 /// Reads a small tensor back as `f32`s.

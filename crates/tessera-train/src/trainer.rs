@@ -8,7 +8,7 @@ use std::future::Future;
 use tessera_data::Batch;
 
 use crate::checkpoint::{Checkpoint, ModelKind};
-use crate::{JudgeTrainer, Result, TokenizerTrainer, VarTrainer};
+use crate::{JudgeTrainer, RarTrainer, Result, TokenizerTrainer, VarTrainer, VqganTrainer};
 
 /// A step's measurements by name: `"loss"` first, then the model's extras (`"psnr"`,
 /// `"accuracy"`, `"lr"`, ...). The same names key the app's curves and the checkpoints' metrics.
@@ -109,5 +109,40 @@ impl Trainer for JudgeTrainer {
     async fn step(&mut self, batch: &Batch) -> Result<Metrics> {
         let s = Self::step(self, batch).await?;
         Ok(vec![("loss", s.loss as f64), ("accuracy", s.accuracy as f64), ("lr", s.lr)])
+    }
+}
+
+impl Trainer for VqganTrainer {
+    bookkeeping!(ModelKind::RarTokenizer);
+
+    async fn step(&mut self, batch: &Batch) -> Result<Metrics> {
+        let (images, _) = crate::data::to_tensors(batch, self.device());
+        // The MaskGIT-VQGAN takes pixels in [0, 1].
+        let s = Self::step(self, (images + 1.0) * 0.5).await?;
+        Ok(vec![
+            ("loss", s.loss as f64),
+            ("psnr", s.psnr as f64),
+            ("vq_loss", s.vq_loss as f64),
+            ("grad_norm", s.grad_norm as f64),
+            ("lr", s.lr),
+            ("codes_reset", s.codes_reset as f64),
+        ])
+    }
+}
+
+impl Trainer for RarTrainer {
+    bookkeeping!(ModelKind::Rar);
+
+    async fn step(&mut self, batch: &Batch) -> Result<Metrics> {
+        let (images, labels) = crate::data::to_tensors(batch, self.device());
+        // The MaskGIT-VQGAN takes pixels in [0, 1].
+        let s = Self::step(self, (images + 1.0) * 0.5, labels).await?;
+        Ok(vec![
+            ("loss", s.loss as f64),
+            ("accuracy", s.accuracy as f64),
+            ("random_ratio", s.random_ratio),
+            ("grad_norm", s.grad_norm as f64),
+            ("lr", s.lr),
+        ])
     }
 }

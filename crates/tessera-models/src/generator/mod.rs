@@ -5,11 +5,12 @@
 //! per family ([`var::VarGenerator`]) implements these traits. Nothing here reads a tensor back:
 //! the caller reads each [`Step`] asynchronously (the browser can do nothing else).
 
+pub mod rar;
 pub mod var;
 
 use burn::prelude::*;
 
-use crate::family::{Family, GenerationOrder, GuidanceSchedule};
+use crate::family::{Family, FillOrder, GenerationOrder, GuidanceSchedule};
 
 /// What a loaded generator is: shown in the app, printed by the CLI, reported by eval.
 #[derive(Clone, Debug)]
@@ -70,6 +71,9 @@ pub struct Controls {
     pub width: Option<std::ops::RangeInclusive<usize>>,
     /// Zero-shot edits it offers (the Edit tab appears when there are any).
     pub edits: Vec<EditKind>,
+    /// Orders it can fill its token map in, the one it was trained for first; empty: its own
+    /// order only.
+    pub fill_orders: Vec<FillOrder>,
 }
 
 /// Zero-shot edits over a region the user chose.
@@ -128,13 +132,24 @@ pub struct SampleRequest {
     pub temperature: f64,
     /// Decode a partial image at every step (the player); off, only the final images are made.
     pub partials: bool,
+    /// The order to fill the token map in, for models that offer a choice (`Controls::fill_orders`).
+    pub fill_order: FillOrder,
 }
 
 impl Default for SampleRequest {
     /// No images yet, guidance 1.5, no filters, no partials: fill in what differs with
     /// `SampleRequest { classes, seed, ..Default::default() }`.
     fn default() -> Self {
-        Self { classes: Vec::new(), seed: 0, guidance: 1.5, top_k: 0, top_p: 0.0, temperature: 1.0, partials: false }
+        Self {
+            classes: Vec::new(),
+            seed: 0,
+            guidance: 1.5,
+            top_k: 0,
+            top_p: 0.0,
+            temperature: 1.0,
+            partials: false,
+            fill_order: FillOrder::Raster,
+        }
     }
 }
 
@@ -195,8 +210,9 @@ pub struct Step {
 /// The tokens a step chose.
 #[derive(Clone, Debug)]
 pub enum Chosen {
-    /// A discrete token map `[B, rows, cols]`, −1 where nothing is chosen yet; `current` lists the
-    /// cells (row-major) this step chose, empty when it chose the whole map (VAR's scales).
+    /// A discrete token map `[B, rows, cols]`, −1 where nothing is chosen yet; `current` holds, per
+    /// image, the cell (row-major) this step chose (RAR), and is empty when the step chose the
+    /// whole map (VAR's scales).
     Codes { codes: Tensor<3, Int>, current: Vec<usize> },
     /// Continuous column tokens: `done` of `total` columns generated.
     Columns { done: usize, total: usize },

@@ -103,6 +103,7 @@ impl ImageGenerator for VarGenerator {
             temperature: true,
             width: None,
             edits: vec![EditKind::Inpaint, EditKind::Outpaint, EditKind::Class],
+            fill_orders: Vec::new(),
         }
     }
 

@@ -6,7 +6,7 @@
 //! `u + (c − u) · cfg` from the batch doubled with the null class (no doubling when `g = 0`), then
 //! divided by the temperature. `pow = 0` keeps `cfg = g` throughout (`0⁰ = 1`).
 //!
-//! Beyond the official code (raster only): any order ([`SampleOrder`]), since the target-aware
+//! Beyond the official code (raster only): any order ([`FillOrder`]), since the target-aware
 //! position tells the model where the next token goes; a model trained with the randomness
 //! annealed to 0 has seen only raster order at the end of its training and does worse in the
 //! others (`tessera eval --claims` measures how much). Zero-shot in-painting puts the kept
@@ -16,88 +16,10 @@
 
 use burn::prelude::*;
 
+use crate::family::FillOrder;
 use crate::generators::rar::{Rar, RarCache};
 use crate::rng::SplitMix64;
 use crate::sampling::logits::{TokenFilter, choose_tokens};
-
-/// The order tokens are generated in.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum SampleOrder {
-    /// Row by row, as trained at the end and as the official code samples.
-    #[default]
-    Raster,
-    /// A random permutation per image (from the seed).
-    Random,
-    /// From the top-left corner clockwise around the edge, inwards.
-    Spiral,
-    /// From the centre outwards, nearest cells first.
-    CentreOut,
-}
-
-impl SampleOrder {
-    pub const ALL: [SampleOrder; 4] = [Self::Raster, Self::Random, Self::Spiral, Self::CentreOut];
-
-    /// The name on the command line and in links.
-    pub fn key(self) -> &'static str {
-        match self {
-            Self::Raster => "raster",
-            Self::Random => "random",
-            Self::Spiral => "spiral",
-            Self::CentreOut => "centre-out",
-        }
-    }
-
-    /// Raster positions of a `side × side` map in this order; `rng` shuffles the random order.
-    pub fn positions(self, side: usize, rng: &mut SplitMix64) -> Vec<usize> {
-        let n = side * side;
-        match self {
-            Self::Raster => (0..n).collect(),
-            Self::Random => {
-                let mut p: Vec<usize> = (0..n).collect();
-                for i in (1..n).rev() {
-                    p.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
-                }
-                p
-            }
-            Self::Spiral => spiral(side),
-            Self::CentreOut => {
-                let c = (side as f64 - 1.0) / 2.0;
-                let mut p: Vec<usize> = (0..n).collect();
-                let dist = |i: usize| ((i / side) as f64 - c).powi(2) + ((i % side) as f64 - c).powi(2);
-                p.sort_by(|&a, &b| dist(a).total_cmp(&dist(b)).then(a.cmp(&b)));
-                p
-            }
-        }
-    }
-}
-
-impl std::str::FromStr for SampleOrder {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let s = s.to_ascii_lowercase().replace("center", "centre");
-        Self::ALL.into_iter().find(|o| o.key() == s).ok_or_else(|| format!("unknown order '{s}': use raster, random, spiral or centre-out"))
-    }
-}
-
-/// Clockwise spiral from the top-left corner of a `side × side` map.
-fn spiral(side: usize) -> Vec<usize> {
-    let mut out = Vec::with_capacity(side * side);
-    let (mut top, mut left, mut bottom, mut right) = (0i64, 0i64, side as i64 - 1, side as i64 - 1);
-    let at = |r: i64, c: i64| r as usize * side + c as usize;
-    while top <= bottom && left <= right {
-        out.extend((left..=right).map(|c| at(top, c)));
-        out.extend((top + 1..=bottom).map(|r| at(r, right)));
-        if top < bottom {
-            out.extend((left..right).rev().map(|c| at(bottom, c)));
-        }
-        if left < right {
-            out.extend((top + 1..bottom).rev().map(|r| at(r, left)));
-        }
-        (top, left, bottom, right) = (top + 1, left + 1, bottom - 1, right - 1);
-    }
-    out
-}
 
 /// Official guidance factor at step `step` of `steps`: `1 + (g − 1) · (1 − cos(π (s/N)^pow)) / 2`.
 pub fn cfg_scale(guidance: f64, power: f64, step: usize, steps: usize) -> f64 {
@@ -114,14 +36,14 @@ pub struct RarSamplerConfig {
     pub guidance_pow: f64,
     /// Temperature, top-k and top-p (official: `randomize_temperature` only).
     pub filter: TokenFilter,
-    pub order: SampleOrder,
+    pub order: FillOrder,
     pub seed: u64,
 }
 
 impl Default for RarSamplerConfig {
     /// The official README demo: guidance 4, constant (`pow` 0), temperature 1, raster.
     fn default() -> Self {
-        Self { guidance: 4.0, guidance_pow: 0.0, filter: TokenFilter::default(), order: SampleOrder::Raster, seed: 0 }
+        Self { guidance: 4.0, guidance_pow: 0.0, filter: TokenFilter::default(), order: FillOrder::Raster, seed: 0 }
     }
 }
 
@@ -270,29 +192,6 @@ impl RarSampling {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_order_visits_every_cell_once() {
-        let mut rng = SplitMix64::new(1);
-        for side in [1, 2, 3, 4, 5, 8] {
-            for order in SampleOrder::ALL {
-                let mut p = order.positions(side, &mut rng);
-                p.sort();
-                assert_eq!(p, (0..side * side).collect::<Vec<_>>(), "{order:?} at side {side}");
-            }
-        }
-    }
-
-    #[test]
-    fn spiral_and_centre_out_go_where_their_names_say() {
-        let mut rng = SplitMix64::new(0);
-        assert_eq!(SampleOrder::Spiral.positions(3, &mut rng), vec![0, 1, 2, 5, 8, 7, 6, 3, 4]);
-        let centre = SampleOrder::CentreOut.positions(3, &mut rng);
-        assert_eq!(centre[0], 4);
-        assert_eq!(&centre[1..5], &[1, 3, 5, 7]);
-        assert_eq!("center-out".parse::<SampleOrder>(), Ok(SampleOrder::CentreOut));
-        assert!("diagonal".parse::<SampleOrder>().is_err());
-    }
 
     #[test]
     fn guidance_ramps_as_the_official_schedule() {

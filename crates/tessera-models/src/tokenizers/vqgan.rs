@@ -906,3 +906,27 @@ mod tests {
         assert_eq!(VqganConfig::new().seq_len(), 256);
     }
 }
+
+#[cfg(test)]
+mod timing_tmp {
+    use super::*;
+    use burn::tensor::Distribution;
+    #[test]
+    #[ignore]
+    fn time_mnist_step() {
+        let device = Device::flex().autodiff();
+        let vqgan = VqganConfig::mnist().init(&device);
+        for b in [32usize] {
+            for i in 0..4 {
+                let t = std::time::Instant::now();
+                let image = Tensor::<4>::random([b, 1, 32, 32], Distribution::Uniform(0.0, 1.0), &device);
+                let z = vqgan.encoder_forward(image.clone());
+                let out = vqgan.quantize_train(z);
+                let loss = (vqgan.decode_raw(out.z_q) - image).square().mean() + out.loss;
+                let grads = loss.backward();
+                let g = vqgan.encoder.conv_in.weight.grad(&grads).unwrap().sum().into_scalar::<f32>();
+                eprintln!("batch {b} step {i}: {:?} ({g})", t.elapsed());
+            }
+        }
+    }
+}
