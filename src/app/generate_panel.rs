@@ -409,8 +409,23 @@ fn settings_ui(ui: &mut egui::Ui, settings: &mut GenerateSettings, model: Option
                     ui.add_enabled_ui(is_available(g), |ui| ui.selectable_value(&mut settings.generator, g, label));
                 }
             });
-        let order = controls.as_ref().map_or(settings.generator.order(), |c| c.order);
-        ui.weak(format!("order: {}", order.label()));
+        match controls.as_ref().map(|c| c.fill_orders.clone()).filter(|o| !o.is_empty()) {
+            Some(orders) => {
+                egui::ComboBox::from_label("order")
+                    .selected_text(settings.order.key())
+                    .show_ui(ui, |ui| {
+                        for o in orders {
+                            ui.selectable_value(&mut settings.order, o, o.key());
+                        }
+                    })
+                    .response
+                    .on_hover_text("the order the token map fills in; the model was trained mostly in raster order, so others cost quality");
+            }
+            None => {
+                let order = controls.as_ref().map_or(settings.generator.order(), |c| c.order);
+                ui.weak(format!("order: {}", order.label()));
+            }
+        }
         ui.separator();
         let num_classes = info.map_or(10, |i| i.num_classes);
         let name = |c: usize| info.map_or_else(|| c.to_string(), |i| i.class_name(c));

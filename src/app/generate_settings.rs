@@ -2,12 +2,12 @@
 //!
 //! The query string carries a version and every setting that differs from [`GenerateSettings::url_base`]
 //! (class and seed always), so a shared link reproduces the same images:
-//! `?v=1&generator=var&class=3&seed=1&guidance=3&n=8&autorun=1`.
+//! `?v=1&generator=var&class=3&seed=1&guidance=3&n=8&autorun=1` (RAR adds `order=spiral` and the like).
 //! A link without `n` draws one image: that is what the automation hook
 //! (`?generator=var&class=C&seed=S&autorun=1`) promises.
 
 use serde::{Deserialize, Serialize};
-use tessera_models::family::Family;
+use tessera_models::family::{Family, FillOrder};
 
 use super::Tab;
 
@@ -37,6 +37,8 @@ pub struct GenerateSettings {
     pub temperature: f64,
     /// Images per run.
     pub count: usize,
+    /// The order a token-by-token model (RAR) fills its map in.
+    pub order: FillOrder,
 }
 
 impl Default for GenerateSettings {
@@ -99,6 +101,7 @@ impl GenerateSettings {
             top_p: 0.0,
             temperature: 1.0,
             count: 1,
+            order: FillOrder::Raster,
         }
     }
 
@@ -135,6 +138,9 @@ impl GenerateSettings {
         }
         if self.count != base.count {
             parts.push(format!("n={}", self.count));
+        }
+        if self.order != base.order {
+            parts.push(format!("order={}", self.order.key()));
         }
         if autorun {
             parts.push("autorun=1".into());
@@ -173,6 +179,10 @@ impl GenerateSettings {
                 "top_p" => parse_into(value, &mut settings.top_p, &mut bad),
                 "temperature" => parse_into(value, &mut settings.temperature, &mut bad),
                 "n" => parse_into(value, &mut settings.count, &mut bad),
+                "order" => match value.parse::<FillOrder>() {
+                    Ok(o) => settings.order = o,
+                    Err(_) => bad("unknown order (raster, random, spiral or centre-out)"),
+                },
                 "autorun" => autorun = matches!(value, "1" | "true" | "yes" | ""),
                 "train" => match value.parse::<QuickTrain>() {
                     Ok(t) => train = Some(t),
@@ -249,6 +259,7 @@ mod tests {
             GenerateSettings::url_base(),
             GenerateSettings { class: 7, seed: u64::MAX, guidance: 0.0, top_k: 50, top_p: 0.9, temperature: 0.7, count: 16, ..Default::default() },
             GenerateSettings { generator: Family::Columns, guidance: 1.25, ..Default::default() },
+            GenerateSettings { generator: Family::Rar, order: FillOrder::CentreOut, ..Default::default() },
         ];
         for settings in cases {
             for autorun in [false, true] {

@@ -171,6 +171,7 @@ pub fn request(settings: &GenerateSettings) -> SampleRequest {
         top_p: settings.top_p,
         temperature: settings.temperature,
         partials: true,
+        fill_order: settings.order,
     }
 }
 
