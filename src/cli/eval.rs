@@ -7,7 +7,8 @@
 //! number of images) and uniform noise (the ceiling).
 //!
 //! `--claims` runs the paper-claim experiments that exist so far (VAR against its raster-order
-//! baseline, VAR's guidance / top-k ablation) and prints their table.
+//! baseline and RAR, VAR's guidance / top-k ablation, RAR's randomness annealing and sampling
+//! orders) and prints their table.
 
 use std::path::{Path, PathBuf};
 
@@ -18,7 +19,7 @@ use tessera_data::{Dataset, Mnist, Scenes, ScenesConfig};
 use tessera_eval::report::{JudgeRow, ModelRow, Report, SanityRow};
 use tessera_eval::{Features, Quality, balanced_labels, judge_dataset, measure_generator, noise_images};
 use tessera_kernels::device::Preference;
-use tessera_models::family::Family;
+use tessera_models::family::{Family, FillOrder};
 use tessera_models::generator::{ImageGenerator, SampleRequest};
 use tessera_models::judge::Judge;
 use tessera_train::Checkpoint;
@@ -37,9 +38,16 @@ pub const SHIPPED_JUDGE_MNIST: &str = "assets/judge-mnist/judge.ckpt";
 pub const SHIPPED_RASTER_AR: &str = "assets/raster-ar-tiny/var.ckpt";
 /// Seed of the evaluation's sampling streams: every run of `tessera eval` draws the same images.
 const EVAL_SEED: u64 = 2024;
-/// Guidance of the report's rows: on var-tiny, 1 keeps 99% class accuracy with the best FID;
+/// Guidance of the report's VAR rows: on var-tiny, 1 keeps 99% class accuracy with the best FID;
 /// 2 trades recall for precision (`tessera eval --claims`, BENCHMARKS.md).
 const EVAL_GUIDANCE: f64 = 1.0;
+/// Guidance of the RAR rows, on RAR's own scale (the official `guidance_scale`: 1 is none),
+/// constant over the steps (`pow` 0, the official README's demo).
+const RAR_EVAL_GUIDANCE: f64 = 3.0;
+/// RAR's claim models: rar-tiny's transformer trained with the same budget and tokenizer but
+/// with the random-order probability held at 0 (raster only) and at 1 (random only).
+pub const SHIPPED_RAR_RASTER_ONLY: &str = "assets/rar-claims/rar-r0.ckpt";
+pub const SHIPPED_RAR_RANDOM_ONLY: &str = "assets/rar-claims/rar-r1.ckpt";
 /// Images per judge / generator call.
 const BATCH: usize = 64;
 
@@ -104,7 +112,7 @@ pub fn run(args: Args, preference: anyhow::Result<Preference>) -> anyhow::Result
         for model in SHIPPED {
             progress(model.name);
             let generator = load_files(&shipped(model.generator_path), &shipped(model.tokenizer_path), &device)?;
-            let sampler = eval_sampler();
+            let sampler = eval_sampler(model.family);
             let speed = BATCH as f64 / sampling_seconds(generator.as_ref(), &sampler, BATCH, if args.quick { 1 } else { 3 })?;
             rows.push(model_row(model.name, generator.as_ref(), &sampler, &judge, &real, per_class, speed, compute.describe())?);
         }
@@ -146,9 +154,10 @@ fn open_judge(path: &Path, like: &dyn Dataset, device: &Device) -> anyhow::Resul
     Ok((judge, accuracy))
 }
 
-/// The report's sampler: guidance `EVAL_GUIDANCE`, no filters.
-fn eval_sampler() -> SampleRequest {
-    SampleRequest { guidance: EVAL_GUIDANCE, ..Default::default() }
+/// The report's sampler for a family: its guidance, no filters.
+fn eval_sampler(family: Family) -> SampleRequest {
+    let guidance = if family == Family::Rar { RAR_EVAL_GUIDANCE } else { EVAL_GUIDANCE };
+    SampleRequest { guidance, ..Default::default() }
 }
 
 /// Measures a generator under `sampler`'s settings.
@@ -179,7 +188,8 @@ fn model_row(
 }
 
 fn describe(sampler: &SampleRequest) -> String {
-    format!("cfg {} top-k {} top-p {}", sampler.guidance, sampler.top_k, sampler.top_p)
+    let order = if sampler.fill_order == FillOrder::Raster { String::new() } else { format!(" order {}", sampler.fill_order) };
+    format!("cfg {} top-k {} top-p {}{order}", sampler.guidance, sampler.top_k, sampler.top_p)
 }
 
 /// Train-split real images (the floor) and uniform noise (the ceiling), as many as a model row.
@@ -202,30 +212,50 @@ fn sanity_rows(judge: &Judge, real: &Features, train: &dyn Dataset, per_class: u
 
 /// The paper claims in miniature.
 /// 1. VAR against the raster-order baseline: the shipped var-tiny and raster-ar-tiny (VAR's
-///    transformer in next-token order, same tokenizer, preset, steps and batch), same sampler.
+///    transformer in next-token order, same tokenizer, preset, steps and batch), same sampler;
+///    with rar-tiny beside them (forward passes, FID and speed of the three in one table).
 /// 2. VAR's guidance / top-k ablation: var-tiny under six sampler settings.
+/// 3. RAR's randomness annealing: rar-tiny (annealed) against the same run with the random-order
+///    probability held at 0 and at 1.
+/// 4. RAR's sampling orders: raster, random, spiral and centre-out, for the annealed model and
+///    the one trained with random orders only.
 fn claims(judge: &Judge, real: &Features, per_class: usize, device: &Device, device_name: String, progress: &dyn Fn(&str)) -> anyhow::Result<Vec<ModelRow>> {
     let var_tiny = Shipped::of(Family::Var).context("no shipped VAR")?;
     let tokenizer = shipped(var_tiny.tokenizer_path);
     let var = load_files(&shipped(var_tiny.generator_path), &tokenizer, device)?;
     let baseline = load_files(&shipped(SHIPPED_RASTER_AR), &tokenizer, device)?;
+    let rar_tiny = Shipped::of(Family::Rar).context("no shipped RAR")?;
+    let rar_tokenizer = shipped(rar_tiny.tokenizer_path);
+    let rar = load_files(&shipped(rar_tiny.generator_path), &rar_tokenizer, device)?;
     let mut rows = Vec::new();
-    for (name, generator) in [("var-tiny", &var), ("raster-ar-tiny", &baseline)] {
-        let sampler = eval_sampler();
-        progress(&format!("{name}, {}", describe(&sampler)));
-        let images_per_s = BATCH as f64 / sampling_seconds(generator.as_ref(), &sampler, BATCH, 1)?;
-        rows.push(model_row(name, generator.as_ref(), &sampler, judge, real, per_class, images_per_s, device_name.clone())?);
+    let mut row = |name: &str, generator: &dyn ImageGenerator, sampler: &SampleRequest, images_per_s: f64| -> anyhow::Result<()> {
+        progress(&format!("{name}, {}", describe(sampler)));
+        rows.push(model_row(name, generator, sampler, judge, real, per_class, images_per_s, device_name.clone())?);
+        Ok(())
+    };
+    let speed = |generator: &dyn ImageGenerator, sampler: &SampleRequest| -> anyhow::Result<f64> {
+        Ok(BATCH as f64 / sampling_seconds(generator, sampler, BATCH, 1)?)
+    };
+    for (name, generator) in [("var-tiny", &var), ("raster-ar-tiny", &baseline), ("rar-tiny", &rar)] {
+        let sampler = eval_sampler(generator.info().family);
+        row(name, generator.as_ref(), &sampler, speed(generator.as_ref(), &sampler)?)?;
     }
-    let mut speed = None;
+    // The sampler settings do not change the work (the batch is doubled even without guidance).
+    let var_speed = speed(var.as_ref(), &eval_sampler(Family::Var))?;
     for (guidance, top_k) in [(0.0, 0), (0.0, 100), (1.0, 0), (1.0, 100), (2.0, 0), (2.0, 100)] {
-        let sampler = SampleRequest { guidance, top_k, ..Default::default() };
-        progress(&format!("var-tiny, {}", describe(&sampler)));
-        // The sampler settings do not change the work (the batch is doubled even without guidance).
-        let images_per_s = match speed {
-            Some(s) => s,
-            None => *speed.insert(BATCH as f64 / sampling_seconds(var.as_ref(), &sampler, BATCH, 1)?),
-        };
-        rows.push(model_row("var-tiny", var.as_ref(), &sampler, judge, real, per_class, images_per_s, device_name.clone())?);
+        row("var-tiny", var.as_ref(), &SampleRequest { guidance, top_k, ..Default::default() }, var_speed)?;
+    }
+    let raster_only = load_files(&shipped(SHIPPED_RAR_RASTER_ONLY), &rar_tokenizer, device)?;
+    let random_only = load_files(&shipped(SHIPPED_RAR_RANDOM_ONLY), &rar_tokenizer, device)?;
+    let rar_sampler = eval_sampler(Family::Rar);
+    let rar_speed = speed(rar.as_ref(), &rar_sampler)?;
+    for (name, generator) in [("rar-tiny r annealed", &rar), ("rar-tiny r = 0", &raster_only), ("rar-tiny r = 1", &random_only)] {
+        row(name, generator.as_ref(), &rar_sampler, rar_speed)?;
+    }
+    for (name, generator) in [("rar-tiny r annealed", &rar), ("rar-tiny r = 1", &random_only)] {
+        for order in [FillOrder::Random, FillOrder::Spiral, FillOrder::CentreOut] {
+            row(name, generator.as_ref(), &SampleRequest { fill_order: order, ..rar_sampler.clone() }, rar_speed)?;
+        }
     }
     Ok(rows)
 }
