@@ -34,7 +34,12 @@ enum Layer {
 }
 
 pub struct GeneratePanel {
-    models: Arc<Mutex<ModelSlot>>,
+    /// Each family's models, loaded the first time it is chosen (a trained pair replaces them).
+    models: HashMap<Family, Arc<Mutex<ModelSlot>>>,
+    /// The family the panel is set to (the Edit tab samples from its models too).
+    family: Family,
+    device: Device,
+    ctx: egui::Context,
     job: Option<Job>,
     /// Counts jobs, so textures and reports of an old job are never mistaken for the new one's.
     serial: u64,
@@ -54,10 +59,14 @@ pub struct GeneratePanel {
 }
 
 impl GeneratePanel {
-    /// Starts loading the shipped models on `device`.
-    pub fn new(ctx: &egui::Context, device: Device, autorun: bool, url_warnings: Vec<String>) -> Self {
+    /// Starts loading `family`'s shipped models on `device`.
+    pub fn new(ctx: &egui::Context, device: Device, family: Family, autorun: bool, url_warnings: Vec<String>) -> Self {
+        let models = HashMap::from([(family, generation::load_shipped(family, device.clone(), ctx.clone()))]);
         Self {
-            models: generation::load_shipped(device, ctx.clone()),
+            models,
+            family,
+            device,
+            ctx: ctx.clone(),
             job: None,
             serial: 0,
             autorun,
@@ -72,21 +81,25 @@ impl GeneratePanel {
         }
     }
 
-    fn models(&self) -> ModelSlot {
-        self.models.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    /// The current family's models (loading them the first time it is asked for).
+    fn models(&mut self) -> ModelSlot {
+        let (device, ctx) = (&self.device, &self.ctx);
+        let slot = self.models.entry(self.family).or_insert_with(|| generation::load_shipped(self.family, device.clone(), ctx.clone()));
+        slot.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// The models, once loaded (the Edit panel samples from them too).
+    /// The current family's models, once loaded (the Edit panel samples from them too).
     pub fn ready_models(&self) -> Option<Arc<dyn ImageGenerator>> {
-        match self.models() {
-            ModelSlot::Ready(m) => Some(m),
+        match self.models.get(&self.family).map(|slot| slot.lock().unwrap_or_else(|p| p.into_inner()).clone()) {
+            Some(ModelSlot::Ready(m)) => Some(m),
             _ => None,
         }
     }
 
-    /// Samples from `models` from now on (a run trained in the Train tab).
+    /// Samples from `models` from now on, for their family (a run trained in the Train tab).
     pub fn set_models(&mut self, models: Arc<dyn ImageGenerator>) {
-        *self.models.lock().unwrap_or_else(|p| p.into_inner()) = ModelSlot::Ready(models);
+        let family = models.info().family;
+        self.models.insert(family, Arc::new(Mutex::new(ModelSlot::Ready(models))));
     }
 
     /// The finished image open in the player, if any.
@@ -101,6 +114,7 @@ impl GeneratePanel {
 
     /// Runs every frame, whichever tab is open: autorun, and the state the page reports.
     pub fn poll(&mut self, ctx: &egui::Context, settings: &GenerateSettings) {
+        self.family = settings.generator;
         let models = self.models();
         if let (ModelSlot::Ready(m), true) = (&models, self.autorun) {
             self.autorun = false;
@@ -161,6 +175,7 @@ impl GeneratePanel {
     }
 
     pub fn ui(&mut self, ui: &mut egui::Ui, settings: &mut GenerateSettings) {
+        self.family = settings.generator;
         let models = self.models();
         for warning in &self.url_warnings {
             ui.colored_label(ui.visuals().warn_fg_color, format!("Link: {warning}"));
@@ -169,7 +184,7 @@ impl GeneratePanel {
             ModelSlot::Loading => {
                 ui.horizontal(|ui| {
                     ui.spinner();
-                    ui.label("Loading the tiny MNIST models…");
+                    ui.label(format!("Loading the tiny MNIST models ({})…", self.family.label()));
                 });
             }
             ModelSlot::Failed(e) => {
@@ -203,7 +218,8 @@ impl GeneratePanel {
 
     fn run_bar(&mut self, ui: &mut egui::Ui, settings: &GenerateSettings, models: Option<Arc<dyn ImageGenerator>>) {
         ui.horizontal(|ui| {
-            let can_generate = models.is_some() && is_available(settings.generator);
+            // A loaded model of the chosen family: shipped, or trained in the Train tab.
+            let can_generate = models.as_ref().is_some_and(|m| m.info().family == settings.generator);
             let generate = ui
                 .add_enabled(can_generate, egui::Button::new("Generate images"))
                 .on_hover_text("Draw the images (Enter)");
@@ -322,6 +338,14 @@ impl GeneratePanel {
             ui.label(format!("{} {step_name}/s", self.player.steps_per_second()));
             if ui.button("+").on_hover_text("faster (+)").clicked() {
                 action = Some(Action::Faster);
+            }
+            // Token-by-token generators: a move is one token or one row.
+            let cols = image.frames[0].tokens.cols;
+            if image.frames[0].tokens.rows > 1 && steps_total == image.frames[0].tokens.rows * cols {
+                ui.separator();
+                ui.label("step by");
+                ui.selectable_value(&mut self.player.stride, 1, "token");
+                ui.selectable_value(&mut self.player.stride, cols, "row");
             }
         });
         ui.weak(SHORTCUTS);

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use burn::prelude::*;
 use tessera_data::Image;
+use tessera_models::family::Family;
 use tessera_models::generator::{Chosen, Edit, ImageGenerator, SampleRequest};
 use web_time::Instant;
 
@@ -107,18 +108,19 @@ pub enum ModelSlot {
     Failed(String),
 }
 
-/// Loads the first shipped pair (VAR's) in the background; the slot says `Loading` until it is in.
-pub fn load_shipped(device: Device, ctx: egui::Context) -> Arc<Mutex<ModelSlot>> {
+/// Loads `family`'s shipped pair in the background; the slot says `Loading` until it is in.
+pub fn load_shipped(family: Family, device: Device, ctx: egui::Context) -> Arc<Mutex<ModelSlot>> {
     let slot = Arc::new(Mutex::new(ModelSlot::Loading));
     let target = slot.clone();
     spawn(async move {
         let started = Instant::now();
-        let loaded = match crate::shipped::SHIPPED[0].load(&device) {
-            Ok(models) => {
-                log::info!("shipped models loaded in {:.0} ms", started.elapsed().as_secs_f64() * 1e3);
+        let loaded = match crate::shipped::Shipped::of(family).map(|s| s.load(&device)) {
+            Some(Ok(models)) => {
+                log::info!("shipped {family} models loaded in {:.0} ms", started.elapsed().as_secs_f64() * 1e3);
                 ModelSlot::Ready(models)
             }
-            Err(e) => ModelSlot::Failed(format!("{e:#}")),
+            Some(Err(e)) => ModelSlot::Failed(format!("{e:#}")),
+            None => ModelSlot::Failed(format!("{family} ships no model yet: train one in the Train tab")),
         };
         *target.lock().unwrap_or_else(|p| p.into_inner()) = loaded;
         ctx.request_repaint();
@@ -193,11 +195,21 @@ pub async fn run(
     let started = Instant::now();
     let mut run = generator.start(&request(settings), edit)?;
     job.progress().steps_total = run.steps();
+    // Steps without a partial decode (RAR's tokens inside a row) show the last decode again.
+    let mut decoded: Option<(usize, usize, usize, Vec<f32>)> = None;
     while let Some(step) = run.step() {
-        let partial = step.partial.unwrap_or_else(|| run.images()); // [B, C, H, W]
-        let [_, c, h, w] = partial.dims();
-        let pixels = partial.into_data_async().await.map_err(|e| anyhow::anyhow!("reading the image back: {e:?}"))?;
-        let pixels: Vec<f32> = pixels.iter::<f32>().collect();
+        let partial = match step.partial {
+            Some(p) => Some(p),
+            None if decoded.is_none() => Some(run.images()),
+            None => None,
+        };
+        if let Some(partial) = partial {
+            let [_, c, h, w] = partial.dims();
+            let pixels = partial.into_data_async().await.map_err(|e| anyhow::anyhow!("reading the image back: {e:?}"))?;
+            decoded = Some((c, h, w, pixels.iter::<f32>().collect()));
+        }
+        let (c, h, w, pixels) = decoded.as_ref().expect("decoded at the first step");
+        let (c, h, w) = (*c, *h, *w);
         let maps = token_maps(step.chosen, settings.count).await?;
         {
             let mut progress = job.progress();
@@ -223,15 +235,17 @@ pub async fn run(
 /// One token map per image from what a step chose, read back asynchronously.
 async fn token_maps(chosen: Chosen, n: usize) -> anyhow::Result<Vec<TokenMap>> {
     Ok(match chosen {
-        Chosen::Codes { codes, .. } => {
+        Chosen::Codes { codes, current } => {
             let [_, rows, cols] = codes.dims();
             let codes = codes.into_data_async().await.map_err(|e| anyhow::anyhow!("reading the tokens back: {e:?}"))?;
             let codes: Vec<Option<u32>> = codes.iter::<i64>().map(|c| u32::try_from(c).ok()).collect();
-            codes.chunks(rows * cols).take(n).map(|c| TokenMap { rows, cols, codes: c.to_vec() }).collect()
+            let maps = codes.chunks(rows * cols).take(n).enumerate();
+            maps.map(|(i, c)| TokenMap { rows, cols, codes: c.to_vec(), current: current.get(i).copied() }).collect()
         }
         // Continuous columns have no codes: the map shows which columns are done.
         Chosen::Columns { done, total } => {
-            let row = TokenMap { rows: 1, cols: total, codes: (0..total).map(|i| (i < done).then_some(0)).collect() };
+            let codes = (0..total).map(|i| (i < done).then_some(0)).collect();
+            let row = TokenMap { rows: 1, cols: total, codes, current: done.checked_sub(1) };
             vec![row; n]
         }
     })
@@ -269,7 +283,6 @@ pub(super) async fn yield_now() {}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tessera_models::family::Family;
     use tessera_models::generator::EditKind;
 
     use crate::shipped::Shipped;

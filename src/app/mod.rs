@@ -117,7 +117,7 @@ impl TesseraApp {
         };
         let compute = crate::gpu_setup::compute_from_render_state(cc.wgpu_render_state.as_ref());
         log::info!("Tessera computes on {}", compute.describe());
-        let generate = generate_panel::GeneratePanel::new(&cc.egui_ctx, compute.device.clone(), autorun, warnings);
+        let generate = generate_panel::GeneratePanel::new(&cc.egui_ctx, compute.device.clone(), state.generate.generator, autorun, warnings);
         let mut train = train_panel::TrainPanel::default();
         train.load_stored(&cc.egui_ctx);
         train.listen_for_pictures(&cc.egui_ctx);
@@ -143,7 +143,7 @@ impl TesseraApp {
             if ui.button("Continue on the CPU").on_hover_text("load the models again on the CPU backend (slower, but it works)").clicked() {
                 self.compute = Compute::cpu(Some("computing on the CPU because the GPU device was lost".into()));
                 self.notice_dismissed = false;
-                self.generate = generate_panel::GeneratePanel::new(ui.ctx(), self.compute.device.clone(), false, Vec::new());
+                self.generate = generate_panel::GeneratePanel::new(ui.ctx(), self.compute.device.clone(), self.state.generate.generator, false, Vec::new());
                 #[cfg(target_arch = "wasm32")]
                 crate::web::set_status("adapter", self.compute.describe().into());
             }
@@ -213,6 +213,7 @@ impl eframe::App for TesseraApp {
             Tab::Train => {
                 egui::ScrollArea::vertical().show(ui, |ui| self.train.ui(ui, &self.compute));
                 if let Some(models) = self.train.for_generate.take() {
+                    self.state.generate.generator = models.info().family;
                     self.generate.set_models(models);
                 }
             }

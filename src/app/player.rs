@@ -16,13 +16,16 @@ pub struct Player {
     pub playing: bool,
     /// Index into [`SPEEDS`].
     pub speed: usize,
+    /// Steps per move: 1, or a row's worth for a token-by-token generator stepped row by row
+    /// (moves then stop at the end of each row).
+    pub stride: usize,
     /// Seconds since the last automatic step.
     since_step: f32,
 }
 
 impl Default for Player {
     fn default() -> Self {
-        Self { step: 0, playing: false, speed: 2, since_step: 0.0 }
+        Self { step: 0, playing: false, speed: 2, stride: 1, since_step: 0.0 }
     }
 }
 
@@ -71,14 +74,26 @@ impl Player {
                 }
                 self.playing = !self.playing;
             }
-            Action::Back => self.seek(self.step.saturating_sub(1), len),
-            Action::Forward => self.seek(self.step + 1, len),
+            Action::Back => self.seek(self.previous_stop(), len),
+            Action::Forward => self.seek(self.next_stop(), len),
             Action::First => self.seek(0, len),
             Action::Last => self.seek(last, len),
             Action::Slower => self.speed = self.speed.saturating_sub(1),
             Action::Faster => self.speed = (self.speed + 1).min(SPEEDS.len() - 1),
         }
         self.since_step = 0.0;
+    }
+
+    /// The next step a move lands on: the next one, or the end of the next row.
+    fn next_stop(&self) -> usize {
+        let stride = self.stride.max(1);
+        ((self.step + 1) / stride + 1) * stride - 1
+    }
+
+    /// The step a move back lands on: the one before, or the end of the row before (else the first).
+    fn previous_stop(&self) -> usize {
+        let stride = self.stride.max(1);
+        ((self.step + 1).div_ceil(stride).saturating_sub(1) * stride).saturating_sub(1)
     }
 
     /// Jumps to `step` (scrubbing pauses playback).
@@ -98,7 +113,7 @@ impl Player {
         let period = 1.0 / self.steps_per_second();
         while self.since_step >= period && self.step + 1 < len {
             self.since_step -= period;
-            self.step += 1;
+            self.step = self.next_stop().min(len - 1);
         }
         if self.step + 1 >= len {
             self.playing = false;
@@ -155,6 +170,36 @@ mod tests {
         assert_eq!(p.steps_per_second(), SPEEDS[0]);
         p.seek(5, 0);
         assert_eq!(p.step, 0, "an empty sequence has only step 0");
+    }
+
+    #[test]
+    fn row_stepping_stops_at_the_end_of_each_row() {
+        // 64 tokens, rows of 8: stops at steps 7, 15, ..., 63.
+        let mut p = Player { stride: 8, ..Player::default() };
+        p.apply(Action::Forward, 64);
+        assert_eq!(p.step, 7);
+        p.apply(Action::Forward, 64);
+        assert_eq!(p.step, 15);
+        p.seek(20, 64);
+        p.apply(Action::Forward, 64);
+        assert_eq!(p.step, 23, "from inside a row, to its end");
+        p.apply(Action::Back, 64);
+        assert_eq!(p.step, 15);
+        p.seek(20, 64);
+        p.apply(Action::Back, 64);
+        assert_eq!(p.step, 15, "from inside a row, to the end of the row before");
+        p.seek(3, 64);
+        p.apply(Action::Back, 64);
+        assert_eq!(p.step, 0);
+        p.seek(60, 64);
+        p.apply(Action::Forward, 64);
+        assert_eq!(p.step, 63);
+        p.apply(Action::Forward, 64);
+        assert_eq!(p.step, 63, "stays on the last step");
+        p.apply(Action::First, 64);
+        p.apply(Action::TogglePlay, 64);
+        p.tick(1.0, 64); // one step per second: one row
+        assert_eq!(p.step, 7);
     }
 
     #[test]

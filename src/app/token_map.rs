@@ -10,10 +10,14 @@ pub struct TokenMap {
     pub rows: usize,
     pub cols: usize,
     pub codes: Vec<Option<u32>>,
+    /// The cell chosen at this step (token-by-token generators), drawn outlined.
+    pub current: Option<usize>,
 }
 
 /// Colour of cells not generated yet.
 pub const EMPTY: [u8; 3] = [40, 40, 40];
+/// Outline of the cell chosen at the step on screen.
+pub const CURRENT: [u8; 3] = [255, 255, 255];
 
 impl TokenMap {
     /// A fully generated map.
@@ -23,7 +27,7 @@ impl TokenMap {
     pub fn full(rows: usize, cols: usize, codes: impl IntoIterator<Item = u32>) -> Self {
         let codes: Vec<Option<u32>> = codes.into_iter().map(Some).collect();
         assert_eq!(codes.len(), rows * cols, "a {rows}×{cols} token map needs {} codes", rows * cols);
-        Self { rows, cols, codes }
+        Self { rows, cols, codes, current: None }
     }
 
     pub fn code_at(&self, row: usize, col: usize) -> Option<u32> {
@@ -36,11 +40,20 @@ impl TokenMap {
     }
 
     /// The map drawn at `width × height` pixels, each pixel taking its cell's colour (nearest
-    /// neighbour, so maps whose side does not divide the size still cover it whole).
+    /// neighbour, so maps whose side does not divide the size still cover it whole); the current
+    /// cell gets a white outline.
     pub fn to_rgb_sized(&self, width: u32, height: u32) -> RgbImage {
+        let cell = |x: u32, y: u32| (y as usize * self.rows / height as usize, x as usize * self.cols / width as usize);
         RgbImage::from_fn(width, height, |x, y| {
-            let row = y as usize * self.rows / height as usize;
-            let col = x as usize * self.cols / width as usize;
+            let (row, col) = cell(x, y);
+            let current = self.current == Some(row * self.cols + col);
+            // A pixel on the cell's edge: a neighbour (or the image border) is in another cell.
+            let edge = [(x.wrapping_sub(1), y), (x + 1, y), (x, y.wrapping_sub(1)), (x, y + 1)]
+                .iter()
+                .any(|&(nx, ny)| nx >= width || ny >= height || cell(nx, ny) != (row, col));
+            if current && edge {
+                return Rgb(CURRENT);
+            }
             Rgb(self.code_at(row, col).map_or(EMPTY, code_color))
         })
     }
@@ -107,8 +120,18 @@ mod tests {
             assert_eq!(big.get_pixel(x, 0).0, code_color(col), "x = {x}");
             assert_eq!(big.get_pixel(x, 31).0, code_color(3 + col), "x = {x}");
         }
-        let partial = TokenMap { rows: 1, cols: 2, codes: vec![Some(7), None] };
+        let partial = TokenMap { rows: 1, cols: 2, codes: vec![Some(7), None], current: None };
         assert_eq!(partial.to_rgb().get_pixel(1, 0).0, EMPTY);
         assert_eq!(partial.code_at(0, 0), Some(7));
+    }
+
+    #[test]
+    fn the_current_cell_is_outlined_and_keeps_its_colour_inside() {
+        let map = TokenMap { current: Some(4), ..TokenMap::full(3, 3, 0..9) };
+        let img = map.to_rgb_sized(30, 30); // 10 px cells; cell 4 spans 10..20 both ways
+        assert_eq!(img.get_pixel(10, 15).0, CURRENT);
+        assert_eq!(img.get_pixel(19, 12).0, CURRENT);
+        assert_eq!(img.get_pixel(15, 15).0, code_color(4));
+        assert_eq!(img.get_pixel(5, 5).0, code_color(0), "other cells are not outlined");
     }
 }

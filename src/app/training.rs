@@ -1,10 +1,13 @@
-//! Training in the app: the tokenizer, then the transformer, step by step in the background, with
-//! pause, resume and stop, live curves, a fixed-seed sample strip, and checkpoints saved as it goes.
+//! Training in the app: a family's tokenizer, then its transformer (VAR: the multi-scale VQ-VAE and
+//! the next-scale transformer; RAR: the MaskGIT-VQGAN and the random-order transformer), step by
+//! step in the background, with pause, resume and stop, live curves, a fixed-seed sample strip, and
+//! checkpoints saved as it goes.
 //!
-//! Both phases (and the time estimate) run through the one training loop
-//! ([`tessera_train::train`]); this file holds the app's hooks ([`PhaseHooks`]): progress and
-//! curves keyed by metric name for the panel, each phase's extras (codebook usage, sample strip),
-//! and checkpoints kept in memory and on disk or in the page's storage. The job runs like a
+//! Both phases of both families (and the time estimate) run through the one training loop
+//! ([`tessera_train::train`]) and one generic run ([`run_pair`]): a family is a pair of trainers
+//! ([`TokenizerPhase`], [`TransformerPhase`]). This file holds the app's hooks ([`PhaseHooks`]):
+//! progress and curves keyed by metric name for the panel, each phase's extras (codebook usage,
+//! sample strip), and checkpoints kept in memory and on disk or in the page's storage. The job runs like a
 //! generation job ([`super::generation`]): a thread on the desktop, an async task on the web that
 //! yields after every step. Every number is read back asynchronously, so the web path never
 //! blocks on the GPU.
@@ -12,18 +15,48 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use anyhow::{bail, ensure};
+use burn::module::Module;
 use burn::prelude::*;
 use tessera_data::{Dataset, Image};
+use tessera_models::family::Family;
+use tessera_models::sampling::rar::{RarSamplerConfig, RarSampling};
 use tessera_models::sampling::var::{VarSamplerConfig, sample};
+use tessera_models::tokenizers::msvq::{MsVqVae, MsVqVaeConfig};
+use tessera_models::tokenizers::vqgan::{Vqgan, VqganConfig};
+use tessera_train::checkpoint::{fingerprint, weights_to_bytes};
 use tessera_train::tokenizer::load_tokenizer;
 use tessera_train::trainer::train_seconds;
+use tessera_train::vqgan::load_vqgan;
 use tessera_train::{
-    Autosave, Checkpoint, Control, Ended, Hooks, ModelKind, Run, StepDone, TokenizerTrainer, Trainer, VarPreset, VarTrainer,
-    train,
+    Autosave, Checkpoint, Control, Ended, Hooks, ModelKind, RarPreset, RarTrainer, Run, StepDone, TokenizerTrainer, Trainer, VarPreset,
+    VarTrainer, VqganTrainer, train,
 };
 use web_time::Instant;
 
 use super::generation::{spawn, yield_now};
+
+/// The families the Train tab trains (the column generator has no trainer yet).
+pub const FAMILIES: [Family; 2] = [Family::Var, Family::Rar];
+
+/// Steps of the tokenizer and of the transformer `family`'s `preset` takes by default.
+pub fn default_steps(family: Family, preset: VarPreset) -> (usize, usize) {
+    match family {
+        Family::Rar => {
+            let rar = RarPreset::from(preset);
+            (rar.tokenizer_training(1).steps, rar.rar_training(&rar.tokenizer(1), 10).steps)
+        }
+        Family::Var | Family::Columns => (preset.tokenizer_training(1).steps, preset.var_training(&preset.tokenizer(1), 10).steps),
+    }
+}
+
+/// The side of the pictures `family`'s `preset` trains on (a folder of pictures is resized to it).
+pub fn image_size(family: Family, preset: VarPreset) -> usize {
+    match family {
+        Family::Rar => RarPreset::from(preset).tokenizer(1).resolution,
+        Family::Var | Family::Columns => preset.image_size(),
+    }
+}
 
 /// Which model a step belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,11 +73,14 @@ impl Phase {
         }
     }
 
-    /// The checkpoint's file name, as `tessera train` names it (so the CLI can resume it).
-    pub fn file_name(self) -> &'static str {
-        match self {
-            Phase::Tokenizer => "tokenizer.ckpt",
-            Phase::Transformer => "var.ckpt",
+    /// The checkpoint's file name in `family`, as `tessera train` names it (so the CLI can resume
+    /// it): `tokenizer.ckpt`, and `var.ckpt` or `rar.ckpt`.
+    pub fn file_name(self, family: Family) -> &'static str {
+        match (self, family) {
+            (Phase::Tokenizer, _) => "tokenizer.ckpt",
+            (Phase::Transformer, Family::Var) => "var.ckpt",
+            (Phase::Transformer, Family::Rar) => "rar.ckpt",
+            (Phase::Transformer, Family::Columns) => "columns.ckpt",
         }
     }
 }
@@ -58,21 +94,26 @@ pub enum TrainStatus {
     Failed(String),
 }
 
-/// A run to continue from checkpoint files (full checkpoints, with their optimizer state).
+/// A run to continue from checkpoint files (full checkpoints, with their optimizer state) of the
+/// request's family.
 #[derive(Clone)]
 pub enum Resume {
     /// Continue training this tokenizer, then train a transformer on it.
     Tokenizer(Arc<Vec<u8>>),
-    /// Continue training this transformer on this (finished) tokenizer.
-    Transformer { tokenizer: Arc<Vec<u8>>, var: Arc<Vec<u8>> },
+    /// Continue training this transformer on this (finished) tokenizer, the one it was trained with.
+    Transformer { tokenizer: Arc<Vec<u8>>, transformer: Arc<Vec<u8>> },
 }
 
 /// What to train.
 #[derive(Clone)]
 pub struct TrainRequest {
     pub dataset: Arc<dyn Dataset>,
+    /// VAR or RAR (the column generator is refused).
+    pub family: Family,
+    /// The size; a RAR run takes the RAR pair of the same name ([`RarPreset::from`]).
     pub preset: VarPreset,
-    /// Steps of each phase (default: the preset's).
+    /// Steps of each phase (default: the preset's). A resumed RAR run keeps its own (its schedules
+    /// depend on them).
     pub tokenizer_steps: usize,
     pub transformer_steps: usize,
     pub seed: u64,
@@ -93,6 +134,7 @@ pub struct TrainRequest {
 /// A checkpoint the job wrote (or holds), for the panel's list.
 #[derive(Clone, Debug)]
 pub struct SavedCheckpoint {
+    pub family: Family,
     pub phase: Phase,
     pub step: usize,
     /// Where it is: its file on the desktop, "in memory", or the dropped file's name. The bytes
@@ -101,25 +143,53 @@ pub struct SavedCheckpoint {
     pub bytes: Arc<Vec<u8>>,
     /// A full checkpoint (optimizer state included), so training can continue from it.
     pub resumable: bool,
+    /// Which tokenizer it is or goes with: a tokenizer's own fingerprint, the one a transformer
+    /// recorded (`None` when it recorded none).
+    pub tokenizer_id: Option<String>,
 }
 
 impl SavedCheckpoint {
-    /// One line for lists: `tokenizer at step 500: runs/…/tokenizer.ckpt`.
-    pub fn describe(&self) -> String {
-        format!("{} at step {}: {}", self.phase.label(), self.step, self.place)
+    fn new(checkpoint: &Checkpoint, family: Family, phase: Phase, place: String, bytes: Arc<Vec<u8>>) -> Self {
+        let tokenizer_id = match phase {
+            Phase::Tokenizer => Some(fingerprint(&checkpoint.weights)),
+            Phase::Transformer => checkpoint.header.tokenizer.clone(),
+        };
+        Self { family, phase, step: checkpoint.header.step, place, bytes, resumable: checkpoint.can_resume(), tokenizer_id }
     }
 
-    /// A checkpoint file the user brought (dropped on the window) or the browser kept: a VAR
-    /// tokenizer or transformer, checked (format, checksum, kind) before it is listed; `place`
+    /// One line for lists: `tokenizer at step 500: runs/…/tokenizer.ckpt` (VAR), `RAR transformer
+    /// at step 1000: …` (RAR).
+    pub fn describe(&self) -> String {
+        let family = if self.family == Family::Var { String::new() } else { format!("{} ", self.family.label()) };
+        format!("{family}{} at step {}: {}", self.phase.label(), self.step, self.place)
+    }
+
+    /// Its file name, as `tessera train` names it.
+    pub fn file_name(&self) -> &'static str {
+        self.phase.file_name(self.family)
+    }
+
+    /// A checkpoint file the user brought (dropped on the window) or the browser kept: a VAR or
+    /// RAR tokenizer or transformer, checked (format, checksum, kind) before it is listed; `place`
     /// says where it is.
     pub fn uploaded(name: &str, bytes: Vec<u8>, place: String) -> Result<Self, String> {
         let checkpoint = Checkpoint::from_bytes(&bytes).map_err(|e| format!("{name} is not a usable checkpoint: {e}"))?;
-        let phase = match checkpoint.header.kind {
-            ModelKind::VarTokenizer => Phase::Tokenizer,
-            ModelKind::Var => Phase::Transformer,
-            other => return Err(format!("{name} holds a {other}, not a VAR tokenizer or transformer")),
+        let (family, phase) = match checkpoint.header.kind {
+            ModelKind::VarTokenizer => (Family::Var, Phase::Tokenizer),
+            ModelKind::Var => (Family::Var, Phase::Transformer),
+            ModelKind::RarTokenizer => (Family::Rar, Phase::Tokenizer),
+            ModelKind::Rar => (Family::Rar, Phase::Transformer),
+            other => return Err(format!("{name} holds a {other}, not a tokenizer or transformer of VAR or RAR")),
         };
-        Ok(Self { phase, step: checkpoint.header.step, place, resumable: checkpoint.can_resume(), bytes: Arc::new(bytes) })
+        Ok(Self::new(&checkpoint, family, phase, place, Arc::new(bytes)))
+    }
+
+    /// The tokenizer among `candidates` (in order of preference) that goes with this transformer:
+    /// of its family, the one it was trained with when it recorded which, else the first.
+    pub fn tokenizer_among<'a>(&self, candidates: &[&'a SavedCheckpoint]) -> Option<&'a SavedCheckpoint> {
+        let mut tokenizers = candidates.iter().copied().filter(|t| t.phase == Phase::Tokenizer && t.family == self.family);
+        let first = tokenizers.clone().next();
+        tokenizers.find(|t| self.tokenizer_id.is_some() && t.tokenizer_id == self.tokenizer_id).or(first)
     }
 }
 
@@ -138,7 +208,7 @@ pub struct TrainProgress {
     /// Each phase's metrics, one point per step.
     pub tokenizer_curves: Curves,
     pub transformer_curves: Curves,
-    /// Fraction of the codebook used at each scale, at the last check.
+    /// Fraction of the codebook used (VAR: at each scale; RAR: one figure), at the last check.
     pub codebook_usage: Vec<f32>,
     /// One sample per class with a fixed seed (transformer phase), and the step it was drawn at.
     pub samples: Vec<Image>,
@@ -268,6 +338,7 @@ impl Drop for FailIfAbandoned {
 /// Runs [`estimate`] in the background and hands its result to `done`.
 pub fn spawn_estimate(
     dataset: Arc<dyn Dataset>,
+    family: Family,
     preset: VarPreset,
     device: Device,
     done: impl FnOnce(anyhow::Result<(f64, f64)>) + Send + 'static,
@@ -283,71 +354,93 @@ pub fn spawn_estimate(
     }
     let mut answer = Answer(Some(done));
     spawn(async move {
-        let result = estimate(dataset.as_ref(), preset, &device).await;
+        let result = estimate(dataset.as_ref(), family, preset, &device).await;
         if let Some(done) = answer.0.take() {
             done(result);
         }
     });
 }
 
-/// The whole run: tokenizer, then transformer on its token maps; ends early when stopped.
+/// The whole run of the request's family: tokenizer, then transformer on its codes; ends early
+/// when stopped.
 pub async fn run(request: &TrainRequest, device: &Device, job: &TrainJob, repaint: &(dyn Fn() + Sync)) -> anyhow::Result<Ended> {
-    let dataset = request.dataset.as_ref();
-    let channels = dataset.get(0).image.channels;
-    let num_classes = dataset.class_names().len();
-    let preset = request.preset;
     let mut hooks = PhaseHooks { job, request, device, repaint, started: Instant::now(), pace: Pace::default() };
+    match request.family {
+        Family::Var => run_pair::<TokenizerTrainer, VarTrainer>(request, device, &mut hooks).await,
+        Family::Rar => run_pair::<VqganTrainer, RarTrainer>(request, device, &mut hooks).await,
+        other => bail!("{} cannot be trained in the app yet: choose VAR or RAR", other.label()),
+    }
+}
+
+/// [`run`] for one family's pair of trainers.
+async fn run_pair<K: TokenizerPhase, T: TransformerPhase<K>>(
+    request: &TrainRequest,
+    device: &Device,
+    hooks: &mut PhaseHooks<'_>,
+) -> anyhow::Result<Ended> {
+    let dataset = request.dataset.as_ref();
+    let first = dataset.get(0).image;
+    let num_classes = dataset.class_names().len();
+    let fits = |takes: (usize, usize)| -> anyhow::Result<()> {
+        let (channels, side) = takes;
+        ensure!(
+            (channels, side, side) == (first.channels, first.height, first.width),
+            "the tokenizer works on {channels}-channel {side}x{side} images, {} has {}-channel {}x{} images: pick its dataset",
+            dataset.name(),
+            first.channels,
+            first.height,
+            first.width
+        );
+        Ok(())
+    };
+    let setup = Setup { preset: request.preset, steps: request.tokenizer_steps, seed: request.seed, batch: request.batch, dataset };
 
     // 1. The tokenizer: trained here (afresh or resumed), or taken as it is when the transformer
-    //    is resumed.
-    let (vae_config, vae) = match &request.resume {
-        Some(Resume::Transformer { tokenizer, .. }) => load_tokenizer(&Checkpoint::from_bytes(tokenizer)?, device)?,
+    //    is resumed; and its fingerprint, which the transformer's checkpoints record.
+    let (tokenizer, tokenizer_id) = match &request.resume {
+        Some(Resume::Transformer { tokenizer, .. }) => {
+            let checkpoint = Checkpoint::from_bytes(tokenizer)?;
+            let frozen = K::load(&checkpoint, device)?;
+            fits(K::takes(&frozen))?;
+            (frozen, fingerprint(&checkpoint.weights))
+        }
         resume => {
-            let (mut tokenizer, seconds) = match resume {
+            let (mut trainer, seconds) = match resume {
                 Some(Resume::Tokenizer(bytes)) => {
                     let checkpoint = Checkpoint::from_bytes(bytes)?;
-                    (TokenizerTrainer::resume(&checkpoint, Some(request.tokenizer_steps), device)?, train_seconds(&checkpoint))
+                    (K::resume(&checkpoint, request.tokenizer_steps, device)?, train_seconds(&checkpoint))
                 }
-                _ => {
-                    let mut config = preset.tokenizer_training(channels);
-                    config.steps = request.tokenizer_steps;
-                    config.seed = request.seed;
-                    config.batch_size = request.batch.unwrap_or(config.batch_size);
-                    (TokenizerTrainer::new(config, device)?, 0.0)
-                }
+                _ => (K::fresh(&setup, device)?, 0.0),
             };
-            if train(&mut tokenizer, request.run(job, seconds), &mut hooks).await?.ended == Ended::Stopped {
+            fits(K::takes(&trainer.frozen()))?;
+            hooks.begin(&trainer);
+            if train(&mut trainer, request.run(hooks.job, seconds), hooks).await?.ended == Ended::Stopped {
                 return Ok(Ended::Stopped);
             }
-            (tokenizer.config().model.clone(), tokenizer.model())
+            let frozen = trainer.frozen();
+            let id = K::fingerprint(&frozen).await?;
+            (frozen, id)
         }
     };
 
-    // 2. The transformer on the frozen tokenizer's token maps.
-    let (mut var, seconds) = match &request.resume {
-        Some(Resume::Transformer { var, .. }) => {
-            let checkpoint = Checkpoint::from_bytes(var)?;
-            let var = VarTrainer::resume(&checkpoint, vae, Some(request.transformer_steps), device)?;
-            let classes = var.config().model.num_classes;
-            anyhow::ensure!(classes == num_classes, "the transformer has {classes} classes, the dataset {num_classes}: pick its dataset");
-            (var, train_seconds(&checkpoint))
+    // 2. The transformer on the frozen tokenizer's codes.
+    let (mut transformer, seconds) = match &request.resume {
+        Some(Resume::Transformer { transformer, .. }) => {
+            let checkpoint = Checkpoint::from_bytes(transformer)?;
+            ensure!(
+                checkpoint.header.tokenizer.as_ref().is_none_or(|recorded| *recorded == tokenizer_id),
+                "this transformer was trained with another tokenizer than the one given: resume it with its own {}",
+                Phase::Tokenizer.file_name(request.family)
+            );
+            let transformer = T::resume(&checkpoint, tokenizer, request.transformer_steps, device)?;
+            let classes = transformer.num_classes();
+            ensure!(classes == num_classes, "the transformer has {classes} classes, the dataset {num_classes}: pick its dataset");
+            (transformer, train_seconds(&checkpoint))
         }
-        _ => {
-            let mut config = preset.var_training(&vae_config, num_classes);
-            config.steps = request.transformer_steps;
-            config.seed = request.seed;
-            config.class_names = dataset.class_names().to_vec();
-            config.batch_size = request.batch.unwrap_or(config.batch_size);
-            (VarTrainer::new(config, vae, device)?, 0.0)
-        }
+        _ => (T::fresh(&Setup { steps: request.transformer_steps, ..setup }, tokenizer, Some(tokenizer_id), device)?, 0.0),
     };
-    {
-        let mut p = job.progress();
-        p.phase = Phase::Transformer;
-        p.step = var.step_index();
-        p.steps_total = request.transformer_steps;
-    }
-    Ok(train(&mut var, request.run(job, seconds), &mut hooks).await?.ended)
+    hooks.begin(&transformer);
+    Ok(train(&mut transformer, request.run(hooks.job, seconds), hooks).await?.ended)
 }
 
 impl TrainRequest {
@@ -355,6 +448,179 @@ impl TrainRequest {
     fn run<'a>(&'a self, job: &'a TrainJob, train_seconds: f64) -> Run<'a> {
         let autosave = Autosave { every_seconds: Some(self.save_every_s), ..Autosave::at_end() };
         Run { dataset: self.dataset.as_ref(), control: &job.control, autosave, train_seconds }
+    }
+}
+
+/// What a fresh phase is made of: the request's choices, or the estimate's two steps.
+#[derive(Clone, Copy)]
+struct Setup<'a> {
+    preset: VarPreset,
+    steps: usize,
+    seed: u64,
+    /// Images per step (default: the preset's).
+    batch: Option<usize>,
+    dataset: &'a dyn Dataset,
+}
+
+/// A family's tokenizer trainer, as [`run_pair`] needs it.
+trait TokenizerPhase: PhaseTrainer + Sized {
+    /// The trained tokenizer, frozen, with its config: what the transformer trains on.
+    type Frozen;
+
+    /// A fresh run of `setup`'s preset on its dataset's images.
+    fn fresh(setup: &Setup<'_>, device: &Device) -> anyhow::Result<Self>;
+
+    /// Continues the run saved in `checkpoint` (to `steps` steps where the family allows; a RAR
+    /// tokenizer keeps its own).
+    fn resume(checkpoint: &Checkpoint, steps: usize, device: &Device) -> anyhow::Result<Self>;
+
+    /// The tokenizer saved in `checkpoint`.
+    fn load(checkpoint: &Checkpoint, device: &Device) -> anyhow::Result<Self::Frozen>;
+
+    /// The tokenizer as trained so far.
+    fn frozen(&self) -> Self::Frozen;
+
+    /// Channels and side of the images it takes.
+    fn takes(frozen: &Self::Frozen) -> (usize, usize);
+
+    /// [`fingerprint`] of its weights, as its checkpoint would record them.
+    async fn fingerprint(frozen: &Self::Frozen) -> anyhow::Result<String>;
+}
+
+/// A family's transformer trainer on the frozen tokenizer of `K`.
+trait TransformerPhase<K: TokenizerPhase>: PhaseTrainer + Sized {
+    /// A fresh run of `setup`'s preset on `tokenizer`'s codes, recording `tokenizer_id`.
+    fn fresh(setup: &Setup<'_>, tokenizer: K::Frozen, tokenizer_id: Option<String>, device: &Device) -> anyhow::Result<Self>;
+
+    /// Continues the run saved in `checkpoint` on `tokenizer` (to `steps` steps where the family
+    /// allows; a RAR transformer keeps its own).
+    fn resume(checkpoint: &Checkpoint, tokenizer: K::Frozen, steps: usize, device: &Device) -> anyhow::Result<Self>;
+
+    /// The classes it is conditioned on.
+    fn num_classes(&self) -> usize;
+}
+
+async fn weights_fingerprint(model: &impl Module) -> anyhow::Result<String> {
+    Ok(fingerprint(&weights_to_bytes(model).await?))
+}
+
+impl TokenizerPhase for TokenizerTrainer {
+    type Frozen = (MsVqVaeConfig, MsVqVae);
+
+    fn fresh(setup: &Setup<'_>, device: &Device) -> anyhow::Result<Self> {
+        let mut config = setup.preset.tokenizer_training(setup.dataset.get(0).image.channels);
+        config.steps = setup.steps;
+        config.seed = setup.seed;
+        config.batch_size = setup.batch.unwrap_or(config.batch_size);
+        Ok(Self::new(config, device)?)
+    }
+
+    fn resume(checkpoint: &Checkpoint, steps: usize, device: &Device) -> anyhow::Result<Self> {
+        Ok(Self::resume(checkpoint, Some(steps), device)?)
+    }
+
+    fn load(checkpoint: &Checkpoint, device: &Device) -> anyhow::Result<Self::Frozen> {
+        Ok(load_tokenizer(checkpoint, device)?)
+    }
+
+    fn frozen(&self) -> Self::Frozen {
+        (self.config().model.clone(), self.model())
+    }
+
+    fn takes((config, _): &Self::Frozen) -> (usize, usize) {
+        (config.in_channels, config.image_size())
+    }
+
+    async fn fingerprint((_, model): &Self::Frozen) -> anyhow::Result<String> {
+        weights_fingerprint(model).await
+    }
+}
+
+impl TransformerPhase<TokenizerTrainer> for VarTrainer {
+    fn fresh(
+        setup: &Setup<'_>,
+        (config, vae): (MsVqVaeConfig, MsVqVae),
+        tokenizer_id: Option<String>,
+        device: &Device,
+    ) -> anyhow::Result<Self> {
+        let mut config = setup.preset.var_training(&config, setup.dataset.class_names().len());
+        config.steps = setup.steps;
+        config.seed = setup.seed;
+        config.class_names = setup.dataset.class_names().to_vec();
+        config.batch_size = setup.batch.unwrap_or(config.batch_size);
+        let trainer = Self::new(config, vae, device)?;
+        Ok(match tokenizer_id {
+            Some(id) => trainer.with_tokenizer_fingerprint(id),
+            None => trainer,
+        })
+    }
+
+    fn resume(checkpoint: &Checkpoint, (_, vae): (MsVqVaeConfig, MsVqVae), steps: usize, device: &Device) -> anyhow::Result<Self> {
+        Ok(Self::resume(checkpoint, vae, Some(steps), device)?)
+    }
+
+    fn num_classes(&self) -> usize {
+        self.config().model.num_classes
+    }
+}
+
+impl TokenizerPhase for VqganTrainer {
+    type Frozen = (VqganConfig, Vqgan);
+
+    fn fresh(setup: &Setup<'_>, device: &Device) -> anyhow::Result<Self> {
+        let mut config = RarPreset::from(setup.preset).tokenizer_training(setup.dataset.get(0).image.channels);
+        config.steps = setup.steps;
+        config.seed = setup.seed;
+        config.batch_size = setup.batch.unwrap_or(config.batch_size);
+        Ok(Self::new(config, device)?)
+    }
+
+    fn resume(checkpoint: &Checkpoint, _: usize, device: &Device) -> anyhow::Result<Self> {
+        Ok(Self::resume(checkpoint, device)?)
+    }
+
+    fn load(checkpoint: &Checkpoint, device: &Device) -> anyhow::Result<Self::Frozen> {
+        Ok(load_vqgan(checkpoint, device)?)
+    }
+
+    fn frozen(&self) -> Self::Frozen {
+        (self.config().model.clone(), self.model())
+    }
+
+    fn takes((config, _): &Self::Frozen) -> (usize, usize) {
+        (config.num_channels, config.resolution)
+    }
+
+    async fn fingerprint((_, model): &Self::Frozen) -> anyhow::Result<String> {
+        weights_fingerprint(model).await
+    }
+}
+
+impl TransformerPhase<VqganTrainer> for RarTrainer {
+    fn fresh(
+        setup: &Setup<'_>,
+        (config, vqgan): (VqganConfig, Vqgan),
+        tokenizer_id: Option<String>,
+        device: &Device,
+    ) -> anyhow::Result<Self> {
+        let class_names = setup.dataset.class_names().to_vec();
+        let mut config = RarPreset::from(setup.preset).rar_training(&config, class_names.len()).with_class_names(class_names);
+        config.steps = setup.steps;
+        config.seed = setup.seed;
+        config.batch_size = setup.batch.unwrap_or(config.batch_size);
+        let trainer = Self::new(config, vqgan, device)?;
+        Ok(match tokenizer_id {
+            Some(id) => trainer.with_tokenizer_fingerprint(id),
+            None => trainer,
+        })
+    }
+
+    fn resume(checkpoint: &Checkpoint, (_, vqgan): (VqganConfig, Vqgan), _: usize, device: &Device) -> anyhow::Result<Self> {
+        Ok(Self::resume(checkpoint, vqgan, device)?)
+    }
+
+    fn num_classes(&self) -> usize {
+        self.config().model.num_classes
     }
 }
 
@@ -370,10 +636,22 @@ struct PhaseHooks<'a> {
     pace: Pace,
 }
 
+impl PhaseHooks<'_> {
+    /// Shows `trainer`'s phase as the current one, at its step, before its first step.
+    fn begin<T: PhaseTrainer>(&self, trainer: &T) {
+        let mut p = self.job.progress();
+        p.phase = T::PHASE;
+        p.step = trainer.step_index();
+        p.steps_total = trainer.steps();
+        drop(p);
+        (self.repaint)();
+    }
+}
+
 /// What a phase shows beside its curves.
 enum Extra {
     Nothing,
-    /// Fraction of the codebook used at each scale.
+    /// Fraction of the codebook used (VAR: at each scale; RAR: one figure).
     CodebookUsage(Vec<f32>),
     /// The fixed-seed sample strip.
     Samples(Vec<Image>),
@@ -387,28 +665,62 @@ trait PhaseTrainer: Trainer {
     async fn extra(&self, step: usize, request: &TrainRequest, device: &Device) -> anyhow::Result<Extra>;
 }
 
+/// Codebook usage on the first step, every 25th, and the last.
+async fn codebook_extra(trainer: &impl Trainer, step: usize, usage: impl FnOnce() -> Tensor<1>) -> anyhow::Result<Extra> {
+    if step % 25 != 0 && !trainer.is_done() {
+        return Ok(Extra::Nothing);
+    }
+    let usage = usage().into_data_async().await.map_err(|e| anyhow::anyhow!("reading the codebook usage back: {e:?}"))?;
+    Ok(Extra::CodebookUsage(usage.iter::<f32>().collect()))
+}
+
+/// Whether the sample strip is due after step `step`: every `samples_every` steps and at the end.
+fn strip_due(trainer: &impl Trainer, step: usize, request: &TrainRequest) -> bool {
+    (step + 1) % request.samples_every.max(1) == 0 || trainer.is_done()
+}
+
 impl PhaseTrainer for TokenizerTrainer {
     const PHASE: Phase = Phase::Tokenizer;
 
-    /// Codebook usage on the first step, every 25th, and the last.
     async fn extra(&self, step: usize, _: &TrainRequest, _: &Device) -> anyhow::Result<Extra> {
-        if step % 25 != 0 && !self.is_done() {
-            return Ok(Extra::Nothing);
-        }
-        let usage = self.codebook_usage().into_data_async().await.map_err(|e| anyhow::anyhow!("reading the codebook usage back: {e:?}"))?;
-        Ok(Extra::CodebookUsage(usage.iter::<f32>().collect()))
+        codebook_extra(self, step, || self.codebook_usage()).await
+    }
+}
+
+impl PhaseTrainer for VqganTrainer {
+    const PHASE: Phase = Phase::Tokenizer;
+
+    async fn extra(&self, step: usize, _: &TrainRequest, _: &Device) -> anyhow::Result<Extra> {
+        codebook_extra(self, step, || self.codebook_usage()).await
     }
 }
 
 impl PhaseTrainer for VarTrainer {
     const PHASE: Phase = Phase::Transformer;
 
-    /// A new sample strip every `samples_every` steps and at the end.
     async fn extra(&self, step: usize, request: &TrainRequest, device: &Device) -> anyhow::Result<Extra> {
-        if (step + 1) % request.samples_every != 0 && !self.is_done() {
+        if !strip_due(self, step, request) {
             return Ok(Extra::Nothing);
         }
-        Ok(Extra::Samples(sample_strip(self, request.dataset.class_names().len(), device).await?))
+        let sampler = VarSamplerConfig::new().with_guidance(2.0).with_seed(7);
+        let model = self.model();
+        let images = sample(&model, self.tokenizer(), class_labels(request, device), sampler, false).image;
+        Ok(Extra::Samples(read_images(images).await?))
+    }
+}
+
+impl PhaseTrainer for RarTrainer {
+    const PHASE: Phase = Phase::Transformer;
+
+    async fn extra(&self, step: usize, request: &TrainRequest, device: &Device) -> anyhow::Result<Extra> {
+        if !strip_due(self, step, request) {
+            return Ok(Extra::Nothing);
+        }
+        let model = self.model();
+        let mut run =
+            RarSampling::new(&model, class_labels(request, device), RarSamplerConfig { guidance: 3.0, seed: 7, ..Default::default() });
+        while run.step(&model).is_some() {}
+        Ok(Extra::Samples(read_images(self.tokenizer().codes_to_image(run.tokens())).await?))
     }
 }
 
@@ -452,18 +764,28 @@ impl<T: PhaseTrainer> Hooks<T> for PhaseHooks<'_> {
     }
 }
 
-/// Seconds per step of the tokenizer and of the transformer of `preset` on `device`, each timed
+/// Seconds per step of `family`'s tokenizer and transformer of `preset` on `device`, each timed
 /// on its second step (the first compiles shaders and allocates). Shown before training starts.
-pub async fn estimate(dataset: &dyn Dataset, preset: VarPreset, device: &Device) -> anyhow::Result<(f64, f64)> {
-    let mut config = preset.tokenizer_training(dataset.get(0).image.channels);
-    config.steps = 2;
-    let mut tokenizer = TokenizerTrainer::new(config, device)?;
+pub async fn estimate(dataset: &dyn Dataset, family: Family, preset: VarPreset, device: &Device) -> anyhow::Result<(f64, f64)> {
+    match family {
+        Family::Var => estimate_pair::<TokenizerTrainer, VarTrainer>(dataset, preset, device).await,
+        Family::Rar => estimate_pair::<VqganTrainer, RarTrainer>(dataset, preset, device).await,
+        other => bail!("{} cannot be trained in the app yet: choose VAR or RAR", other.label()),
+    }
+}
+
+/// [`estimate`] for one family's pair of trainers.
+async fn estimate_pair<K: TokenizerPhase, T: TransformerPhase<K>>(
+    dataset: &dyn Dataset,
+    preset: VarPreset,
+    device: &Device,
+) -> anyhow::Result<(f64, f64)> {
+    let setup = Setup { preset, steps: 2, seed: 0, batch: None, dataset };
+    let mut tokenizer = K::fresh(&setup, device)?;
     let tokenizer_s = time_last_step(&mut tokenizer, dataset).await?;
-    let mut config = preset.var_training(&tokenizer.config().model, dataset.class_names().len());
-    config.steps = 2;
-    let mut var = VarTrainer::new(config, tokenizer.model(), device)?;
-    let var_s = time_last_step(&mut var, dataset).await?;
-    Ok((tokenizer_s, var_s))
+    let mut transformer = T::fresh(&setup, tokenizer.frozen(), None, device)?;
+    let transformer_s = time_last_step(&mut transformer, dataset).await?;
+    Ok((tokenizer_s, transformer_s))
 }
 
 /// Trains `trainer` to its end, saving nothing, and returns the seconds of its last step.
@@ -489,27 +811,30 @@ async fn time_last_step<T: Trainer>(trainer: &mut T, dataset: &dyn Dataset) -> a
     Ok(timer.0)
 }
 
-/// One image per class with a fixed seed and guidance 2, so the strip shows the model improving.
-async fn sample_strip(var: &VarTrainer, num_classes: usize, device: &Device) -> anyhow::Result<Vec<Image>> {
-    let labels = Tensor::<1, Int>::from_data(TensorData::new((0..num_classes as i64).collect::<Vec<_>>(), [num_classes]), device);
-    let sampler = VarSamplerConfig::new().with_guidance(2.0).with_seed(7);
-    let model = var.model();
-    let images = sample(&model, var.tokenizer(), labels, sampler, false).image.clamp(0.0, 1.0);
+/// One label per class of the request's dataset: the sample strip's, one image each.
+fn class_labels(request: &TrainRequest, device: &Device) -> Tensor<1, Int> {
+    let n = request.dataset.class_names().len();
+    Tensor::<1, Int>::from_data(TensorData::new((0..n as i64).collect::<Vec<_>>(), [n]), device)
+}
+
+/// A batch of images (`[N, C, H, W]`, about `[0, 1]`), clamped and read back asynchronously.
+async fn read_images(images: Tensor<4>) -> anyhow::Result<Vec<Image>> {
+    let images = images.clamp(0.0, 1.0);
     let [n, c, h, w] = images.dims();
     let pixels = images.into_data_async().await.map_err(|e| anyhow::anyhow!("reading the samples back: {e:?}"))?;
     let pixels: Vec<f32> = pixels.iter::<f32>().collect();
     Ok((0..n).map(|i| Image::new(c, h, w, pixels[i * c * h * w..(i + 1) * c * h * w].to_vec())).collect())
 }
 
-/// Keeps `checkpoint`: as bytes, and on the desktop as `<out>/<phase>.ckpt` (written atomically),
-/// in the browser as `<run>-<phase>.ckpt` in the page's storage.
+/// Keeps `checkpoint`: as bytes, and on the desktop as `<out>/<file>` (written atomically), in
+/// the browser as `<run>-<file>` in the page's storage, `<file>` named by [`Phase::file_name`].
 async fn save(job: &TrainJob, request: &TrainRequest, phase: Phase, checkpoint: Checkpoint) -> anyhow::Result<()> {
-    let step = checkpoint.header.step;
+    let file_name = phase.file_name(request.family);
     let bytes = Arc::new(checkpoint.to_bytes());
     #[cfg(not(target_arch = "wasm32"))]
     let place = match &request.out_dir {
         Some(dir) => {
-            let path = dir.join(phase.file_name());
+            let path = dir.join(file_name);
             checkpoint.save(&path)?;
             path.display().to_string()
         }
@@ -517,14 +842,15 @@ async fn save(job: &TrainJob, request: &TrainRequest, phase: Phase, checkpoint: 
     };
     #[cfg(target_arch = "wasm32")]
     let place = {
-        let name = format!("{}-{}", request.run_name, phase.file_name());
+        let name = format!("{}-{file_name}", request.run_name);
         crate::web::storage::save(&name, &bytes).await.map_err(|e| anyhow::anyhow!("saving {name}: {e}"))?;
         format!("{STORED_PREFIX}{name}")
     };
+    let saved = SavedCheckpoint::new(&checkpoint, request.family, phase, place, bytes);
     let mut p = job.progress();
     // The list keeps the newest checkpoint of each phase.
     p.checkpoints.retain(|c| c.phase != phase);
-    p.checkpoints.push(SavedCheckpoint { phase, step, place, bytes, resumable: true });
+    p.checkpoints.push(saved);
     Ok(())
 }
 
@@ -565,6 +891,7 @@ mod tests {
     fn request(dir: &std::path::Path, tokenizer_steps: usize, transformer_steps: usize) -> TrainRequest {
         TrainRequest {
             dataset: Arc::new(Mnist::train()),
+            family: Family::Var,
             preset: VarPreset::Tiny,
             tokenizer_steps,
             transformer_steps,
@@ -624,7 +951,7 @@ mod tests {
 
         // The transformer goes on from step 1 to 3 on the same tokenizer; no tokenizer step runs.
         let mut more = request(dir.path(), 2, 3);
-        more.resume = Some(Resume::Transformer { tokenizer: bytes(Phase::Tokenizer), var: bytes(Phase::Transformer) });
+        more.resume = Some(Resume::Transformer { tokenizer: bytes(Phase::Tokenizer), transformer: bytes(Phase::Transformer) });
         let job = TrainJob::new(&more);
         pollster::block_on(run(&more, &device, &job, &|| {})).unwrap();
         let p = job.progress().clone();
@@ -648,9 +975,125 @@ mod tests {
 
     #[test]
     fn the_estimate_times_a_step_of_each_model() {
-        let (tokenizer_s, var_s) = pollster::block_on(estimate(&Mnist::train(), VarPreset::Tiny, &Device::flex())).unwrap();
-        // A time, not a speed bar (speeds are benchmarks' business): finite, positive, one per model.
-        assert!(tokenizer_s.is_finite() && var_s.is_finite() && tokenizer_s > 0.0 && var_s > 0.0, "{tokenizer_s} s, {var_s} s");
+        for family in FAMILIES {
+            let (tokenizer_s, transformer_s) =
+                pollster::block_on(estimate(&Mnist::train(), family, VarPreset::Tiny, &Device::flex())).unwrap();
+            // A time, not a speed bar (speeds are benchmarks' business): finite, positive, one per model.
+            assert!(
+                tokenizer_s.is_finite() && transformer_s.is_finite() && tokenizer_s > 0.0 && transformer_s > 0.0,
+                "{family}: {tokenizer_s} s, {transformer_s} s"
+            );
+        }
+        let e = pollster::block_on(estimate(&Mnist::train(), Family::Columns, VarPreset::Tiny, &Device::flex())).unwrap_err();
+        assert!(e.to_string().contains("choose VAR or RAR"), "{e}");
+    }
+
+    fn rar_request(dir: &std::path::Path, tokenizer_steps: usize, transformer_steps: usize) -> TrainRequest {
+        TrainRequest { family: Family::Rar, ..request(dir, tokenizer_steps, transformer_steps) }
+    }
+
+    #[test]
+    fn a_short_rar_run_trains_both_models_and_keeps_checkpoints_that_generate() {
+        let device = Device::flex();
+        let dir = tempfile::tempdir().unwrap();
+        let request = rar_request(dir.path(), 2, 2);
+        let job = TrainJob::new(&request);
+        pollster::block_on(run(&request, &device, &job, &|| {})).unwrap();
+        let p = job.progress().clone();
+        assert_eq!((p.phase, p.step, p.steps_total), (Phase::Transformer, 2, 2));
+        let (tokenizer, transformer) = (&p.tokenizer_curves, &p.transformer_curves);
+        assert_eq!(tokenizer["psnr"].iter().map(|[s, _]| *s as usize).collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(transformer["loss"].len(), 2);
+        assert!(tokenizer["loss"].iter().chain(&transformer["loss"]).all(|[_, l]| l.is_finite() && *l > 0.0));
+        // The random-order probability is a curve like the others (1 early in the run).
+        assert_eq!(transformer["random_ratio"].iter().map(|[_, r]| *r).collect::<Vec<_>>(), [1.0, 1.0]);
+        assert_eq!(p.codebook_usage.len(), 1, "the VQGAN's usage is one figure");
+        assert!((0.0..=1.0).contains(&p.codebook_usage[0]));
+        assert_eq!((p.samples.len(), p.samples_step), (10, 2), "one sample per digit after the last step");
+        assert_eq!((p.samples[0].channels, p.samples[0].height), (1, 32));
+        // Named as `tessera train rar-tokenizer` / `rar` name them, so the CLI can resume them.
+        assert!(!dir.path().join("var.ckpt").exists());
+        for (name, kind) in [("tokenizer.ckpt", ModelKind::RarTokenizer), ("rar.ckpt", ModelKind::Rar)] {
+            let checkpoint = Checkpoint::load(&dir.path().join(name)).unwrap();
+            assert_eq!(checkpoint.header.kind, kind);
+            assert!(checkpoint.can_resume(), "{name} should resume");
+            assert!(train_seconds(&checkpoint) > 0.0, "{name} records its training time");
+        }
+        let saved = |phase| p.checkpoints.iter().find(|c| c.phase == phase).unwrap();
+        let (tokenizer, rar) = (saved(Phase::Tokenizer), saved(Phase::Transformer));
+        assert_eq!((tokenizer.family, tokenizer.file_name(), rar.file_name()), (Family::Rar, "tokenizer.ckpt", "rar.ckpt"));
+        assert!(rar.describe().starts_with("RAR transformer at step 2: "), "{}", rar.describe());
+        assert_eq!(rar.tokenizer_id, tokenizer.tokenizer_id, "the transformer records its tokenizer");
+        assert!(std::ptr::eq(rar.tokenizer_among(&[rar, tokenizer]).unwrap(), tokenizer));
+        let generator = crate::shipped::load_pair(&rar.bytes, &tokenizer.bytes, &device).unwrap();
+        assert_eq!(generator.info().family, Family::Rar);
+        assert_eq!(generator.info().class_name(7), "7");
+        assert!(generator.info().warning.is_none(), "{:?}", generator.info().warning);
+        let request = tessera_models::generator::SampleRequest { classes: vec![3], seed: 1, ..Default::default() };
+        let images = tessera_models::generator::generate(generator.as_ref(), &request).unwrap();
+        assert_eq!(images.dims(), [1, 1, 32, 32]);
+        assert!(images.into_data().iter::<f32>().all(|v| v.is_finite()));
+    }
+
+    /// A repaint callback that stops `job` once `phase` has taken `steps` steps.
+    fn stop_at(job: &TrainJob, phase: Phase, steps: usize) -> impl Fn() + Sync + '_ {
+        move || {
+            let p = job.progress();
+            let due = p.phase == phase && p.step >= steps;
+            drop(p);
+            if due {
+                job.stop();
+            }
+        }
+    }
+
+    #[test]
+    fn a_rar_run_resumes_from_its_tokenizer_or_its_transformer_with_its_own_tokenizer() {
+        let device = Device::flex();
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = |job: &TrainJob, phase| job.progress().checkpoints.iter().find(|c| c.phase == phase).unwrap().bytes.clone();
+
+        // Stopped after one of two tokenizer steps.
+        let first = rar_request(dir.path(), 2, 3);
+        let job = TrainJob::new(&first);
+        assert_eq!(pollster::block_on(run(&first, &device, &job, &stop_at(&job, Phase::Tokenizer, 1))).unwrap(), Ended::Stopped);
+        let tokenizer_1 = bytes(&job, Phase::Tokenizer);
+
+        // The tokenizer goes on from step 1 to 2, then a transformer trains on it: stopped at 1 of 3.
+        let mut more = rar_request(dir.path(), 2, 3);
+        more.resume = Some(Resume::Tokenizer(tokenizer_1.clone()));
+        let job = TrainJob::new(&more);
+        assert_eq!(pollster::block_on(run(&more, &device, &job, &stop_at(&job, Phase::Transformer, 1))).unwrap(), Ended::Stopped);
+        assert_eq!(job.progress().tokenizer_curves["loss"].iter().map(|[s, _]| *s as usize).collect::<Vec<_>>(), vec![1]);
+        let (tokenizer_2, rar_1) = (bytes(&job, Phase::Tokenizer), bytes(&job, Phase::Transformer));
+
+        // The transformer goes on from step 1 to the end of its schedule (3) on the same tokenizer.
+        let mut more = rar_request(dir.path(), 2, 3);
+        more.resume = Some(Resume::Transformer { tokenizer: tokenizer_2.clone(), transformer: rar_1.clone() });
+        let job = TrainJob::new(&more);
+        assert_eq!(pollster::block_on(run(&more, &device, &job, &|| {})).unwrap(), Ended::Done);
+        let p = job.progress().clone();
+        assert!(p.tokenizer_curves.is_empty());
+        assert_eq!(p.transformer_curves["loss"].iter().map(|[s, _]| *s as usize).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!((p.phase, p.step), (Phase::Transformer, 3));
+        let rar_3 = Checkpoint::load(&dir.path().join("rar.ckpt")).unwrap();
+        assert!(train_seconds(&rar_3) > train_seconds(&Checkpoint::from_bytes(&rar_1).unwrap()), "train_seconds accumulate");
+        assert!(crate::shipped::load_pair(&rar_3.to_bytes(), &tokenizer_2, &device).unwrap().info().warning.is_none());
+
+        // Another tokenizer than its own is refused.
+        let mut wrong = rar_request(dir.path(), 2, 3);
+        wrong.resume = Some(Resume::Transformer { tokenizer: tokenizer_1, transformer: rar_1 });
+        let job = TrainJob::new(&wrong);
+        let e = pollster::block_on(run(&wrong, &device, &job, &|| {})).unwrap_err().to_string();
+        assert!(e.contains("another tokenizer"), "{e}");
+        // A VAR request cannot resume RAR checkpoints, nor train the column generator.
+        let mut var = request(dir.path(), 2, 3);
+        var.resume = Some(Resume::Tokenizer(tokenizer_2));
+        let job = TrainJob::new(&var);
+        assert!(pollster::block_on(run(&var, &device, &job, &|| {})).is_err());
+        let columns = TrainRequest { family: Family::Columns, ..request(dir.path(), 2, 3) };
+        let e = pollster::block_on(run(&columns, &device, &TrainJob::new(&columns), &|| {})).unwrap_err().to_string();
+        assert!(e.contains("choose VAR or RAR"), "{e}");
     }
 
     #[test]
@@ -660,6 +1103,8 @@ mod tests {
         let tokenizer = SavedCheckpoint::uploaded("tokenizer.ckpt", shipped_tokenizer.to_vec(), "here".into()).unwrap();
         let var = SavedCheckpoint::uploaded("var.ckpt", shipped_var.to_vec(), "dropped file var.ckpt".into()).unwrap();
         assert_eq!((tokenizer.phase, var.phase), (Phase::Tokenizer, Phase::Transformer));
+        assert_eq!((tokenizer.family, var.family, var.file_name()), (Family::Var, Family::Var, "var.ckpt"));
+        assert_eq!(var.describe(), format!("transformer at step {}: dropped file var.ckpt", var.step));
         let e = SavedCheckpoint::uploaded("cat.png", b"\x89PNG not a checkpoint".to_vec(), String::new()).unwrap_err();
         assert!(e.starts_with("cat.png is not a usable checkpoint"), "{e}");
         let mut damaged = shipped_var.to_vec();

@@ -1,9 +1,9 @@
 //! The Train panel's checkpoint list: the run's own, dropped files, the browser's stored ones and
-//! (on the desktop) the newest earlier runs; each can be downloaded, resumed or removed, and a
-//! tokenizer with a transformer can go to the Generate tab.
-
+//! (on the desktop) the newest earlier runs, of either family (VAR or RAR); each can be
+//! downloaded, resumed or removed, and a transformer with its tokenizer can go to the Generate tab.
 
 use burn::prelude::Device;
+use tessera_models::family::Family;
 
 use crate::app::{dropped, export};
 use crate::app::training::{self, Phase, SavedCheckpoint, TrainJob};
@@ -75,7 +75,7 @@ impl TrainPanel {
             ui.horizontal(|ui| {
                 ui.label(c.describe());
                 if ui.small_button("Download").clicked() {
-                    self.message = Some(export::deliver(c.phase.file_name(), "application/octet-stream", &c.bytes));
+                    self.message = Some(export::deliver(c.file_name(), "application/octet-stream", &c.bytes));
                 }
                 // Listed files (dropped, stored, earlier runs) come first; the run's own are kept.
                 let stored = cfg!(target_arch = "wasm32") && c.place.starts_with(training::STORED_PREFIX);
@@ -89,18 +89,21 @@ impl TrainPanel {
                         forget = Some(i);
                     }
                 }
-                if c.resumable
-                    && ui
-                        .add_enabled(can_resume, egui::Button::new("Resume").small())
-                        .on_hover_text("continue this run on the chosen dataset, up to the step counts above")
-                        .clicked()
-                {
+                let hover = match c.family {
+                    Family::Var => "continue this run on the chosen dataset, up to the step counts above",
+                    _ => "continue this run on the chosen dataset, to the end of its own schedule",
+                };
+                if c.resumable && ui.add_enabled(can_resume, egui::Button::new("Resume").small()).on_hover_text(hover).clicked() {
                     resume = Some(c.clone());
                 }
             });
         }
+        // Which tokenizer goes with a transformer, and which transformer goes to Generate: the run's
+        // own first (newest first), then the listed files in their order.
+        let own = self.uploaded.len().min(checkpoints.len());
+        let preferred: Vec<&SavedCheckpoint> = checkpoints[own..].iter().rev().chain(&checkpoints[..own]).collect();
         if let Some(c) = resume {
-            self.resume_from(&c, checkpoints, training_device, ui.ctx());
+            self.resume_from(&c, &preferred, training_device, ui.ctx());
         }
         if let Some(i) = forget {
             let c = self.uploaded.remove(i);
@@ -114,10 +117,13 @@ impl TrainPanel {
                 });
             }
         }
-        let tokenizer = checkpoints.iter().find(|c| c.phase == Phase::Tokenizer);
-        let transformer = checkpoints.iter().find(|c| c.phase == Phase::Transformer);
-        if let (Some(t), Some(v)) = (tokenizer, transformer)
-            && ui.button("Use in Generate").on_hover_text("sample from these checkpoints in the Generate tab").clicked()
+        let transformer = preferred.iter().find(|c| c.phase == Phase::Transformer);
+        let pair = transformer.and_then(|v| Some((v.tokenizer_among(&preferred)?, *v)));
+        if let Some((t, v)) = pair
+            && ui
+                .button("Use in Generate")
+                .on_hover_text(format!("sample in the Generate tab from {} with {}", v.describe(), t.describe()))
+                .clicked()
         {
             match crate::shipped::load_pair(&v.bytes, &t.bytes, device) {
                 Ok(generator) => {
@@ -137,8 +143,8 @@ impl TrainPanel {
 #[cfg(not(target_arch = "wasm32"))]
 const EARLIER_RUNS_LISTED: usize = 3;
 
-/// The checkpoints (`tokenizer.ckpt`, `var.ckpt`) of the `max_runs` newest run folders in `dir`,
-/// newest run first; nothing when `dir` does not exist.
+/// The checkpoints (`tokenizer.ckpt`, `var.ckpt`, `rar.ckpt`) of the `max_runs` newest run
+/// folders in `dir`, newest run first; nothing when `dir` does not exist.
 #[cfg(not(target_arch = "wasm32"))]
 fn earlier_checkpoints(dir: &std::path::Path, max_runs: usize) -> Vec<std::path::PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
@@ -150,7 +156,7 @@ fn earlier_checkpoints(dir: &std::path::Path, max_runs: usize) -> Vec<std::path:
     runs.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| b.1.cmp(&a.1)));
     runs.into_iter()
         .take(max_runs)
-        .flat_map(|(_, run)| ["tokenizer.ckpt", "var.ckpt"].map(|f| run.join(f)))
+        .flat_map(|(_, run)| ["tokenizer.ckpt", "var.ckpt", "rar.ckpt"].map(|f| run.join(f)))
         .filter(|p| p.is_file())
         .collect()
 }

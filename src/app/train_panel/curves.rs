@@ -8,8 +8,9 @@ use crate::app::training::{Curves, Phase, TrainProgress};
 /// Size of one chart.
 const PLOT: egui::Vec2 = vec2(300.0, 120.0);
 
-/// Metrics charted in view; the others (learning rate, gradient norm, ...) fold away.
-const MAIN: [&str; 3] = ["loss", "psnr", "accuracy"];
+/// Metrics charted in view (RAR's random-order probability among them); the others (learning
+/// rate, gradient norm, ...) fold away.
+const MAIN: [&str; 4] = ["loss", "psnr", "accuracy", "random_ratio"];
 
 /// Colours of a phase's charts, in turn.
 const COLORS: [Color32; 4] = [Color32::LIGHT_BLUE, Color32::LIGHT_GREEN, Color32::from_rgb(255, 170, 90), Color32::LIGHT_RED];
@@ -48,6 +49,7 @@ fn title(phase: Phase, metric: &str) -> String {
         (Phase::Tokenizer, "psnr") => "reconstruction PSNR (dB)".into(),
         (Phase::Transformer, "loss") => "transformer loss (nats per token)".into(),
         (Phase::Transformer, "accuracy") => "transformer token accuracy".into(),
+        (Phase::Transformer, "random_ratio") => "random-order probability".into(),
         (phase, metric) => format!("{} {}", phase.label(), metric.replace('_', " ")),
     }
 }

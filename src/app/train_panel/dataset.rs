@@ -34,7 +34,8 @@ impl TrainPanel {
         self.dataset = None;
         self.dataset_note = None;
         self.skipped.clear();
-        let options = tessera_data::FolderOptions { resolution: self.preset.image_size(), ..Default::default() };
+        let resolution = crate::app::training::image_size(self.family, self.preset);
+        let options = tessera_data::FolderOptions { resolution, ..Default::default() };
         self.import = Some(PictureImport::start(source, options, ctx));
     }
 

@@ -1,7 +1,8 @@
 //! The Train panel: pick a dataset (MNIST, the procedural scenes, or a folder of your own pictures
-//! with one subfolder per class) and a preset, then train the tokenizer and the transformer while
-//! watching the loss curves, the codebook usage and a fixed-seed strip of samples; pause, resume,
-//! stop, save, and hand the result to the Generate panel.
+//! with one subfolder per class), a model family (VAR or RAR) and a preset, then train the
+//! family's tokenizer and transformer while watching the loss curves, the codebook usage and a
+//! fixed-seed strip of samples; pause, resume, stop, save, and hand the result to the Generate
+//! panel.
 //!
 //! The work runs in a [`training`] job; these files only draw and poll: this one the panel and
 //! the run's settings and buttons, [`dataset`] the dataset choice and import, [`progress`] the
@@ -18,6 +19,7 @@ use burn::prelude::Device;
 use egui::TextureHandle;
 use tessera_data::{Dataset, Mnist};
 use tessera_kernels::Compute;
+use tessera_models::family::Family;
 use tessera_train::VarPreset;
 
 use super::dropped;
@@ -27,6 +29,9 @@ use super::training::{self, Phase, Resume, SavedCheckpoint, TrainJob, TrainReque
 use tessera_models::generator::ImageGenerator;
 #[cfg(not(target_arch = "wasm32"))]
 use checkpoints::runs_dir;
+
+/// What a time estimate depends on: the dataset's name, the family and the preset.
+type EstimateKey = (String, Family, VarPreset);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Choice {
@@ -50,6 +55,8 @@ pub struct TrainPanel {
     /// What loading the dataset said: its size, or why it failed; and the files it skipped.
     dataset_note: Option<Result<String, String>>,
     skipped: Vec<String>,
+    /// The family trained (VAR or RAR; links train it too).
+    family: Family,
     preset: VarPreset,
     tokenizer_steps: usize,
     transformer_steps: usize,
@@ -61,10 +68,12 @@ pub struct TrainPanel {
     strip: Vec<TextureHandle>,
     serial: u64,
     message: Option<Result<String, String>>,
-    /// Seconds per tokenizer and transformer step on this device, for `estimate_key`'s dataset
-    /// and preset (filled in by a background job).
-    estimate: Arc<Mutex<Option<Result<(f64, f64), String>>>>,
-    estimate_key: Option<(String, VarPreset)>,
+    /// Seconds per tokenizer and transformer step on this device, by the dataset, family and
+    /// preset they were timed for (filled in by background jobs, so a timing that ends late is
+    /// never shown for another choice).
+    estimates: Arc<Mutex<Vec<(EstimateKey, Result<(f64, f64), String>)>>>,
+    /// The choices timed or being timed.
+    estimates_asked: Vec<EstimateKey>,
     /// Checkpoints dropped on the window, listed beside the run's own.
     uploaded: Vec<SavedCheckpoint>,
     inbox: dropped::Inbox,
@@ -83,7 +92,8 @@ pub struct TrainPanel {
 
 impl Default for TrainPanel {
     fn default() -> Self {
-        let preset = VarPreset::Tiny;
+        let (family, preset) = (Family::Var, VarPreset::Tiny);
+        let (tokenizer_steps, transformer_steps) = training::default_steps(family, preset);
         Self {
             choice: Choice::Mnist,
             folder: String::new(),
@@ -93,9 +103,10 @@ impl Default for TrainPanel {
             dataset: None,
             dataset_note: None,
             skipped: Vec::new(),
+            family,
             preset,
-            tokenizer_steps: preset.tokenizer_training(1).steps,
-            transformer_steps: preset.var_training(&preset.tokenizer(1), 10).steps,
+            tokenizer_steps,
+            transformer_steps,
             seed: 0,
             save_every_min: 2.0,
             job: None,
@@ -103,8 +114,8 @@ impl Default for TrainPanel {
             strip: Vec::new(),
             serial: 0,
             message: None,
-            estimate: Arc::default(),
-            estimate_key: None,
+            estimates: Arc::default(),
+            estimates_asked: Vec::new(),
             uploaded: Vec::new(),
             inbox: dropped::Inbox::default(),
             stored: dropped::Inbox::default(),
@@ -211,15 +222,18 @@ impl TrainPanel {
         let active = self.job.as_ref().is_some_and(TrainJob::is_active);
         ui.add_enabled_ui(!active, |ui| {
             ui.horizontal_wrapped(|ui| {
-                let before = self.preset;
+                ui.label("Model:");
+                let before = (self.family, self.preset);
+                for family in training::FAMILIES {
+                    ui.radio_value(&mut self.family, family, family.label()).on_hover_text(family_hover(family));
+                }
                 egui::ComboBox::from_label("preset").selected_text(self.preset.name()).show_ui(ui, |ui| {
                     for p in VarPreset::ALL {
                         ui.selectable_value(&mut self.preset, p, p.name());
                     }
                 });
-                if self.preset != before {
-                    self.tokenizer_steps = self.preset.tokenizer_training(1).steps;
-                    self.transformer_steps = self.preset.var_training(&self.preset.tokenizer(1), 10).steps;
+                if (self.family, self.preset) != before {
+                    (self.tokenizer_steps, self.transformer_steps) = training::default_steps(self.family, self.preset);
                 }
                 ui.add(egui::DragValue::new(&mut self.tokenizer_steps).range(1..=1_000_000).prefix("tokenizer steps "));
                 ui.add(egui::DragValue::new(&mut self.transformer_steps).range(1..=1_000_000).prefix("transformer steps "));
@@ -262,25 +276,26 @@ impl TrainPanel {
         });
     }
 
-    /// Times one step of each model for the chosen dataset and preset (once per pair, in the
-    /// background, not while training) and shows how long the run would take. Hidden while a run
-    /// is active.
+    /// Times one step of each model for the chosen dataset, family and preset (once per choice, in
+    /// the background, not while training) and shows how long the run would take. Hidden while a
+    /// run is active.
     fn estimate_ui(&mut self, ui: &mut egui::Ui, device: &Device, active: bool) {
         let Some(dataset) = self.dataset.clone() else { return };
         if active {
             return; // the run's own progress shows its time per step and the time left
         }
-        let key = (dataset.name().to_string(), self.preset);
-        if self.estimate_key.as_ref() != Some(&key) {
-            self.estimate_key = Some(key);
-            *self.estimate.lock().unwrap_or_else(|p| p.into_inner()) = None;
-            let (slot, device, ctx, preset) = (self.estimate.clone(), device.clone(), ui.ctx().clone(), self.preset);
-            training::spawn_estimate(dataset, preset, device, move |result| {
-                *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(result.map_err(|e| format!("{e:#}")));
+        let key = (dataset.name().to_string(), self.family, self.preset);
+        if !self.estimates_asked.contains(&key) {
+            self.estimates_asked.push(key.clone());
+            let (slot, device, ctx, family, preset) = (self.estimates.clone(), device.clone(), ui.ctx().clone(), self.family, self.preset);
+            let asked = key.clone();
+            training::spawn_estimate(dataset, family, preset, device, move |result| {
+                slot.lock().unwrap_or_else(|p| p.into_inner()).push((asked, result.map_err(|e| format!("{e:#}"))));
                 ctx.request_repaint();
             });
         }
-        match &*self.estimate.lock().unwrap_or_else(|p| p.into_inner()) {
+        let estimates = self.estimates.lock().unwrap_or_else(|p| p.into_inner());
+        match estimates.iter().find(|(timed, _)| *timed == key).map(|(_, result)| result) {
             None => {
                 ui.horizontal(|ui| {
                     ui.spinner();
@@ -300,21 +315,28 @@ impl TrainPanel {
         }
     }
 
-    /// Continues the run `c` belongs to: a tokenizer's, or a transformer's with a tokenizer from
-    /// the list (the newest).
-    fn resume_from(&mut self, c: &SavedCheckpoint, list: &[SavedCheckpoint], device: &Device, ctx: &egui::Context) {
+    /// Continues the run `c` belongs to, in its family: a tokenizer's, or a transformer's with a
+    /// tokenizer from `candidates` (in order of preference; the one it was trained with when
+    /// listed).
+    fn resume_from(&mut self, c: &SavedCheckpoint, candidates: &[&SavedCheckpoint], device: &Device, ctx: &egui::Context) {
         let Some(dataset) = self.dataset.clone() else { return };
         let resume = match c.phase {
             Phase::Tokenizer => Resume::Tokenizer(c.bytes.clone()),
-            Phase::Transformer => match list.iter().rev().find(|t| t.phase == Phase::Tokenizer) {
-                Some(t) => Resume::Transformer { tokenizer: t.bytes.clone(), var: c.bytes.clone() },
+            Phase::Transformer => match c.tokenizer_among(candidates) {
+                Some(t) => Resume::Transformer { tokenizer: t.bytes.clone(), transformer: c.bytes.clone() },
                 None => {
-                    self.message = Some(Err("resuming a transformer needs its tokenizer: drop its tokenizer.ckpt too".into()));
+                    self.message = Some(Err(format!(
+                        "resuming a {} transformer needs its tokenizer: drop its tokenizer.ckpt too",
+                        c.family.label()
+                    )));
                     return;
                 }
             },
         };
-        self.message = Some(Ok(format!("resuming {}", c.describe())));
+        // The run goes on in the checkpoint's family (a RAR run keeps its own step counts).
+        self.family = c.family;
+        let kept = if c.family == Family::Rar { " (a RAR run keeps its step counts)" } else { "" };
+        self.message = Some(Ok(format!("resuming {}{kept}", c.describe())));
         self.start(dataset, device, ctx, Some(resume));
     }
 
@@ -324,15 +346,20 @@ impl TrainPanel {
         }
         self.serial += 1;
         self.strip.clear();
-        // Named by the start time, so a run never overwrites an earlier one (across restarts too).
+        // Named by the start time, so a run never overwrites an earlier one (across restarts too);
+        // a RAR run's name says so (both families' tokenizers are `tokenizer.ckpt`).
         let started = web_time::SystemTime::now().duration_since(web_time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let run_name = format!("{}-{started}", dataset.name());
+        let run_name = match self.family {
+            Family::Var => format!("{}-{started}", dataset.name()),
+            family => format!("{}-{}-{started}", dataset.name(), family.key()),
+        };
         #[cfg(not(target_arch = "wasm32"))]
         let out_dir = Some(runs_dir().join(&run_name));
         #[cfg(target_arch = "wasm32")]
         let out_dir = None;
         let request = TrainRequest {
             dataset,
+            family: self.family,
             preset: self.preset,
             tokenizer_steps: self.tokenizer_steps,
             transformer_steps: self.transformer_steps,
@@ -345,6 +372,15 @@ impl TrainPanel {
             samples_every: 50.min(self.transformer_steps.max(1)),
         };
         self.job = Some(training::start(request, device.clone(), ctx.clone()));
+    }
+}
+
+/// What each family's choice says on hover.
+fn family_hover(family: Family) -> &'static str {
+    match family {
+        Family::Var => "VAR: a multi-scale VQ-VAE, then a transformer that predicts the next scale",
+        Family::Rar => "RAR: a MaskGIT-VQGAN, then a transformer trained on random token orders annealed to raster order",
+        Family::Columns => "the column generator",
     }
 }
 

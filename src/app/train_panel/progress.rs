@@ -34,13 +34,24 @@ impl TrainPanel {
             ui.colored_label(ui.visuals().error_fg_color, format!("Training stopped: {e}. The last checkpoint below is kept."));
         }
         curves_ui(ui, &p);
-        if !p.codebook_usage.is_empty() {
-            ui.horizontal(|ui| {
-                ui.label("codebook usage per scale:");
-                for (i, u) in p.codebook_usage.iter().enumerate() {
-                    ui.add(egui::ProgressBar::new(*u).desired_width(48.0).text(format!("{}: {:.0}%", i + 1, u * 100.0)));
-                }
-            });
+        match p.codebook_usage.as_slice() {
+            [] => {}
+            // RAR's VQGAN: one codebook.
+            [u] => {
+                ui.horizontal(|ui| {
+                    ui.label("codebook usage:");
+                    ui.add(egui::ProgressBar::new(*u).desired_width(96.0).text(format!("{:.0}%", u * 100.0)));
+                });
+            }
+            // VAR's tokenizer: one figure per scale.
+            usage => {
+                ui.horizontal(|ui| {
+                    ui.label("codebook usage per scale:");
+                    for (i, u) in usage.iter().enumerate() {
+                        ui.add(egui::ProgressBar::new(*u).desired_width(48.0).text(format!("{}: {:.0}%", i + 1, u * 100.0)));
+                    }
+                });
+            }
         }
         if !p.samples.is_empty() {
             if self.strip_key != (self.serial, p.samples_step) {

@@ -130,7 +130,8 @@ pub struct SampleRequest {
     pub top_p: f64,
     /// Divides the logits (1 = as trained).
     pub temperature: f64,
-    /// Decode a partial image at every step (the player); off, only the final images are made.
+    /// Decode partial images as the run goes (the player: every step, or every row for RAR); off,
+    /// only the final images are made.
     pub partials: bool,
     /// The order to fill the token map in, for models that offer a choice (`Controls::fill_orders`).
     pub fill_order: FillOrder,
@@ -203,7 +204,8 @@ pub struct Step {
     /// "scale 4 of 7 · 5×5" and the like.
     pub label: String,
     pub chosen: Chosen,
-    /// The images decoded from everything so far `[B, C, H, W]` in `[0, 1]`, when partials were asked for.
+    /// The images decoded from everything so far `[B, C, H, W]` in `[0, 1]`, when partials were asked
+    /// for (RAR decodes at the end of each row only; its other steps have none).
     pub partial: Option<Tensor<4>>,
 }
 

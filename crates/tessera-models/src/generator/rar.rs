@@ -187,10 +187,13 @@ impl Sampling for RarRun<'_> {
         let [b, n] = tokens.dims();
         let side = g.rar.side();
         let cell = step.positions.first().copied().unwrap_or(0);
+        // A decode per row (and at the end), not per token: 64 decoder runs would cost more than
+        // the transformer's steps; the player shows the row's last decode in between.
+        let row_done = (step.index + 1) % side == 0 || step.index + 1 == n;
         Some(Step {
             index: step.index,
             label: format!("token {} of {n} · row {}, column {}", step.index + 1, cell / side + 1, cell % side + 1),
-            partial: self.partials.then(|| g.decode(tokens.clone())),
+            partial: (self.partials && row_done).then(|| g.decode(tokens.clone())),
             chosen: Chosen::Codes { codes: tokens.reshape([b, side, side]), current: step.positions },
         })
     }

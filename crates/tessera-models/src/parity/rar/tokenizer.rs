@@ -48,20 +48,20 @@ pub(super) fn vqgan_config(config_path: &Path, config: &Value) -> Result<VqganCo
     let section = config["constructor"]
         .as_object()
         .ok_or_else(|| fixture_err(config_path, "no `constructor` section"))?;
+    // An entry's arguments: its object, or the object under its only key `config`; a value that
+    // is no object (`"PretrainedTokenizer": "weights.bin"`) gives no arguments.
+    let empty = Map::new();
     let find = |class: &str| {
-        section.iter().find_map(|(key, value)| {
-            (class_of(key) == class)
-                .then_some(())
-                .and(value.as_object())
-                .map(|map| Args {
-                    path: config_path,
-                    key: key.clone(),
-                    map: map
-                        .get("config")
-                        .and_then(Value::as_object)
-                        .filter(|_| map.len() == 1)
-                        .unwrap_or(map),
-                })
+        let (key, value) = section.iter().find(|(key, _)| class_of(key) == class)?;
+        let map = value.as_object().unwrap_or(&empty);
+        let map = match map.get("config").and_then(Value::as_object) {
+            Some(inner) if map.len() == 1 => inner,
+            _ => map,
+        };
+        Some(Args {
+            path: config_path,
+            key: key.clone(),
+            map,
         })
     };
     let pretrained = find("PretrainedTokenizer");
@@ -166,6 +166,8 @@ pub(super) fn run(
     device: &Device,
 ) -> Result<Vec<(String, Computed)>> {
     let vqgan_config = vqgan_config(config_path, config)?;
+    let name = input_name(config_path, config, io)?;
+    check_image(config_path, config, &vqgan_config, io, &name)?;
     let w = &config["weights"];
     let file = w["file"]
         .as_str()
@@ -174,19 +176,22 @@ pub(super) fn run(
     let mut sd = StateDict::from_file(&config_path.with_file_name(file))?;
     let vqgan = vqgan_config.init(device).load_official(&mut sd)?;
     sd.finish()?;
-
-    let name = input_name(config_path, config, io)?;
-    check_image(config_path, config, &vqgan_config, io, &name)?;
     let image = io.f32::<4>(&name, device)?;
 
     let encoder_out = vqgan.encoder_forward(image);
     let (codes, quantized) = vqgan.quantize(encoder_out.clone());
     let decoder_out_raw = vqgan.decode_raw(vqgan.embed_codes(codes.clone()));
     let recon_image = decoder_out_raw.clone().clamp(0.0, 1.0);
+    // `[B, h·w]` as `PretrainedTokenizer.encode` returns them, or `[B, h, w]` if the fixture
+    // stores them so (the same row-major order; `get_codebook_entry` takes both).
+    let codes = match io.tensors.shape("codes") {
+        Some(&[b, h, w]) if codes.dims() == [b, h * w] => i64_of(codes.reshape([b, h, w])),
+        _ => i64_of(codes),
+    };
     Ok(vec![
         ("encoder_out".to_string(), f32_of(encoder_out)),
         ("quantized".to_string(), f32_of(quantized)),
-        ("codes".to_string(), i64_of(codes)),
+        ("codes".to_string(), codes),
         ("decoder_out_raw".to_string(), f32_of(decoder_out_raw)),
         ("recon_image".to_string(), f32_of(recon_image)),
     ])
@@ -498,6 +503,9 @@ mod tests {
     #[test]
     fn pretrained_tokenizer_is_the_hard_coded_256px_config() {
         let c = read(json!({ "PretrainedTokenizer": { "pretrained_weight": "x.bin" } })).unwrap();
+        let same =
+            read(json!({ "modeling.titok.PretrainedTokenizer(pretrained_weight)": "x.bin" }));
+        assert_eq!(same.unwrap().channel_mult, c.channel_mult);
         assert_eq!(c.channel_mult, vec![1, 1, 2, 2, 4]);
         assert_eq!(
             (c.hidden_channels, c.num_res_blocks, c.z_channels),
