@@ -5,7 +5,8 @@
 //!
 //! Each row is the median wall time of the kernel and of the plain ops (9 runs each, alternating,
 //! after a warm-up run; device work synced) and the largest difference between their outputs.
-//! The table ends with each family's median speed-up against the targets; `--json`
+//! The table ends with each family's median speed-up against the targets (RAR's rows at
+//! its real shapes, transformer and MaskGIT-VQGAN, make `rar/…` families of their own); `--json`
 //! prints the rows alone.
 
 use std::time::Instant;
@@ -20,19 +21,22 @@ use tessera_kernels::decoder::{Padding, conv3x3, conv3x3_reference, group_norm, 
 use tessera_kernels::quantize::{quantize, quantize_reference};
 use tessera_kernels::ops::is_wgpu;
 use tessera_kernels::set_reference_ops;
-use tessera_train::VarPreset;
+use tessera_train::{RarPreset, VarPreset};
 
 use super::sample::shipped;
 use tessera_train::Checkpoint;
 use tessera_train::tokenizer::load_tokenizer;
 
-/// Median speed-up over the plain ops each kernel family should reach (the targets).
-pub const TARGETS: [(&str, f64); 3] = [("attention", 2.0), ("quantize", 3.0), ("decode", 1.5)];
+/// Median speed-up over the plain ops each kernel family should reach (the targets). RAR's
+/// rows at its real shapes form families of their own (`rar/…`), with the targets of their kind.
+pub const TARGETS: [(&str, f64); 6] =
+    [("attention", 2.0), ("quantize", 3.0), ("decode", 1.5), ("rar/attention", 2.0), ("rar/quantize", 3.0), ("rar/decode", 1.5)];
 
 /// One kernel at one shape.
 #[derive(Debug, Serialize)]
 pub struct KernelRow {
-    /// `attention`, `quantize`, or `decode/<layer>`.
+    /// `attention`, `quantize`, `decode` (a whole decoder) or `decode/<layer>`; RAR's rows take a
+    /// `rar/` prefix.
     pub kernel: String,
     /// Which generator's shape this is, and the shape.
     pub case: String,
@@ -64,6 +68,7 @@ pub fn kernel_rows(device: &Device, device_name: &str, quick: bool) -> anyhow::R
     attention_rows(&bench, quick, &mut rows)?;
     quantize_rows(&bench, quick, &mut rows)?;
     decode_rows(&bench, quick, &mut rows)?;
+    rar_rows(&bench, quick, &mut rows)?;
     Ok(rows)
 }
 
@@ -145,6 +150,69 @@ impl Bench {
     }
 }
 
+
+/// One row per kind of kernel, on random inputs made from `seed` (and the seeds after it).
+impl Bench {
+    fn attention_row(&self, kernel: &str, case: &str, [b, h, lq, lk, d]: [usize; 5], mask: &AttentionMask, seed: u64) -> anyhow::Result<KernelRow> {
+        let (q, k, v) = (self.random([b, h, lq, d], seed), self.random([b, h, lk, d], seed + 1), self.random([b, h, lk, d], seed + 2));
+        let scale = 1.0 / (d as f32).sqrt();
+        self.row(
+            kernel,
+            format!("{case} [B {b}, H {h}, Lq {lq}, Lk {lk}, D {d}]"),
+            || attention(q.clone(), k.clone(), v.clone(), mask, scale),
+            || attention_reference(q.clone(), k.clone(), v.clone(), mask, scale),
+        )
+    }
+
+    /// `n` vectors of length `d` against `v` codes. The codes, not the indices, are compared: an
+    /// exact tie may pick another index with the same distance, never another distance.
+    fn quantize_row(&self, kernel: &str, case: &str, [n, d, v]: [usize; 3], seed: u64) -> anyhow::Result<KernelRow> {
+        let (x, codebook) = (self.random([n, d], seed), self.random([v, d], seed + 100));
+        self.row(
+            kernel,
+            format!("{case} [N {n}, D {d}, V {v}]"),
+            || quantize(x.clone(), codebook.clone()).1,
+            || quantize_reference(x.clone(), codebook.clone()).1,
+        )
+    }
+
+    /// A 3×3 conv of `shape` to `cout` channels, after a nearest ×`up` up-sampling.
+    #[allow(clippy::too_many_arguments)]
+    fn conv_row(&self, kernel: &str, case: &str, shape: [usize; 4], cout: usize, bias: bool, padding: Padding, up: usize, seed: u64) -> anyhow::Result<KernelRow> {
+        let x = self.random(shape, seed);
+        let w = self.random([cout, shape[1], 3, 3], seed + 10) * 0.1;
+        let bias = bias.then(|| self.random([cout], seed + 20));
+        self.row(
+            kernel,
+            format!("{case} {shape:?} -> {cout} ch"),
+            || conv3x3(x.clone(), w.clone(), bias.clone(), padding, up),
+            || conv3x3_reference(x.clone(), w.clone(), bias.clone(), padding, up),
+        )
+    }
+
+    /// GroupNorm (eps 1e-6) and SiLU, fused.
+    fn norm_silu_row(&self, kernel: &str, case: &str, shape: [usize; 4], groups: usize, seed: u64) -> anyhow::Result<KernelRow> {
+        let (x, gamma, beta) = (self.random(shape, seed), self.random([shape[1]], seed + 1) + 1.0, self.random([shape[1]], seed + 2));
+        self.row(
+            kernel,
+            format!("{case}, {groups} groups {shape:?}"),
+            || group_norm(x.clone(), gamma.clone(), beta.clone(), groups, 1e-6, true),
+            || group_norm_reference(x.clone(), gamma.clone(), beta.clone(), groups, 1e-6, true),
+        )
+    }
+
+    /// `run` (e.g. a whole decoder) with the kernels, then with the switch to plain ops on.
+    fn switch_row<const D: usize>(&self, kernel: &str, case: String, run: impl Fn() -> Tensor<D>) -> anyhow::Result<KernelRow> {
+        let with = |reference: bool| {
+            set_reference_ops(reference);
+            let out = run();
+            set_reference_ops(false);
+            out
+        };
+        self.row(kernel, case, || with(false), || with(true))
+    }
+}
+
 fn attention_rows(bench: &Bench, quick: bool, rows: &mut Vec<KernelRow>) -> anyhow::Result<()> {
     let var7 = AttentionMask::block_causal(&[1, 2, 3, 4, 5, 6, 8].map(|p| p * p));
     let var10 = AttentionMask::block_causal(&[1, 2, 3, 4, 5, 6, 8, 10, 13, 16].map(|p| p * p));
@@ -162,46 +230,27 @@ fn attention_rows(bench: &Bench, quick: bool, rows: &mut Vec<KernelRow>) -> anyh
         ("columns: window 32, 1024 wide", [1, 8, 1024, 1024, 64], AttentionMask::Window(32), true),
         ("columns: cross-attention to 16 class tokens", [4, 8, 256, 16, 64], AttentionMask::None, false),
     ];
-    for (seed, (case, [b, h, lq, lk, d], mask, in_quick)) in cases.into_iter().enumerate() {
-        if quick && !in_quick {
-            continue;
+    for (seed, (case, shape, mask, in_quick)) in cases.into_iter().enumerate() {
+        if !quick || in_quick {
+            rows.push(bench.attention_row("attention", case, shape, &mask, 100 * seed as u64)?);
         }
-        let seed = 100 * seed as u64;
-        let (q, k, v) = (bench.random([b, h, lq, d], seed), bench.random([b, h, lk, d], seed + 1), bench.random([b, h, lk, d], seed + 2));
-        let scale = 1.0 / (d as f32).sqrt();
-        let case = format!("{case} [B {b}, H {h}, Lq {lq}, Lk {lk}, D {d}]");
-        rows.push(bench.row(
-            "attention",
-            case,
-            || attention(q.clone(), k.clone(), v.clone(), &mask, scale),
-            || attention_reference(q.clone(), k.clone(), v.clone(), &mask, scale),
-        )?);
     }
     Ok(())
 }
 
 fn quantize_rows(bench: &Bench, quick: bool, rows: &mut Vec<KernelRow>) -> anyhow::Result<()> {
-    // (case, N vectors, D, V codes, in the quick run)
+    // (case, [N vectors, D, V codes], in the quick run)
     let cases = [
-        ("var-tiny, last scale of 16 images", 16 * 64, 8, 256, true),
-        ("codebook 512", 4096, 16, 512, false),
-        ("rar 256 tokens x 8 images, codebook 1024", 8 * 256, 16, 1024, false),
-        ("var 256 px, last scale of 16 images, codebook 4096", 16 * 256, 32, 4096, false),
-        ("codebook 8192", 1024, 8, 8192, false),
+        ("var-tiny, last scale of 16 images", [16 * 64, 8, 256], true),
+        ("codebook 512", [4096, 16, 512], false),
+        ("rar 256 tokens x 8 images, codebook 1024", [8 * 256, 16, 1024], false),
+        ("var 256 px, last scale of 16 images, codebook 4096", [16 * 256, 32, 4096], false),
+        ("codebook 8192", [1024, 8, 8192], false),
     ];
-    for (seed, (case, n, d, v, in_quick)) in cases.into_iter().enumerate() {
-        if quick && !in_quick {
-            continue;
+    for (seed, (case, shape, in_quick)) in cases.into_iter().enumerate() {
+        if !quick || in_quick {
+            rows.push(bench.quantize_row("quantize", case, shape, 500 + seed as u64)?);
         }
-        let (x, codebook) = (bench.random([n, d], 500 + seed as u64), bench.random([v, d], 600 + seed as u64));
-        // The codes, not the indices, are compared: an exact tie may pick another index with the
-        // same distance, never another distance.
-        rows.push(bench.row(
-            "quantize",
-            format!("{case} [N {n}, D {d}, V {v}]"),
-            || quantize(x.clone(), codebook.clone()).1,
-            || quantize_reference(x.clone(), codebook.clone()).1,
-        )?);
     }
     Ok(())
 }
@@ -214,28 +263,12 @@ fn decode_rows(bench: &Bench, quick: bool, rows: &mut Vec<KernelRow>) -> anyhow:
         ("column decoder, reflect padding", [4, 64, 32, 32], 64, Padding::Reflect, 1, true),
     ];
     for (seed, (case, shape, cout, padding, up, in_quick)) in convs.into_iter().enumerate() {
-        if quick && !in_quick {
-            continue;
+        if !quick || in_quick {
+            rows.push(bench.conv_row("decode/conv3x3", case, shape, cout, true, padding, up, 700 + seed as u64)?);
         }
-        let x = bench.random(shape, 700 + seed as u64);
-        let w = bench.random([cout, shape[1], 3, 3], 710 + seed as u64) * 0.1;
-        let bias = bench.random([cout], 720 + seed as u64);
-        rows.push(bench.row(
-            "decode/conv3x3",
-            format!("{case} {shape:?} -> {cout} ch"),
-            || conv3x3(x.clone(), w.clone(), Some(bias.clone()), padding, up),
-            || conv3x3_reference(x.clone(), w.clone(), Some(bias.clone()), padding, up),
-        )?);
     }
     if !quick {
-        let shape = [4, 64, 32, 32];
-        let (x, gamma, beta) = (bench.random(shape, 730), bench.random([64], 731) + 1.0, bench.random([64], 732));
-        rows.push(bench.row(
-            "decode/group_norm_silu",
-            format!("small decoder, 8 groups {shape:?}"),
-            || group_norm(x.clone(), gamma.clone(), beta.clone(), 8, 1e-6, true),
-            || group_norm_reference(x.clone(), gamma.clone(), beta.clone(), 8, 1e-6, true),
-        )?);
+        rows.push(bench.norm_silu_row("decode/group_norm_silu", "small decoder", [4, 64, 32, 32], 8, 730)?);
     }
     let shape = [4, 64, 32, 32];
     let x = bench.random(shape, 740);
@@ -256,13 +289,77 @@ fn decode_rows(bench: &Bench, quick: bool, rows: &mut Vec<KernelRow>) -> anyhow:
             continue;
         }
         let f_hat = bench.random([batch, z, 8, 8], 750);
-        let run = |reference: bool| {
-            set_reference_ops(reference);
-            let image = vae.decode_raw(f_hat.clone());
-            set_reference_ops(false);
-            image
-        };
-        rows.push(bench.row("decode", format!("{case} decoder, {batch} images [{z} x 8 x 8] -> 32 px"), || run(false), || run(true))?);
+        rows.push(bench.switch_row("decode", format!("{case} decoder, {batch} images [{z} x 8 x 8] -> 32 px"), || vae.decode_raw(f_hat.clone()))?);
+    }
+    Ok(())
+}
+
+/// RAR at its own shapes, in the `rar/…` families: the transformer's attention as sampling calls
+/// it (the cls and class slots, then one new token a step against the KV cache, `Lk` 3 to N + 1)
+/// and as training does (teacher forcing over N + 2 slots, causal); the MaskGIT-VQGAN tokenizer's
+/// quantizer at encoding and its decoder, layer by layer and whole.
+fn rar_rows(bench: &Bench, quick: bool, rows: &mut Vec<KernelRow>) -> anyhow::Result<()> {
+    // (name, images sampled at once (guidance doubles the batch), training batch, heads, head dim,
+    // tokens N, in the quick run): rar-tiny (width 128), the official reference config (width
+    // 256), and a 16 x 16 token map.
+    let transformers = [
+        ("rar-tiny", 16, 32, 4, 32, 64, true),
+        ("rar anchor", 16, 64, 4, 64, 64, false),
+        ("rar 256 tokens", 8, 8, 4, 64, 256, false),
+    ];
+    for (i, (name, images, train_batch, h, d, n, in_quick)) in transformers.into_iter().enumerate() {
+        let b = 2 * images;
+        let cases = [
+            (format!("{name}, {images} images x2 guidance, cache: cls + class slots"), [b, h, 2, 2, d], AttentionMask::Causal, false),
+            (format!("{name}, {images} images x2 guidance, cache: 1 new token, mid"), [b, h, 1, n / 2 + 2, d], AttentionMask::None, true),
+            (format!("{name}, {images} images x2 guidance, cache: 1 new token, last"), [b, h, 1, n + 1, d], AttentionMask::None, false),
+            (format!("{name}, teacher forcing"), [train_batch, h, n + 2, n + 2, d], AttentionMask::Causal, true),
+        ];
+        for (j, (case, shape, mask, case_in_quick)) in cases.into_iter().enumerate() {
+            if !quick || (in_quick && case_in_quick) {
+                rows.push(bench.attention_row("rar/attention", &case, shape, &mask, 1000 + 100 * i as u64 + 10 * j as u64)?);
+            }
+        }
+    }
+
+    // The tokenizers' encoding: 64 codes of 16 per image.
+    let quantizers = [("rar-tiny tokenizer, encoding 32 images", [32 * 64, 16, 256], true), ("rar anchor tokenizer, encoding 64 images", [64 * 64, 16, 512], false)];
+    for (seed, (case, shape, in_quick)) in quantizers.into_iter().enumerate() {
+        if !quick || in_quick {
+            rows.push(bench.quantize_row("rar/quantize", case, shape, 1500 + seed as u64)?);
+        }
+    }
+
+    // rar-tiny's decoder (`VqganConfig::mnist()`: 16 x 8 x 8 codes, widths 64 at 8 and 16 px, 32 at
+    // 16 and 32 px, GroupNorm(32)) on a sampling batch, layer by layer, then whole.
+    let config = RarPreset::Tiny.tokenizer(1);
+    let (b, z, side) = (16, config.z_channels, config.latent_side());
+    // (layer, input shape, output channels, bias, up-sampling, in the quick run)
+    let convs = [
+        ("conv_in", [b, z, side, side], 64, true, 1, false),
+        ("8 px res block", [b, 64, 8, 8], 64, false, 1, false),
+        ("to 16 px, nearest x2 fused", [b, 64, 8, 8], 64, true, 2, false),
+        ("16 px res block, narrowing", [b, 64, 16, 16], 32, false, 1, false),
+        ("to 32 px, nearest x2 fused", [b, 32, 16, 16], 32, true, 2, true),
+        ("32 px res block", [b, 32, 32, 32], 32, false, 1, false),
+        ("conv_out", [b, 32, 32, 32], 1, true, 1, false),
+    ];
+    for (seed, (layer, shape, cout, bias, up, in_quick)) in convs.into_iter().enumerate() {
+        if !quick || in_quick {
+            rows.push(bench.conv_row("rar/decode/conv3x3", &format!("rar-tiny decoder, {layer}"), shape, cout, bias, Padding::Zero, up, 1600 + seed as u64)?);
+        }
+    }
+    let norms = [([b, 64, 8, 8], false), ([b, 64, 16, 16], false), ([b, 32, 16, 16], false), ([b, 32, 32, 32], true)];
+    for (seed, (shape, in_quick)) in norms.into_iter().enumerate() {
+        if !quick || in_quick {
+            rows.push(bench.norm_silu_row("rar/decode/group_norm_silu", "rar-tiny decoder", shape, 32, 1700 + 10 * seed as u64)?);
+        }
+    }
+    if !quick {
+        let vqgan = config.init(&bench.device);
+        let z_q = bench.random([b, z, side, side], 1750);
+        let case = format!("rar-tiny (random weights) decoder, {b} images [{z} x {side} x {side}] -> {} px", config.resolution);
+        rows.push(bench.switch_row("rar/decode", case, || vqgan.decode_raw(z_q.clone()))?);
     }
     Ok(())
 }
