@@ -26,15 +26,25 @@ pub struct Shipped {
     pub tokenizer_bytes: &'static [u8],
 }
 
-/// Every shipped pair, one per family that has one (RAR and the column generator join here).
-pub const SHIPPED: &[Shipped] = &[Shipped {
-    name: "var-tiny",
-    family: Family::Var,
-    generator_path: "assets/var-tiny/var.ckpt",
-    tokenizer_path: "assets/var-tiny/tokenizer.ckpt",
-    generator_bytes: include_bytes!("../assets/var-tiny/var.ckpt"),
-    tokenizer_bytes: include_bytes!("../assets/var-tiny/tokenizer.ckpt"),
-}];
+/// Every shipped pair, one per family that has one (the column generator joins here).
+pub const SHIPPED: &[Shipped] = &[
+    Shipped {
+        name: "var-tiny",
+        family: Family::Var,
+        generator_path: "assets/var-tiny/var.ckpt",
+        tokenizer_path: "assets/var-tiny/tokenizer.ckpt",
+        generator_bytes: include_bytes!("../assets/var-tiny/var.ckpt"),
+        tokenizer_bytes: include_bytes!("../assets/var-tiny/tokenizer.ckpt"),
+    },
+    Shipped {
+        name: "rar-tiny",
+        family: Family::Rar,
+        generator_path: "assets/rar-tiny/rar.ckpt",
+        tokenizer_path: "assets/rar-tiny/tokenizer.ckpt",
+        generator_bytes: include_bytes!("../assets/rar-tiny/rar.ckpt"),
+        tokenizer_bytes: include_bytes!("../assets/rar-tiny/tokenizer.ckpt"),
+    },
+];
 
 impl Shipped {
     /// The shipped pair of `family`, if it has one yet.
@@ -70,7 +80,7 @@ mod tests {
             let on_disk = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/").to_string() + shipped.generator_path).unwrap();
             assert_eq!(on_disk, shipped.generator_bytes, "{}", shipped.name);
         }
-        assert!(Shipped::of(Family::Var).is_some());
+        assert!(Shipped::of(Family::Var).is_some() && Shipped::of(Family::Rar).is_some());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 // Serves web/dist on a free localhost port (a secure context, so WebGPU is allowed), opens the
 // automation URL `?generator=var&class=3&seed=1&autorun=1`, waits for window.tessera.state to be
 // "done", then checks window.tessera.last: the settings it reports, and that its PNG decodes to a
-// non-blank 32x32 image (a digit: some ink on a dark ground). Then puts a checkpoint (and a
+// non-blank 32x32 image (a digit: some ink on a dark ground); then the same with generator=rar. Then puts a checkpoint (and a
 // damaged one) in the page's storage, reloads, and checks window.tessera.checkpoints lists the good
 // one only. Then the user's own pictures: drops a .zip of a folder of pictures on the page and
 // checks the dataset it makes (window.tessera.dataset); drops the folder itself (as the OS would,
@@ -70,61 +70,9 @@ try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
   page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text().slice(0, 500)); });
   page.on('pageerror', (e) => errors.push(`uncaught: ${e}`));
-  const started = Date.now();
-  await page.goto(url);
-  try {
-    await page.waitForFunction(() => ['done', 'error'].includes(window.tessera?.state), null,
-      { timeout: timeoutMs, polling: 500 });
-  } catch {
-    failures.push(`window.tessera.state never became "done" within ${timeoutMs / 1000} s`);
-  }
-  const status = await page.evaluate(() => {
-    const t = window.tessera || {};
-    return { state: t.state, error: t.error, adapter: t.adapter, notice: t.notice, last: t.last };
-  });
-  const { png, ...last } = status.last || {};
-  console.log(`after ${((Date.now() - started) / 1000).toFixed(1)} s:`,
-    JSON.stringify({ ...status, last: { ...last, png: png ? `${png.slice(0, 30)}… (${png.length} chars)` : png } }));
-  if (status.state !== 'done') failures.push(`state is ${status.state} (error: ${status.error})`);
-  // The compute device the app chose: WebGPU when the browser has it, else burn's CPU backend.
-  const expectAdapter = webgpu ? 'WebGPU' : 'CPU';
-  if (!String(status.adapter).includes(expectAdapter)) failures.push(`adapter is ${status.adapter}, expected ${expectAdapter}`);
-  if (!status.last) {
-    failures.push('window.tessera.last is missing');
-  } else {
-    const want = { generator: 'var', class: 3, seed: 1, width: 32, height: 32 };
-    for (const [k, v] of Object.entries(want)) {
-      if (status.last[k] !== v) failures.push(`last.${k} is ${status.last[k]}, expected ${v}`);
-    }
-    if (!(status.last.ms > 0)) failures.push(`last.ms is ${status.last.ms}`);
-    if (!String(png).startsWith('data:image/png;base64,')) {
-      failures.push('last.png is not a PNG data URL');
-    } else {
-      // Decode in the page: the browser's own PNG decoder, then the pixels' brightness.
-      const pixels = await page.evaluate(async (src) => {
-        const img = new Image();
-        img.src = src;
-        await img.decode();
-        const canvas = document.createElement('canvas');
-        canvas.width = img.naturalWidth;
-        canvas.height = img.naturalHeight;
-        const ctx = canvas.getContext('2d');
-        ctx.drawImage(img, 0, 0);
-        const data = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
-        let bright = 0, dark = 0;
-        for (let i = 0; i < data.length; i += 4) {
-          const luma = (data[i] + data[i + 1] + data[i + 2]) / 3;
-          if (luma > 128) bright++;
-          if (luma < 64) dark++;
-        }
-        return { width: canvas.width, height: canvas.height, bright, dark };
-      }, png);
-      console.log('decoded last.png:', JSON.stringify(pixels));
-      if (pixels.width !== 32 || pixels.height !== 32) failures.push(`last.png is ${pixels.width}x${pixels.height}, expected 32x32`);
-      // An MNIST digit covers roughly 10-25 % of the 32x32 frame; blank or flat images fail.
-      if (pixels.bright < 20 || pixels.dark < 300) failures.push(`last.png does not look like a digit: ${JSON.stringify(pixels)}`);
-    }
-  }
+  await generateAndCheck(page, url, 'var');
+  // RAR, token by token: the same automation link with generator=rar draws a digit too.
+  await generateAndCheck(page, url.replace('generator=var', 'generator=rar'), 'rar');
   if (process.env.SCREENSHOT) await page.screenshot({ path: process.env.SCREENSHOT });
 
   // Checkpoints kept in the browser's storage (OPFS) are listed again after a reload: a real one
@@ -165,6 +113,66 @@ try {
 } finally {
   await browser.close();
   server.close();
+}
+
+/** Opens `target` (an automation link with autorun), waits for the image and checks it is a
+ * 32x32 digit drawn by `generator` with the link's settings. */
+async function generateAndCheck(page, target, generator) {
+  const started = Date.now();
+  await page.goto(target);
+  try {
+    await page.waitForFunction(() => ['done', 'error'].includes(window.tessera?.state), null,
+      { timeout: timeoutMs, polling: 500 });
+  } catch {
+    failures.push(`${generator}: window.tessera.state never became "done" within ${timeoutMs / 1000} s`);
+  }
+  const status = await page.evaluate(() => {
+    const t = window.tessera || {};
+    return { state: t.state, error: t.error, adapter: t.adapter, notice: t.notice, last: t.last };
+  });
+  const { png, ...last } = status.last || {};
+  console.log(`${generator} after ${((Date.now() - started) / 1000).toFixed(1)} s:`,
+    JSON.stringify({ ...status, last: { ...last, png: png ? `${png.slice(0, 30)}… (${png.length} chars)` : png } }));
+  if (status.state !== 'done') failures.push(`${generator}: state is ${status.state} (error: ${status.error})`);
+  // The compute device the app chose: WebGPU when the browser has it, else burn's CPU backend.
+  const expectAdapter = webgpu ? 'WebGPU' : 'CPU';
+  if (!String(status.adapter).includes(expectAdapter)) failures.push(`adapter is ${status.adapter}, expected ${expectAdapter}`);
+  if (!status.last) {
+    failures.push('window.tessera.last is missing');
+  } else {
+    const want = { generator, class: 3, seed: 1, width: 32, height: 32 };
+    for (const [k, v] of Object.entries(want)) {
+      if (status.last[k] !== v) failures.push(`last.${k} is ${status.last[k]}, expected ${v}`);
+    }
+    if (!(status.last.ms > 0)) failures.push(`last.ms is ${status.last.ms}`);
+    if (!String(png).startsWith('data:image/png;base64,')) {
+      failures.push('last.png is not a PNG data URL');
+    } else {
+      // Decode in the page: the browser's own PNG decoder, then the pixels' brightness.
+      const pixels = await page.evaluate(async (src) => {
+        const img = new Image();
+        img.src = src;
+        await img.decode();
+        const canvas = document.createElement('canvas');
+        canvas.width = img.naturalWidth;
+        canvas.height = img.naturalHeight;
+        const ctx = canvas.getContext('2d');
+        ctx.drawImage(img, 0, 0);
+        const data = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+        let bright = 0, dark = 0;
+        for (let i = 0; i < data.length; i += 4) {
+          const luma = (data[i] + data[i + 1] + data[i + 2]) / 3;
+          if (luma > 128) bright++;
+          if (luma < 64) dark++;
+        }
+        return { width: canvas.width, height: canvas.height, bright, dark };
+      }, png);
+      console.log(`${generator}: decoded last.png:`, JSON.stringify(pixels));
+      if (pixels.width !== 32 || pixels.height !== 32) failures.push(`last.png is ${pixels.width}x${pixels.height}, expected 32x32`);
+      // An MNIST digit covers roughly 10-25 % of the 32x32 frame; blank or flat images fail.
+      if (pixels.bright < 20 || pixels.dark < 300) failures.push(`${generator}: last.png does not look like a digit: ${JSON.stringify(pixels)}`);
+    }
+  }
 }
 
 /** Destroys the page's GPUDevice once the app is ready and checks what the page says. */
