@@ -339,31 +339,47 @@ fn the_shipped_var_draws_the_asked_digits_by_the_shipped_judges_verdict() {
     let json = run_ok(&["eval", "--json", "--quick"]);
     let report: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert!(report["judge"]["heldout_accuracy"].as_f64().unwrap() >= 0.985, "{report}");
-    let model = &report["models"][0];
-    assert!(model["class_accuracy"].as_f64().unwrap() >= 0.95, "{report}");
-    assert!(model["distinct"].as_f64().unwrap() >= 0.99, "{report}");
     let floor = report["sanity"][0]["fid"].as_f64().unwrap();
     let noise = report["sanity"][1]["fid"].as_f64().unwrap();
-    let fid = model["fid"].as_f64().unwrap();
-    assert!(floor < fid && fid < noise / 10.0, "FID {fid} should sit between real images {floor} and noise {noise}");
+    // Every shipped family: VAR, then RAR.
+    let models = report["models"].as_array().unwrap();
+    let generators: Vec<&str> = models.iter().map(|m| m["generator"].as_str().unwrap()).collect();
+    assert_eq!(generators, ["var", "rar"], "{report}");
+    for model in models {
+        assert!(model["class_accuracy"].as_f64().unwrap() >= 0.95, "{model}");
+        assert!(model["distinct"].as_f64().unwrap() >= 0.99, "{model}");
+        let fid = model["fid"].as_f64().unwrap();
+        assert!(floor < fid && fid < noise / 10.0, "FID {fid} should sit between real images {floor} and noise {noise}: {model}");
+    }
+    assert_eq!(models[1]["steps"], 64, "one forward pass per token of the 8x8 map: {report}");
 }
 
-/// `eval --claims`: claim 1's two rows (VAR and its raster-order baseline: same tokenizer, about
-/// the same size, far fewer forward passes for VAR), then claim 2's six sampler settings. The
-/// FIDs themselves need 100 images per digit; BENCHMARKS.md has that run.
+/// `eval --claims`: VAR, its raster-order baseline (same tokenizer, about the same size, far
+/// fewer forward passes for VAR) and RAR; VAR's six sampler settings; RAR annealed against r held
+/// at 0 and at 1; RAR's orders for the annealed and the random-only model. The FIDs themselves
+/// need 100 images per digit; BENCHMARKS.md has that run.
 #[test]
-fn eval_claims_compares_var_with_its_raster_order_baseline() {
+fn eval_claims_compares_var_raster_and_rar_and_rar_s_randomness_and_orders() {
     let json = run_ok(&["eval", "--claims", "--json", "--per-class", "2"]);
     let report: serde_json::Value = serde_json::from_str(&json).unwrap();
     let models = report["models"].as_array().unwrap();
-    assert_eq!(models.len(), 8, "{report}");
-    let (var, ar) = (&models[0], &models[1]);
-    assert_eq!((var["generator"].as_str(), ar["generator"].as_str()), (Some("var"), Some("raster-ar")), "{report}");
-    assert_eq!((var["steps"].as_u64(), ar["steps"].as_u64()), (Some(7), Some(155)), "one pass per scale vs per token: {report}");
+    assert_eq!(models.len(), 18, "{report}");
+    let (var, ar, rar) = (&models[0], &models[1], &models[2]);
+    let generators: Vec<&str> = [var, ar, rar].iter().map(|m| m["generator"].as_str().unwrap()).collect();
+    assert_eq!(generators, ["var", "raster-ar", "rar"], "{report}");
+    let steps: Vec<u64> = [var, ar, rar].iter().map(|m| m["steps"].as_u64().unwrap()).collect();
+    assert_eq!(steps, [7, 155, 64], "one pass per scale vs per token: {report}");
     let (pv, pa) = (var["params"].as_f64().unwrap(), ar["params"].as_f64().unwrap());
     assert!((pv - pa).abs() / pv < 0.05, "similar sizes: {pv} vs {pa}");
     assert!(ar["class_accuracy"].as_f64().unwrap() > 0.5, "the shipped baseline draws digits: {ar}");
-    assert!(models[2..].iter().all(|m| m["generator"] == "var" && m["steps"] == 7), "{report}");
+    assert!(models[3..9].iter().all(|m| m["generator"] == "var" && m["steps"] == 7), "{report}");
+    let names: Vec<&str> = models[9..].iter().map(|m| m["name"].as_str().unwrap()).collect();
+    assert_eq!(names[..3], ["rar-tiny r annealed", "rar-tiny r = 0", "rar-tiny r = 1"], "{report}");
+    assert!(models[9..].iter().all(|m| m["generator"] == "rar" && m["steps"] == 64), "{report}");
+    let orders: Vec<&str> = models[12..].iter().map(|m| m["sampler"].as_str().unwrap()).collect();
+    for (i, order) in ["random", "spiral", "centre-out"].iter().cycle().take(6).enumerate() {
+        assert!(orders[i].ends_with(&format!("order {order}")), "{orders:?}");
+    }
 }
 
 #[test]

@@ -151,7 +151,28 @@ pub fn run(command: Command, preference: anyhow::Result<Preference>) -> anyhow::
     }
 }
 
+/// What every training command starts from: checked before anything trains.
+struct Start {
+    autosave: Autosave,
+    device: Device,
+    dataset: Box<dyn Dataset>,
+    /// The run's folder and its resumable checkpoint file in it.
+    out: PathBuf,
+    path: PathBuf,
+}
+
 impl CommonArgs {
+    /// The save schedule, the training device (said on stderr), the dataset, and the run's
+    /// folder (`runs/<family>-<preset>` by default) with the checkpoint `file` in it.
+    fn start(&self, family: &str, file: &str, preference: anyhow::Result<Preference>) -> anyhow::Result<Start> {
+        let autosave = self.autosave()?;
+        let (device, note) = training_device(preference)?;
+        eprintln!("{note}");
+        let dataset = open_dataset(&self.dataset, &self.preset, self.seed)?;
+        let out = self.out(family);
+        Ok(Start { autosave, device, dataset, path: out.join(file), out })
+    }
+
     /// `--out`, else `runs/<family>-<preset>`.
     fn out(&self, family: &str) -> PathBuf {
         self.out.clone().unwrap_or_else(|| PathBuf::from(format!("runs/{family}-{}", self.preset.name())))
@@ -383,12 +404,7 @@ impl Smoothed {
 
 fn train_tokenizer(args: TokenizerArgs, preference: anyhow::Result<Preference>) -> anyhow::Result<()> {
     let a = args.common;
-    let autosave = a.autosave()?;
-    let (device, note) = training_device(preference)?;
-    eprintln!("{note}");
-    let dataset = open_dataset(&a.dataset, &a.preset, a.seed)?;
-    let out = a.out("var");
-    let path = out.join("tokenizer.ckpt");
+    let Start { autosave, device, dataset, out, path } = a.start("var", "tokenizer.ckpt", preference)?;
 
     let resumed = open_run(&path, a.resume)?;
     let mut trainer = if let Some(checkpoint) = &resumed {
@@ -446,22 +462,25 @@ fn write_reconstructions(
     let (images, labels) = load_batch(set, indices, device);
     let recon = trainer.reconstruct(images.clone());
     let mse: f32 = (recon.clone() - images.clone()).square().mean().into_scalar();
-    let originals = to_images(images);
-    let recons = to_images(recon);
     drop(labels);
+    write_reconstruction_grid(&to_images(images), &to_images(recon), set, indices, out, step)?;
+    Ok(psnr_from_mse(mse as f64))
+}
+
+/// The tokenizer's grid of `set`'s samples `indices`: per class, its originals first, then their
+/// reconstructions, so a row reads left to right.
+fn write_reconstruction_grid(originals: &[Image], recons: &[Image], set: &dyn Dataset, indices: &[usize], out: &Path, step: usize) -> anyhow::Result<()> {
     let labels: Vec<usize> = indices.iter().map(|&i| set.label(i)).collect();
-    // Per class: its originals first, then its reconstructions, so a row reads left to right.
     let mut samples = Vec::new();
     for class in 0..set.class_names().len() {
-        for source in [&originals, &recons] {
+        for source in [originals, recons] {
             for (image, _) in source.iter().zip(&labels).filter(|(_, l)| **l == class) {
                 samples.push(Sample { image: image.clone(), label: class });
             }
         }
     }
     let per_class = 2 * indices.len() / set.class_names().len().max(1);
-    write_grid(samples, set, per_class, out, "tokenizer", step)?;
-    Ok(psnr_from_mse(mse as f64))
+    write_grid(samples, set, per_class, out, "tokenizer", step)
 }
 
 /// `[B, C, H, W]` in `[-1, 1]` → images in `[0, 1]`.
@@ -518,12 +537,7 @@ fn write_grid(samples: Vec<Sample>, like: &dyn Dataset, per_class: usize, out: &
 
 fn train_var(args: VarArgs, preference: anyhow::Result<Preference>) -> anyhow::Result<()> {
     let a = args.common;
-    let autosave = a.autosave()?;
-    let (device, note) = training_device(preference)?;
-    eprintln!("{note}");
-    let dataset = open_dataset(&a.dataset, &a.preset, a.seed)?;
-    let out = a.out("var");
-    let path = out.join("var.ckpt");
+    let Start { autosave, device, dataset, out, path } = a.start("var", "var.ckpt", preference)?;
 
     let tokenizer_file = Checkpoint::load(&args.tokenizer).with_context(|| format!("reading the tokenizer {}", args.tokenizer.display()))?;
     let tokenizer_id = fingerprint(&tokenizer_file.weights);

@@ -180,6 +180,37 @@ impl AdamW {
         module.map(&mut mapper)
     }
 
+    /// One checked update of `model` at learning rate `lr`: backpropagates `loss` (`[1]`), reads
+    /// `report` (loss first, then whatever the step reports) and the global gradient norm back in
+    /// one go (asynchronously: browser-safe), and updates only when the loss and the norm are
+    /// finite; otherwise [`Error::NonFiniteLoss`] / [`Error::NonFiniteGradient`] for step `step`
+    /// and `model` untouched. Returns the updated model and the values read: `report`'s, then the
+    /// gradient norm last.
+    pub async fn checked_update<M: Module>(
+        &mut self,
+        model: &M,
+        loss: Tensor<1>,
+        report: Vec<Tensor<1>>,
+        lr: f64,
+        step: usize,
+    ) -> crate::Result<(M, Vec<f32>)> {
+        let grads = GradientsParams::from_grads(loss.backward(), model);
+        let grad_norm = Self::grad_norm(model, &grads);
+        let mut parts = report;
+        parts.push(grad_norm.clone());
+        let data = Tensor::cat(parts, 0).into_data_async().await.map_err(Error::readback)?;
+        let values: Vec<f32> = data.iter::<f32>().collect();
+        let norm = *values.last().expect("the gradient norm is read");
+        if !values[0].is_finite() {
+            return Err(Error::NonFiniteLoss { step, value: values[0] });
+        }
+        if !norm.is_finite() {
+            return Err(Error::NonFiniteGradient { step, value: norm });
+        }
+        let scale = self.clip_factor(&grad_norm);
+        Ok((self.step(lr, model.clone(), grads, scale), values))
+    }
+
     /// Number of parameters with state.
     pub fn len(&self) -> usize {
         self.state.len()

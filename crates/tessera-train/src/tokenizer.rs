@@ -17,7 +17,6 @@
 
 use burn::config::Config;
 use burn::module::{Module, ModuleMapper, Param};
-use burn::optim::GradientsParams;
 use burn::prelude::*;
 use tessera_models::rng::SplitMix64;
 use tessera_models::tokenizers::msvq::{MsVqVae, MsVqVaeConfig};
@@ -240,31 +239,19 @@ impl TokenizerTrainer {
             && ((step + 1) as f64) < self.config.dead_codes.until_fraction * self.config.steps as f64;
         let dead = resetting.then(|| self.usage.clone().sum_dim(0).reshape([vocab]).lower_equal_elem(0.0));
 
-        // 3. Backward, and one read back of everything the step reports.
-        let report = Tensor::cat(vec![loss.clone().inner(), mse.inner(), vq.vq_loss.inner()], 0);
-        let grads = GradientsParams::from_grads(loss.backward(), &self.model);
-        let grad_norm = AdamW::grad_norm(&self.model, &grads);
-        let mut parts = vec![report, grad_norm.clone()];
+        // 3. Backward, one read back of everything the step reports, and the update.
+        let mut report = vec![loss.clone().inner(), mse.inner(), vq.vq_loss.inner()];
         if let Some(dead) = &dead {
-            parts.push(dead.clone().float().sum());
+            report.push(dead.clone().float().sum());
         }
-        let values = read_vec(Tensor::cat(parts, 0)).await?;
-        let (loss_value, mse_value, vq_value, norm_value) = (values[0], values[1], values[2], values[3]);
-        if !loss_value.is_finite() {
-            return Err(Error::NonFiniteLoss { step, value: loss_value });
-        }
-        if !norm_value.is_finite() {
-            return Err(Error::NonFiniteGradient { step, value: norm_value });
-        }
+        let (model, values) = self.optimizer.checked_update(&self.model, loss, report, lr, step).await?;
+        let (loss_value, mse_value, vq_value, norm_value) = (values[0], values[1], values[2], values[values.len() - 1]);
+        self.model = model;
 
-        // 4. Update.
-        let scale = self.optimizer.clip_factor(&grad_norm);
-        self.model = self.optimizer.step(lr, self.model.clone(), grads, scale);
-
-        // 5. Dead codes: unused since the last check → random encoder outputs of this batch.
+        // 4. Dead codes: unused since the last check → random encoder outputs of this batch.
         let mut codes_reset = 0;
         if let Some(dead) = dead {
-            codes_reset = values[4].round() as usize;
+            codes_reset = values[3].round() as usize;
             let mut rng = SplitMix64::new(mix(self.config.seed ^ 0xC0DE, step as u64));
             self.model = reset_codes(self.model.clone(), dead, f.inner(), &mut rng);
             self.usage_before = self.usage.clone();

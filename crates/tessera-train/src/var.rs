@@ -15,7 +15,6 @@
 //! every size up to d24), and the label-dropout coin flips come from a seeded CPU stream.
 
 use burn::config::Config;
-use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use tessera_models::generators::var::{TokenOrder, Var, VarConfig};
@@ -26,7 +25,6 @@ use crate::checkpoint::{Checkpoint, CheckpointHeader, ModelKind, load_weights, w
 use crate::data::mix;
 use crate::optim::{AdamW, AdamWConfig};
 use crate::schedule::LrScheduleConfig;
-use crate::tokenizer::read_vec;
 use crate::Error;
 
 /// Everything that shapes a VAR training run.
@@ -219,22 +217,11 @@ impl VarTrainer {
         let loss = log_softmax(logits.clone(), 2).gather(2, target_idx.clone().autodiff()).neg().mean();
         let correct = logits.inner().argmax(2).equal(target_idx).float().mean();
 
-        // 3. Backward, and one read back of everything the step reports.
-        let report = Tensor::cat(vec![loss.clone().inner(), correct], 0);
-        let grads = GradientsParams::from_grads(loss.backward(), &self.model);
-        let grad_norm = AdamW::grad_norm(&self.model, &grads);
-        let values = read_vec(Tensor::cat(vec![report, grad_norm.clone()], 0)).await?;
+        // 3. Backward, one read back of everything the step reports, and the update.
+        let report = vec![loss.clone().inner(), correct];
+        let (model, values) = self.optimizer.checked_update(&self.model, loss, report, lr, step).await?;
         let (loss_value, accuracy, norm_value) = (values[0], values[1], values[2]);
-        if !loss_value.is_finite() {
-            return Err(Error::NonFiniteLoss { step, value: loss_value });
-        }
-        if !norm_value.is_finite() {
-            return Err(Error::NonFiniteGradient { step, value: norm_value });
-        }
-
-        // 4. Update.
-        let scale = self.optimizer.clip_factor(&grad_norm);
-        self.model = self.optimizer.step(lr, self.model.clone(), grads, scale);
+        self.model = model;
         self.step += 1;
         Ok(VarStats { step, lr, loss: loss_value, accuracy, grad_norm: norm_value })
     }

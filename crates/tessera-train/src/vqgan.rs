@@ -8,7 +8,6 @@
 //! ([`crate::tokenizer`]); no perceptual or GAN loss (small images, short runs).
 
 use burn::config::Config;
-use burn::optim::GradientsParams;
 use burn::prelude::*;
 use tessera_models::rng::SplitMix64;
 use tessera_models::tokenizers::vqgan::{Vqgan, VqganConfig};
@@ -20,7 +19,7 @@ use crate::checkpoint::{
 use crate::data::mix;
 use crate::optim::{AdamW, AdamWConfig};
 use crate::schedule::LrScheduleConfig;
-use crate::tokenizer::{DeadCodeConfig, TokenizerLossConfig, code_counts, read_vec, reset_codes};
+use crate::tokenizer::{DeadCodeConfig, TokenizerLossConfig, code_counts, reset_codes};
 
 /// Everything that shapes a MaskGIT-VQGAN training run.
 #[derive(Config, Debug)]
@@ -182,29 +181,18 @@ impl VqganTrainer {
             && ((step + 1) as f64) < self.config.dead_codes.until_fraction * self.config.steps as f64;
         let dead = resetting.then(|| self.usage.clone().reshape([vocab]).lower_equal_elem(0.0));
 
-        // 3. Backward, and one read back of everything the step reports.
-        let report = Tensor::cat(vec![loss.clone().inner(), mse.inner(), vq.loss.inner()], 0);
-        let grads = GradientsParams::from_grads(loss.backward(), &self.model);
-        let grad_norm = AdamW::grad_norm(&self.model, &grads);
-        let mut parts = vec![report, grad_norm.clone()];
+        // 3. Backward, one read back of everything the step reports, and the update; then the
+        //    codes unused since the last check are re-initialised.
+        let mut report = vec![loss.clone().inner(), mse.inner(), vq.loss.inner()];
         if let Some(dead) = &dead {
-            parts.push(dead.clone().float().sum());
+            report.push(dead.clone().float().sum());
         }
-        let values = read_vec(Tensor::cat(parts, 0)).await?;
-        let (loss_value, mse_value, vq_value, norm_value) = (values[0], values[1], values[2], values[3]);
-        if !loss_value.is_finite() {
-            return Err(Error::NonFiniteLoss { step, value: loss_value });
-        }
-        if !norm_value.is_finite() {
-            return Err(Error::NonFiniteGradient { step, value: norm_value });
-        }
-
-        // 4. Update, then re-initialise the codes unused since the last check.
-        let scale = self.optimizer.clip_factor(&grad_norm);
-        self.model = self.optimizer.step(lr, self.model.clone(), grads, scale);
+        let (model, values) = self.optimizer.checked_update(&self.model, loss, report, lr, step).await?;
+        let (loss_value, mse_value, vq_value, norm_value) = (values[0], values[1], values[2], values[values.len() - 1]);
+        self.model = model;
         let mut codes_reset = 0;
         if let Some(dead) = dead {
-            codes_reset = values[4].round() as usize;
+            codes_reset = values[3].round() as usize;
             let mut rng = SplitMix64::new(mix(self.config.seed ^ 0xC0DE, step as u64));
             self.model = reset_codes(self.model.clone(), dead, z.inner(), &mut rng);
             self.usage_before = self.usage.clone();

@@ -17,7 +17,9 @@ use tessera_train::data::{first_of_each_class, load_batch};
 use tessera_train::vqgan::load_vqgan;
 use tessera_train::{RandomnessConfig, RarPreset, RarTrainer, VqganTrainer};
 
-use super::{Cli, Report, Smoothed, TokenizerArgs, grid_dataset, open_dataset, open_run, train_to_end, training_device, write_grid};
+use super::{
+    Cli, Report, Smoothed, Start, TokenizerArgs, grid_dataset, open_dataset, open_run, train_to_end, write_grid, write_reconstruction_grid,
+};
 
 #[derive(clap::Args, Debug)]
 pub struct RarArgs {
@@ -61,12 +63,7 @@ impl RarArgs {
 pub(super) fn train_tokenizer(args: TokenizerArgs, preference: anyhow::Result<Preference>) -> anyhow::Result<()> {
     let a = args.common;
     let preset = RarPreset::from(a.preset);
-    let autosave = a.autosave()?;
-    let (device, note) = training_device(preference)?;
-    eprintln!("{note}");
-    let dataset = open_dataset(&a.dataset, &a.preset, a.seed)?;
-    let out = a.out("rar");
-    let path = out.join("tokenizer.ckpt");
+    let Start { autosave, device, dataset, out, path } = a.start("rar", "tokenizer.ckpt", preference)?;
 
     let resumed = open_run(&path, a.resume)?;
     let mut trainer = if let Some(checkpoint) = &resumed {
@@ -112,18 +109,8 @@ fn write_reconstructions(model: &Vqgan, set: &dyn Dataset, indices: &[usize], ou
     let images = (images + 1.0) * 0.5; // [0, 1], as the MaskGIT-VQGAN takes them
     let recon = model.codes_to_image(model.encode(images.clone()));
     let mse: f32 = (recon.clone() - images.clone()).square().mean().into_scalar();
-    let labels: Vec<usize> = indices.iter().map(|&i| set.label(i)).collect();
     let (originals, recons) = (super::super::sample::images(images), super::super::sample::images(recon));
-    let mut samples = Vec::new();
-    for class in 0..set.class_names().len() {
-        for source in [&originals, &recons] {
-            for (image, _) in source.iter().zip(&labels).filter(|(_, l)| **l == class) {
-                samples.push(Sample { image: image.clone(), label: class });
-            }
-        }
-    }
-    let per_class = 2 * indices.len() / set.class_names().len().max(1);
-    write_grid(samples, set, per_class, out, "tokenizer", step)?;
+    write_reconstruction_grid(&originals, &recons, set, indices, out, step)?;
     Ok(10.0 * (1.0 / (mse as f64).max(1e-12)).log10())
 }
 
@@ -131,12 +118,7 @@ pub(super) fn train_rar(args: RarArgs, preference: anyhow::Result<Preference>) -
     let randomness = args.randomness()?;
     let a = &args.common;
     let preset = RarPreset::from(a.preset);
-    let autosave = a.autosave()?;
-    let (device, note) = training_device(preference)?;
-    eprintln!("{note}");
-    let dataset = open_dataset(&a.dataset, &a.preset, a.seed)?;
-    let out = a.out("rar");
-    let path = out.join("rar.ckpt");
+    let Start { autosave, device, dataset, out, path } = a.start("rar", "rar.ckpt", preference)?;
 
     let tokenizer_file = tessera_train::Checkpoint::load(&args.tokenizer).with_context(|| format!("reading the tokenizer {}", args.tokenizer.display()))?;
     let tokenizer_id = fingerprint(&tokenizer_file.weights);

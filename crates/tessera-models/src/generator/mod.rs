@@ -116,6 +116,20 @@ pub struct Edit {
     pub kind: EditKind,
 }
 
+impl Edit {
+    /// Errors unless the source is `channels × side × side` and the region `side × side`.
+    pub fn check(&self, channels: usize, side: usize) -> crate::Result<()> {
+        let invalid = |m: String| Err(crate::Error::Invalid(m));
+        if self.source.len() != channels * side * side {
+            return invalid(format!("the image has {} values; this model edits {channels}x{side}x{side} images", self.source.len()));
+        }
+        if self.region.len() != side * side {
+            return invalid(format!("the region has {} pixels, the image {}", self.region.len(), side * side));
+        }
+        Ok(())
+    }
+}
+
 /// One sampling run's settings. Settings a model's [`Controls`] leave out are ignored.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SampleRequest {

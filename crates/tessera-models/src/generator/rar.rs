@@ -82,13 +82,7 @@ impl RarGenerator {
     /// least half of its pixels are.
     fn edit(&self, edit: &Edit, n: usize) -> crate::Result<(Tensor<2, Int>, Vec<bool>)> {
         let (c, side) = (self.info.channels, self.info.height);
-        let invalid = |m: String| Err(crate::Error::Invalid(m));
-        if edit.source.len() != c * side * side {
-            return invalid(format!("the image has {} values; this model edits {c}x{side}x{side} images", edit.source.len()));
-        }
-        if edit.region.len() != side * side {
-            return invalid(format!("the region has {} pixels, the image {}", edit.region.len(), side * side));
-        }
+        edit.check(c, side)?;
         let keep_pixels = edit.kind.keep(&edit.region);
         let cells = self.vqgan.latent_side();
         let f = side / cells;
@@ -100,7 +94,7 @@ impl RarGenerator {
             })
             .collect();
         if keep.iter().all(|&k| k) {
-            return invalid("the region covers no whole token: nothing would change".into());
+            return Err(crate::Error::Invalid("the region covers no half of any token: nothing would change".into()));
         }
         let x = Tensor::<4>::from_data(TensorData::new(edit.source.clone(), [1, c, side, side]), &self.device);
         Ok((self.vqgan.encode(x.repeat_dim(0, n)), keep))

@@ -70,15 +70,9 @@ impl VarGenerator {
     /// The source's codes at every scale for `n` draws, and which to keep.
     fn edit(&self, edit: &Edit, n: usize) -> crate::Result<VarEdit> {
         let (c, side) = (self.info.channels, self.info.height);
-        let invalid = |m: String| Err(crate::Error::Invalid(m));
-        if edit.source.len() != c * side * side {
-            return invalid(format!("the image has {} values; this model edits {c}x{side}x{side} images", edit.source.len()));
-        }
-        if edit.region.len() != side * side {
-            return invalid(format!("the region has {} pixels, the image {}", edit.region.len(), side * side));
-        }
+        edit.check(c, side)?;
         if !edit.region.iter().any(|&r| r) {
-            return invalid("the region is empty: nothing would change".into());
+            return Err(crate::Error::Invalid("the region is empty: nothing would change".into()));
         }
         let pixels = edit.source.iter().map(|v| v * 2.0 - 1.0).collect::<Vec<f32>>();
         let x = Tensor::<4>::from_data(TensorData::new(pixels, [1, c, side, side]), &self.device()).repeat_dim(0, n);
