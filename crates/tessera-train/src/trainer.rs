@@ -76,20 +76,25 @@ macro_rules! bookkeeping {
     };
 }
 
+/// A tokenizer step's metrics (VAR's and RAR's tokenizers report the same ones).
+fn tokenizer_metrics(loss: f32, psnr: f32, vq_loss: f32, grad_norm: f32, lr: f64, codes_reset: usize) -> Metrics {
+    vec![
+        ("loss", loss as f64),
+        ("psnr", psnr as f64),
+        ("vq_loss", vq_loss as f64),
+        ("grad_norm", grad_norm as f64),
+        ("lr", lr),
+        ("codes_reset", codes_reset as f64),
+    ]
+}
+
 impl Trainer for TokenizerTrainer {
     bookkeeping!(ModelKind::VarTokenizer);
 
     async fn step(&mut self, batch: &Batch) -> Result<Metrics> {
         let (images, _) = crate::data::to_tensors(batch, self.device());
         let s = Self::step(self, images).await?;
-        Ok(vec![
-            ("loss", s.loss as f64),
-            ("psnr", s.psnr as f64),
-            ("vq_loss", s.vq_loss as f64),
-            ("grad_norm", s.grad_norm as f64),
-            ("lr", s.lr),
-            ("codes_reset", s.codes_reset as f64),
-        ])
+        Ok(tokenizer_metrics(s.loss, s.psnr, s.vq_loss, s.grad_norm, s.lr, s.codes_reset))
     }
 }
 
@@ -119,14 +124,7 @@ impl Trainer for VqganTrainer {
         let (images, _) = crate::data::to_tensors(batch, self.device());
         // The MaskGIT-VQGAN takes pixels in [0, 1].
         let s = Self::step(self, (images + 1.0) * 0.5).await?;
-        Ok(vec![
-            ("loss", s.loss as f64),
-            ("psnr", s.psnr as f64),
-            ("vq_loss", s.vq_loss as f64),
-            ("grad_norm", s.grad_norm as f64),
-            ("lr", s.lr),
-            ("codes_reset", s.codes_reset as f64),
-        ])
+        Ok(tokenizer_metrics(s.loss, s.psnr, s.vq_loss, s.grad_norm, s.lr, s.codes_reset))
     }
 }
 

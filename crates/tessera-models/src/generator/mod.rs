@@ -169,6 +169,28 @@ impl Default for SampleRequest {
 }
 
 impl SampleRequest {
+    /// The labels `[B]` to sample (on `device`) and the guidance to sample them with: the asked
+    /// classes, or for an edit what its kind conditions on (the null class `null_class` and no
+    /// guidance for in- and out-painting).
+    pub fn conditioning(&self, edit: Option<&Edit>, null_class: usize, device: &Device) -> (Tensor<1, Int>, f64) {
+        let mut guidance = self.guidance;
+        let labels: Vec<i64> = self
+            .classes
+            .iter()
+            .map(|&class| match edit {
+                Some(e) => {
+                    let (class, g) = e.kind.conditioning(class, null_class, self.guidance);
+                    guidance = g;
+                    class as i64
+                }
+                None => class as i64,
+            })
+            .collect();
+        let n = labels.len();
+        (Tensor::from_data(TensorData::new(labels, [n]), device), guidance)
+    }
+
+
     /// Checks the settings any model needs to be sane: a clear error, not a blank image.
     pub fn validate(&self, info: &ModelInfo) -> crate::Result<()> {
         if self.classes.is_empty() {

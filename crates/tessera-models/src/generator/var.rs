@@ -104,15 +104,7 @@ impl ImageGenerator for VarGenerator {
     fn start(&self, request: &SampleRequest, edit: Option<&Edit>) -> crate::Result<Box<dyn Sampling + '_>> {
         request.validate(&self.info)?;
         let n = request.classes.len();
-        let mut guidance = request.guidance;
-        let mut classes = request.classes.clone();
-        if let Some(e) = edit {
-            for class in &mut classes {
-                (*class, guidance) = e.kind.conditioning(*class, self.var.null_class(), request.guidance);
-            }
-        }
-        let labels: Vec<i64> = classes.iter().map(|&c| c as i64).collect();
-        let labels = Tensor::<1, Int>::from_data(TensorData::new(labels, [n]), &self.device());
+        let (labels, guidance) = request.conditioning(edit, self.var.null_class(), &self.device());
         let config = VarSamplerConfig::new()
             .with_guidance(guidance)
             .with_top_k(request.top_k)
