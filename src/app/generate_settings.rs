@@ -174,10 +174,10 @@ impl GenerateSettings {
                 },
                 "class" => parse_into(value, &mut settings.class, &mut bad),
                 "seed" => parse_into(value, &mut settings.seed, &mut bad),
-                "guidance" => parse_into(value, &mut settings.guidance, &mut bad),
+                "guidance" => parse_finite(value, &mut settings.guidance, &mut bad),
                 "top_k" => parse_into(value, &mut settings.top_k, &mut bad),
-                "top_p" => parse_into(value, &mut settings.top_p, &mut bad),
-                "temperature" => parse_into(value, &mut settings.temperature, &mut bad),
+                "top_p" => parse_finite(value, &mut settings.top_p, &mut bad),
+                "temperature" => parse_finite(value, &mut settings.temperature, &mut bad),
                 "n" => parse_into(value, &mut settings.count, &mut bad),
                 "order" => match value.parse::<FillOrder>() {
                     Ok(o) => settings.order = o,
@@ -206,6 +206,16 @@ impl GenerateSettings {
             None => {}
         }
         UrlRequest { settings: settings.clamped(), autorun, train, tab, warnings }
+    }
+}
+
+/// A float setting: `NaN` and infinities parse as numbers, but would draw a blank image and be
+/// written back into the link, so they are refused like text.
+fn parse_finite(value: &str, into: &mut f64, bad: &mut impl FnMut(&str)) {
+    match value.parse::<f64>() {
+        Ok(v) if v.is_finite() => *into = v,
+        Ok(_) => bad("not a finite number"),
+        Err(_) => bad("not a number"),
     }
 }
 
@@ -241,6 +251,18 @@ mod tests {
         for bad in ["train=3", "train=0,2", "train=a,b", "train=1,2,3,4"] {
             let r = GenerateSettings::from_query(bad);
             assert!(r.train.is_none() && r.warnings.len() == 1, "{bad}: {r:?}");
+        }
+    }
+
+    #[test]
+    fn non_finite_numbers_in_a_link_are_refused_and_never_written_back() {
+        for (query, key) in [("guidance=NaN", "guidance"), ("temperature=inf", "temperature"), ("top_p=-inf", "top_p")] {
+            let r = GenerateSettings::from_query(query);
+            assert_eq!(r.warnings.len(), 1, "{query}: {r:?}");
+            assert!(r.warnings[0].contains("not a finite number"), "{query}: {r:?}");
+            assert_eq!(r.settings, GenerateSettings::url_base(), "{query}");
+            let written = r.settings.to_query(false);
+            assert!(!written.contains(key) && !written.to_lowercase().contains("nan") && !written.contains("inf"), "{written}");
         }
     }
 
