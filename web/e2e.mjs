@@ -8,8 +8,8 @@
 // one only. Then the user's own pictures: drops a .zip of a folder of pictures on the page and
 // checks the dataset it makes (window.tessera.dataset); drops the folder itself (as the OS would,
 // through DevTools' drag events) on a `train=2,1,4&dataset=pictures` link, which trains a tiny run
-// on it, and checks the run's checkpoints survive a reload. Fails on any console error or uncaught
-// page error.
+// on it, and checks the run's checkpoints survive a reload; then a `generator=rar&train=2,1,4`
+// link trains RAR on MNIST. Fails on any console error or uncaught page error.
 // Exit code 0 = pass.
 //
 //   npm ci --prefix web            # playwright-core only; it drives the system Chromium, downloads no browser
@@ -105,7 +105,10 @@ try {
   // 1 transformer steps of 4 images) on whatever pictures are dropped next; its checkpoints go to
   // the page's storage and are listed again after a reload. On a software adapter (SwiftShader
   // here) the app trains on the CPU backend, as the CLI does. TRAIN=0 skips this part.
-  if (process.env.TRAIN !== '0') await trainOnPicturesInPage(page);
+  if (process.env.TRAIN !== '0') {
+    await trainOnPicturesInPage(page);
+    await trainRarInPage(page);
+  }
 
   // A lost GPU device: the page's own GPUDevice is destroyed (a real loss, as a driver reset
   // gives); the app must say so in the page and must not crash.
@@ -271,6 +274,24 @@ async function waitForReady(page) {
 }
 
 /** The user's pictures: a dropped .zip, then a dropped folder that a `train=` link trains on. */
+/** A `generator=rar&train=2,1,4` link trains RAR's tokenizer and transformer on MNIST in the page. */
+async function trainRarInPage(page) {
+  const started = Date.now();
+  await page.goto(url.replace(/\?.*$/, '?generator=rar&train=2,1,4'));
+  try {
+    await page.waitForFunction(() => ['done', 'stopped'].includes(window.tessera?.training) ||
+      String(window.tessera?.training).startsWith('failed'), null, { timeout: timeoutMs, polling: 500 });
+  } catch {
+    failures.push(`the RAR training run did not end within ${timeoutMs / 1000} s`);
+  }
+  const trained = await page.evaluate(() => ({ training: window.tessera?.training, checkpoints: window.tessera?.checkpoints }));
+  console.log(`RAR training after ${((Date.now() - started) / 1000).toFixed(1)} s:`, JSON.stringify(trained));
+  if (trained.training !== 'done') failures.push(`RAR training ended as ${trained.training}`);
+  for (const want of [/^RAR tokenizer at step 2: .*-rar-.*tokenizer\.ckpt$/, /^RAR transformer at step 1: .*-rar-.*rar\.ckpt$/]) {
+    if (!(trained.checkpoints || []).some((l) => want.test(l))) failures.push(`no checkpoint like ${want} listed`);
+  }
+}
+
 async function trainOnPicturesInPage(page) {
   const { root, pets, zip } = await makePets();
   const expected = /^pets: 6 images in 2 classes \(cats, dogs\), 3x32x32; 2 file\(s\) skipped$/;

@@ -59,7 +59,7 @@ pub struct UrlRequest {
     /// `autorun=1`: generate as soon as the models are loaded.
     pub autorun: bool,
     /// `train=T,V[,B]`: open the Train tab and train on MNIST at once, T tokenizer steps and V
-    /// transformer steps, with batches of B (default: the preset's).
+    /// transformer steps, with batches of B (default: the preset's); the family of `generator=`.
     pub train: Option<QuickTrain>,
     /// `tab=edit|train|data|device`: the tab to open (default Generate; `train=` opens Train).
     pub tab: Option<Tab>,
@@ -75,6 +75,8 @@ pub struct QuickTrain {
     pub batch: Option<usize>,
     /// `dataset=pictures`: wait for the user's pictures (dropped or chosen) instead of MNIST.
     pub on_pictures: bool,
+    /// The link's `generator=`: the family to train (VAR by default).
+    pub family: Family,
 }
 
 impl std::str::FromStr for QuickTrain {
@@ -82,8 +84,10 @@ impl std::str::FromStr for QuickTrain {
     fn from_str(s: &str) -> Result<Self, ()> {
         let v: Vec<usize> = s.split(',').map(|p| p.trim().parse::<usize>()).collect::<Result<_, _>>().map_err(|_| ())?;
         match v[..] {
-            [t, m] if t > 0 && m > 0 => Ok(Self { tokenizer_steps: t, transformer_steps: m, batch: None, on_pictures: false }),
-            [t, m, b] if t > 0 && m > 0 && b > 0 => Ok(Self { tokenizer_steps: t, transformer_steps: m, batch: Some(b), on_pictures: false }),
+            [t, m] if t > 0 && m > 0 => Ok(Self { tokenizer_steps: t, transformer_steps: m, batch: None, on_pictures: false, family: Family::Var }),
+            [t, m, b] if t > 0 && m > 0 && b > 0 => {
+                Ok(Self { tokenizer_steps: t, transformer_steps: m, batch: Some(b), on_pictures: false, family: Family::Var })
+            }
             _ => Err(()),
         }
     }
@@ -201,7 +205,7 @@ impl GenerateSettings {
             }
         }
         match &mut train {
-            Some(t) => t.on_pictures = on_pictures,
+            Some(t) => (t.on_pictures, t.family) = (on_pictures, settings.generator),
             None if on_pictures => warnings.push("ignored dataset=pictures: it goes with train=T,V".into()),
             None => {}
         }
@@ -241,7 +245,8 @@ mod tests {
     #[test]
     fn a_link_can_ask_for_a_short_training_run() {
         let r = GenerateSettings::from_query("train=3,2,4");
-        assert_eq!(r.train, Some(QuickTrain { tokenizer_steps: 3, transformer_steps: 2, batch: Some(4), on_pictures: false }));
+        assert_eq!(r.train, Some(QuickTrain { tokenizer_steps: 3, transformer_steps: 2, batch: Some(4), on_pictures: false, family: Family::Var }));
+        assert_eq!(GenerateSettings::from_query("generator=rar&train=3,2").train.unwrap().family, Family::Rar);
         let r = GenerateSettings::from_query("dataset=pictures&train=3,2");
         assert!(r.train.unwrap().on_pictures && r.warnings.is_empty(), "{r:?}");
         let r = GenerateSettings::from_query("dataset=pictures");

@@ -169,6 +169,7 @@ impl TrainPanel {
         if let Some(run) = self.start_soon.take() {
             let (device, _) = compute.training_device();
             let device = &device;
+            self.family = run.family;
             self.tokenizer_steps = run.tokenizer_steps;
             self.transformer_steps = run.transformer_steps;
             self.batch = run.batch;
