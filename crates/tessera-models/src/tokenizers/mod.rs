@@ -1,4 +1,5 @@
 //! Tokenizers: images ⇄ tokens.
 
+mod layers;
 pub mod msvq;
 pub mod vqgan;

@@ -51,14 +51,13 @@ use burn::nn::{
     Embedding, EmbeddingConfig, GroupNorm, GroupNormConfig, Initializer, PaddingConfig2d,
 };
 use burn::prelude::*;
-use burn::tensor::activation::silu;
 use burn::tensor::module::avg_pool2d;
 use burn::tensor::ops::AvgPoolOptions;
 
-use tessera_kernels::{Padding, conv3x3, group_norm, kernels_enabled, quantize};
+use tessera_kernels::quantize;
 
 use crate::Error;
-use crate::resize::upsample_nearest2x;
+use crate::tokenizers::layers::{conv3, norm_silu};
 use crate::weights::StateDict;
 
 /// Groups of every GroupNorm (official `nn.GroupNorm(num_groups=32, …)`, fixed).
@@ -514,33 +513,6 @@ fn norm(channels: usize, device: &Device) -> GroupNorm {
         .init(device)
 }
 
-/// `SiLU(GroupNorm(x))`: one fused kernel on wgpu devices.
-fn norm_silu(norm: &GroupNorm, x: Tensor<4>) -> Tensor<4> {
-    match (&norm.gamma, &norm.beta) {
-        (Some(gamma), Some(beta)) if kernels_enabled(&x.device()) => group_norm(
-            x,
-            gamma.val(),
-            beta.val(),
-            norm.num_groups,
-            norm.epsilon as f32,
-            true,
-        ),
-        _ => silu(norm.forward(x)),
-    }
-}
-
-/// A 3×3 conv of `x` up-sampled ×`upsample` (nearest; 1 = none): one fused kernel on wgpu devices.
-fn conv3(conv: &Conv2d, x: Tensor<4>, upsample: usize) -> Tensor<4> {
-    if kernels_enabled(&x.device()) {
-        let bias = conv.bias.as_ref().map(|b| b.val());
-        conv3x3(x, conv.weight.val(), bias, Padding::Zero, upsample)
-    } else if upsample == 2 {
-        conv.forward(upsample_nearest2x(x))
-    } else {
-        conv.forward(x)
-    }
-}
-
 /// GN → SiLU → conv3 → GN → SiLU → conv3 (convs without bias), then the residual: the input when
 /// the width is kept, else `nin_shortcut` of the OUTPUT (the official quirk, see the module docs).
 #[derive(Module, Debug)]
@@ -700,6 +672,7 @@ impl Decoder {
 mod tests {
     use super::*;
     use burn::tensor::Distribution;
+    use burn::tensor::activation::silu;
 
     fn values(t: Tensor<4>) -> Vec<f32> {
         t.try_into_vec_as::<f32>().unwrap()

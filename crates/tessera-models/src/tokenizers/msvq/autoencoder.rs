@@ -6,38 +6,16 @@
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{GroupNorm, GroupNormConfig, PaddingConfig2d};
 use burn::prelude::*;
-use burn::tensor::activation::{silu, softmax};
+use burn::tensor::activation::softmax;
 
-use tessera_kernels::{AttentionMask, Padding, attention, conv3x3, group_norm, kernels_enabled};
+use tessera_kernels::{AttentionMask, attention, kernels_enabled};
 
 use super::MsVqVaeConfig;
-use crate::resize::upsample_nearest2x;
+use crate::tokenizers::layers::{conv3, norm_silu};
 use crate::weights::StateDict;
 
-// On wgpu devices the 3x3 convolutions (with the decoder's nearest ×2 up-sampling fused in),
-// GroupNorm + SiLU and the attention blocks run on the WGSL kernels (tessera-kernels); elsewhere,
-// and so for the fixtures on the CPU backend, burn's own modules run exactly as before.
-
-/// `SiLU(GroupNorm(x))`.
-fn norm_silu(norm: &GroupNorm, x: Tensor<4>) -> Tensor<4> {
-    match (&norm.gamma, &norm.beta) {
-        (Some(gamma), Some(beta)) if kernels_enabled(&x.device()) => {
-            group_norm(x, gamma.val(), beta.val(), norm.num_groups, norm.epsilon as f32, true)
-        }
-        _ => silu(norm.forward(x)),
-    }
-}
-
-/// A 3×3, stride-1, pad-1 convolution of `x` up-sampled ×`upsample` (nearest; 1 = none).
-fn conv3(conv: &Conv2d, x: Tensor<4>, upsample: usize) -> Tensor<4> {
-    if kernels_enabled(&x.device()) {
-        conv3x3(x, conv.weight.val(), conv.bias.as_ref().map(|b| b.val()), Padding::Zero, upsample)
-    } else if upsample == 2 {
-        conv.forward(upsample_nearest2x(x))
-    } else {
-        conv.forward(x)
-    }
-}
+// On wgpu devices the 3x3 convolutions, GroupNorm + SiLU ([`crate::tokenizers::layers`]) and the
+// attention blocks run on the WGSL kernels (tessera-kernels); elsewhere burn's own modules run.
 
 impl MsVqVaeConfig {
     fn norm(&self, channels: usize, device: &Device) -> GroupNorm {
