@@ -41,10 +41,16 @@ pub struct RandomnessConfig {
 }
 
 impl RandomnessConfig {
-    /// `r` held at `ratio` throughout (the ablation's raster-only 0 and random-only 1).
-    pub fn constant(ratio: f64) -> Self {
-        // A window outside the run: before it r is 1, after it 0, so a constant needs one side.
-        if ratio >= 1.0 { Self::new().with_start(2.0).with_end(2.0) } else { Self::new().with_start(-1.0).with_end(-1.0) }
+    /// `r` held at 0 throughout: raster order only (the ablation's "raster only").
+    pub fn raster_only() -> Self {
+        // The annealing window ends before the run starts.
+        Self::new().with_start(-1.0).with_end(-1.0)
+    }
+
+    /// `r` held at 1 throughout: random orders only (the ablation's "random only").
+    pub fn random_only() -> Self {
+        // The annealing window starts after the run ends.
+        Self::new().with_start(2.0).with_end(2.0)
     }
 
     /// `r` at step `step` of `total` (official `get_rar_random_ratio`, in steps).
@@ -334,8 +340,8 @@ mod tests {
         assert_eq!(r.ratio(750, 1000), 0.0);
         assert_eq!(r.ratio(999, 1000), 0.0);
         for step in [0, 400, 999] {
-            assert_eq!(RandomnessConfig::constant(0.0).ratio(step, 1000), 0.0);
-            assert_eq!(RandomnessConfig::constant(1.0).ratio(step, 1000), 1.0);
+            assert_eq!(RandomnessConfig::raster_only().ratio(step, 1000), 0.0);
+            assert_eq!(RandomnessConfig::random_only().ratio(step, 1000), 1.0);
         }
         assert!(RandomnessConfig::new().with_start(0.8).with_end(0.2).validate().is_err());
     }

@@ -53,8 +53,8 @@ impl RarArgs {
                 );
                 RandomnessConfig::new().with_start(self.anneal_start).with_end(self.anneal_end)
             }
-            "0" => RandomnessConfig::constant(0.0),
-            "1" => RandomnessConfig::constant(1.0),
+            "0" => RandomnessConfig::raster_only(),
+            "1" => RandomnessConfig::random_only(),
             other => bail!("--random-ratio must be anneal, 0 or 1, not {other}"),
         })
     }
