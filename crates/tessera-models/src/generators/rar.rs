@@ -417,6 +417,7 @@ impl Rar {
         assert_eq!(n, self.seq_len, "tokens must cover all {} positions", self.seq_len);
         let device = tokens.device();
         let orders = orders.unwrap_or_else(|| Tensor::<1, Int>::arange(0..n as i64, &device).reshape([1, n]).expand([b, n]));
+        let labels_of = labels.clone();
         let class = self.class_embedding(labels); // [B, 1, D]
         let d = class.dims()[2];
         let fed = self.embeddings.forward(tokens.gather(1, orders.clone())); // [B, N, D]
@@ -429,22 +430,41 @@ impl Rar {
                 vec![Tensor::zeros([b, 1, d], &device), rows(&self.target_aware_pos_embed, orders), Tensor::zeros([b, 1, d], &device)],
                 1,
             );
-        let c = class + self.timesteps_embeddings.val().narrow(1, 0, n + PREFIX); // [B, N + 2, D]
-        if let Some(t) = trace.as_deref_mut() {
-            t.push(c.clone());
-        }
+        let timesteps = self.timesteps_embeddings.val().narrow(1, 0, n + PREFIX); // [1, N + 2, D]
+        let (c, head_c) = match trace.is_none() && b > self.num_classes + 1 {
+            // More samples than labels: every label's conditions once, gathered per sample.
+            true => {
+                let table = self.label_table(&device) + timesteps;
+                let head = table.clone().narrow(1, 1, n + 1);
+                (Cond::PerLabel { table, labels: labels_of.clone() }, Cond::PerLabel { table: head, labels: labels_of })
+            }
+            false => {
+                let c = class + timesteps; // [B, N + 2, D]
+                if let Some(t) = trace.as_deref_mut() {
+                    t.push(c.clone());
+                }
+                (Cond::Rows(c.clone()), Cond::Rows(c.narrow(1, 1, n + 1)))
+            }
+        };
         let mut x = x;
         for block in &self.blocks {
             if let Some(t) = trace.as_deref_mut() {
                 t.push(x.clone());
             }
-            x = block.forward(x, &Cond::Rows(c.clone()), &AttentionMask::Causal, None);
+            x = block.forward(x, &c, &AttentionMask::Causal, None);
         }
         if let Some(t) = trace {
             t.push(x.clone());
         }
         // Without the cls slot: N + 1 outputs.
-        self.head(x.narrow(1, 1, n + 1), &Cond::Rows(c.narrow(1, 1, n + 1)))
+        self.head(x.narrow(1, 1, n + 1), &head_c)
+    }
+
+    /// `[C + 1, 1, D]` the embedding of every label, the null class last.
+    fn label_table(&self, device: &Device) -> Tensor<3> {
+        let labels = self.num_classes + 1;
+        let ids = self.condition_ids(Tensor::arange(0..labels as i64, device));
+        self.embeddings.forward(ids.reshape([labels, 1]))
     }
 
     /// The final AdaLN and the logits head: `[B, l, D]` → `[B, l, V]`.
@@ -503,10 +523,8 @@ impl Rar {
         let timestep = self.timesteps_embeddings.val().narrow(1, slot, 1);
         let labels = self.num_classes + 1;
         let c = if b > labels {
-            // Every label's condition once: codes V + 1 + label, the null class last.
-            let ids = self.condition_ids(Tensor::arange(0..labels as i64, &x.device()));
-            let table = self.embeddings.forward(ids.reshape([labels, 1])) + timestep;
-            Cond::PerLabel { table, labels: cache.labels.clone() }
+            // Every label's condition once, gathered per sample.
+            Cond::PerLabel { table: self.label_table(&x.device()) + timestep, labels: cache.labels.clone() }
         } else {
             Cond::Rows(cache.class.clone() + timestep)
         };
@@ -644,6 +662,22 @@ mod tests {
             assert!(diff < 1e-4, "token {j}: max diff {diff}");
             let target = (j + 1 < 9).then(|| at(j + 1));
             logits = rar.next(&mut cache, tokens.clone().narrow(1, j, 1).reshape([b]), at(j), target);
+        }
+    }
+
+    #[test]
+    fn a_teacher_forced_batch_larger_than_the_labels_gives_each_sample_s_own_logits() {
+        let device = Device::flex();
+        device.seed(14);
+        let rar = random_model(&device);
+        let b = 6; // more samples than the 3 classes and the null class: the per-label path
+        let tokens = ints((0..b as i64 * 9).map(|i| i * 3 % 16).collect(), [b, 9], &device);
+        let labels = ints((0..b as i64).map(|i| (i * 3) % 4).collect(), [b], &device);
+        let batch = rar.forward(tokens.clone(), labels.clone(), None);
+        for i in 0..b {
+            let one = rar.forward(tokens.clone().narrow(0, i, 1), labels.clone().narrow(0, i, 1), None); // the per-row path
+            let diff = (batch.clone().narrow(0, i, 1) - one).abs().max().into_scalar::<f32>();
+            assert!(diff < 1e-4, "sample {i}: max diff {diff}");
         }
     }
 
