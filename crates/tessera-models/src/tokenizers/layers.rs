@@ -11,6 +11,7 @@ use burn::tensor::activation::silu;
 use tessera_kernels::{Padding, conv3x3, group_norm, kernels_enabled};
 
 use crate::resize::upsample_nearest2x;
+use crate::weights::StateDict;
 
 /// `SiLU(GroupNorm(x))`.
 pub(crate) fn norm_silu(norm: &GroupNorm, x: Tensor<4>) -> Tensor<4> {
@@ -30,5 +31,43 @@ pub(crate) fn conv3(conv: &Conv2d, x: Tensor<4>, upsample: usize) -> Tensor<4> {
         conv.forward(upsample_nearest2x(x))
     } else {
         conv.forward(x)
+    }
+}
+
+/// Both tokenizers' residual block: GN → SiLU → conv3 → GN → SiLU → conv3, plus a residual. When
+/// the width is kept the residual is the input. When it changes, the 1×1 `nin_shortcut` maps the
+/// input (VAR's taming-style block) or, with `shortcut_on_output`, the block's own output (the
+/// MaskGIT-VQGAN quirk the released weights depend on: `h + nin_shortcut(h)`, the input dropped).
+#[derive(Module, Debug)]
+pub(crate) struct ResnetBlock {
+    pub norm1: GroupNorm,
+    pub conv1: Conv2d,
+    pub norm2: GroupNorm,
+    pub conv2: Conv2d,
+    pub nin_shortcut: Option<Conv2d>,
+    pub shortcut_on_output: bool,
+}
+
+impl ResnetBlock {
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let h = conv3(&self.conv1, norm_silu(&self.norm1, x.clone()), 1);
+        let h = conv3(&self.conv2, norm_silu(&self.norm2, h), 1);
+        match &self.nin_shortcut {
+            Some(nin) if self.shortcut_on_output => h.clone() + nin.forward(h),
+            Some(nin) => nin.forward(x) + h,
+            None => x + h,
+        }
+    }
+
+    /// Loads `{p}.norm1`, `{p}.conv1`, `{p}.norm2`, `{p}.conv2` and `{p}.nin_shortcut` (official names).
+    pub fn load(mut self, sd: &mut StateDict, p: &str) -> crate::Result<Self> {
+        self.norm1 = sd.group_norm(&format!("{p}.norm1"), self.norm1)?;
+        self.conv1 = sd.conv2d(&format!("{p}.conv1"), self.conv1)?;
+        self.norm2 = sd.group_norm(&format!("{p}.norm2"), self.norm2)?;
+        self.conv2 = sd.conv2d(&format!("{p}.conv2"), self.conv2)?;
+        if let Some(nin) = self.nin_shortcut.take() {
+            self.nin_shortcut = Some(sd.conv2d(&format!("{p}.nin_shortcut"), nin)?);
+        }
+        Ok(self)
     }
 }

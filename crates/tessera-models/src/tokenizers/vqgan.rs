@@ -57,7 +57,7 @@ use burn::tensor::ops::AvgPoolOptions;
 use tessera_kernels::quantize;
 
 use crate::Error;
-use crate::tokenizers::layers::{conv3, norm_silu};
+use crate::tokenizers::layers::{ResnetBlock, conv3, norm_silu};
 use crate::weights::StateDict;
 
 /// Groups of every GroupNorm (official `nn.GroupNorm(num_groups=32, …)`, fixed).
@@ -280,7 +280,7 @@ impl VqganConfig {
                 let block_out = self.width(i);
                 let block = (0..self.num_res_blocks)
                     .map(|_| {
-                        let b = ResnetBlock::new(block_in, block_out, device);
+                        let b = resnet(block_in, block_out, device);
                         block_in = block_out;
                         b
                     })
@@ -296,7 +296,7 @@ impl VqganConfig {
             conv_in: conv(self.num_channels, self.hidden_channels, 3, false, device),
             down,
             mid: (0..self.num_res_blocks)
-                .map(|_| ResnetBlock::new(mid, mid, device))
+                .map(|_| resnet(mid, mid, device))
                 .collect(),
             norm_out: norm(mid, device),
             conv_out: conv(mid, self.z_channels, 1, true, device),
@@ -317,7 +317,7 @@ impl VqganConfig {
                 let block_out = self.width(i);
                 let block = (0..self.num_res_blocks)
                     .map(|_| {
-                        let b = ResnetBlock::new(block_in, block_out, device);
+                        let b = resnet(block_in, block_out, device);
                         block_in = block_out;
                         b
                     })
@@ -332,7 +332,7 @@ impl VqganConfig {
         Decoder {
             conv_in: conv(self.z_channels, mid, 3, true, device),
             mid: (0..self.num_res_blocks)
-                .map(|_| ResnetBlock::new(mid, mid, device))
+                .map(|_| resnet(mid, mid, device))
                 .collect(),
             up,
             norm_out: norm(out, device),
@@ -513,47 +513,16 @@ fn norm(channels: usize, device: &Device) -> GroupNorm {
         .init(device)
 }
 
-/// GN → SiLU → conv3 → GN → SiLU → conv3 (convs without bias), then the residual: the input when
-/// the width is kept, else `nin_shortcut` of the OUTPUT (the official quirk, see the module docs).
-#[derive(Module, Debug)]
-struct ResnetBlock {
-    norm1: GroupNorm,
-    conv1: Conv2d,
-    norm2: GroupNorm,
-    conv2: Conv2d,
-    /// 1×1, out → out channels, no bias; only when the width changes.
-    nin_shortcut: Option<Conv2d>,
-}
-
-impl ResnetBlock {
-    fn new(c_in: usize, c_out: usize, device: &Device) -> Self {
-        Self {
-            norm1: norm(c_in, device),
-            conv1: conv(c_in, c_out, 3, false, device),
-            norm2: norm(c_out, device),
-            conv2: conv(c_out, c_out, 3, false, device),
-            nin_shortcut: (c_in != c_out).then(|| conv(c_out, c_out, 1, false, device)),
-        }
-    }
-
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let h = conv3(&self.conv1, norm_silu(&self.norm1, x.clone()), 1);
-        let h = conv3(&self.conv2, norm_silu(&self.norm2, h), 1);
-        match &self.nin_shortcut {
-            Some(nin) => h.clone() + nin.forward(h),
-            None => h + x,
-        }
-    }
-
-    fn load(mut self, sd: &mut StateDict, p: &str) -> crate::Result<Self> {
-        self.norm1 = sd.group_norm(&format!("{p}.norm1"), self.norm1)?;
-        self.conv1 = sd.conv2d(&format!("{p}.conv1"), self.conv1)?;
-        self.norm2 = sd.group_norm(&format!("{p}.norm2"), self.norm2)?;
-        self.conv2 = sd.conv2d(&format!("{p}.conv2"), self.conv2)?;
-        if let Some(nin) = self.nin_shortcut.take() {
-            self.nin_shortcut = Some(sd.conv2d(&format!("{p}.nin_shortcut"), nin)?);
-        }
-        Ok(self)
+/// A MaskGIT-VQGAN res block: convs without bias; when the width changes, the 1×1 shortcut
+/// (out → out channels, no bias) maps the block's OUTPUT (the official quirk, see the module docs).
+fn resnet(c_in: usize, c_out: usize, device: &Device) -> ResnetBlock {
+    ResnetBlock {
+        norm1: norm(c_in, device),
+        conv1: conv(c_in, c_out, 3, false, device),
+        norm2: norm(c_out, device),
+        conv2: conv(c_out, c_out, 3, false, device),
+        nin_shortcut: (c_in != c_out).then(|| conv(c_out, c_out, 1, false, device)),
+        shortcut_on_output: true,
     }
 }
 
@@ -748,7 +717,7 @@ mod tests {
     fn a_widening_res_block_adds_the_shortcut_of_its_output_not_of_its_input() {
         let device = Device::flex();
         device.seed(9);
-        let mut block = ResnetBlock::new(32, 64, &device);
+        let mut block = resnet(32, 64, &device);
         // An identity shortcut: the official block then returns exactly 2·h, h = the main path.
         let mut eye = vec![0.0f32; 64 * 64];
         for i in 0..64 {
@@ -773,7 +742,7 @@ mod tests {
     fn a_res_block_that_keeps_its_width_adds_its_input() {
         let device = Device::flex();
         device.seed(10);
-        let block = ResnetBlock::new(32, 32, &device);
+        let block = resnet(32, 32, &device);
         assert!(block.nin_shortcut.is_none());
         let x = Tensor::<4>::random([1, 32, 4, 4], Distribution::Normal(0.0, 1.0), &device);
         let h = block.conv1.forward(silu(block.norm1.forward(x.clone())));

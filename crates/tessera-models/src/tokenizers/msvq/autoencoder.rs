@@ -11,7 +11,7 @@ use burn::tensor::activation::softmax;
 use tessera_kernels::{AttentionMask, attention, kernels_enabled};
 
 use super::MsVqVaeConfig;
-use crate::tokenizers::layers::{conv3, norm_silu};
+use crate::tokenizers::layers::{ResnetBlock, conv3, norm_silu};
 use crate::weights::StateDict;
 
 // On wgpu devices the 3x3 convolutions, GroupNorm + SiLU ([`crate::tokenizers::layers`]) and the
@@ -31,6 +31,7 @@ impl MsVqVaeConfig {
             norm2: self.norm(c_out, device),
             conv2: conv(c_out, c_out, 3, device),
             nin_shortcut: (c_in != c_out).then(|| conv(c_in, c_out, 1, device)),
+            shortcut_on_output: false,
         }
     }
 
@@ -134,38 +135,6 @@ pub(super) fn conv(c_in: usize, c_out: usize, k: usize, device: &Device) -> Conv
     Conv2dConfig::new([c_in, c_out], [k, k])
         .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
         .init(device)
-}
-
-/// GN → SiLU → conv3 → GN → SiLU → conv3, plus the input (1×1-projected when widths differ).
-#[derive(Module, Debug)]
-struct ResnetBlock {
-    norm1: GroupNorm,
-    conv1: Conv2d,
-    norm2: GroupNorm,
-    conv2: Conv2d,
-    nin_shortcut: Option<Conv2d>,
-}
-
-impl ResnetBlock {
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let h = conv3(&self.conv1, norm_silu(&self.norm1, x.clone()), 1);
-        let h = conv3(&self.conv2, norm_silu(&self.norm2, h), 1);
-        match &self.nin_shortcut {
-            Some(nin) => nin.forward(x) + h,
-            None => x + h,
-        }
-    }
-
-    fn load(mut self, sd: &mut StateDict, p: &str) -> crate::Result<Self> {
-        self.norm1 = sd.group_norm(&format!("{p}.norm1"), self.norm1)?;
-        self.conv1 = sd.conv2d(&format!("{p}.conv1"), self.conv1)?;
-        self.norm2 = sd.group_norm(&format!("{p}.norm2"), self.norm2)?;
-        self.conv2 = sd.conv2d(&format!("{p}.conv2"), self.conv2)?;
-        if let Some(nin) = self.nin_shortcut.take() {
-            self.nin_shortcut = Some(sd.conv2d(&format!("{p}.nin_shortcut"), nin)?);
-        }
-        Ok(self)
-    }
 }
 
 /// Single-head spatial self-attention with a residual (official `AttnBlock`).
