@@ -174,6 +174,7 @@ pub fn request(settings: &GenerateSettings) -> SampleRequest {
         temperature: settings.temperature,
         partials: true,
         fill_order: settings.order,
+        ..Default::default()
     }
 }
 

@@ -15,13 +15,13 @@ use burn::prelude::*;
 use tessera_data::Image;
 use tessera_kernels::device::Preference;
 use tessera_models::family::{Family, FillOrder};
-use tessera_models::generator::{Chosen, ImageGenerator, SampleRequest};
+use tessera_models::generator::{Chosen, Continuation, ImageGenerator, SampleRequest};
 
 use crate::shipped::{Shipped, load_pair};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The generator family (`var`, `rar`; `columns` once it ships).
+    /// The generator family: `var`, `rar` or `equivariant` (also `columns`).
     #[arg(value_name = "FAMILY")]
     family: Family,
     /// Class to draw (0-based label, e.g. the digit for MNIST).
@@ -57,6 +57,17 @@ pub struct Args {
     /// generates scale by scale).
     #[arg(long, default_value_t = FillOrder::Raster)]
     order: FillOrder,
+    /// Token columns to draw (the column generator; default: its training width). Far wider than
+    /// training works: the transformer's memory does not grow with the width.
+    #[arg(long, value_name = "COLUMNS")]
+    width: Option<usize>,
+    /// Continue this picture to the right (the column generator): it is scaled to the model's
+    /// height and its first --keep columns are kept.
+    #[arg(long = "continue", value_name = "FILE")]
+    continue_from: Option<PathBuf>,
+    /// Token columns of the --continue picture to keep (default: half of them).
+    #[arg(long, value_name = "K")]
+    keep: Option<usize>,
 }
 
 /// Which checkpoints to load; the family's shipped pair by default.
@@ -114,7 +125,21 @@ pub fn run(args: Args, preference: anyhow::Result<Preference>) -> anyhow::Result
     let compute = super::compute(preference)?;
     let device = compute.device.clone();
     let generator = args.model.load(args.family, &device)?;
+    let continuation = match &args.continue_from {
+        Some(path) => Some(continuation(path, args.keep, generator.as_ref())?),
+        None => {
+            ensure!(args.keep.is_none(), "--keep needs --continue FILE");
+            None
+        }
+    };
+    ensure!(
+        args.width.is_none() || generator.controls().width.is_some(),
+        "{} models draw their training width only: --width does not apply",
+        args.family
+    );
     let request = SampleRequest {
+        width: args.width,
+        continuation,
         classes: vec![args.class; args.n],
         seed: args.seed,
         guidance: args.guidance,
@@ -123,6 +148,7 @@ pub fn run(args: Args, preference: anyhow::Result<Preference>) -> anyhow::Result
         temperature: args.temperature,
         partials: args.steps,
         fill_order: args.order,
+        ..Default::default()
     };
     let offered = generator.controls().fill_orders;
     ensure!(
@@ -161,6 +187,24 @@ pub fn run(args: Args, preference: anyhow::Result<Preference>) -> anyhow::Result
         if args.steps { format!(", with {partials} partial decodes each") } else { String::new() }
     );
     Ok(())
+}
+
+/// The picture at `path` as a continuation for `generator`: converted to its channels, scaled to
+/// its height (keeping the aspect ratio) and cropped to whole columns.
+fn continuation(path: &Path, keep: Option<usize>, generator: &dyn ImageGenerator) -> anyhow::Result<Continuation> {
+    let info = generator.info();
+    ensure!(generator.controls().width.is_some(), "{} models cannot continue a picture: --continue is for the column generator", info.family);
+    let column = info.width / info.forward_passes.max(1);
+    let picture = image::open(path).with_context(|| format!("reading {} (not an image?)", path.display()))?;
+    let (h, w) = (info.height as u32, picture.width() as u64 * info.height as u64 / picture.height().max(1) as u64);
+    let width = (w as usize / column) * column;
+    ensure!(width >= 2 * column, "{} is too narrow to continue: at least {} pixels wide at height {h}", path.display(), 2 * column);
+    let picture = picture.resize_exact(width as u32, h, image::imageops::FilterType::Triangle);
+    let source = Image::from_dynamic_image(&picture, info.channels).pixels;
+    let columns = width / column;
+    let keep = keep.unwrap_or(columns / 2).max(1);
+    ensure!(keep <= columns, "--keep {keep}: {} has {columns} columns at this height", path.display());
+    Ok(Continuation { source, width, keep })
 }
 
 /// `[B, C, H, W]` in `[0, 1]` → images.

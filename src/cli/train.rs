@@ -1,7 +1,8 @@
-//! `tessera train var-tokenizer|var|rar-tokenizer|rar|judge`: train VAR's or RAR's tokenizer,
-//! then its transformer (or the evaluation's judge), with progress bars, periodic sample grids
-//! and checkpoints. All go through the one training loop ([`tessera_train::train`]); this file
-//! holds the CLI's hooks and VAR's commands, [`rar`] RAR's.
+//! `tessera train var-tokenizer|var|rar-tokenizer|rar|columns-tokenizer|equivariant|judge`: train
+//! a family's tokenizer, then its transformer (or the evaluation's judge), with progress bars,
+//! periodic sample grids and checkpoints. All go through the one training loop
+//! ([`tessera_train::train`]); this file holds the CLI's hooks and VAR's commands, [`rar`] RAR's
+//! and [`columns`] the column generator's.
 //!
 //! Files in `--out DIR`: `tokenizer.ckpt` / `var.ckpt` / `judge.ckpt` (resumable: weights, optimizer
 //! state, step, configs, metrics and `train_seconds`; rewritten atomically every `--save-every`
@@ -35,6 +36,7 @@ use tessera_train::{
 
 use super::data::DatasetSource;
 
+mod columns;
 mod rar;
 
 #[derive(clap::Subcommand, Debug)]
@@ -47,6 +49,10 @@ pub enum Command {
     RarTokenizer(TokenizerArgs),
     /// Train the RAR transformer on a trained MaskGIT-VQGAN's codes, with randomness annealing.
     Rar(rar::RarArgs),
+    /// Train the equivariant generator's column tokenizer (images ⇄ one token per column strip).
+    ColumnsTokenizer(TokenizerArgs),
+    /// Train the equivariant column transformer and its flow head on a trained column tokenizer.
+    Equivariant(columns::EquivariantArgs),
     /// Train the evaluation's judge classifier on a dataset's real images (`mnist` or `scenes`).
     Judge(JudgeArgs),
 }
@@ -147,6 +153,8 @@ pub fn run(command: Command, preference: anyhow::Result<Preference>) -> anyhow::
         Command::Var(args) => train_var(args, preference),
         Command::RarTokenizer(args) => rar::train_tokenizer(args, preference),
         Command::Rar(args) => rar::train_rar(args, preference),
+        Command::ColumnsTokenizer(args) => columns::train_tokenizer(args, preference),
+        Command::Equivariant(args) => columns::train_equivariant(args, preference),
         Command::Judge(args) => train_judge(args, preference),
     }
 }

@@ -47,8 +47,11 @@ impl Family {
         }
     }
 
-    /// The family a key names (`var`, `rar`, `columns`), in any case.
+    /// The family a key names (`var`, `rar`, `columns`, or `equivariant` for the columns), in any case.
     pub fn from_key(key: &str) -> Option<Self> {
+        if key.eq_ignore_ascii_case("equivariant") {
+            return Some(Self::Columns);
+        }
         Self::ALL.into_iter().find(|f| f.key().eq_ignore_ascii_case(key))
     }
 }
@@ -63,7 +66,7 @@ impl std::str::FromStr for Family {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        Self::from_key(s).ok_or_else(|| format!("unknown generator '{s}': use var, rar or columns"))
+        Self::from_key(s).ok_or_else(|| format!("unknown generator '{s}': use var, rar or columns (also called equivariant)"))
     }
 }
 

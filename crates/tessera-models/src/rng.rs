@@ -32,6 +32,20 @@ impl SplitMix64 {
     pub fn uniforms(&mut self, n: usize) -> Vec<f32> {
         (0..n).map(|_| self.next_f32()).collect()
     }
+
+    /// `n` standard normal draws (Box-Muller on pairs of uniforms; `1 − u` keeps the log finite).
+    pub fn normals(&mut self, n: usize) -> Vec<f32> {
+        let mut out = Vec::with_capacity(n + 1);
+        while out.len() < n {
+            let (u1, u2) = (1.0 - self.next_f32() as f64, self.next_f32() as f64);
+            let r = (-2.0 * u1.ln()).sqrt();
+            let theta = std::f64::consts::TAU * u2;
+            out.push((r * theta.cos()) as f32);
+            out.push((r * theta.sin()) as f32);
+        }
+        out.truncate(n);
+        out
+    }
 }
 
 #[cfg(test)]
@@ -48,6 +62,16 @@ mod tests {
             SplitMix64::new(7).uniforms(5),
             SplitMix64::new(7).uniforms(5)
         );
+    }
+
+    #[test]
+    fn normals_have_unit_moments() {
+        let x = SplitMix64::new(3).normals(20_001);
+        assert_eq!(x.len(), 20_001);
+        let mean = x.iter().map(|&v| v as f64).sum::<f64>() / x.len() as f64;
+        let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / x.len() as f64;
+        assert!(mean.abs() < 0.03 && (var - 1.0).abs() < 0.05, "mean {mean}, variance {var}");
+        assert!(x.iter().all(|v| v.is_finite()));
     }
 
     #[test]

@@ -146,7 +146,7 @@ impl StateDict {
         Ok((entry.shape, values.collect()))
     }
 
-    /// The integer values of `key` (I64 or I32 in the file), widened to i64.
+    /// The integer values of `key` (I64, I32, or U8 / BOOL masks in the file), widened to i64.
     pub fn i64(&mut self, key: &str, expected: Option<&[usize]>) -> Result<(Vec<usize>, Vec<i64>)> {
         let entry = self.entry(key)?;
         check_shape(key, expected, &entry.shape)?;
@@ -160,6 +160,8 @@ impl StateDict {
                 .chunks_exact(4)
                 .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64)
                 .collect(),
+            // Masks (0/1) are stored as U8 or BOOL bytes.
+            Dtype::U8 | Dtype::BOOL => data.iter().map(|&b| b as i64).collect(),
             other => {
                 let dtype = format!("{other:?}");
                 return Err(Error::WeightDtype {

@@ -53,6 +53,13 @@ pub enum ModelKind {
     /// The RAR transformer ([`tessera_models::generators::rar::Rar`]).
     #[serde(rename = "rar")]
     Rar,
+    /// The equivariant generator's column tokenizer ([`tessera_models::tokenizers::columns::ColumnTokenizer`]).
+    #[serde(rename = "columns-tokenizer")]
+    ColumnsTokenizer,
+    /// The equivariant column transformer with its flow head
+    /// ([`tessera_models::generators::equivariant::Equivariant`]).
+    #[serde(rename = "equivariant")]
+    Equivariant,
 }
 
 impl fmt::Display for ModelKind {
@@ -63,6 +70,8 @@ impl fmt::Display for ModelKind {
             Self::Judge => "judge classifier",
             Self::RarTokenizer => "RAR tokenizer (MaskGIT-VQGAN)",
             Self::Rar => "RAR transformer",
+            Self::ColumnsTokenizer => "column tokenizer",
+            Self::Equivariant => "equivariant column transformer",
         })
     }
 }

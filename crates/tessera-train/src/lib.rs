@@ -8,6 +8,11 @@
 //!   the official VQ loss, dead-code re-initialisation, PSNR.
 //! - [`rar`]: [`RarTrainer`] — RAR on a frozen MaskGIT-VQGAN's codes, random orders with an
 //!   annealed probability, label dropout.
+//! - [`columns`]: [`ColumnTokenizerTrainer`] — the equivariant generator's column tokenizer:
+//!   L1 plus the L2 "KL", noisy posterior draws, an EMA of the weights.
+//! - [`equivariant`]: [`EquivariantTrainer`] — the column transformer and flow head on a frozen
+//!   column tokenizer: rectified-flow loss, label drop, random RoPE shifts, an EMA.
+//! - [`ema`]: [`ema::Ema`], the weight average both sample with.
 //! - [`judge`]: [`JudgeTrainer`] — the evaluation's classifier, cross-entropy with shift
 //!   augmentation.
 //! - [`optim`]: [`AdamW`] with VAR's weight-decay exclusions and global gradient clipping.
@@ -58,7 +63,10 @@
 //! Nothing outside `#[cfg(test)]` reads a tensor back synchronously (a test checks the source).
 
 pub mod checkpoint;
+pub mod columns;
 pub mod data;
+pub mod ema;
+pub mod equivariant;
 mod error;
 pub mod judge;
 pub mod load;
@@ -73,12 +81,14 @@ pub mod var;
 pub mod vqgan;
 
 pub use checkpoint::{Checkpoint, ModelKind};
+pub use columns::{ColumnTokenizerStats, ColumnTokenizerTrainer, ColumnTokenizerTrainingConfig};
+pub use equivariant::{EquivariantStats, EquivariantTrainer, EquivariantTrainingConfig};
 pub use data::BatchOrder;
 pub use error::{Error, Result};
 pub use load::load_generator;
 pub use judge::{JudgeStats, JudgeTrainer, JudgeTrainingConfig};
 pub use optim::{AdamW, AdamWConfig};
-pub use presets::{RarPreset, VarPreset};
+pub use presets::{ColumnsPreset, RarPreset, VarPreset};
 pub use rar::{RandomnessConfig, RarStats, RarTrainer, RarTrainingConfig};
 pub use schedule::{Decay, LrScheduleConfig};
 pub use tokenizer::{TokenizerStats, TokenizerTrainer, TokenizerTrainingConfig};

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use burn::prelude::*;
 use tessera_models::generator::ImageGenerator;
+use tessera_models::generator::columns::ColumnsGenerator;
 use tessera_models::generator::rar::RarGenerator;
 use tessera_models::generator::var::VarGenerator;
 
@@ -12,7 +13,7 @@ use crate::checkpoint::{Checkpoint, ModelKind, fingerprint};
 use crate::trainer::TRAIN_SECONDS;
 use crate::tokenizer::load_tokenizer;
 use crate::var::{VarTrainingConfig, check_tokenizer, load_var};
-use crate::{rar, vqgan};
+use crate::{columns, equivariant, rar, vqgan};
 use crate::{Error, Result};
 
 /// A generator and its tokenizer, loaded from their checkpoints (training or weights-only) and
@@ -42,7 +43,22 @@ pub fn load_generator(generator: &Checkpoint, tokenizer: &Checkpoint, device: &D
             let class_names = generator.training_config::<rar::RarTrainingConfig>().ok().flatten().map(|c| c.class_names).unwrap_or_default();
             Ok(Arc::new(RarGenerator::new(rar, vqgan, &vqgan_config, device, class_names, train_seconds, warning)?))
         }
-        kind @ (ModelKind::VarTokenizer | ModelKind::RarTokenizer | ModelKind::Judge) => Err(Error::NotAGenerator(kind)),
+        ModelKind::Equivariant => {
+            let (tokenizer_config, tokenizer) = columns::load_column_tokenizer(tokenizer, device).map_err(|e| e.part("tokenizer"))?;
+            let (config, model) = equivariant::load_equivariant(generator, device).map_err(|e| e.part("transformer"))?;
+            equivariant::check_tokenizer(&config, &tokenizer).map_err(|e| e.part("pair (the transformer and the tokenizer do not belong together)"))?;
+            let class_names = generator
+                .training_config::<equivariant::EquivariantTrainingConfig>()
+                .ok()
+                .flatten()
+                .map(|c| c.class_names)
+                .unwrap_or_default();
+            let generator = ColumnsGenerator::new(model, tokenizer, &tokenizer_config, config.vae_norm, device, class_names, train_seconds, warning)?;
+            Ok(Arc::new(generator))
+        }
+        kind @ (ModelKind::VarTokenizer | ModelKind::RarTokenizer | ModelKind::ColumnsTokenizer | ModelKind::Judge) => {
+            Err(Error::NotAGenerator(kind))
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use std::future::Future;
 use tessera_data::Batch;
 
 use crate::checkpoint::{Checkpoint, ModelKind};
-use crate::{JudgeTrainer, RarTrainer, Result, TokenizerTrainer, VarTrainer, VqganTrainer};
+use crate::{ColumnTokenizerTrainer, EquivariantTrainer, JudgeTrainer, RarTrainer, Result, TokenizerTrainer, VarTrainer, VqganTrainer};
 
 /// A step's measurements by name: `"loss"` first, then the model's extras (`"psnr"`,
 /// `"accuracy"`, `"lr"`, ...). The same names key the app's curves and the checkpoints' metrics.
@@ -142,5 +142,25 @@ impl Trainer for RarTrainer {
             ("grad_norm", s.grad_norm as f64),
             ("lr", s.lr),
         ])
+    }
+}
+
+impl Trainer for ColumnTokenizerTrainer {
+    bookkeeping!(ModelKind::ColumnsTokenizer);
+
+    async fn step(&mut self, batch: &Batch) -> Result<Metrics> {
+        let (images, _) = crate::data::to_tensors(batch, self.device());
+        let s = Self::step(self, images).await?;
+        Ok(vec![("loss", s.loss as f64), ("psnr", s.psnr as f64), ("kl", s.kl as f64), ("grad_norm", s.grad_norm as f64), ("lr", s.lr)])
+    }
+}
+
+impl Trainer for EquivariantTrainer {
+    bookkeeping!(ModelKind::Equivariant);
+
+    async fn step(&mut self, batch: &Batch) -> Result<Metrics> {
+        let (images, labels) = crate::data::to_tensors(batch, self.device());
+        let s = Self::step(self, images, labels).await?;
+        Ok(vec![("loss", s.loss as f64), ("grad_norm", s.grad_norm as f64), ("lr", s.lr), ("vae_norm", s.vae_norm)])
     }
 }

@@ -5,6 +5,7 @@
 //! per family ([`var::VarGenerator`]) implements these traits. Nothing here reads a tensor back:
 //! the caller reads each [`Step`] asynchronously (the browser can do nothing else).
 
+pub mod columns;
 pub mod rar;
 pub mod var;
 
@@ -67,7 +68,8 @@ pub struct Controls {
     pub top_k: Option<usize>,
     pub top_p: bool,
     pub temperature: bool,
-    /// Widths the model can draw (the column generator); `None`: its training width only.
+    /// How many token columns the model can draw (the column generator; each column is
+    /// `width / training columns` pixels wide); `None`: its training width only.
     pub width: Option<std::ops::RangeInclusive<usize>>,
     /// Zero-shot edits it offers (the Edit tab appears when there are any).
     pub edits: Vec<EditKind>,
@@ -149,6 +151,22 @@ pub struct SampleRequest {
     pub partials: bool,
     /// The order to fill the token map in, for models that offer a choice (`Controls::fill_orders`).
     pub fill_order: FillOrder,
+    /// Columns to generate, for models that draw any width (`Controls::width`); `None`: the
+    /// training width.
+    pub width: Option<usize>,
+    /// Keep the left part of an image and generate the rest (the column generator).
+    pub continuation: Option<Continuation>,
+}
+
+/// An image to continue to the right: its first `keep` columns of tokens are kept.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Continuation {
+    /// `[C, H, W]` values in `[0, 1]`, row-major, at the model's height.
+    pub source: Vec<f32>,
+    /// W, in pixels.
+    pub width: usize,
+    /// Token columns to keep from the left (each is `column_width` pixels wide).
+    pub keep: usize,
 }
 
 impl Default for SampleRequest {
@@ -164,6 +182,8 @@ impl Default for SampleRequest {
             temperature: 1.0,
             partials: false,
             fill_order: FillOrder::Raster,
+            width: None,
+            continuation: None,
         }
     }
 }

@@ -9,9 +9,9 @@
 //!
 //! This module reads cases, compares and reports; each family's cases (building its models from
 //! the official constructor arguments, computing its outputs) live in a submodule, picked by the
-//! config's `family` in [`run_case`]. Families: VAR ([`var`]: `resize`, `tokenizer`, `generator`,
-//! `sampling`). Other families are reported as not supported yet. Native only: it reads files and
-//! reads tensors back.
+//! config's `family` in [`run_case`]: VAR ([`var`]), RAR ([`rar`]) and EquivariantModeling
+//! ([`equivariant`]). Other families are reported as not supported. Native only: it reads files
+//! and reads tensors back.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -22,6 +22,7 @@ use serde_json::Value;
 use crate::weights::StateDict;
 use crate::{Error, Result};
 
+mod equivariant;
 mod rar;
 mod var;
 
@@ -176,11 +177,10 @@ pub fn run_case(config_path: &Path, device: &Device) -> CaseReport {
     if let Some(case) = config["case"].as_str() {
         report.case = case.to_string();
     }
-    // One arm per family; RAR and Equivariant get theirs (parity/rar.rs, parity/equivariant.rs)
-    // when they are implemented.
     let outcome = match report.family.as_str() {
         "VAR" => var::run_case(config_path, &config, &report.case, device),
         "RAR" => rar::run_case(config_path, &config, &report.case, device),
+        "EquivariantModeling" => equivariant::run_case(config_path, &config, &report.case, device),
         other => Ok(CaseOutcome::Unsupported(format!(
             "family {other} is not supported yet"
         ))),
