@@ -5,8 +5,15 @@
 //!   the app, CLI and eval see, with an adapter per family.
 //! - [`tokenizers::msvq`]: VAR's multi-scale residual VQ-VAE (image ⇄ token maps).
 //! - [`tokenizers::vqgan`]: RAR's MaskGIT-VQGAN (image ⇄ one row-major token map).
+//! - [`tokenizers::columns`]: the equivariant generator's column tokenizer (image ⇄ one
+//!   continuous token per full-height column strip, any width).
 //! - [`generators::var`]: the VAR transformer (next-scale prediction).
+//! - [`generators::rar`]: the RAR transformer (randomized autoregressive, target-aware positions).
+//! - [`generators::equivariant`] and [`generators::flow_head`]: the column transformer (windowed
+//!   causal attention, RoPE, cross-attention to the class slots) and its flow-matching head.
 //! - [`sampling::var`]: VAR sampling with classifier-free guidance, seeded.
+//! - [`sampling::rar`]: RAR sampling with the KV cache, in any fill order.
+//! - [`sampling::equivariant`]: column-by-column sampling with the bounded cache, any width.
 //! - [`sampling::logits`]: temperature, top-k, top-p and the seeded draw, for every discrete sampler.
 //! - [`judge`]: the small CNN classifier whose verdicts and features measure generated images.
 //! - [`resize`]: PyTorch-exact `area`, `bicubic` and nearest ×2 resizes (reference twins of the

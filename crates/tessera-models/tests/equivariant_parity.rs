@@ -99,3 +99,26 @@ fn another_window_is_built_and_shows_in_the_outputs() {
     assert!(of("class_embedding").passed && of("blocks_in").passed && of("freqs_cis").passed);
     assert!(!of("outputs").passed);
 }
+
+/// Every equivariant case (and RAR's) through the WGSL kernels on the wgpu device: the windowed
+/// self-attention with the bounded cache and the cross-attention in the transformer, the
+/// reflect-padded convolutions, GroupNorm + SiLU, pixel shuffle and attention in the column
+/// tokenizer, against the official outputs.
+#[test]
+#[ignore = "needs a GPU adapter (lavapipe will do): scripts/test.sh runs it with --ignored"]
+fn every_case_passes_through_the_wgsl_kernels_too() {
+    use tessera_kernels::device::{Preference, create_blocking};
+    let gpu = match create_blocking(Preference::Gpu) {
+        Ok(c) => c.device,
+        Err(e) => panic!("no wgpu adapter ({e}); install lavapipe (`apt-get install mesa-vulkan-drivers libvulkan1`, as scripts/setup.sh does)"),
+    };
+    assert!(tessera_kernels::kernels_enabled(&gpu), "the wgpu device must take the kernel path");
+    for family in ["equivariant", "rar"] {
+        let reports = tessera_models::parity::run_fixture_dir(&fixtures().join(family), &gpu).unwrap();
+        assert!(reports.len() >= 3, "{family}: {} cases", reports.len());
+        for report in reports {
+            println!("{report}");
+            assert!(report.passed(), "{report}");
+        }
+    }
+}

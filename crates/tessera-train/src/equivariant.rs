@@ -12,7 +12,7 @@
 //! sampling (what the checkpoints' weights hold).
 //!
 //! `vae_norm` (official: a constant, 0.05493, for their tokenizer) is measured on the first batch
-//! here: one over the standard deviation of its tokens, so they reach the transformer with unit
+//! here: one over the standard deviation of its token draws, so they reach the transformer with unit
 //! scale whatever the tokenizer; it is saved in the model config.
 //!
 //! Differences from the official code: f32 throughout; the label drop, the shift, the posterior
@@ -50,6 +50,10 @@ pub struct EquivariantTrainingConfig {
     /// Measure `vae_norm` on the first batch (else keep the model config's).
     #[config(default = true)]
     pub measure_vae_norm: bool,
+    /// Train on the first K token columns of each image only (the paper's sub-task transfer:
+    /// trained on half the positions, evaluated on all); `None`: every column.
+    #[config(default = "None")]
+    pub train_columns: Option<usize>,
     /// Optimizer steps of the whole run.
     pub steps: usize,
     /// Images per step.
@@ -72,6 +76,9 @@ impl EquivariantTrainingConfig {
         }
         if !self.class_names.is_empty() && self.class_names.len() != self.model.class_num {
             return Err(Error::Config(format!("{} class names for {} classes", self.class_names.len(), self.model.class_num)));
+        }
+        if self.train_columns.is_some_and(|k| k == 0 || k > self.model.token_num) {
+            return Err(Error::Config(format!("train_columns must be 1 to {} (the image's columns)", self.model.token_num)));
         }
         if !(0.0..1.0).contains(&self.ema_decay) {
             return Err(Error::Config(format!("ema_decay must be in [0, 1), not {}", self.ema_decay)));
@@ -201,12 +208,12 @@ impl EquivariantTrainer {
         self.device.seed(mix(self.config.seed ^ 0xD209, step as u64));
         let mut rng = SplitMix64::new(mix(self.config.seed ^ 0xE0E0, step as u64));
 
-        // 1. Tokens: a posterior draw, scaled (the scale measured on the first batch).
-        let posterior = self.tokenizer.posterior(images.inner());
+        // 1. Tokens: a posterior draw, scaled (the scale measured on the first batch's draws,
+        //    which are what the transformer learns to make).
+        let draws = self.tokenizer.posterior(images.inner()).sample(&mut rng);
         if step == 0 && self.config.measure_vae_norm {
-            let mode = posterior.mode();
-            let numel = mode.shape().num_elements();
-            let std = mode.reshape([numel]).var(0).sqrt().into_data_async().await.map_err(Error::readback)?;
+            let numel = draws.shape().num_elements();
+            let std = draws.clone().reshape([numel]).var(0).sqrt().into_data_async().await.map_err(Error::readback)?;
             let std = std.iter::<f32>().next().unwrap_or(1.0) as f64;
             if !(std.is_finite() && std > 0.0) {
                 return Err(Error::Config(format!("the tokenizer's tokens have no spread (std {std}): train the tokenizer first")));
@@ -215,7 +222,10 @@ impl EquivariantTrainer {
         }
         let m = &self.config.model;
         let vae_norm = m.vae_norm;
-        let tokens = (posterior.sample(&mut rng) * vae_norm).autodiff();
+        let mut tokens = (draws * vae_norm).autodiff();
+        if let Some(k) = self.config.train_columns {
+            tokens = tokens.narrow(1, 0, k);
+        }
         let [b, n, c] = tokens.dims();
 
         // 2. Conditions (label drop), the RoPE shift, and the flow's noise and times.

@@ -32,6 +32,16 @@ pub struct EquivariantArgs {
     /// Classifier-free guidance of the periodic sample grids (0 = none; official weight − 1).
     #[arg(long, default_value_t = 2.0)]
     guidance: f64,
+    /// Attention window: each column sees itself and the W previous ones (official
+    /// `cond_length`); 0 = full causal attention (the claims' baseline). Default: the preset's 3.
+    #[arg(long, value_name = "W")]
+    window: Option<usize>,
+    /// Train without the random RoPE position shift (the claims' "seams" ablation).
+    #[arg(long)]
+    no_rope_shift: bool,
+    /// Train on the first K token columns of each image only (the sub-task transfer claim).
+    #[arg(long, value_name = "K")]
+    train_columns: Option<usize>,
 }
 
 pub(super) fn train_tokenizer(args: TokenizerArgs, preference: anyhow::Result<Preference>) -> anyhow::Result<()> {
@@ -115,8 +125,14 @@ pub(super) fn train_equivariant(args: EquivariantArgs, preference: anyhow::Resul
         eprintln!("resuming {} at step {}", path.display(), trainer.step_index());
         trainer
     } else {
+        ensure!(!args.train_columns.is_some_and(|k| k == 0), "--train-columns must be at least 1");
         let mut config = preset.equivariant_training(&tokenizer_config, classes).with_class_names(dataset.class_names().to_vec());
         config.model.token_num = tokenizer_config.tokens_for_width(dataset.width());
+        config.model.window = args.window.unwrap_or(config.model.window);
+        if args.no_rope_shift {
+            config.model.shift_num = 1;
+        }
+        config.train_columns = args.train_columns;
         config.seed = a.seed;
         config.steps = a.steps.unwrap_or(config.steps);
         config.batch_size = a.batch.unwrap_or(config.batch_size);
@@ -139,6 +155,13 @@ pub(super) fn train_equivariant(args: EquivariantArgs, preference: anyhow::Resul
         m.head_depth,
         m.head_width
     );
+    if m.shift_num <= 1 || config.train_columns.is_some() {
+        println!(
+            "ablation: {}{}",
+            if m.shift_num <= 1 { "no RoPE shift in training; " } else { "" },
+            config.train_columns.map(|k| format!("trained on the first {k} columns only")).unwrap_or_default()
+        );
+    }
     let sampler = ColumnSamplerConfig { cfg: 1.0 + args.guidance, seed: 7, ..ColumnSamplerConfig::default() };
     let like = dataset.as_ref();
     let report = move |trainer: &EquivariantTrainer, smoothed: &Smoothed| -> anyhow::Result<Report> {
