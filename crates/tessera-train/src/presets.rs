@@ -207,7 +207,7 @@ impl RarPreset {
 ///
 /// | preset | image | tokenizer | transformer | run |
 /// |---|---|---|---|---|
-/// | `Tiny` | 32 px, 8 columns of 4 px | ch 32, ×(1,1,2), Z 8, tokens of 16 (grey) or 32 (colour) | width 128, 2+2 blocks, 4 heads, window 3, head 3 × 128 | MNIST or scenes on a 2-core CPU in under 30 min in all |
+/// | `Tiny` | 32 px, 8 columns of 4 px | ch 32, ×(1,1,2), Z 8, tokens of 16 (grey) or 32 (colour) | width 128, 2+2 blocks, 4 heads, window 3, head 3 × 128; 4 condition slots and RoPE shifts < 8 (grey) or 8 and < 16 (colour) | MNIST or scenes on a 2-core CPU |
 /// | `Small` | 32 px | the same | width 256, 4+4 blocks, head 6 × 256 | a GPU |
 ///
 /// Grey images (MNIST) get the MNIST tokenizer, colour ones (scenes, pictures) the scenes one.
@@ -249,7 +249,10 @@ impl ColumnsPreset {
 
     /// The transformer for `tokenizer`'s columns and `num_classes` classes.
     pub fn equivariant(&self, tokenizer: &ColumnTokenizerConfig, num_classes: usize) -> EquivariantConfig {
-        let base = EquivariantConfig { token_dim: tokenizer.embed_dim, class_num: num_classes, ..EquivariantConfig::mnist() };
+        // Colour pictures get the scenes layout: more condition slots and RoPE shifts up to twice
+        // the width, for the images many times wider than training.
+        let layout = if tokenizer.in_channels == 1 { EquivariantConfig::mnist() } else { EquivariantConfig::scenes() };
+        let base = EquivariantConfig { token_dim: tokenizer.embed_dim, class_num: num_classes, ..layout };
         match self {
             Self::Tiny => base,
             Self::Small => EquivariantConfig { embed_dim: 256, depth: 8, ..base }.with_head_width(256).with_head_depth(6).with_dropout(0.1),
