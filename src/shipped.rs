@@ -26,7 +26,8 @@ pub struct Shipped {
     pub tokenizer_bytes: &'static [u8],
 }
 
-/// Every shipped pair, one per family that has one (the column generator joins here).
+/// Every shipped pair: one per family (the first of a family is its default), the column
+/// generator's scenes pair after its MNIST one.
 pub const SHIPPED: &[Shipped] = &[
     Shipped {
         name: "var-tiny",
@@ -43,6 +44,14 @@ pub const SHIPPED: &[Shipped] = &[
         tokenizer_path: "assets/rar-tiny/tokenizer.ckpt",
         generator_bytes: include_bytes!("../assets/rar-tiny/rar.ckpt"),
         tokenizer_bytes: include_bytes!("../assets/rar-tiny/tokenizer.ckpt"),
+    },
+    Shipped {
+        name: "columns-mnist",
+        family: Family::Columns,
+        generator_path: "assets/columns-mnist/equivariant.ckpt",
+        tokenizer_path: "assets/columns-mnist/tokenizer.ckpt",
+        generator_bytes: include_bytes!("../assets/columns-mnist/equivariant.ckpt"),
+        tokenizer_bytes: include_bytes!("../assets/columns-mnist/tokenizer.ckpt"),
     },
 ];
 
