@@ -56,9 +56,7 @@ impl ColumnTokenizerTrainingConfig {
     pub fn validate(&self) -> crate::Result<()> {
         self.model.validate()?;
         self.schedule.validate()?;
-        if self.steps == 0 || self.batch_size == 0 {
-            return Err(Error::Config("steps and batch_size must be positive".into()));
-        }
+        crate::trainer::check_run(self.steps, self.batch_size, &[], 0)?;
         if self.model.semantic.is_some() {
             return Err(Error::Config("the semantic branch needs DINOv2 targets: train without it".into()));
         }

@@ -71,12 +71,7 @@ impl EquivariantTrainingConfig {
     pub fn validate(&self) -> crate::Result<()> {
         self.model.validate()?;
         self.schedule.validate()?;
-        if self.steps == 0 || self.batch_size == 0 {
-            return Err(Error::Config("steps and batch_size must be positive".into()));
-        }
-        if !self.class_names.is_empty() && self.class_names.len() != self.model.class_num {
-            return Err(Error::Config(format!("{} class names for {} classes", self.class_names.len(), self.model.class_num)));
-        }
+        crate::trainer::check_run(self.steps, self.batch_size, &self.class_names, self.model.class_num)?;
         if self.train_columns.is_some_and(|k| k == 0 || k > self.model.token_num) {
             return Err(Error::Config(format!("train_columns must be 1 to {} (the image's columns)", self.model.token_num)));
         }

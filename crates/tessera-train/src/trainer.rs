@@ -23,6 +23,18 @@ pub fn train_seconds(checkpoint: &Checkpoint) -> f64 {
     checkpoint.header.metrics.get(TRAIN_SECONDS).copied().unwrap_or(0.0)
 }
 
+/// Checks a run's size once, before training: steps and batch size positive, and the class names
+/// (when given) one per class.
+pub(crate) fn check_run(steps: usize, batch_size: usize, class_names: &[String], classes: usize) -> Result<()> {
+    if steps == 0 || batch_size == 0 {
+        return Err(crate::Error::Config("steps and batch_size must be positive".into()));
+    }
+    if !class_names.is_empty() && class_names.len() != classes {
+        return Err(crate::Error::Config(format!("{} class names for {classes} classes", class_names.len())));
+    }
+    Ok(())
+}
+
 /// A model being trained, one optimizer step at a time.
 ///
 /// Steps are async (the browser reads metrics back without blocking) and read their metrics back

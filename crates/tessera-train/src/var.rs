@@ -54,16 +54,7 @@ impl VarTrainingConfig {
     pub fn validate(&self) -> crate::Result<()> {
         self.model.validate()?;
         self.schedule.validate()?;
-        if self.steps == 0 || self.batch_size == 0 {
-            return Err(Error::Config("steps and batch_size must be positive".into()));
-        }
-        if !self.class_names.is_empty() && self.class_names.len() != self.model.num_classes {
-            return Err(Error::Config(format!(
-                "{} class names for {} classes",
-                self.class_names.len(),
-                self.model.num_classes
-            )));
-        }
+        crate::trainer::check_run(self.steps, self.batch_size, &self.class_names, self.model.num_classes)?;
         Ok(())
     }
 }

@@ -51,9 +51,7 @@ impl VqganTrainingConfig {
     pub fn validate(&self) -> crate::Result<()> {
         self.model.validate()?;
         self.schedule.validate()?;
-        if self.steps == 0 || self.batch_size == 0 {
-            return Err(Error::Config("steps and batch_size must be positive".into()));
-        }
+        crate::trainer::check_run(self.steps, self.batch_size, &[], 0)?;
         Ok(())
     }
 }
