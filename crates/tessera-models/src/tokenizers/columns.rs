@@ -63,7 +63,9 @@ use burn::prelude::*;
 use burn::tensor::activation::silu;
 use burn::tensor::ops::PadMode;
 
-use tessera_kernels::{AttentionMask, Padding, attention, conv3x3, group_norm, pixel_shuffle};
+use tessera_kernels::{AttentionMask, attention, group_norm, pixel_shuffle};
+
+use super::layers::{ResnetBlock, conv3_reflect};
 
 use crate::Error;
 use crate::rng::SplitMix64;
@@ -373,7 +375,7 @@ impl ColumnTokenizerConfig {
                 let block_out = self.ch * self.ch_mult[i];
                 let block: Vec<_> = (0..self.num_res_blocks)
                     .map(|_| std::mem::replace(&mut block_in, block_out))
-                    .map(|c_in| ResnetBlock::new(c_in, block_out, device))
+                    .map(|c_in| resnet_block(c_in, block_out, device))
                     .collect();
                 let attn = attn_blocks(&self.attn_resolutions, height, block.len(), block_out, device);
                 // Official: (2,2) for `i_level <= len_down_scale - 1`, else (2,1).
@@ -408,7 +410,7 @@ impl ColumnTokenizerConfig {
                 let block_out = ch * self.ch_mult[i];
                 let block: Vec<_> = (0..=self.num_res_blocks)
                     .map(|_| std::mem::replace(&mut block_in, block_out))
-                    .map(|c_in| ResnetBlock::new(c_in, block_out, device))
+                    .map(|c_in| resnet_block(c_in, block_out, device))
                     .collect();
                 let attn = attn_blocks(&self.attn_resolutions, height, block.len(), block_out, device);
                 // Official: (2,2) for `i_level <= len_down_scale`, mirroring the encoder.
@@ -444,7 +446,7 @@ impl SemanticDecoderConfig {
                 let block_out = self.ch * m;
                 let block: Vec<_> = (0..self.num_res_blocks)
                     .map(|_| std::mem::replace(&mut block_in, block_out))
-                    .map(|c_in| ResnetBlock::new(c_in, block_out, device))
+                    .map(|c_in| resnet_block(c_in, block_out, device))
                     .collect();
                 let attn = attn_blocks(&self.attn_resolutions, height, block.len(), block_out, device);
                 let downsample = (i < self.downsample_scale).then(|| {
@@ -652,11 +654,6 @@ impl ColumnTokenizer {
 // ---------------------------------------------------------------------------------------------
 // Layers.
 
-/// 3×3 stride-1 conv, reflect padding 1 (official `padding=1, padding_mode="reflect"`).
-fn conv3(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    conv3x3(x, conv.weight.val(), conv.bias.as_ref().map(|b| b.val()), Padding::Reflect, 1)
-}
-
 /// GroupNorm, then SiLU if `act` (official `Normalize` + `nonlinearity`).
 fn norm_act(norm: &GroupNorm, x: Tensor<4>, act: bool) -> Tensor<4> {
     match (&norm.gamma, &norm.beta) {
@@ -697,45 +694,17 @@ fn load_conv1d(sd: &mut StateDict, p: &str, mut conv: Conv1d) -> crate::Result<C
 }
 
 /// The LDM res block (official `ResnetBlock`, `temb_channels = 0`): GN → SiLU → conv3 → GN →
-/// SiLU → conv3, plus the input, through a 1×1 `nin_shortcut` (with bias) when the width changes.
-#[derive(Module, Debug)]
-struct ResnetBlock {
-    norm1: GroupNorm,
-    conv1: Conv2d,
-    norm2: GroupNorm,
-    conv2: Conv2d,
-    nin_shortcut: Option<Conv2d>,
-}
-
-impl ResnetBlock {
-    fn new(c_in: usize, c_out: usize, device: &Device) -> Self {
-        Self {
-            norm1: norm(c_in, device),
-            conv1: conv2d(c_in, c_out, 3, device),
-            norm2: norm(c_out, device),
-            conv2: conv2d(c_out, c_out, 3, device),
-            nin_shortcut: (c_in != c_out).then(|| conv2d(c_in, c_out, 1, device)),
-        }
-    }
-
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let h = conv3(&self.conv1, norm_act(&self.norm1, x.clone(), true));
-        let h = conv3(&self.conv2, norm_act(&self.norm2, h, true));
-        match &self.nin_shortcut {
-            Some(nin) => nin.forward(x) + h,
-            None => x + h,
-        }
-    }
-
-    fn load(mut self, sd: &mut StateDict, p: &str) -> crate::Result<Self> {
-        self.norm1 = sd.group_norm(&format!("{p}.norm1"), self.norm1)?;
-        self.conv1 = sd.conv2d(&format!("{p}.conv1"), self.conv1)?;
-        self.norm2 = sd.group_norm(&format!("{p}.norm2"), self.norm2)?;
-        self.conv2 = sd.conv2d(&format!("{p}.conv2"), self.conv2)?;
-        if let Some(nin) = self.nin_shortcut.take() {
-            self.nin_shortcut = Some(sd.conv2d(&format!("{p}.nin_shortcut"), nin)?);
-        }
-        Ok(self)
+/// SiLU → conv3, plus the input, through a 1×1 `nin_shortcut` (with bias) when the width changes;
+/// reflect padding.
+fn resnet_block(c_in: usize, c_out: usize, device: &Device) -> ResnetBlock {
+    ResnetBlock {
+        norm1: norm(c_in, device),
+        conv1: conv2d(c_in, c_out, 3, device),
+        norm2: norm(c_out, device),
+        conv2: conv2d(c_out, c_out, 3, device),
+        nin_shortcut: (c_in != c_out).then(|| conv2d(c_in, c_out, 1, device)),
+        shortcut_on_output: false,
+        reflect: true,
     }
 }
 
@@ -812,9 +781,9 @@ impl Resample {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let fw = if self.height_only { 1 } else { 2 };
         if self.up {
-            shuffle(conv3(&self.conv, x.clone()), fw) + nearest(x, fw)
+            shuffle(conv3_reflect(&self.conv, x.clone()), fw) + nearest(x, fw)
         } else {
-            unshuffle(conv3(&self.conv, x.clone()), fw) + avg_pool(x, fw)
+            unshuffle(conv3_reflect(&self.conv, x.clone()), fw) + avg_pool(x, fw)
         }
     }
 }
@@ -910,9 +879,9 @@ struct Mid {
 impl Mid {
     fn new(c: usize, device: &Device) -> Self {
         Self {
-            block_1: ResnetBlock::new(c, c, device),
+            block_1: resnet_block(c, c, device),
             attn_1: AttnBlock::new(c, device),
-            block_2: ResnetBlock::new(c, c, device),
+            block_2: resnet_block(c, c, device),
         }
     }
 
@@ -943,12 +912,12 @@ struct Encoder {
 
 impl Encoder {
     fn latent(&self, x: Tensor<4>) -> Tensor<4> {
-        let mut h = conv3(&self.conv_in, x);
+        let mut h = conv3_reflect(&self.conv_in, x);
         for level in &self.down {
             h = level.forward(h);
         }
         let h = self.mid.forward(h);
-        conv3(&self.conv_out, norm_act(&self.norm_out, h, true))
+        conv3_reflect(&self.conv_out, norm_act(&self.norm_out, h, true))
     }
 
     fn load(mut self, sd: &mut StateDict, p: &str) -> crate::Result<Self> {
@@ -991,7 +960,7 @@ impl Decoder {
     /// the semantic decoder (none when `tap` is `None`).
     fn forward(&self, z: Tensor<4>, tap: Option<&SemanticMap>) -> (Tensor<4>, Option<Tensor<4>>) {
         let mut tapped = None;
-        let mut h = conv3(&self.conv_in, z);
+        let mut h = conv3_reflect(&self.conv_in, z);
         if tap == Some(&SemanticMap::Base) {
             tapped = Some(h.clone());
         }
@@ -1009,7 +978,7 @@ impl Decoder {
                 h = up.forward(h);
             }
         }
-        (conv3(&self.conv_out, norm_act(&self.norm_out, h, true)), tapped)
+        (conv3_reflect(&self.conv_out, norm_act(&self.norm_out, h, true)), tapped)
     }
 
     fn load(mut self, sd: &mut StateDict, p: &str) -> crate::Result<Self> {
@@ -1044,7 +1013,7 @@ impl SemanticDecoder {
         for level in &self.down {
             h = level.forward(h);
         }
-        conv3(&self.conv_out, norm_act(&self.norm_out, h, true))
+        conv3_reflect(&self.conv_out, norm_act(&self.norm_out, h, true))
     }
 
     /// Loads the blocks it runs and skips level `i`'s never-run `block.{n}` / `attn.{n}`,

@@ -23,6 +23,12 @@ pub(crate) fn norm_silu(norm: &GroupNorm, x: Tensor<4>) -> Tensor<4> {
     }
 }
 
+/// A 3×3, stride-1, pad-1 convolution with reflect padding (the column tokenizer's; `conv` is
+/// built without padding of its own). `conv3x3` picks the kernel or its plain-ops twin.
+pub(crate) fn conv3_reflect(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    conv3x3(x, conv.weight.val(), conv.bias.as_ref().map(|b| b.val()), Padding::Reflect, 1)
+}
+
 /// A 3×3, stride-1, pad-1 (zero) convolution of `x` up-sampled ×`upsample` (nearest; 1 = none).
 pub(crate) fn conv3(conv: &Conv2d, x: Tensor<4>, upsample: usize) -> Tensor<4> {
     if kernels_enabled(&x.device()) {
@@ -34,10 +40,12 @@ pub(crate) fn conv3(conv: &Conv2d, x: Tensor<4>, upsample: usize) -> Tensor<4> {
     }
 }
 
-/// Both tokenizers' residual block: GN → SiLU → conv3 → GN → SiLU → conv3, plus a residual. When
+/// The tokenizers' residual block: GN → SiLU → conv3 → GN → SiLU → conv3, plus a residual. When
 /// the width is kept the residual is the input. When it changes, the 1×1 `nin_shortcut` maps the
-/// input (VAR's taming-style block) or, with `shortcut_on_output`, the block's own output (the
-/// MaskGIT-VQGAN quirk the released weights depend on: `h + nin_shortcut(h)`, the input dropped).
+/// input (VAR's taming-style block, the column tokenizer's LDM block) or, with
+/// `shortcut_on_output`, the block's own output (the MaskGIT-VQGAN quirk the released weights
+/// depend on: `h + nin_shortcut(h)`, the input dropped). With `reflect` the 3×3 convolutions pad
+/// by reflection (the column tokenizer) instead of zeros.
 #[derive(Module, Debug)]
 pub(crate) struct ResnetBlock {
     pub norm1: GroupNorm,
@@ -46,12 +54,14 @@ pub(crate) struct ResnetBlock {
     pub conv2: Conv2d,
     pub nin_shortcut: Option<Conv2d>,
     pub shortcut_on_output: bool,
+    pub reflect: bool,
 }
 
 impl ResnetBlock {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let h = conv3(&self.conv1, norm_silu(&self.norm1, x.clone()), 1);
-        let h = conv3(&self.conv2, norm_silu(&self.norm2, h), 1);
+        let conv = |c: &Conv2d, x| if self.reflect { conv3_reflect(c, x) } else { conv3(c, x, 1) };
+        let h = conv(&self.conv1, norm_silu(&self.norm1, x.clone()));
+        let h = conv(&self.conv2, norm_silu(&self.norm2, h));
         match &self.nin_shortcut {
             Some(nin) if self.shortcut_on_output => h.clone() + nin.forward(h),
             Some(nin) => nin.forward(x) + h,

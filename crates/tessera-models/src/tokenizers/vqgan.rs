@@ -523,6 +523,7 @@ fn resnet(c_in: usize, c_out: usize, device: &Device) -> ResnetBlock {
         conv2: conv(c_out, c_out, 3, false, device),
         nin_shortcut: (c_in != c_out).then(|| conv(c_out, c_out, 1, false, device)),
         shortcut_on_output: true,
+        reflect: false,
     }
 }
 

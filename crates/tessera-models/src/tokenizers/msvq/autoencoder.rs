@@ -32,6 +32,7 @@ impl MsVqVaeConfig {
             conv2: conv(c_out, c_out, 3, device),
             nin_shortcut: (c_in != c_out).then(|| conv(c_in, c_out, 1, device)),
             shortcut_on_output: false,
+            reflect: false,
         }
     }
 
