@@ -336,15 +336,16 @@ fn train_a_judge_then_evaluate_the_shipped_model_with_it() {
 /// samples judged the asked digit, no collapse), on 20 samples per digit with the eval's seed.
 #[test]
 fn the_shipped_var_draws_the_asked_digits_by_the_shipped_judges_verdict() {
-    let json = run_ok(&["eval", "--json", "--quick"]);
+    // The wide-image rows have their own test; here the training width only.
+    let json = run_ok(&["eval", "--json", "--quick", "--widths", "1"]);
     let report: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert!(report["judge"]["heldout_accuracy"].as_f64().unwrap() >= 0.985, "{report}");
     let floor = report["sanity"][0]["fid"].as_f64().unwrap();
     let noise = report["sanity"][1]["fid"].as_f64().unwrap();
-    // Every shipped family: VAR, then RAR.
+    // Every shipped family: VAR, RAR, then the column generator.
     let models = report["models"].as_array().unwrap();
     let generators: Vec<&str> = models.iter().map(|m| m["generator"].as_str().unwrap()).collect();
-    assert_eq!(generators, ["var", "rar"], "{report}");
+    assert_eq!(generators, ["var", "rar", "equivariant"], "{report}");
     for model in models {
         assert!(model["class_accuracy"].as_f64().unwrap() >= 0.95, "{model}");
         assert!(model["distinct"].as_f64().unwrap() >= 0.99, "{model}");
@@ -427,4 +428,73 @@ fn bench_kernels_compares_each_kernel_with_the_plain_ops() {
         let bar = if row["kernel"] == "decode" { 1e-3 } else { 1e-4 };
         assert!(row["max_abs_diff"].as_f64().unwrap() <= bar, "{row}");
     }
+}
+
+/// `bench sample equivariant`: the column generator's official anchor (random weights), tokens
+/// only and decoded, with the official figure beside the batch-1 row; it needs no shipped model.
+#[test]
+fn bench_sample_equivariant_times_the_official_anchor() {
+    let json = run_ok(&["bench", "sample", "equivariant", "--quick", "--json"]);
+    let rows: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let rows = rows.as_array().unwrap();
+    let find = |model: &str, batch: u64| rows.iter().find(|r| r["model"] == model && r["batch"] == batch);
+    for batch in [1, 4] {
+        for model in ["equivariant anchor (tokens only)", "equivariant anchor (decoded)"] {
+            let row = find(model, batch).unwrap_or_else(|| panic!("no {model} row at batch {batch}: {json}"));
+            assert!(row["images_per_s"].as_f64().unwrap() > 0.0 && row["device"].as_str().unwrap().contains("CPU"), "{row}");
+        }
+    }
+    assert_eq!(find("equivariant anchor (tokens only)", 1).unwrap()["official_images_per_s"], 2.7, "{json}");
+    assert!(find("equivariant anchor (decoded)", 1).unwrap()["official_images_per_s"].is_null(), "the official code decodes nothing");
+    assert!(rows.iter().all(|r| r["bench"] == "sample" && !r["model"].as_str().unwrap().starts_with("rar")), "columns only: {json}");
+}
+
+/// `eval --checkpoint --tokenizer` on a tiny random-weight column pair trained for two steps:
+/// the model row, and the wide-image rows at 1, 4, 8 and 16 times the training width, window by
+/// window; the 1x row measures the model row's own images.
+#[test]
+fn eval_of_a_column_model_reports_the_wide_windows() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let run_s = run.to_str().unwrap();
+    run_ok(&["train", "columns-tokenizer", "--dataset", "mnist", "--steps", "2", "--batch", "4", "--sample-every", "0", "--out", run_s]);
+    let tok = run.join("tokenizer.weights.ckpt");
+    run_ok(&["train", "equivariant", "--dataset", "mnist", "--tokenizer", tok.to_str().unwrap(), "--steps", "2", "--batch", "4",
+        "--sample-every", "0", "--out", run_s]);
+    let model = run.join("equivariant.weights.ckpt");
+    let pair = ["--checkpoint", model.to_str().unwrap(), "--tokenizer", tok.to_str().unwrap()];
+
+    let json = run_ok(&[&["eval", "--json", "--quick", "--per-class", "2"][..], &pair[..]].concat());
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(report["judge"]["dataset"], "mnist", "grey images: the MNIST judge");
+    let models = report["models"].as_array().unwrap();
+    assert_eq!(models.len(), 1, "the named pair only: {report}");
+    assert_eq!((models[0]["name"].as_str().unwrap(), models[0]["generator"].as_str().unwrap()), ("equivariant", "equivariant"));
+    assert_eq!((models[0]["images"].as_u64(), models[0]["steps"].as_u64()), (Some(20), Some(8)), "{report}");
+    assert_eq!(report["sanity"].as_array().unwrap().len(), 2, "{report}");
+
+    let wide = report["wide"].as_array().unwrap();
+    let widths: Vec<u64> = wide.iter().map(|w| w["width_multiple"].as_u64().unwrap()).collect();
+    assert_eq!(widths, [1, 4, 8, 16], "{report}");
+    for w in wide {
+        let multiple = w["width_multiple"].as_u64().unwrap();
+        assert_eq!(w["window_px"], 32, "{w}");
+        // ceil(2 / W) images of each of 10 digits, W windows each.
+        assert_eq!(w["wide_images"].as_u64().unwrap(), 10 * 2u64.div_ceil(multiple), "{w}");
+        assert_eq!(w["images"].as_u64().unwrap(), w["wide_images"].as_u64().unwrap() * multiple, "{w}");
+        assert_eq!(w["position_accuracy"].as_array().unwrap().len() as u64, multiple, "{w}");
+        for field in ["class_accuracy", "precision", "recall", "distinct"] {
+            assert!((0.0..=1.0).contains(&w[field].as_f64().unwrap()), "{field}: {w}");
+        }
+        assert!(w["fid"].as_f64().unwrap() >= 0.0 && w["fid_ratio"].as_f64().unwrap() >= 0.0, "{w}");
+    }
+    assert_eq!(wide[0]["fid_ratio"], 1.0, "{report}");
+    for field in ["class_accuracy", "fid"] {
+        assert_eq!(wide[0][field], models[0][field], "the 1x windows are the model row's images: {report}");
+    }
+
+    // A judge of other images: a clear error before anything is sampled.
+    let out = tessera().args(["--device", "cpu", "eval", "--per-class", "2", "--dataset", "scenes"]).args(pair).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("scenes judge cannot judge") && !stderr.contains("panicked"), "{stderr}");
 }

@@ -15,7 +15,7 @@ fn generate_a_grid_then_step_through_the_scales() {
     let mut harness = Harness::builder()
         .with_size([1280.0, 1000.0])
         .build_eframe(|cc| TesseraApp::with_query(cc, Some("?v=1&generator=var&class=3&seed=1&n=3")));
-    wait_for(&mut harness, "the models to load", |h| !shows(h, "Loading the tiny MNIST models"));
+    wait_for(&mut harness, "the models to load", |h| !shows(h, "Loading the shipped models"));
     assert!(!shows(&harness, "Could not load"), "the shipped models should load");
     assert!(shows(&harness, "Press Generate images"));
 
@@ -82,7 +82,7 @@ fn paint_a_region_and_edit_a_held_out_digit() {
 #[test]
 fn a_lost_gpu_is_reported_and_work_goes_on_on_the_cpu() {
     let mut harness = Harness::builder().with_size([1280.0, 1000.0]).build_eframe(|cc| TesseraApp::with_query(cc, Some("?class=5&seed=2")));
-    wait_for(&mut harness, "the models to load", |h| !shows(h, "Loading the tiny MNIST models"));
+    wait_for(&mut harness, "the models to load", |h| !shows(h, "Loading the shipped models"));
     // What wgpu's device-lost callback does (a headless test has no GPU to lose).
     harness.state_mut().compute.mark_lost();
     harness.run_steps(2);
@@ -91,7 +91,7 @@ fn a_lost_gpu_is_reported_and_work_goes_on_on_the_cpu() {
 
     harness.get_by_label("Continue on the CPU").click();
     harness.run_steps(2);
-    wait_for(&mut harness, "the models to load on the CPU", |h| !shows(h, "Loading the tiny MNIST models"));
+    wait_for(&mut harness, "the models to load on the CPU", |h| !shows(h, "Loading the shipped models"));
     assert!(!shows(&harness, "The GPU device was lost"), "the banner is gone");
     assert!(shows(&harness, "computing on the CPU because the GPU device was lost"), "the notice says why");
     harness.get_by_label("Generate images").click();

@@ -9,7 +9,11 @@
 // checks the dataset it makes (window.tessera.dataset); drops the folder itself (as the OS would,
 // through DevTools' drag events) on a `train=2,1,4&dataset=pictures` link, which trains a tiny run
 // on it, and checks the run's checkpoints survive a reload; then a `generator=rar&train=2,1,4`
-// link trains RAR on MNIST. Fails on any console error or uncaught page error.
+// link trains RAR on MNIST. The equivariant column generator: a `generator=columns&width=64&autorun=1`
+// link draws an image 8x wider than the shipped pair's training width (on a software adapter such
+// as SwiftShader the app samples it on the CPU backend: its hundred flow steps per column take
+// minutes per column there), and a `generator=columns&train=2,1,4` link trains the column pair in
+// the page. Fails on any console error or uncaught page error.
 // Exit code 0 = pass.
 //
 //   npm ci --prefix web            # playwright-core only; it drives the system Chromium, downloads no browser
@@ -73,6 +77,8 @@ try {
   await generateAndCheck(page, url, 'var');
   // RAR, token by token: the same automation link with generator=rar draws a digit too.
   await generateAndCheck(page, url.replace('generator=var', 'generator=rar'), 'rar');
+  // The column generator, 8 times its training width.
+  await generateWideAndCheck(page);
   if (process.env.SCREENSHOT) await page.screenshot({ path: process.env.SCREENSHOT });
 
   // Checkpoints kept in the browser's storage (OPFS) are listed again after a reload: a real one
@@ -107,7 +113,8 @@ try {
   // here) the app trains on the CPU backend, as the CLI does. TRAIN=0 skips this part.
   if (process.env.TRAIN !== '0') {
     await trainOnPicturesInPage(page);
-    await trainRarInPage(page);
+    await trainPairInPage(page, 'rar', 'RAR', 'rar');
+    await trainPairInPage(page, 'columns', 'Equivariant \\(columns\\)', 'equivariant');
   }
 
   // A lost GPU device: the page's own GPUDevice is destroyed (a real loss, as a driver reset
@@ -273,23 +280,74 @@ async function waitForReady(page) {
   await page.waitForFunction(() => ['ready', 'done', 'error'].includes(window.tessera?.state), null, { timeout: timeoutMs, polling: 250 });
 }
 
-/** The user's pictures: a dropped .zip, then a dropped folder that a `train=` link trains on. */
-/** A `generator=rar&train=2,1,4` link trains RAR's tokenizer and transformer on MNIST in the page. */
-async function trainRarInPage(page) {
+/** A `generator=<key>&train=2,1,4` link trains the family's tokenizer and transformer on MNIST in
+ * the page; its checkpoints are listed as `<label> tokenizer at step 2: ...-<key>-...tokenizer.ckpt`
+ * and `<label> transformer at step 1: ...<file>.ckpt` (`label` a regular expression). */
+async function trainPairInPage(page, key, label, file) {
   const started = Date.now();
-  await page.goto(url.replace(/\?.*$/, '?generator=rar&train=2,1,4'));
+  await page.goto(url.replace(/\?.*$/, `?generator=${key}&train=2,1,4`));
   try {
     await page.waitForFunction(() => ['done', 'stopped'].includes(window.tessera?.training) ||
       String(window.tessera?.training).startsWith('failed'), null, { timeout: timeoutMs, polling: 500 });
   } catch {
-    failures.push(`the RAR training run did not end within ${timeoutMs / 1000} s`);
+    failures.push(`the ${key} training run did not end within ${timeoutMs / 1000} s`);
   }
   const trained = await page.evaluate(() => ({ training: window.tessera?.training, checkpoints: window.tessera?.checkpoints }));
-  console.log(`RAR training after ${((Date.now() - started) / 1000).toFixed(1)} s:`, JSON.stringify(trained));
-  if (trained.training !== 'done') failures.push(`RAR training ended as ${trained.training}`);
-  for (const want of [/^RAR tokenizer at step 2: .*-rar-.*tokenizer\.ckpt$/, /^RAR transformer at step 1: .*-rar-.*rar\.ckpt$/]) {
+  console.log(`${key} training after ${((Date.now() - started) / 1000).toFixed(1)} s:`, JSON.stringify(trained));
+  if (trained.training !== 'done') failures.push(`${key} training ended as ${trained.training}`);
+  const wanted = [new RegExp(`^${label} tokenizer at step 2: .*-${key}-.*tokenizer\\.ckpt$`),
+    new RegExp(`^${label} transformer at step 1: .*-${key}-.*${file}\\.ckpt$`)];
+  for (const want of wanted) {
     if (!(trained.checkpoints || []).some((l) => want.test(l))) failures.push(`no checkpoint like ${want} listed`);
   }
+}
+
+/** The shipped column generator asked for 64 columns, 8 times the 8 it was trained on: the image
+ * is 8 times the training width (32 px) and not blank. */
+async function generateWideAndCheck(page) {
+  const started = Date.now();
+  await page.goto(url.replace(/\?.*$/, '?generator=columns&class=3&seed=1&width=64&autorun=1'));
+  try {
+    await page.waitForFunction(() => window.tessera?.state === 'done', null, { timeout: timeoutMs, polling: 500 });
+  } catch {
+    failures.push(`columns: window.tessera.state never became "done" within ${timeoutMs / 1000} s`);
+  }
+  const status = await page.evaluate(() => ({ state: window.tessera?.state, error: window.tessera?.error, last: window.tessera?.last }));
+  const { png, ...last } = status.last || {};
+  console.log(`columns (64 columns) after ${((Date.now() - started) / 1000).toFixed(1)} s:`, JSON.stringify({ ...status, last }));
+  if (status.state !== 'done' || !png) {
+    failures.push(`columns: state is ${status.state} (error: ${status.error})`);
+    return;
+  }
+  const want = { generator: 'columns', class: 3, seed: 1, width: 8 * 32, height: 32 };
+  for (const [k, v] of Object.entries(want)) {
+    if (last[k] !== v) failures.push(`columns: last.${k} is ${last[k]}, expected ${v}`);
+  }
+  const pixels = await page.evaluate(async (src) => {
+    const img = new Image();
+    img.src = src;
+    await img.decode();
+    const canvas = document.createElement('canvas');
+    canvas.width = img.naturalWidth;
+    canvas.height = img.naturalHeight;
+    const ctx = canvas.getContext('2d');
+    ctx.drawImage(img, 0, 0);
+    const data = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+    let sum = 0, sq = 0, unmade = 0;
+    const n = data.length / 4;
+    for (let i = 0; i < data.length; i += 4) {
+      const luma = (data[i] + data[i + 1] + data[i + 2]) / 3;
+      sum += luma;
+      sq += luma * luma;
+      if (data[i] === 128 && data[i + 1] === 128 && data[i + 2] === 128) unmade++;
+    }
+    const mean = sum / n;
+    return { width: canvas.width, height: canvas.height, mean: Math.round(mean), std: Math.round(Math.sqrt(sq / n - mean * mean)), unmade };
+  }, png);
+  console.log('columns: decoded last.png:', JSON.stringify(pixels));
+  if (pixels.width !== 256 || pixels.height !== 32) failures.push(`columns: last.png is ${pixels.width}x${pixels.height}, expected 256x32`);
+  // Not blank: the pixels vary, and the not-yet-made gray is gone.
+  if (pixels.std < 10 || pixels.unmade > pixels.width * pixels.height / 10) failures.push(`columns: last.png looks blank: ${JSON.stringify(pixels)}`);
 }
 
 async function trainOnPicturesInPage(page) {

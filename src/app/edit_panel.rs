@@ -246,7 +246,7 @@ impl EditPanel {
             };
             let edit = Edit { source: source.image.pixels.clone(), region: self.region.clone(), kind: self.kind };
             self.serial += 1;
-            self.job = Some(generation::start(model.clone(), settings, Some(edit), ui.ctx().clone()));
+            self.job = Some(generation::start(model.clone(), settings, generation::Input::Edit(edit), ui.ctx().clone()));
         }
     }
 

@@ -1,5 +1,6 @@
 //! Exports of the Generate panel: an image as PNG, its step-through as an animated GIF and as a
-//! PNG strip, and where they go (a file on the desktop, a download in the browser).
+//! PNG strip, and where they go (a file on the desktop, a download in the browser). A column
+//! run's steps are its canvas with the step's column outlined, stacked downwards in the strip.
 
 use std::io::Cursor;
 
@@ -10,6 +11,7 @@ use image::{Delay, Frame, ImageFormat, Rgb, RgbImage, RgbaImage};
 use tessera_data::Image;
 
 use super::generation::StepFrame;
+use super::token_map::CURRENT;
 
 /// Gap between the token map and the image, and between strip columns, in output pixels.
 const GAP: u32 = 4;
@@ -21,9 +23,41 @@ pub fn zoomed(image: &Image, zoom: u32) -> RgbImage {
     imageops::resize(&rgb, rgb.width() * zoom, rgb.height() * zoom, FilterType::Nearest)
 }
 
-/// One step as a picture: the token map (drawn at the image's size) beside the partial decode.
+/// The widest export, in pixels, that [`zoom_for`] aims for.
+const MAX_EXPORT_WIDTH: usize = 2048;
+
+/// `zoom`, or less for wide images (the column generator's) so that they stay at most
+/// [`MAX_EXPORT_WIDTH`] pixels wide (never below 1).
+pub fn zoom_for(width: usize, zoom: u32) -> u32 {
+    let fits = (MAX_EXPORT_WIDTH / width.max(1)) as u32;
+    zoom.min(fits).max(1)
+}
+
+/// A column run's step: its canvas as it stood, the step's column outlined.
+fn column_step(frame: &StepFrame, zoom: u32) -> RgbImage {
+    let mut out = zoomed(&frame.image(), zoom);
+    if let Some(column) = frame.current_column() {
+        let (x0, x1) = (column.start as u32 * zoom, (column.end as u32 * zoom).min(out.width()));
+        let h = out.height();
+        for x in x0..x1 {
+            out.put_pixel(x, 0, Rgb(CURRENT));
+            out.put_pixel(x, h - 1, Rgb(CURRENT));
+        }
+        for y in 0..h {
+            out.put_pixel(x0, y, Rgb(CURRENT));
+            out.put_pixel(x1 - 1, y, Rgb(CURRENT));
+        }
+    }
+    out
+}
+
+/// One step as a picture: the token map (drawn at the image's size) beside the partial decode;
+/// a column run's step is its canvas with the step's column outlined.
 pub fn step_panel(frame: &StepFrame, zoom: u32) -> RgbImage {
-    let decoded = zoomed(&frame.partial, zoom);
+    if frame.columns.is_some() {
+        return column_step(frame, zoom);
+    }
+    let decoded = zoomed(&frame.image(), zoom);
     let (w, h) = decoded.dimensions();
     let tokens = frame.tokens.to_rgb_sized(w, h);
     let mut out = RgbImage::from_pixel(2 * w + GAP, h, BACKGROUND);
@@ -32,16 +66,27 @@ pub fn step_panel(frame: &StepFrame, zoom: u32) -> RgbImage {
     out
 }
 
-/// Every step left to right; token maps on the top row, partial decodes below.
+/// Every step left to right; token maps on the top row, partial decodes below. A column run's
+/// steps go downwards instead, one canvas per row.
 pub fn strip(frames: &[StepFrame], zoom: u32) -> RgbImage {
     let Some(first) = frames.first() else { return RgbImage::new(0, 0) };
+    if first.columns.is_some() {
+        let rows: Vec<RgbImage> = frames.iter().map(|f| column_step(f, zoom)).collect();
+        let (w, h) = (rows.iter().map(RgbImage::width).max().unwrap_or(0), rows[0].height());
+        let n = rows.len() as u32;
+        let mut out = RgbImage::from_pixel(w, n * h + (n - 1) * GAP, BACKGROUND);
+        for (i, row) in rows.iter().enumerate() {
+            imageops::replace(&mut out, row, 0, i64::from(i as u32 * (h + GAP)));
+        }
+        return out;
+    }
     let (w, h) = (first.partial.width as u32 * zoom, first.partial.height as u32 * zoom);
     let n = frames.len() as u32;
     let mut out = RgbImage::from_pixel(n * w + (n - 1) * GAP, 2 * h + GAP, BACKGROUND);
     for (i, frame) in frames.iter().enumerate() {
         let x = i64::from(i as u32 * (w + GAP));
         imageops::replace(&mut out, &frame.tokens.to_rgb_sized(w, h), x, 0);
-        imageops::replace(&mut out, &zoomed(&frame.partial, zoom), x, i64::from(h + GAP));
+        imageops::replace(&mut out, &zoomed(&frame.image(), zoom), x, i64::from(h + GAP));
     }
     out
 }
@@ -96,7 +141,10 @@ pub fn deliver(name: &str, mime: &str, bytes: &[u8]) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::app::generation::ColumnsDone;
     use crate::app::token_map::{TokenMap, code_color};
     use image::AnimationDecoder;
     use image::codecs::gif::GifDecoder;
@@ -109,9 +157,44 @@ mod tests {
                 label: format!("scale {}", i + 1),
                 tokens: TokenMap::full(pn, pn, (0..(pn * pn) as u32).map(|c| c + 10 * i as u32)),
                 // Brighter at every step, so each step is told apart by its decode.
-                partial: Image::new(1, 8, 8, vec![(i as f32 + 1.0) / 4.0; 64]),
+                partial: Arc::new(Image::new(1, 8, 8, vec![(i as f32 + 1.0) / 4.0; 64])),
+                columns: None,
             })
             .collect()
+    }
+
+    /// Three steps of a column run of 3 columns, 2 px each, on a shared white canvas 4 high.
+    fn column_frames() -> Vec<StepFrame> {
+        let canvas = Arc::new(Image::new(1, 4, 6, vec![1.0; 24]));
+        (1..=3)
+            .map(|done| StepFrame {
+                label: format!("column {done} of 3"),
+                tokens: TokenMap { rows: 1, cols: 3, codes: (0..3).map(|i| (i < done).then_some(0)).collect(), current: Some(done - 1) },
+                partial: canvas.clone(),
+                columns: Some(ColumnsDone { done, width: 2 }),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn column_steps_show_the_canvas_so_far_with_the_new_column_outlined() {
+        let frames = column_frames();
+        // Step 1 of 3 at zoom 2: 12 x 8; the column made (x 0..4) outlined, the rest unmade gray.
+        let first = step_panel(&frames[0], 2);
+        assert_eq!(first.dimensions(), (12, 8));
+        assert_eq!(first.get_pixel(0, 4).0, CURRENT);
+        assert_eq!(first.get_pixel(3, 4).0, CURRENT);
+        assert_eq!(first.get_pixel(1, 3).0, [255; 3], "inside the column: the image");
+        assert_eq!(first.get_pixel(8, 4).0, [128; 3], "not made yet");
+        // The strip stacks the steps downwards.
+        let strip = strip(&frames, 1);
+        assert_eq!(strip.dimensions(), (6, 3 * 4 + 2 * GAP));
+        let last_row = 2 * (4 + GAP);
+        assert_eq!(strip.get_pixel(4, last_row).0, CURRENT, "step 3 outlines column 3");
+        assert_eq!(strip.get_pixel(1, last_row + 1).0, [255; 3], "and shows every column made");
+        // Wide images are zoomed less.
+        assert_eq!((zoom_for(32, 8), zoom_for(256, 8), zoom_for(2048, 8), zoom_for(5000, 8)), (8, 8, 1, 1));
+        assert_eq!(zoom_for(512, 8), 4);
     }
 
     #[test]

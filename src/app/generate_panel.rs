@@ -1,6 +1,11 @@
 //! The Generate panel: choose a generator, class and sampling settings, generate a grid of
 //! images, open one, and step through how it was made (each step's token map beside the image
-//! decoded so far), then export it.
+//! decoded so far; for the column generator, the canvas growing column by column), then export it.
+//! The column generator also draws any width, goes on to the right (Continue) and continues a
+//! picture ([`super::continuation`]).
+//!
+//! A family without a shipped model samples from a pair trained in the Train tab or dropped on
+//! the window (its tokenizer and transformer checkpoints).
 //!
 //! The panel only draws and polls: models load and images generate in [`super::generation`]
 //! jobs, so the UI never waits on the device.
@@ -8,21 +13,25 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use burn::prelude::Device;
 use egui::{Color32, ColorImage, TextureHandle, TextureOptions, vec2};
 use tessera_data::Image;
+use tessera_kernels::Compute;
 
-use super::export;
+use super::continuation::ContinuePanel;
+use super::training::{Phase, SavedCheckpoint};
+use super::{column_canvas, dropped, export};
 use tessera_models::family::Family;
 use tessera_models::generator::ImageGenerator;
 
-use super::generate_settings::{GenerateSettings, MAX_COUNT, MAX_GUIDANCE, is_available};
-use super::generation::{self, GeneratedImage, Job, JobStatus, ModelSlot, StepFrame};
+use super::generate_settings::{GenerateSettings, MAX_COUNT, MAX_GUIDANCE, is_shipped};
+use super::generation::{self, GeneratedImage, Input, Job, JobStatus, ModelSlot, StepFrame};
 use super::hooks::{self, AppState, LastResult};
 use super::player::{Action, Player, SHORTCUTS};
 
 /// On-screen sizes, in points.
 const THUMB: f32 = 88.0;
+/// Thumbnails of wide images (the column generator) keep their proportions up to this width.
+const WIDE_THUMB: f32 = 4.0 * THUMB;
 const PLAYER_IMAGE: f32 = 224.0;
 /// Upscaling of exported step-throughs (a 32 px digit becomes 256 px).
 const EXPORT_ZOOM: u32 = 8;
@@ -31,6 +40,8 @@ const EXPORT_ZOOM: u32 = 8;
 enum Layer {
     Tokens,
     Decoded,
+    /// A column run's canvas; its key holds the canvas count instead of a step.
+    Canvas,
 }
 
 pub struct GeneratePanel {
@@ -38,7 +49,8 @@ pub struct GeneratePanel {
     models: HashMap<Family, Arc<Mutex<ModelSlot>>>,
     /// The family the panel is set to (the Edit tab samples from its models too).
     family: Family,
-    device: Device,
+    /// The app's compute: each family samples where [`generation::sampling_device`] says.
+    compute: Compute,
     ctx: egui::Context,
     job: Option<Job>,
     /// Counts jobs, so textures and reports of an old job are never mistaken for the new one's.
@@ -54,18 +66,38 @@ pub struct GeneratePanel {
     follow_live: bool,
     textures: HashMap<(u64, usize, usize, Layer), TextureHandle>,
     reported_state: Option<AppState>,
-    reported_last: u64,
+    /// The job and run last reported as `window.tessera.last` (a column run reports again after
+    /// each Continue).
+    reported_last: (u64, u64),
     export_message: Option<Result<String, String>>,
+    /// Files dropped on the window while this tab is open: checkpoint pairs, pictures to continue.
+    inbox: dropped::Inbox,
+    /// Dropped checkpoints waiting for their other half, and what loading them said.
+    dropped_checkpoints: Vec<SavedCheckpoint>,
+    load_message: Option<Result<String, String>>,
+    /// Columns each Continue adds (0 until a column model is loaded: then its training width).
+    more_columns: usize,
+    continuation: ContinuePanel,
+}
+
+impl Drop for GeneratePanel {
+    /// A finished column run waits to be extended; a panel that goes lets it go.
+    fn drop(&mut self) {
+        if let Some(job) = &self.job {
+            job.cancel();
+        }
+    }
 }
 
 impl GeneratePanel {
-    /// Starts loading `family`'s shipped models on `device`.
-    pub fn new(ctx: &egui::Context, device: Device, family: Family, autorun: bool, url_warnings: Vec<String>) -> Self {
-        let models = HashMap::from([(family, generation::load_shipped(family, device.clone(), ctx.clone()))]);
+    /// Starts loading `family`'s shipped models on its sampling device of `compute`.
+    pub fn new(ctx: &egui::Context, compute: &Compute, family: Family, autorun: bool, url_warnings: Vec<String>) -> Self {
+        let device = generation::sampling_device(compute, family).0;
+        let models = HashMap::from([(family, generation::load_shipped(family, device, ctx.clone()))]);
         Self {
             models,
             family,
-            device,
+            compute: compute.clone(),
             ctx: ctx.clone(),
             job: None,
             serial: 0,
@@ -76,15 +108,21 @@ impl GeneratePanel {
             follow_live: true,
             textures: HashMap::new(),
             reported_state: None,
-            reported_last: 0,
+            reported_last: (0, 0),
             export_message: None,
+            inbox: dropped::Inbox::default(),
+            dropped_checkpoints: Vec::new(),
+            load_message: None,
+            more_columns: 0,
+            continuation: ContinuePanel::default(),
         }
     }
 
     /// The current family's models (loading them the first time it is asked for).
     fn models(&mut self) -> ModelSlot {
-        let (device, ctx) = (&self.device, &self.ctx);
-        let slot = self.models.entry(self.family).or_insert_with(|| generation::load_shipped(self.family, device.clone(), ctx.clone()));
+        let (family, ctx) = (self.family, &self.ctx);
+        let device = generation::sampling_device(&self.compute, family).0;
+        let slot = self.models.entry(family).or_insert_with(|| generation::load_shipped(family, device, ctx.clone()));
         slot.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
@@ -118,12 +156,17 @@ impl GeneratePanel {
         let models = self.models();
         if let (ModelSlot::Ready(m), true) = (&models, self.autorun) {
             self.autorun = false;
-            self.start(m.clone(), settings, ctx);
+            self.start(m.clone(), settings, Input::Fresh, ctx);
         }
-        let status = self.job.as_ref().map(|job| job.progress().status.clone());
-        let (state, error) = match (&models, status) {
+        let status = self.job.as_ref().map(|job| {
+            let p = job.progress();
+            (p.status.clone(), p.finished)
+        });
+        let finished = status.as_ref().map_or(0, |s| s.1);
+        let (state, error) = match (&models, status.map(|s| s.0)) {
             (ModelSlot::Loading, _) => (AppState::Loading, None),
             (ModelSlot::Failed(e), _) => (AppState::Error, Some(format!("could not load the models: {e}"))),
+            (ModelSlot::Missing, _) => (AppState::Error, Some(missing_text(self.family))),
             (ModelSlot::Ready(_), None) => (AppState::Ready, None),
             (ModelSlot::Ready(_), Some(status)) => match status {
                 JobStatus::Running => (AppState::Running, None),
@@ -132,8 +175,8 @@ impl GeneratePanel {
                 JobStatus::Failed(e) => (AppState::Error, Some(e)),
             },
         };
-        if state == AppState::Done && self.reported_last != self.serial {
-            self.reported_last = self.serial;
+        if state == AppState::Done && self.reported_last != (self.serial, finished) {
+            self.reported_last = (self.serial, finished);
             self.report_last();
         }
         if self.reported_state != Some(state) {
@@ -157,7 +200,7 @@ impl GeneratePanel {
         });
     }
 
-    fn start(&mut self, models: Arc<dyn ImageGenerator>, settings: &GenerateSettings, ctx: &egui::Context) {
+    fn start(&mut self, models: Arc<dyn ImageGenerator>, settings: &GenerateSettings, input: Input, ctx: &egui::Context) {
         if let Some(old) = &self.job {
             old.cancel();
         }
@@ -171,7 +214,64 @@ impl GeneratePanel {
         self.follow_live = true;
         self.export_message = None;
         hooks::publish_query(&settings.to_query(false));
-        self.job = Some(generation::start(models, settings, None, ctx.clone()));
+        self.job = Some(generation::start(models, settings, input, ctx.clone()));
+    }
+
+    /// Takes what was dropped on the window: checkpoints (a tokenizer and a transformer of one
+    /// family load as that family's models) and, for the column generator, a picture to continue.
+    fn take_drops(&mut self, ctx: &egui::Context, settings: &mut GenerateSettings, model: Option<&dyn ImageGenerator>) {
+        dropped::collect(ctx, &self.inbox);
+        for read in dropped::take(&self.inbox) {
+            let (name, bytes) = match read {
+                Ok(file) => file,
+                Err(e) => {
+                    self.load_message = Some(Err(format!("{e:#}")));
+                    continue;
+                }
+            };
+            if name.ends_with(".ckpt") {
+                match SavedCheckpoint::uploaded(&name, bytes, format!("dropped file {name}")) {
+                    Ok(c) => {
+                        self.dropped_checkpoints.retain(|d| (d.family, d.phase) != (c.family, c.phase));
+                        self.dropped_checkpoints.push(c);
+                    }
+                    Err(e) => self.load_message = Some(Err(e)),
+                }
+                continue;
+            }
+            match model.filter(|m| m.controls().width.is_some()) {
+                Some(m) => self.continuation.dropped(name, &bytes, m, max_columns(m)),
+                None => self.load_message = Some(Err(format!("{name}: drop checkpoints here (a tokenizer and a transformer), or pictures for the column generator to continue"))),
+            }
+        }
+        self.load_dropped_pair(settings);
+    }
+
+    /// Loads a dropped transformer with its dropped tokenizer, when both halves are in.
+    fn load_dropped_pair(&mut self, settings: &mut GenerateSettings) {
+        let Some(transformer) = self.dropped_checkpoints.iter().rev().find(|c| c.phase == Phase::Transformer).cloned() else {
+            if let Some(t) = self.dropped_checkpoints.last() {
+                self.load_message = Some(Ok(format!("{}: now drop its {}", t.describe(), Phase::Transformer.file_name(t.family))));
+            }
+            return;
+        };
+        let candidates: Vec<&SavedCheckpoint> = self.dropped_checkpoints.iter().rev().collect();
+        let Some(tokenizer) = transformer.tokenizer_among(&candidates).cloned() else {
+            self.load_message = Some(Ok(format!("{}: now drop its {}", transformer.describe(), Phase::Tokenizer.file_name(transformer.family))));
+            return;
+        };
+        let family = transformer.family;
+        let device = generation::sampling_device(&self.compute, family).0;
+        self.load_message = Some(match crate::shipped::load_pair(&transformer.bytes, &tokenizer.bytes, &device) {
+            Ok(models) => {
+                self.set_models(models);
+                settings.generator = family;
+                self.family = family;
+                Ok(format!("{family} now samples from {} with {}", transformer.describe(), tokenizer.describe()))
+            }
+            Err(e) => Err(format!("{e:#}")),
+        });
+        self.dropped_checkpoints.clear();
     }
 
     pub fn ui(&mut self, ui: &mut egui::Ui, settings: &mut GenerateSettings) {
@@ -180,15 +280,29 @@ impl GeneratePanel {
         for warning in &self.url_warnings {
             ui.colored_label(ui.visuals().warn_fg_color, format!("Link: {warning}"));
         }
+        let ready = match &models {
+            ModelSlot::Ready(m) => Some(m.clone()),
+            _ => None,
+        };
+        self.take_drops(ui.ctx(), settings, ready.as_deref());
+        // A dropped pair may have replaced the models, or the family.
+        let models = self.models();
+        let ready = match &models {
+            ModelSlot::Ready(m) => Some(m.clone()),
+            _ => None,
+        };
         match &models {
             ModelSlot::Loading => {
                 ui.horizontal(|ui| {
                     ui.spinner();
-                    ui.label(format!("Loading the tiny MNIST models ({})…", self.family.label()));
+                    ui.label(format!("Loading the shipped models ({})…", self.family.label()));
                 });
             }
             ModelSlot::Failed(e) => {
                 ui.colored_label(ui.visuals().error_fg_color, format!("Could not load the models: {e}"));
+            }
+            ModelSlot::Missing => {
+                ui.colored_label(ui.visuals().warn_fg_color, missing_text(self.family));
             }
             ModelSlot::Ready(m) => {
                 if let Some(w) = &m.info().warning {
@@ -196,12 +310,15 @@ impl GeneratePanel {
                 }
             }
         }
-        let ready = match &models {
-            ModelSlot::Ready(m) => Some(m.clone()),
-            _ => None,
-        };
+        if let Some(note) = generation::sampling_device(&self.compute, self.family).1 {
+            ui.weak(note);
+        }
+        super::show_outcome(ui, &self.load_message);
         settings_ui(ui, settings, ready.as_deref());
-        self.run_bar(ui, settings, ready);
+        self.run_bar(ui, settings, ready.clone());
+        if let Some(model) = ready.filter(|m| m.controls().width.is_some() && m.info().family == settings.generator) {
+            self.continue_picture_ui(ui, settings, model);
+        }
         ui.separator();
         let Some(job) = self.job.clone() else {
             ui.weak("Press Generate images (or Enter) to draw; then click one to step through how it was made.");
@@ -209,10 +326,10 @@ impl GeneratePanel {
         };
         // Held while drawing (no re-locking below): the worker waits at most one frame to add a step.
         let progress = job.progress();
-        self.results_grid(ui, &progress.images);
+        self.results_grid(ui, &progress.images, progress.canvas);
         ui.separator();
         if let Some(image) = progress.images.get(self.selected) {
-            self.player_ui(ui, image, &progress.settings, progress.steps_total);
+            self.player_ui(ui, image, &progress.settings, progress.steps_total, progress.canvas);
         }
     }
 
@@ -224,13 +341,14 @@ impl GeneratePanel {
                 .add_enabled(can_generate, egui::Button::new("Generate images"))
                 .on_hover_text("Draw the images (Enter)");
             let enter = ui.input(|i| i.key_pressed(egui::Key::Enter)) && ui.ctx().memory(|m| m.focused().is_none());
-            if let Some(models) = models.filter(|_| can_generate && (generate.clicked() || enter)) {
-                self.start(models, settings, ui.ctx());
+            if let Some(models) = models.clone().filter(|_| can_generate && (generate.clicked() || enter)) {
+                self.start(models, settings, Input::Fresh, ui.ctx());
             }
             let Some(job) = self.job.clone() else { return };
-            let (status, settings, steps_done, steps_total, elapsed_ms) = {
+            let (status, settings, steps_done, steps_total, elapsed_ms, extendable, columns) = {
                 let p = job.progress();
-                (p.status.clone(), p.settings.clone(), p.steps_done, p.steps_total, p.elapsed_ms)
+                let columns = p.images.first().and_then(GeneratedImage::columns_done);
+                (p.status.clone(), p.settings.clone(), p.steps_done, p.steps_total, p.elapsed_ms, p.extendable, columns)
             };
             match &status {
                 JobStatus::Running => {
@@ -245,6 +363,11 @@ impl GeneratePanel {
                 }
                 JobStatus::Done => {
                     ui.label(format!("{} image(s) in {elapsed_ms:.0} ms", settings.count));
+                    // The job's own family's model says how far it may go.
+                    let model = models.as_deref().filter(|m| m.info().family == settings.generator);
+                    if let (true, Some(done), Some(model)) = (extendable, columns, model) {
+                        self.continue_ui(ui, &job, done, model);
+                    }
                 }
                 JobStatus::Cancelled => {
                     ui.weak("cancelled");
@@ -260,13 +383,61 @@ impl GeneratePanel {
         });
     }
 
+    /// Continue: the finished column run (`done` columns so far) goes on to the right.
+    fn continue_ui(&mut self, ui: &mut egui::Ui, job: &Job, done: usize, model: &dyn ImageGenerator) {
+        let room = max_columns(model).saturating_sub(done);
+        ui.separator();
+        if room == 0 {
+            ui.weak(format!("at the widest the model draws ({done} columns)"));
+            return;
+        }
+        if self.more_columns == 0 {
+            self.more_columns = model.info().forward_passes;
+        }
+        self.more_columns = self.more_columns.clamp(1, room);
+        let clicked = ui
+            .button("Continue")
+            .on_hover_text("extend these images to the right, from where the model stopped (its memory does not grow; the image does)")
+            .clicked();
+        ui.add(egui::DragValue::new(&mut self.more_columns).range(1..=room).prefix("by ").suffix(" columns"));
+        if clicked && job.extend(self.more_columns) {
+            self.follow_live = true;
+            self.export_message = None;
+        }
+    }
+
+    /// The column generator's "Continue a picture" section.
+    fn continue_picture_ui(&mut self, ui: &mut egui::Ui, settings: &GenerateSettings, model: Arc<dyn ImageGenerator>) {
+        let width = settings.width.unwrap_or(model.info().forward_passes);
+        let busy = self.job.as_ref().is_some_and(Job::is_running);
+        let mut asked = None;
+        egui::CollapsingHeader::new("Continue a picture").id_salt("continue a picture").show(ui, |ui| {
+            asked = self.continuation.ui(ui, model.as_ref(), width, max_columns(model.as_ref()), !busy);
+        });
+        if let Some(continuation) = asked {
+            self.start(model, settings, Input::Continue(continuation), ui.ctx());
+        }
+    }
+
     fn texture(&mut self, ctx: &egui::Context, key: (u64, usize, usize, Layer), frame: &StepFrame) -> TextureHandle {
+        if key.3 == Layer::Canvas && !self.textures.contains_key(&key) {
+            // One canvas per image at a time: the newest.
+            self.textures.retain(|k, _| !(k.3 == Layer::Canvas && k.0 == key.0 && k.1 == key.1));
+        }
+        let max_side = ctx.input(|i| i.max_texture_side);
         self.textures
             .entry(key)
             .or_insert_with(|| {
                 let rgb = match key.3 {
                     Layer::Tokens => frame.tokens.to_rgb(),
-                    Layer::Decoded => frame.partial.to_rgb8(),
+                    Layer::Decoded | Layer::Canvas => frame.partial.to_rgb8(),
+                };
+                // A canvas wider than the GPU takes is shown scaled down.
+                let rgb = if rgb.width() as usize > max_side {
+                    let height = (rgb.height() as usize * max_side / rgb.width() as usize).max(1) as u32;
+                    image::imageops::resize(&rgb, max_side as u32, height, image::imageops::FilterType::Triangle)
+                } else {
+                    rgb
                 };
                 let image = ColorImage::from_rgb([rgb.width() as usize, rgb.height() as usize], rgb.as_raw());
                 ctx.load_texture(format!("generate-{key:?}"), image, TextureOptions::NEAREST)
@@ -274,14 +445,19 @@ impl GeneratePanel {
             .clone()
     }
 
-    fn results_grid(&mut self, ui: &mut egui::Ui, images: &[GeneratedImage]) {
+    fn results_grid(&mut self, ui: &mut egui::Ui, images: &[GeneratedImage], canvas: u64) {
         ui.horizontal_wrapped(|ui| {
             for (i, image) in images.iter().enumerate() {
                 let Some(frame) = image.frames.last() else {
                     ui.add_sized(vec2(THUMB, THUMB), egui::Spinner::new());
                     continue;
                 };
-                let texture = self.texture(ui.ctx(), (self.serial, i, image.frames.len() - 1, Layer::Decoded), frame);
+                let (key, size) = match frame.columns {
+                    Some(_) => ((self.serial, i, canvas as usize, Layer::Canvas), vec2(WIDE_THUMB, THUMB)),
+                    None => ((self.serial, i, image.frames.len() - 1, Layer::Decoded), vec2(THUMB, THUMB)),
+                };
+                let texture = self.texture(ui.ctx(), key, frame);
+                let size = column_canvas::thumbnail(frame.partial.width, frame.partial.height, size);
                 let stroke = if i == self.selected {
                     egui::Stroke::new(2.0, ui.visuals().selection.stroke.color)
                 } else {
@@ -291,7 +467,7 @@ impl GeneratePanel {
                     .stroke(stroke)
                     .inner_margin(2.0)
                     .show(ui, |ui| {
-                        ui.add(egui::Image::new(&texture).fit_to_exact_size(vec2(THUMB, THUMB)).sense(egui::Sense::click()))
+                        ui.add(egui::Image::new(&texture).fit_to_exact_size(size).sense(egui::Sense::click()))
                             .on_hover_text(format!("image {}: open in the player", i + 1))
                             .clicked()
                     })
@@ -306,7 +482,7 @@ impl GeneratePanel {
         });
     }
 
-    fn player_ui(&mut self, ui: &mut egui::Ui, image: &GeneratedImage, settings: &GenerateSettings, steps_total: usize) {
+    fn player_ui(&mut self, ui: &mut egui::Ui, image: &GeneratedImage, settings: &GenerateSettings, steps_total: usize, canvas: u64) {
         let len = image.frames.len();
         if len == 0 {
             return;
@@ -373,6 +549,14 @@ impl GeneratePanel {
 
         let step = self.player.step.min(len - 1);
         let frame = &image.frames[step];
+        if frame.columns.is_some() {
+            let texture = self.texture(ui.ctx(), (self.serial, self.selected, canvas as usize, Layer::Canvas), frame);
+            ui.label(&frame.label);
+            column_canvas::show(ui, &texture, frame, PLAYER_IMAGE, self.follow_live || self.player.playing);
+            ui.weak("gray: not made yet at this step; outlined: the column this step made");
+            self.export_ui(ui, image, settings, len == steps_total);
+            return;
+        }
         let tokens = self.texture(ui.ctx(), (self.serial, self.selected, step, Layer::Tokens), frame);
         let decoded = self.texture(ui.ctx(), (self.serial, self.selected, step, Layer::Decoded), frame);
         ui.label(&frame.label);
@@ -400,6 +584,8 @@ impl GeneratePanel {
     fn export_ui(&mut self, ui: &mut egui::Ui, image: &GeneratedImage, settings: &GenerateSettings, complete: bool) {
         ui.horizontal(|ui| {
             let stem = format!("tessera-{}-class{}-seed{}-{}", settings.generator.key(), settings.class, settings.seed, self.selected + 1);
+            // Wide images (the column generator) are zoomed less, to stay a sensible size.
+            let zoom = image.last().map_or(EXPORT_ZOOM, |i| export::zoom_for(i.width, EXPORT_ZOOM));
             ui.add_enabled_ui(complete, |ui| {
                 if ui.button("Save PNG").on_hover_text("the image at its native resolution").clicked()
                     && let Some(last) = image.last()
@@ -407,11 +593,11 @@ impl GeneratePanel {
                     self.export_message = Some(export::deliver(&format!("{stem}.png"), "image/png", &last.to_png_bytes()));
                 }
                 if ui.button("Save GIF").on_hover_text("the step-through, animated").clicked() {
-                    let gif = export::gif_bytes(&image.frames, EXPORT_ZOOM, 600);
+                    let gif = export::gif_bytes(&image.frames, zoom, 600);
                     self.export_message = Some(export::deliver(&format!("{stem}-steps.gif"), "image/gif", &gif));
                 }
                 if ui.button("Save strip").on_hover_text("every step side by side, as one PNG").clicked() {
-                    let png = export::png_bytes(&export::strip(&image.frames, EXPORT_ZOOM));
+                    let png = export::png_bytes(&export::strip(&image.frames, zoom));
                     self.export_message = Some(export::deliver(&format!("{stem}-strip.png"), "image/png", &png));
                 }
             });
@@ -429,8 +615,8 @@ fn settings_ui(ui: &mut egui::Ui, settings: &mut GenerateSettings, model: Option
             .selected_text(settings.generator.label())
             .show_ui(ui, |ui| {
                 for g in Family::ALL {
-                    let label = if is_available(g) { g.label().to_string() } else { format!("{} (coming)", g.label()) };
-                    ui.add_enabled_ui(is_available(g), |ui| ui.selectable_value(&mut settings.generator, g, label));
+                    let label = if is_shipped(g) { g.label().to_string() } else { format!("{} (train or load one)", g.label()) };
+                    ui.selectable_value(&mut settings.generator, g, label);
                 }
             });
         match controls.as_ref().map(|c| c.fill_orders.clone()).filter(|o| !o.is_empty()) {
@@ -467,6 +653,9 @@ fn settings_ui(ui: &mut egui::Ui, settings: &mut GenerateSettings, model: Option
         }
         ui.add(egui::Slider::new(&mut settings.count, 1..=MAX_COUNT).text("images"));
     });
+    if let (Some(range), Some(info)) = (controls.as_ref().and_then(|c| c.width.clone()), info) {
+        width_ui(ui, settings, range, info);
+    }
     ui.horizontal_wrapped(|ui| {
         // Only the settings the model has (before it loads: VAR's, the default generator).
         let shows = |has: fn(&tessera_models::generator::Controls) -> bool| controls.as_ref().is_none_or(has);
@@ -495,6 +684,38 @@ fn settings_ui(ui: &mut egui::Ui, settings: &mut GenerateSettings, model: Option
             settings.top_k = base.top_k;
             settings.top_p = base.top_p;
             settings.temperature = base.temperature;
+            settings.width = base.width;
         }
     });
+}
+
+/// The width control of models that draw any width (the column generator), in columns; the
+/// training width is the default (`None`).
+fn width_ui(ui: &mut egui::Ui, settings: &mut GenerateSettings, range: std::ops::RangeInclusive<usize>, info: &tessera_models::generator::ModelInfo) {
+    let trained = info.forward_passes;
+    let column = info.width / trained.max(1);
+    let mut columns = settings.width.unwrap_or(trained).clamp(*range.start(), *range.end());
+    ui.horizontal_wrapped(|ui| {
+        ui.add(egui::Slider::new(&mut columns, range).logarithmic(true).text("width (columns)"))
+            .on_hover_text("how many columns to draw; the model was trained on images this many columns wide, and goes on as far as asked");
+        ui.weak(format!("{} px; trained at {trained} columns ({} px)", columns * column, info.width));
+        if ui.add_enabled(columns != trained, egui::Button::new("Training width").small()).clicked() {
+            columns = trained;
+        }
+    });
+    settings.width = (columns != trained).then_some(columns);
+}
+
+/// The widest image `model` draws, in columns (its training width for models with no width control).
+fn max_columns(model: &dyn ImageGenerator) -> usize {
+    model.controls().width.map_or(model.info().forward_passes, |r| *r.end())
+}
+
+/// What the panel says when `family` has no model to sample from.
+fn missing_text(family: Family) -> String {
+    format!(
+        "{family} has no shipped model yet: train one in the Train tab (then Use in Generate), or drop its {} and {} on the window.",
+        Phase::Tokenizer.file_name(family),
+        Phase::Transformer.file_name(family)
+    )
 }

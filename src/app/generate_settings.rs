@@ -2,7 +2,8 @@
 //!
 //! The query string carries a version and every setting that differs from [`GenerateSettings::url_base`]
 //! (class and seed always), so a shared link reproduces the same images:
-//! `?v=1&generator=var&class=3&seed=1&guidance=3&n=8&autorun=1` (RAR adds `order=spiral` and the like).
+//! `?v=1&generator=var&class=3&seed=1&guidance=3&n=8&autorun=1` (RAR adds `order=spiral` and the like,
+//! the column generator `width=64`, its width in columns).
 //! A link without `n` draws one image: that is what the automation hook
 //! (`?generator=var&class=C&seed=S&autorun=1`) promises.
 
@@ -14,8 +15,9 @@ use super::Tab;
 /// The version of the query format written by [`GenerateSettings::to_query`].
 pub const URL_VERSION: u32 = 1;
 
-/// Whether Tessera ships a model of `family` yet (the others are listed for what is to come).
-pub fn is_available(family: Family) -> bool {
+/// Whether Tessera ships a model of `family` (the others sample from models trained in the Train
+/// tab or loaded from checkpoint files).
+pub fn is_shipped(family: Family) -> bool {
     crate::shipped::Shipped::of(family).is_some()
 }
 
@@ -39,6 +41,9 @@ pub struct GenerateSettings {
     pub count: usize,
     /// The order a token-by-token model (RAR) fills its map in.
     pub order: FillOrder,
+    /// Token columns to draw, for models that draw any width (the column generator); `None`: the
+    /// model's training width.
+    pub width: Option<usize>,
 }
 
 impl Default for GenerateSettings {
@@ -51,6 +56,10 @@ impl Default for GenerateSettings {
 pub const MAX_COUNT: usize = 32;
 pub const MAX_TOP_K: usize = 4096;
 pub const MAX_GUIDANCE: f64 = 20.0;
+/// The widest image asked for, in columns (the column generator's limit).
+pub const MAX_WIDTH: usize = tessera_models::generator::columns::MAX_COLUMNS;
+/// The narrowest: the column convolutions need two columns.
+pub const MIN_WIDTH: usize = 2;
 
 /// What a URL asked for.
 #[derive(Clone, Debug, PartialEq)]
@@ -106,6 +115,7 @@ impl GenerateSettings {
             temperature: 1.0,
             count: 1,
             order: FillOrder::Raster,
+            width: None,
         }
     }
 
@@ -116,10 +126,12 @@ impl GenerateSettings {
         self.top_p = self.top_p.clamp(0.0, 1.0);
         self.temperature = self.temperature.clamp(0.05, 10.0);
         self.count = self.count.clamp(1, MAX_COUNT);
+        self.width = self.width.map(|w| w.clamp(MIN_WIDTH, MAX_WIDTH));
         self
     }
 
-    /// `v=1&generator=var&class=3&seed=1` plus every setting that differs from [`Self::url_base`].
+    /// `v=1&generator=var&class=3&seed=1` plus every setting that differs from [`Self::url_base`]
+    /// (the width only for the column generator, the one model that reads it).
     pub fn to_query(&self, autorun: bool) -> String {
         let base = Self::url_base();
         let mut parts = vec![
@@ -145,6 +157,9 @@ impl GenerateSettings {
         }
         if self.order != base.order {
             parts.push(format!("order={}", self.order.key()));
+        }
+        if let Some(width) = self.width.filter(|_| self.generator == Family::Columns) {
+            parts.push(format!("width={width}"));
         }
         if autorun {
             parts.push("autorun=1".into());
@@ -187,6 +202,11 @@ impl GenerateSettings {
                     Ok(o) => settings.order = o,
                     Err(_) => bad("unknown order (raster, random, spiral or centre-out)"),
                 },
+                "width" => match value.parse::<usize>() {
+                    Ok(w) if (MIN_WIDTH..=MAX_WIDTH).contains(&w) => settings.width = Some(w),
+                    Ok(_) => bad(&format!("the width is {MIN_WIDTH} to {MAX_WIDTH} columns")),
+                    Err(_) => bad("not a number of columns"),
+                },
                 "autorun" => autorun = matches!(value, "1" | "true" | "yes" | ""),
                 "train" => match value.parse::<QuickTrain>() {
                     Ok(t) => train = Some(t),
@@ -208,6 +228,10 @@ impl GenerateSettings {
             Some(t) => (t.on_pictures, t.family) = (on_pictures, settings.generator),
             None if on_pictures => warnings.push("ignored dataset=pictures: it goes with train=T,V".into()),
             None => {}
+        }
+        if settings.width.is_some() && settings.generator != Family::Columns {
+            warnings.push(format!("ignored width={}: only the column generator draws other widths", settings.width.unwrap_or(0)));
+            settings.width = None;
         }
         UrlRequest { settings: settings.clamped(), autorun, train, tab, warnings }
     }
@@ -272,6 +296,36 @@ mod tests {
     }
 
     #[test]
+    fn a_link_can_ask_the_column_generator_for_a_width() {
+        let r = GenerateSettings::from_query("?generator=columns&class=3&seed=1&width=64&autorun=1");
+        assert!(r.autorun && r.warnings.is_empty(), "{r:?}");
+        assert_eq!(r.settings, GenerateSettings { generator: Family::Columns, class: 3, seed: 1, width: Some(64), ..GenerateSettings::url_base() });
+        assert_eq!(r.settings.to_query(true), "v=1&generator=columns&class=3&seed=1&width=64&autorun=1");
+        // `equivariant` names the same family.
+        assert_eq!(GenerateSettings::from_query("generator=equivariant&width=16").settings.width, Some(16));
+        assert_eq!(GenerateSettings::url_base().width, None, "no width: the training width");
+        for (query, why) in [
+            ("generator=columns&width=1", "2 to 512 columns"),
+            ("generator=columns&width=513", "2 to 512 columns"),
+            ("generator=columns&width=wide", "not a number of columns"),
+            ("generator=columns&width=-3", "not a number of columns"),
+            ("generator=var&width=64", "only the column generator"),
+            ("width=64", "only the column generator"),
+        ] {
+            let r = GenerateSettings::from_query(query);
+            assert_eq!(r.settings.width, None, "{query}");
+            assert_eq!(r.warnings.len(), 1, "{query}: {r:?}");
+            assert!(r.warnings[0].contains(why), "{query}: {r:?}");
+        }
+        // A remembered width out of range is brought back into it.
+        let s = GenerateSettings { generator: Family::Columns, width: Some(100_000), ..GenerateSettings::url_base() }.clamped();
+        assert_eq!(s.width, Some(MAX_WIDTH));
+        // A train= link with generator=columns trains the column pair.
+        let r = GenerateSettings::from_query("generator=columns&train=3,2,4");
+        assert_eq!(r.train.map(|t| (t.family, t.tokenizer_steps, t.transformer_steps, t.batch)), Some((Family::Columns, 3, 2, Some(4))));
+    }
+
+    #[test]
     fn a_link_can_open_a_tab() {
         assert_eq!(GenerateSettings::from_query("tab=edit").tab, Some(Tab::Edit));
         assert_eq!(GenerateSettings::from_query("?class=3&tab=Train").tab, Some(Tab::Train));
@@ -287,6 +341,8 @@ mod tests {
             GenerateSettings { class: 7, seed: u64::MAX, guidance: 0.0, top_k: 50, top_p: 0.9, temperature: 0.7, count: 16, ..Default::default() },
             GenerateSettings { generator: Family::Columns, guidance: 1.25, ..Default::default() },
             GenerateSettings { generator: Family::Rar, order: FillOrder::CentreOut, ..Default::default() },
+            GenerateSettings { generator: Family::Columns, width: Some(64), ..Default::default() },
+            GenerateSettings { generator: Family::Columns, width: Some(MAX_WIDTH), count: 2, guidance: 3.0, ..Default::default() },
         ];
         for settings in cases {
             for autorun in [false, true] {

@@ -5,6 +5,8 @@
 //! Each panel is a file with a `ui` function; the Generate panel's parts (settings and URL,
 //! background jobs, player, token maps, exports, page hooks) are files of their own.
 
+mod column_canvas;
+mod continuation;
 mod data_panel;
 mod device_panel;
 mod dropped;
@@ -117,7 +119,7 @@ impl TesseraApp {
         };
         let compute = crate::gpu_setup::compute_from_render_state(cc.wgpu_render_state.as_ref());
         log::info!("Tessera computes on {}", compute.describe());
-        let generate = generate_panel::GeneratePanel::new(&cc.egui_ctx, compute.device.clone(), state.generate.generator, autorun, warnings);
+        let generate = generate_panel::GeneratePanel::new(&cc.egui_ctx, &compute, state.generate.generator, autorun, warnings);
         let mut train = train_panel::TrainPanel::default();
         train.load_stored(&cc.egui_ctx);
         train.listen_for_pictures(&cc.egui_ctx);
@@ -143,7 +145,7 @@ impl TesseraApp {
             if ui.button("Continue on the CPU").on_hover_text("load the models again on the CPU backend (slower, but it works)").clicked() {
                 self.compute = Compute::cpu(Some("computing on the CPU because the GPU device was lost".into()));
                 self.notice_dismissed = false;
-                self.generate = generate_panel::GeneratePanel::new(ui.ctx(), self.compute.device.clone(), self.state.generate.generator, false, Vec::new());
+                self.generate = generate_panel::GeneratePanel::new(ui.ctx(), &self.compute, self.state.generate.generator, false, Vec::new());
                 #[cfg(target_arch = "wasm32")]
                 crate::web::set_status("adapter", self.compute.describe().into());
             }

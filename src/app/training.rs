@@ -1,9 +1,10 @@
 //! Training in the app: a family's tokenizer, then its transformer (VAR: the multi-scale VQ-VAE and
-//! the next-scale transformer; RAR: the MaskGIT-VQGAN and the random-order transformer), step by
+//! the next-scale transformer; RAR: the MaskGIT-VQGAN and the random-order transformer; the column
+//! generator: the column tokenizer and the equivariant transformer with its flow head), step by
 //! step in the background, with pause, resume and stop, live curves, a fixed-seed sample strip, and
 //! checkpoints saved as it goes.
 //!
-//! Both phases of both families (and the time estimate) run through the one training loop
+//! Both phases of every family (and the time estimate) run through the one training loop
 //! ([`tessera_train::train`]) and one generic run ([`run_pair`]): a family is a pair of trainers
 //! ([`TokenizerPhase`], [`TransformerPhase`]). This file holds the app's hooks ([`PhaseHooks`]):
 //! progress and curves keyed by metric name for the panel, each phase's extras (codebook usage,
@@ -15,46 +16,54 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use anyhow::{bail, ensure};
+use anyhow::ensure;
 use burn::module::Module;
 use burn::prelude::*;
 use tessera_data::{Dataset, Image};
 use tessera_models::family::Family;
+use tessera_models::sampling::equivariant::{ColumnSamplerConfig, ColumnSampling};
 use tessera_models::sampling::rar::{RarSamplerConfig, RarSampling};
+use tessera_models::tokenizers::columns::{ColumnTokenizer, ColumnTokenizerConfig};
 use tessera_models::sampling::var::{VarSamplerConfig, sample};
 use tessera_models::tokenizers::msvq::{MsVqVae, MsVqVaeConfig};
 use tessera_models::tokenizers::vqgan::{Vqgan, VqganConfig};
 use tessera_train::checkpoint::{fingerprint, weights_to_bytes};
+use tessera_train::columns::load_column_tokenizer;
 use tessera_train::tokenizer::load_tokenizer;
 use tessera_train::trainer::train_seconds;
 use tessera_train::vqgan::load_vqgan;
 use tessera_train::{
-    Autosave, Checkpoint, Control, Ended, Hooks, ModelKind, RarPreset, RarTrainer, Run, StepDone, TokenizerTrainer, Trainer, VarPreset,
-    VarTrainer, VqganTrainer, train,
+    Autosave, Checkpoint, ColumnTokenizerTrainer, ColumnsPreset, Control, Ended, EquivariantTrainer, Hooks, ModelKind, RarPreset, RarTrainer, Run,
+    StepDone, TokenizerTrainer, Trainer, VarPreset, VarTrainer, VqganTrainer, train,
 };
 use web_time::Instant;
 
 use super::generation::{spawn, yield_now};
 
-/// The families the Train tab trains (the column generator has no trainer yet).
-pub const FAMILIES: [Family; 2] = [Family::Var, Family::Rar];
+/// The families the Train tab trains.
+pub const FAMILIES: [Family; 3] = [Family::Var, Family::Rar, Family::Columns];
 
 /// Steps of the tokenizer and of the transformer `family`'s `preset` takes by default.
 pub fn default_steps(family: Family, preset: VarPreset) -> (usize, usize) {
     match family {
+        Family::Var => (preset.tokenizer_training(1).steps, preset.var_training(&preset.tokenizer(1), 10).steps),
         Family::Rar => {
             let rar = RarPreset::from(preset);
             (rar.tokenizer_training(1).steps, rar.rar_training(&rar.tokenizer(1), 10).steps)
         }
-        Family::Var | Family::Columns => (preset.tokenizer_training(1).steps, preset.var_training(&preset.tokenizer(1), 10).steps),
+        Family::Columns => {
+            let columns = ColumnsPreset::from(preset);
+            (columns.tokenizer_training(1).steps, columns.equivariant_training(&columns.tokenizer(1), 10).steps)
+        }
     }
 }
 
 /// The side of the pictures `family`'s `preset` trains on (a folder of pictures is resized to it).
 pub fn image_size(family: Family, preset: VarPreset) -> usize {
     match family {
+        Family::Var => preset.image_size(),
         Family::Rar => RarPreset::from(preset).tokenizer(1).resolution,
-        Family::Var | Family::Columns => preset.image_size(),
+        Family::Columns => ColumnsPreset::from(preset).tokenizer(1).resolution,
     }
 }
 
@@ -74,13 +83,13 @@ impl Phase {
     }
 
     /// The checkpoint's file name in `family`, as `tessera train` names it (so the CLI can resume
-    /// it): `tokenizer.ckpt`, and `var.ckpt` or `rar.ckpt`.
+    /// it): `tokenizer.ckpt`, and `var.ckpt`, `rar.ckpt` or `equivariant.ckpt`.
     pub fn file_name(self, family: Family) -> &'static str {
         match (self, family) {
             (Phase::Tokenizer, _) => "tokenizer.ckpt",
             (Phase::Transformer, Family::Var) => "var.ckpt",
             (Phase::Transformer, Family::Rar) => "rar.ckpt",
-            (Phase::Transformer, Family::Columns) => "columns.ckpt",
+            (Phase::Transformer, Family::Columns) => "equivariant.ckpt",
         }
     }
 }
@@ -108,12 +117,13 @@ pub enum Resume {
 #[derive(Clone)]
 pub struct TrainRequest {
     pub dataset: Arc<dyn Dataset>,
-    /// VAR or RAR (the column generator is refused).
+    /// VAR, RAR or the column generator.
     pub family: Family,
-    /// The size; a RAR run takes the RAR pair of the same name ([`RarPreset::from`]).
+    /// The size; a RAR or column run takes its family's pair of the same name ([`RarPreset::from`],
+    /// [`ColumnsPreset::from`]).
     pub preset: VarPreset,
-    /// Steps of each phase (default: the preset's). A resumed RAR run keeps its own (its schedules
-    /// depend on them).
+    /// Steps of each phase (default: the preset's). A resumed RAR or column run keeps its own (its
+    /// schedules depend on them).
     pub tokenizer_steps: usize,
     pub transformer_steps: usize,
     pub seed: u64,
@@ -169,9 +179,9 @@ impl SavedCheckpoint {
         self.phase.file_name(self.family)
     }
 
-    /// A checkpoint file the user brought (dropped on the window) or the browser kept: a VAR or
-    /// RAR tokenizer or transformer, checked (format, checksum, kind) before it is listed; `place`
-    /// says where it is.
+    /// A checkpoint file the user brought (dropped on the window) or the browser kept: a
+    /// tokenizer or transformer of VAR, RAR or the column generator, checked (format, checksum,
+    /// kind) before it is listed; `place` says where it is.
     pub fn uploaded(name: &str, bytes: Vec<u8>, place: String) -> Result<Self, String> {
         let checkpoint = Checkpoint::from_bytes(&bytes).map_err(|e| format!("{name} is not a usable checkpoint: {e}"))?;
         let (family, phase) = match checkpoint.header.kind {
@@ -179,7 +189,9 @@ impl SavedCheckpoint {
             ModelKind::Var => (Family::Var, Phase::Transformer),
             ModelKind::RarTokenizer => (Family::Rar, Phase::Tokenizer),
             ModelKind::Rar => (Family::Rar, Phase::Transformer),
-            other => return Err(format!("{name} holds a {other}, not a tokenizer or transformer of VAR or RAR")),
+            ModelKind::ColumnsTokenizer => (Family::Columns, Phase::Tokenizer),
+            ModelKind::Equivariant => (Family::Columns, Phase::Transformer),
+            other => return Err(format!("{name} holds a {other}, not a tokenizer or transformer of VAR, RAR or the column generator")),
         };
         Ok(Self::new(&checkpoint, family, phase, place, Arc::new(bytes)))
     }
@@ -200,6 +212,8 @@ pub type Curves = BTreeMap<String, Vec<[f64; 2]>>;
 /// What the job has done so far.
 #[derive(Clone, Debug)]
 pub struct TrainProgress {
+    /// The family being trained (its curves are named after it).
+    pub family: Family,
     pub status: TrainStatus,
     pub phase: Phase,
     /// Steps done in the current phase, and its length.
@@ -285,6 +299,7 @@ impl TrainJob {
 impl TrainJob {
     fn new(request: &TrainRequest) -> Self {
         let progress = TrainProgress {
+            family: request.family,
             status: TrainStatus::Running,
             phase: Phase::Tokenizer,
             step: 0,
@@ -368,7 +383,7 @@ pub async fn run(request: &TrainRequest, device: &Device, job: &TrainJob, repain
     match request.family {
         Family::Var => run_pair::<TokenizerTrainer, VarTrainer>(request, device, &mut hooks).await,
         Family::Rar => run_pair::<VqganTrainer, RarTrainer>(request, device, &mut hooks).await,
-        other => bail!("{} cannot be trained in the app yet: choose VAR or RAR", other.label()),
+        Family::Columns => run_pair::<ColumnTokenizerTrainer, EquivariantTrainer>(request, device, &mut hooks).await,
     }
 }
 
@@ -624,6 +639,69 @@ impl TransformerPhase<VqganTrainer> for RarTrainer {
     }
 }
 
+impl TokenizerPhase for ColumnTokenizerTrainer {
+    type Frozen = (ColumnTokenizerConfig, ColumnTokenizer);
+
+    /// The MNIST tokenizer for gray images, the scenes one for colour ([`ColumnsPreset::tokenizer`]).
+    fn fresh(setup: &Setup<'_>, device: &Device) -> anyhow::Result<Self> {
+        let mut config = ColumnsPreset::from(setup.preset).tokenizer_training(setup.dataset.get(0).image.channels);
+        config.steps = setup.steps;
+        config.seed = setup.seed;
+        config.batch_size = setup.batch.unwrap_or(config.batch_size);
+        Ok(Self::new(config, device)?)
+    }
+
+    fn resume(checkpoint: &Checkpoint, _: usize, device: &Device) -> anyhow::Result<Self> {
+        Ok(Self::resume(checkpoint, device)?)
+    }
+
+    fn load(checkpoint: &Checkpoint, device: &Device) -> anyhow::Result<Self::Frozen> {
+        Ok(load_column_tokenizer(checkpoint, device)?)
+    }
+
+    fn frozen(&self) -> Self::Frozen {
+        (self.config().model.clone(), self.model())
+    }
+
+    fn takes((config, _): &Self::Frozen) -> (usize, usize) {
+        (config.in_channels, config.resolution)
+    }
+
+    async fn fingerprint((_, model): &Self::Frozen) -> anyhow::Result<String> {
+        weights_fingerprint(model).await
+    }
+}
+
+impl TransformerPhase<ColumnTokenizerTrainer> for EquivariantTrainer {
+    /// As `tessera train equivariant` sets it up: trained at the dataset's width in columns.
+    fn fresh(
+        setup: &Setup<'_>,
+        (config, tokenizer): (ColumnTokenizerConfig, ColumnTokenizer),
+        tokenizer_id: Option<String>,
+        device: &Device,
+    ) -> anyhow::Result<Self> {
+        let class_names = setup.dataset.class_names().to_vec();
+        let mut training = ColumnsPreset::from(setup.preset).equivariant_training(&config, class_names.len()).with_class_names(class_names);
+        training.model.token_num = config.tokens_for_width(setup.dataset.get(0).image.width);
+        training.steps = setup.steps;
+        training.seed = setup.seed;
+        training.batch_size = setup.batch.unwrap_or(training.batch_size);
+        let trainer = Self::new(training, tokenizer, device)?;
+        Ok(match tokenizer_id {
+            Some(id) => trainer.with_tokenizer_fingerprint(id),
+            None => trainer,
+        })
+    }
+
+    fn resume(checkpoint: &Checkpoint, (_, tokenizer): (ColumnTokenizerConfig, ColumnTokenizer), _: usize, device: &Device) -> anyhow::Result<Self> {
+        Ok(Self::resume(checkpoint, tokenizer, device)?)
+    }
+
+    fn num_classes(&self) -> usize {
+        self.config().model.class_num
+    }
+}
+
 /// The app's side of the training loop: the panel's progress and curves, each phase's extras,
 /// checkpoints saved, and yielding to the browser between steps.
 struct PhaseHooks<'a> {
@@ -667,7 +745,7 @@ trait PhaseTrainer: Trainer {
 
 /// Codebook usage on the first step, every 25th, and the last.
 async fn codebook_extra(trainer: &impl Trainer, step: usize, usage: impl FnOnce() -> Tensor<1>) -> anyhow::Result<Extra> {
-    if step % 25 != 0 && !trainer.is_done() {
+    if !step.is_multiple_of(25) && !trainer.is_done() {
         return Ok(Extra::Nothing);
     }
     let usage = usage().into_data_async().await.map_err(|e| anyhow::anyhow!("reading the codebook usage back: {e:?}"))?;
@@ -676,7 +754,7 @@ async fn codebook_extra(trainer: &impl Trainer, step: usize, usage: impl FnOnce(
 
 /// Whether the sample strip is due after step `step`: every `samples_every` steps and at the end.
 fn strip_due(trainer: &impl Trainer, step: usize, request: &TrainRequest) -> bool {
-    (step + 1) % request.samples_every.max(1) == 0 || trainer.is_done()
+    (step + 1).is_multiple_of(request.samples_every.max(1)) || trainer.is_done()
 }
 
 impl PhaseTrainer for TokenizerTrainer {
@@ -721,6 +799,32 @@ impl PhaseTrainer for RarTrainer {
             RarSampling::new(&model, class_labels(request, device), RarSamplerConfig { guidance: 3.0, seed: 7, ..Default::default() });
         while run.step(&model).is_some() {}
         Ok(Extra::Samples(read_images(self.tokenizer().codes_to_image(run.tokens())).await?))
+    }
+}
+
+impl PhaseTrainer for ColumnTokenizerTrainer {
+    const PHASE: Phase = Phase::Tokenizer;
+
+    /// A continuous tokenizer has no codebook: its PSNR curve says how it does.
+    async fn extra(&self, _: usize, _: &TrainRequest, _: &Device) -> anyhow::Result<Extra> {
+        Ok(Extra::Nothing)
+    }
+}
+
+impl PhaseTrainer for EquivariantTrainer {
+    const PHASE: Phase = Phase::Transformer;
+
+    /// One image per class at the training width, column by column, guidance 2 as the CLI's grids.
+    async fn extra(&self, step: usize, request: &TrainRequest, device: &Device) -> anyhow::Result<Extra> {
+        if !strip_due(self, step, request) {
+            return Ok(Extra::Nothing);
+        }
+        let model = self.model();
+        let sampler = ColumnSamplerConfig { cfg: 3.0, seed: 7, ..ColumnSamplerConfig::default() };
+        let mut run = ColumnSampling::new(&model, class_labels(request, device), sampler, model.token_num());
+        while run.step(&model).is_some() {}
+        let images = self.tokenizer().decode(run.tokens() / self.config().model.vae_norm).clamp(-1.0, 1.0);
+        Ok(Extra::Samples(read_images((images + 1.0) * 0.5).await?))
     }
 }
 
@@ -770,7 +874,7 @@ pub async fn estimate(dataset: &dyn Dataset, family: Family, preset: VarPreset, 
     match family {
         Family::Var => estimate_pair::<TokenizerTrainer, VarTrainer>(dataset, preset, device).await,
         Family::Rar => estimate_pair::<VqganTrainer, RarTrainer>(dataset, preset, device).await,
-        other => bail!("{} cannot be trained in the app yet: choose VAR or RAR", other.label()),
+        Family::Columns => estimate_pair::<ColumnTokenizerTrainer, EquivariantTrainer>(dataset, preset, device).await,
     }
 }
 
@@ -984,8 +1088,6 @@ mod tests {
                 "{family}: {tokenizer_s} s, {transformer_s} s"
             );
         }
-        let e = pollster::block_on(estimate(&Mnist::train(), Family::Columns, VarPreset::Tiny, &Device::flex())).unwrap_err();
-        assert!(e.to_string().contains("choose VAR or RAR"), "{e}");
     }
 
     fn rar_request(dir: &std::path::Path, tokenizer_steps: usize, transformer_steps: usize) -> TrainRequest {
@@ -1086,14 +1188,68 @@ mod tests {
         let job = TrainJob::new(&wrong);
         let e = pollster::block_on(run(&wrong, &device, &job, &|| {})).unwrap_err().to_string();
         assert!(e.contains("another tokenizer"), "{e}");
-        // A VAR request cannot resume RAR checkpoints, nor train the column generator.
-        let mut var = request(dir.path(), 2, 3);
-        var.resume = Some(Resume::Tokenizer(tokenizer_2));
-        let job = TrainJob::new(&var);
-        assert!(pollster::block_on(run(&var, &device, &job, &|| {})).is_err());
-        let columns = TrainRequest { family: Family::Columns, ..request(dir.path(), 2, 3) };
-        let e = pollster::block_on(run(&columns, &device, &TrainJob::new(&columns), &|| {})).unwrap_err().to_string();
-        assert!(e.contains("choose VAR or RAR"), "{e}");
+        // Neither a VAR nor a column request resumes RAR checkpoints.
+        for family in [Family::Var, Family::Columns] {
+            let other = TrainRequest { family, resume: Some(Resume::Tokenizer(tokenizer_2.clone())), ..request(dir.path(), 2, 3) };
+            let job = TrainJob::new(&other);
+            assert!(pollster::block_on(run(&other, &device, &job, &|| {})).is_err(), "{family}");
+        }
+    }
+
+    fn columns_request(dir: &std::path::Path, tokenizer_steps: usize, transformer_steps: usize) -> TrainRequest {
+        TrainRequest { family: Family::Columns, ..request(dir, tokenizer_steps, transformer_steps) }
+    }
+
+    #[test]
+    fn a_short_column_run_trains_both_models_resumes_and_keeps_checkpoints_that_generate_wide() {
+        let device = Device::flex();
+        let dir = tempfile::tempdir().unwrap();
+        // Stopped after two of three transformer steps.
+        let request = columns_request(dir.path(), 2, 3);
+        let job = TrainJob::new(&request);
+        assert_eq!(pollster::block_on(run(&request, &device, &job, &stop_at(&job, Phase::Transformer, 2))).unwrap(), Ended::Stopped);
+        let p = job.progress().clone();
+        assert_eq!((p.family, p.phase, p.step, p.steps_total), (Family::Columns, Phase::Transformer, 2, 3));
+        let (tokenizer, transformer) = (&p.tokenizer_curves, &p.transformer_curves);
+        assert_eq!(tokenizer["psnr"].iter().map(|[s, _]| *s as usize).collect::<Vec<_>>(), [0, 1]);
+        assert!(tokenizer.contains_key("kl") && transformer.contains_key("vae_norm"));
+        assert!(tokenizer["loss"].iter().chain(&transformer["loss"]).all(|[_, l]| l.is_finite() && *l > 0.0));
+        assert!(p.codebook_usage.is_empty(), "a continuous tokenizer has no codebook");
+        assert_eq!((p.samples.len(), p.samples_step), (10, 2), "one sample per digit every second step");
+        assert_eq!((p.samples[0].channels, p.samples[0].height, p.samples[0].width), (1, 32, 32));
+        // Named as `tessera train columns-tokenizer` / `equivariant` name them.
+        for (name, kind) in [("tokenizer.ckpt", ModelKind::ColumnsTokenizer), ("equivariant.ckpt", ModelKind::Equivariant)] {
+            let checkpoint = Checkpoint::load(&dir.path().join(name)).unwrap();
+            assert_eq!(checkpoint.header.kind, kind);
+            assert!(checkpoint.can_resume() && train_seconds(&checkpoint) > 0.0, "{name}");
+        }
+        let saved = |phase| p.checkpoints.iter().find(|c| c.phase == phase).unwrap().clone();
+        let (tokenizer, equivariant) = (saved(Phase::Tokenizer), saved(Phase::Transformer));
+        assert_eq!((tokenizer.family, equivariant.file_name()), (Family::Columns, "equivariant.ckpt"));
+        assert!(equivariant.describe().starts_with("Equivariant (columns) transformer at step 2: "), "{}", equivariant.describe());
+        assert_eq!(equivariant.tokenizer_id, tokenizer.tokenizer_id, "the transformer records its tokenizer");
+        // Dropped files map to the family.
+        let dropped = SavedCheckpoint::uploaded("equivariant.ckpt", equivariant.bytes.to_vec(), "here".into()).unwrap();
+        assert_eq!((dropped.family, dropped.phase), (Family::Columns, Phase::Transformer));
+        let dropped = SavedCheckpoint::uploaded("tokenizer.ckpt", tokenizer.bytes.to_vec(), "here".into()).unwrap();
+        assert_eq!((dropped.family, dropped.phase), (Family::Columns, Phase::Tokenizer));
+
+        let generator = crate::shipped::load_pair(&equivariant.bytes, &tokenizer.bytes, &device).unwrap();
+        assert_eq!((generator.info().family, generator.info().forward_passes), (Family::Columns, 8));
+        assert!(generator.info().warning.is_none(), "{:?}", generator.info().warning);
+        let wide = tessera_models::generator::SampleRequest { classes: vec![3], seed: 1, width: Some(16), ..Default::default() };
+        let images = tessera_models::generator::generate(generator.as_ref(), &wide).unwrap();
+        assert_eq!(images.dims(), [1, 1, 32, 64], "twice the training width");
+
+        // The transformer goes on to the end of its own schedule (3) on its tokenizer.
+        let mut more = columns_request(dir.path(), 2, 3);
+        more.resume = Some(Resume::Transformer { tokenizer: tokenizer.bytes.clone(), transformer: equivariant.bytes.clone() });
+        let resumed = TrainJob::new(&more);
+        assert_eq!(pollster::block_on(run(&more, &device, &resumed, &|| {})).unwrap(), Ended::Done);
+        let p = resumed.progress().clone();
+        assert!(p.tokenizer_curves.is_empty());
+        assert_eq!(p.transformer_curves["loss"].iter().map(|[s, _]| *s as usize).collect::<Vec<_>>(), [2]);
+        assert_eq!((p.phase, p.step), (Phase::Transformer, 3));
     }
 
     #[test]

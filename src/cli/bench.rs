@@ -1,5 +1,6 @@
-//! `tessera bench sample|train|kernels`: throughput of the shipped generators on this device, and
-//! the WGSL kernels against plain burn ops ([`super::bench_kernels`]).
+//! `tessera bench sample|train|kernels`: throughput of the shipped generators on this device, of
+//! the official codes' speed anchors (RAR's and the column generator's reference configs, random
+//! weights, [`anchor`]), and the WGSL kernels against plain burn ops ([`super::bench_kernels`]).
 //!
 //! Each row names its device and the ops it ran on. Timings are wall clock around work that
 //! ends in a readback (so queued GPU work is counted), after one untimed warm-up run.
@@ -10,14 +11,19 @@ use anyhow::Context;
 use burn::prelude::*;
 use pollster::block_on;
 use serde::Serialize;
-use tessera_data::{Dataset, Mnist};
+use tessera_data::{Dataset, Mnist, Scenes, ScenesConfig};
 use tessera_eval::balanced_labels;
 use tessera_kernels::device::Preference;
 use tessera_models::family::Family;
 use tessera_models::generator::{ImageGenerator, SampleRequest, generate};
+use tessera_train::columns::load_column_tokenizer;
+use tessera_train::equivariant::load_equivariant;
 use tessera_train::tokenizer::load_tokenizer;
 use tessera_train::vqgan::load_vqgan;
-use tessera_train::{BatchOrder, Checkpoint, RarPreset, RarTrainer, TokenizerTrainer, Trainer, VarPreset, VarTrainer, VqganTrainer};
+use tessera_train::{
+    BatchOrder, Checkpoint, ColumnTokenizerTrainer, ColumnsPreset, EquivariantTrainer, RarPreset, RarTrainer, TokenizerTrainer, Trainer, VarPreset,
+    VarTrainer, VqganTrainer,
+};
 
 use super::bench_kernels::{self, KernelRow};
 
@@ -27,17 +33,19 @@ use crate::shipped::SHIPPED;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum Command {
-    /// Images per second of sampling at batch 1, 16 and 64.
-    Sample(SampleArgs),
-    /// Training steps per second of each model of the tiny preset.
-    Train(Args),
+    /// Images per second of sampling at batch 1, 16 and 64: the shipped models, and the official
+    /// speed anchors of RAR and the column generator (random weights).
+    Sample(FamilyArgs),
+    /// Training steps per second of each shipped family's trainers at the tiny preset, and of the
+    /// RAR and column-generator anchors.
+    Train(FamilyArgs),
     /// Each WGSL kernel against the plain burn ops on the same wgpu device, at the generators' shapes.
     Kernels(Args),
 }
 
 #[derive(clap::Args, Debug)]
-pub struct SampleArgs {
-    /// The family to time (every shipped one when omitted).
+pub struct FamilyArgs {
+    /// The family to time (every one when omitted): its shipped model and its official anchor.
     #[arg(value_name = "FAMILY")]
     family: Option<Family>,
     #[command(flatten)]
@@ -83,8 +91,8 @@ pub fn run(command: Command, preference: anyhow::Result<Preference>) -> anyhow::
     let compute = super::compute(preference)?;
     let device_name = compute.describe();
     let (rows, args) = match command {
-        Command::Sample(SampleArgs { family, args }) => (sample_rows(family, &compute.device, &device_name, args.quick)?, args),
-        Command::Train(args) => (train_rows(&compute.device, &device_name, args.quick)?, args),
+        Command::Sample(FamilyArgs { family, args }) => (sample_rows(family, &compute.device, &device_name, args.quick)?, args),
+        Command::Train(FamilyArgs { family, args }) => (train_rows(family, &compute.device, &device_name, args.quick)?, args),
         Command::Kernels(args) => {
             return print_kernel_rows(&bench_kernels::kernel_rows(&compute.device, &device_name, args.quick)?, args.json);
         }
@@ -165,13 +173,17 @@ fn row(bench: &'static str, model: &str, batch: usize, seconds: f64, device: &De
     }
 }
 
-/// Sampling rows of `family`'s shipped model, or of every shipped model, at guidance 2.
+/// Sampling rows of `family`'s shipped model, or of every shipped model, at guidance 2; and of the
+/// official anchors of RAR and the column generator (`equivariant`), which need no shipped model.
 fn sample_rows(family: Option<Family>, device: &Device, device_name: &str, quick: bool) -> anyhow::Result<Vec<Row>> {
     let (batches, repeats): (&[usize], usize) = if quick { (&[1, 4], 1) } else { (&[1, 16, 64], 3) };
     let models: Vec<_> = SHIPPED.iter().filter(|m| family.is_none_or(|f| f == m.family)).collect();
-    let rar_anchor = family.is_none_or(|f| f == Family::Rar);
-    if let (Some(family), true) = (family, models.is_empty() && !rar_anchor) {
-        anyhow::bail!("{family} has no shipped model to time yet");
+    let anchored = |f: Family| family.is_none_or(|asked| asked == f);
+    if let Some(family) = family
+        && models.is_empty()
+    {
+        anyhow::ensure!(anchored(Family::Rar) || anchored(Family::Columns), "{family} has no shipped model to time yet");
+        eprintln!("{family} has no shipped model yet: timing its official anchor config only (random weights)");
     }
     let sampler = SampleRequest { guidance: 2.0, ..Default::default() };
     let mut rows = Vec::new();
@@ -181,8 +193,11 @@ fn sample_rows(family: Option<Family>, device: &Device, device_name: &str, quick
             rows.push(row("sample", model.name, b, sampling_seconds(generator.as_ref(), &sampler, b, repeats)?, device, device_name));
         }
     }
-    if rar_anchor {
+    if anchored(Family::Rar) {
         rows.extend(anchor::rar_sample_rows(batches, repeats, device, device_name)?);
+    }
+    if anchored(Family::Columns) {
+        rows.extend(anchor::columns_sample_rows(batches, repeats, device, device_name)?);
     }
     Ok(rows)
 }
@@ -198,12 +213,15 @@ fn step_seconds<T: Trainer>(trainer: &mut T, dataset: &dyn Dataset, repeats: usi
     })
 }
 
-/// Training rows of every shipped family's trainers (tokenizer, then generator) at the tiny preset on MNIST.
-fn train_rows(device: &Device, device_name: &str, quick: bool) -> anyhow::Result<Vec<Row>> {
+/// Training rows of every shipped family's trainers (tokenizer, then generator) at the tiny preset
+/// (on MNIST; a shipped column pair on its own data), then the RAR and column-generator anchors
+/// at batch 64; `family` alone when given.
+fn train_rows(family: Option<Family>, device: &Device, device_name: &str, quick: bool) -> anyhow::Result<Vec<Row>> {
     let (batch, repeats) = if quick { (4, 1) } else { (32, 5) };
     let mnist = Mnist::train();
+    let anchored = |f: Family| family.is_none_or(|asked| asked == f);
     let mut rows = Vec::new();
-    for model in SHIPPED {
+    for model in SHIPPED.iter().filter(|m| anchored(m.family)) {
         // Each family builds its trainers here; the generator trains on its shipped tokenizer's tokens.
         match model.family {
             Family::Var => {
@@ -230,9 +248,37 @@ fn train_rows(device: &Device, device_name: &str, quick: bool) -> anyhow::Result
                 let rar_s = step_seconds(&mut RarTrainer::new(config, frozen, device)?, &mnist, repeats)?;
                 rows.push(row("train", "rar (tiny)", batch, rar_s, device, device_name));
             }
-            family => anyhow::bail!("{family} has a shipped model but no trainer to time here yet"),
+            Family::Columns => {
+                // The shipped pair's configs on its own data (MNIST for a grey tokenizer, the scenes
+                // for colour).
+                let (tokenizer_config, frozen) = load_column_tokenizer(&Checkpoint::load(&shipped(model.tokenizer_path))?, device)?;
+                let side = tokenizer_config.resolution;
+                let dataset: Box<dyn Dataset> = match tokenizer_config.in_channels {
+                    1 => Box::new(Mnist::train()),
+                    _ => Box::new(Scenes::new(ScenesConfig { height: side, width: side, len: 1024, seed: 0 })?),
+                };
+                let preset = ColumnsPreset::Tiny;
+                let mut config = preset.tokenizer_training(dataset.channels());
+                config.model = tokenizer_config.clone();
+                config.batch_size = batch;
+                let tokenizer_s = step_seconds(&mut ColumnTokenizerTrainer::new(config, device)?, dataset.as_ref(), repeats)?;
+                rows.push(row("train", &format!("{} tokenizer (tiny)", model.name), batch, tokenizer_s, device, device_name));
+                // The shipped transformer's own config, with the preset's optimizer and schedule.
+                let (shipped_model, _) = load_equivariant(&Checkpoint::load(&shipped(model.generator_path))?, device)?;
+                let mut config = preset.equivariant_training(&tokenizer_config, dataset.class_names().len());
+                config.model = shipped_model;
+                config.batch_size = batch;
+                let equivariant_s = step_seconds(&mut EquivariantTrainer::new(config, frozen, device)?, dataset.as_ref(), repeats)?;
+                rows.push(row("train", &format!("{} equivariant (tiny)", model.name), batch, equivariant_s, device, device_name));
+            }
         }
     }
-    rows.push(anchor::rar_train_row(if quick { 4 } else { 64 }, repeats, device, device_name)?);
+    let anchor_batch = if quick { 4 } else { 64 };
+    if anchored(Family::Rar) {
+        rows.push(anchor::rar_train_row(anchor_batch, repeats, device, device_name)?);
+    }
+    if anchored(Family::Columns) {
+        rows.extend(anchor::columns_train_rows(anchor_batch, repeats, device, device_name)?);
+    }
     Ok(rows)
 }

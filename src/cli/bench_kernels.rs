@@ -6,8 +6,9 @@
 //! Each row is the median wall time of the kernel and of the plain ops (9 runs each, alternating,
 //! after a warm-up run; device work synced) and the largest difference between their outputs.
 //! The table ends with each family's median speed-up against the targets (RAR's rows at
-//! its real shapes, transformer and MaskGIT-VQGAN, make `rar/…` families of their own); `--json`
-//! prints the rows alone.
+//! its real shapes, transformer and MaskGIT-VQGAN, make `rar/…` families of their own, and the
+//! column generator's, transformer and column tokenizer, `columns/…` ones); `--json` prints the
+//! rows alone.
 
 use std::time::Instant;
 
@@ -21,6 +22,8 @@ use tessera_kernels::decoder::{Padding, conv3x3, conv3x3_reference, group_norm, 
 use tessera_kernels::quantize::{quantize, quantize_reference};
 use tessera_kernels::ops::is_wgpu;
 use tessera_kernels::set_reference_ops;
+use tessera_models::tokenizers::columns::ColumnTokenizerConfig;
+use tessera_models::generators::equivariant::EquivariantConfig;
 use tessera_train::{RarPreset, VarPreset};
 
 use super::sample::shipped;
@@ -29,14 +32,22 @@ use tessera_train::tokenizer::load_tokenizer;
 
 /// Median speed-up over the plain ops each kernel family should reach (the targets). RAR's
 /// rows at its real shapes form families of their own (`rar/…`), with the targets of their kind.
-pub const TARGETS: [(&str, f64); 6] =
-    [("attention", 2.0), ("quantize", 3.0), ("decode", 1.5), ("rar/attention", 2.0), ("rar/quantize", 3.0), ("rar/decode", 1.5)];
+pub const TARGETS: [(&str, f64); 8] = [
+    ("attention", 2.0),
+    ("quantize", 3.0),
+    ("decode", 1.5),
+    ("rar/attention", 2.0),
+    ("rar/quantize", 3.0),
+    ("rar/decode", 1.5),
+    ("columns/attention", 2.0),
+    ("columns/decode", 1.5),
+];
 
 /// One kernel at one shape.
 #[derive(Debug, Serialize)]
 pub struct KernelRow {
     /// `attention`, `quantize`, `decode` (a whole decoder) or `decode/<layer>`; RAR's rows take a
-    /// `rar/` prefix.
+    /// `rar/` prefix, the column generator's a `columns/` one.
     pub kernel: String,
     /// Which generator's shape this is, and the shape.
     pub case: String,
@@ -69,6 +80,7 @@ pub fn kernel_rows(device: &Device, device_name: &str, quick: bool) -> anyhow::R
     quantize_rows(&bench, quick, &mut rows)?;
     decode_rows(&bench, quick, &mut rows)?;
     rar_rows(&bench, quick, &mut rows)?;
+    columns_rows(&bench, quick, &mut rows)?;
     Ok(rows)
 }
 
@@ -360,6 +372,106 @@ fn rar_rows(bench: &Bench, quick: bool, rows: &mut Vec<KernelRow>) -> anyhow::Re
         let z_q = bench.random([b, z, side, side], 1750);
         let case = format!("rar-tiny (random weights) decoder, {b} images [{z} x {side} x {side}] -> {} px", config.resolution);
         rows.push(bench.switch_row("rar/decode", case, || vqgan.decode_raw(z_q.clone()))?);
+    }
+    Ok(())
+}
+
+/// The column generator at its own shapes, in the `columns/…` families.
+///
+/// The transformer's attention as sampling calls it, one new column a step against the bounded
+/// cache: the self-attention's single query over its last `w` cached keys and itself (`Lk` 2 at
+/// the second column, `w + 1` = 4 from the fourth on, window 3), and the cross-attention's query
+/// over the condition slots; and as training does (teacher forcing over the N = 8 columns with the
+/// window mask, and the 8 columns' cross-attention). At the official anchor (width 256, 4 heads of
+/// 64, 4 slots) and `EquivariantConfig::scenes()` (width 128, 4 heads of 32, 8 slots); sampling
+/// doubles the batch for guidance.
+///
+/// The MNIST column tokenizer's decoder (`ColumnTokenizerConfig::mnist()`: an 8 × 8 × 8 latent
+/// for 32 px, widths 64 at 8 px, 32 at 16 and 32 px, GroupNorm(32), every 3×3 conv reflect-padded,
+/// the (2,2) up-samplers as a conv to 4× the channels then pixel shuffle) on a sampling batch of
+/// 16, layer by layer, then whole; plus a 32 px layer of one image 8 times the training width.
+fn columns_rows(bench: &Bench, quick: bool, rows: &mut Vec<KernelRow>) -> anyhow::Result<()> {
+    let window = 3;
+    let scenes = EquivariantConfig::scenes();
+    // (name, images sampled at once, training batch, heads, head dim, condition slots, in the quick run)
+    let transformers = [
+        ("columns anchor", 16, 64, 4, 64, 4, true),
+        ("columns scenes", 16, 32, scenes.num_heads, scenes.head_dim(), scenes.buffer_size, false),
+    ];
+    let n = 8;
+    for (i, (name, images, train_batch, h, d, slots, in_quick)) in transformers.into_iter().enumerate() {
+        let b = 2 * images;
+        let cases = [
+            (format!("{name}, {images} images x2 guidance, cache: 2nd column, window {window}"), [b, h, 1, 2, d], AttentionMask::Window(window), false),
+            (format!("{name}, {images} images x2 guidance, cache: 1 new column, full window {window}"), [b, h, 1, window + 1, d], AttentionMask::Window(window), true),
+            (format!("{name}, {images} images x2 guidance, cross-attention: 1 column to {slots} slots"), [b, h, 1, slots, d], AttentionMask::None, true),
+            (format!("{name}, teacher forcing, {n} columns, window {window}"), [train_batch, h, n, n, d], AttentionMask::Window(window), true),
+            (format!("{name}, teacher forcing, cross-attention: {n} columns to {slots} slots"), [train_batch, h, n, slots, d], AttentionMask::None, false),
+        ];
+        for (j, (case, shape, mask, case_in_quick)) in cases.into_iter().enumerate() {
+            if !quick || (in_quick && case_in_quick) {
+                rows.push(bench.attention_row("columns/attention", &case, shape, &mask, 2000 + 100 * i as u64 + 10 * j as u64)?);
+            }
+        }
+    }
+
+    let config = ColumnTokenizerConfig::mnist();
+    let (b, z, h) = (16, config.z_channels, config.latent_height());
+    // One latent column per token.
+    let w = config.tokens_for_width(config.resolution);
+    let (c0, c1, c2) = (config.ch * config.ch_mult[0], config.ch * config.ch_mult[1], config.ch * config.ch_mult[2]);
+    // (layer, input shape, output channels, in the quick run); every conv has a bias.
+    let convs = [
+        ("conv_in", [b, z, h, w], c2, false),
+        ("8 px res block", [b, c2, h, w], c2, false),
+        ("to 16 px, conv before the shuffle", [b, c2, h, w], 4 * c2, false),
+        ("16 px res block, narrowing", [b, c2, 2 * h, 2 * w], c1, false),
+        ("16 px res block", [b, c1, 2 * h, 2 * w], c1, false),
+        ("to 32 px, conv before the shuffle", [b, c1, 2 * h, 2 * w], 4 * c1, false),
+        ("32 px res block", [b, c0, 4 * h, 4 * w], c0, true),
+        ("conv_out", [b, c0, 4 * h, 4 * w], config.out_ch, false),
+    ];
+    for (seed, (layer, shape, cout, in_quick)) in convs.into_iter().enumerate() {
+        if !quick || in_quick {
+            let case = format!("columns-mnist decoder, {layer}");
+            rows.push(bench.conv_row("columns/decode/conv3x3", &case, shape, cout, true, Padding::Reflect, 1, 2100 + seed as u64)?);
+        }
+    }
+    if !quick {
+        let case = "columns-mnist decoder, 32 px res block, 1 image 8x wide";
+        rows.push(bench.conv_row("columns/decode/conv3x3", case, [1, c0, 4 * h, 32 * w], c0, true, Padding::Reflect, 1, 2150)?);
+    }
+    let norms = [([b, c2, h, w], false), ([b, c2, 2 * h, 2 * w], false), ([b, c1, 2 * h, 2 * w], false), ([b, c0, 4 * h, 4 * w], true)];
+    for (seed, (shape, in_quick)) in norms.into_iter().enumerate() {
+        if !quick || in_quick {
+            rows.push(bench.norm_silu_row("columns/decode/group_norm_silu", "columns-mnist decoder", shape, 32, 2200 + 10 * seed as u64)?);
+        }
+    }
+    let shuffles = [([b, 4 * c2, h, w], "to 16 px", false), ([b, 4 * c1, 2 * h, 2 * w], "to 32 px", true)];
+    for (seed, (shape, layer, in_quick)) in shuffles.into_iter().enumerate() {
+        if !quick || in_quick {
+            let x = bench.random(shape, 2300 + seed as u64);
+            rows.push(bench.row(
+                "columns/decode/pixel_shuffle",
+                format!("columns-mnist decoder, {layer}, x2 {shape:?}"),
+                || pixel_shuffle(x.clone(), 2),
+                || pixel_shuffle_reference(x.clone(), 2),
+            )?);
+        }
+    }
+    if !quick {
+        let tokenizer = config.init(&bench.device);
+        for (images, width, seed) in [(b, 1, 2400), (1, 8, 2410)] {
+            let tokens = bench.random([images, width * w, config.embed_dim], seed);
+            let case = format!(
+                "columns-mnist (random weights) decoder, {images} image(s) of {} tokens of {} -> {} x {} px",
+                width * w,
+                config.embed_dim,
+                config.resolution,
+                width * config.resolution
+            );
+            rows.push(bench.switch_row("columns/decode", case, || tokenizer.decode(tokens.clone()))?);
+        }
     }
     Ok(())
 }

@@ -47,6 +47,27 @@ pub async fn judge_images(judge: &Judge, images: Tensor<4>) -> Result<Verdicts> 
     })
 }
 
+/// The judge's verdicts on `images` (`[N, C, H, W]` in `[0, 1]`), `batch` images at a time, with
+/// each image's pixels read back (for [`crate::distinct_fraction`]).
+pub async fn judge_images_batched(judge: &Judge, images: Tensor<4>, batch: usize) -> Result<(Verdicts, Vec<Vec<f32>>)> {
+    let n = images.dims()[0];
+    let mut verdicts: Option<Verdicts> = None;
+    let mut pixels = Vec::with_capacity(n);
+    for start in (0..n).step_by(batch.max(1)) {
+        let part = images.clone().narrow(0, start, batch.max(1).min(n - start));
+        let v = judge_images(judge, part.clone()).await?;
+        let data = part.into_data_async().await.map_err(Error::readback)?;
+        let values: Vec<f32> = data.iter::<f32>().collect();
+        let per = values.len() / v.predictions.len();
+        pixels.extend(values.chunks(per).map(<[f32]>::to_vec));
+        match &mut verdicts {
+            Some(all) => all.append(v),
+            None => verdicts = Some(v),
+        }
+    }
+    Ok((verdicts.ok_or(Error::Empty("no images to judge"))?, pixels))
+}
+
 /// The judge's verdicts on samples `indices` of `dataset`, `batch_size` at a time.
 pub async fn judge_dataset<D: Dataset + ?Sized>(
     judge: &Judge,

@@ -5,6 +5,8 @@
 //! - [`judging`]: the judge classifier ([`tessera_models::judge`]) over images → [`Verdicts`]
 //!   (features and predicted classes), read back asynchronously.
 //! - [`measure_generator`]: any [`ImageGenerator`] (every family, the same way).
+//! - [`wide`]: images wider than the training width, cut into training-width windows and
+//!   measured window by window (the column generator's "no drift along the width").
 //! - [`report`]: the report's rows, as JSON and as a markdown table.
 //!
 //! [`Quality::measure`] is the one recipe every row uses: `per_class` images of each class,
@@ -14,6 +16,7 @@
 pub mod judging;
 pub mod metrics;
 pub mod report;
+pub mod wide;
 
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -21,8 +24,9 @@ use tessera_models::generator::{ImageGenerator, SampleRequest, generate};
 use tessera_models::judge::Judge;
 use tessera_models::rng::SplitMix64;
 
-pub use judging::{Verdicts, judge_dataset, judge_images};
+pub use judging::{Verdicts, judge_dataset, judge_images, judge_images_batched};
 pub use metrics::{Features, distinct_fraction, fid, precision_recall};
+pub use wide::{WIDTH_MULTIPLES, WideQuality, cut_windows, measure_wide, measure_widths};
 
 /// Neighbours of the precision / recall manifolds (the paper's k).
 pub const PR_NEIGHBOURS: usize = 3;
@@ -38,6 +42,9 @@ pub enum Error {
     /// Nothing to measure.
     #[error("{0}")]
     Empty(&'static str),
+    /// A measurement that cannot be made as asked.
+    #[error("{0}")]
+    Invalid(String),
     /// The generator refused the request.
     #[error(transparent)]
     Model(#[from] tessera_models::Error),
@@ -73,25 +80,7 @@ impl Quality {
     /// Measures `images` (`[N, C, H, W]` in `[0, 1]`, asked to be `labels`) against the real
     /// images' features, `batch` images at a time through the judge.
     pub async fn measure(judge: &Judge, images: Tensor<4>, labels: &[usize], real: &Features, batch: usize) -> Result<Self> {
-        let n = images.dims()[0];
-        let mut verdicts: Option<Verdicts> = None;
-        let mut pixels = Vec::with_capacity(n);
-        for start in (0..n).step_by(batch.max(1)) {
-            let part = images.clone().narrow(0, start, batch.min(n - start));
-            let v = judge_images(judge, part.clone()).await?;
-            let data = part.into_data_async().await.map_err(Error::readback)?;
-            let values: Vec<f32> = data.iter::<f32>().collect();
-            let per = values.len() / v.predictions.len();
-            pixels.extend(values.chunks(per).map(<[f32]>::to_vec));
-            match &mut verdicts {
-                Some(all) => {
-                    all.features.values.extend(v.features.values);
-                    all.predictions.extend(v.predictions);
-                }
-                None => verdicts = Some(v),
-            }
-        }
-        let verdicts = verdicts.ok_or(Error::Empty("no images to measure"))?;
+        let (verdicts, pixels) = judge_images_batched(judge, images, batch).await?;
         Ok(Self::from_verdicts(&verdicts, labels, real, distinct_fraction(&pixels, COPY_TOLERANCE)))
     }
 

@@ -24,7 +24,7 @@ impl Features {
     /// # Panics
     /// If `dim` is 0 or does not divide `values.len()`.
     pub fn new(dim: usize, values: Vec<f32>) -> Self {
-        assert!(dim > 0 && values.len() % dim == 0, "features: {} values are not rows of {dim}", values.len());
+        assert!(dim > 0 && values.len().is_multiple_of(dim), "features: {} values are not rows of {dim}", values.len());
         Self { dim, values }
     }
 

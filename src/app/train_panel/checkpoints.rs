@@ -1,8 +1,9 @@
 //! The Train panel's checkpoint list: the run's own, dropped files, the browser's stored ones and
-//! (on the desktop) the newest earlier runs, of either family (VAR or RAR); each can be
+//! (on the desktop) the newest earlier runs, of any family (VAR, RAR, the column generator); each can be
 //! downloaded, resumed or removed, and a transformer with its tokenizer can go to the Generate tab.
 
 use burn::prelude::Device;
+use tessera_kernels::Compute;
 use tessera_models::family::Family;
 
 use crate::app::{dropped, export};
@@ -57,8 +58,9 @@ impl TrainPanel {
         }
     }
 
-    /// `device` samples (Use in Generate); `training_device` trains (Resume).
-    pub(super) fn checkpoints_ui(&mut self, ui: &mut egui::Ui, checkpoints: &[SavedCheckpoint], device: &Device, training_device: &Device) {
+    /// `compute` samples (Use in Generate, on its sampling device for the family); `training_device`
+    /// trains (Resume).
+    pub(super) fn checkpoints_ui(&mut self, ui: &mut egui::Ui, checkpoints: &[SavedCheckpoint], compute: &Compute, training_device: &Device) {
         if checkpoints.is_empty() {
             ui.weak(format!(
                 "Checkpoints are saved every {} minutes, on Save now, on Stop and at the end. Drop .ckpt files on the window to load your own.",
@@ -125,7 +127,8 @@ impl TrainPanel {
                 .on_hover_text(format!("sample in the Generate tab from {} with {}", v.describe(), t.describe()))
                 .clicked()
         {
-            match crate::shipped::load_pair(&v.bytes, &t.bytes, device) {
+            let device = crate::app::generation::sampling_device(compute, v.family).0;
+            match crate::shipped::load_pair(&v.bytes, &t.bytes, &device) {
                 Ok(generator) => {
                     self.for_generate = Some(generator);
                     self.message = Some(Ok("the Generate tab now samples from this run".into()));
@@ -143,7 +146,7 @@ impl TrainPanel {
 #[cfg(not(target_arch = "wasm32"))]
 const EARLIER_RUNS_LISTED: usize = 3;
 
-/// The checkpoints (`tokenizer.ckpt`, `var.ckpt`, `rar.ckpt`) of the `max_runs` newest run
+/// The checkpoints (`tokenizer.ckpt`, `var.ckpt`, `rar.ckpt`, `equivariant.ckpt`) of the `max_runs` newest run
 /// folders in `dir`, newest run first; nothing when `dir` does not exist.
 #[cfg(not(target_arch = "wasm32"))]
 fn earlier_checkpoints(dir: &std::path::Path, max_runs: usize) -> Vec<std::path::PathBuf> {
@@ -156,7 +159,7 @@ fn earlier_checkpoints(dir: &std::path::Path, max_runs: usize) -> Vec<std::path:
     runs.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| b.1.cmp(&a.1)));
     runs.into_iter()
         .take(max_runs)
-        .flat_map(|(_, run)| ["tokenizer.ckpt", "var.ckpt", "rar.ckpt"].map(|f| run.join(f)))
+        .flat_map(|(_, run)| ["tokenizer.ckpt", "var.ckpt", "rar.ckpt", "equivariant.ckpt"].map(|f| run.join(f)))
         .filter(|p| p.is_file())
         .collect()
 }

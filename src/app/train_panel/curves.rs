@@ -3,6 +3,8 @@
 
 use egui::{Color32, Pos2, Sense, Stroke, vec2};
 
+use tessera_models::family::Family;
+
 use crate::app::training::{Curves, Phase, TrainProgress};
 
 /// Size of one chart.
@@ -18,16 +20,17 @@ const COLORS: [Color32; 4] = [Color32::LIGHT_BLUE, Color32::LIGHT_GREEN, Color32
 /// Every curve of every phase that has points: the main metrics in view, the rest folded.
 pub(super) fn curves_ui(ui: &mut egui::Ui, progress: &TrainProgress) {
     let phases = [Phase::Tokenizer, Phase::Transformer].map(|phase| (phase, progress.curves(phase)));
+    let family = progress.family;
     ui.horizontal_wrapped(|ui| {
         for (phase, curves) in phases {
-            charts(ui, phase, curves, |name| MAIN.contains(&name));
+            charts(ui, family, phase, curves, |name| MAIN.contains(&name));
         }
     });
     if phases.iter().any(|(_, curves)| curves.keys().any(|name| !MAIN.contains(&name.as_str()))) {
         ui.collapsing("more curves", |ui| {
             ui.horizontal_wrapped(|ui| {
                 for (phase, curves) in phases {
-                    charts(ui, phase, curves, |name| !MAIN.contains(&name));
+                    charts(ui, family, phase, curves, |name| !MAIN.contains(&name));
                 }
             });
         });
@@ -35,18 +38,21 @@ pub(super) fn curves_ui(ui: &mut egui::Ui, progress: &TrainProgress) {
 }
 
 /// The charts of `phase`'s curves that `pick` names: `"loss"` first, then by name.
-fn charts(ui: &mut egui::Ui, phase: Phase, curves: &Curves, pick: impl Fn(&str) -> bool) {
+fn charts(ui: &mut egui::Ui, family: Family, phase: Phase, curves: &Curves, pick: impl Fn(&str) -> bool) {
     let loss = curves.get_key_value("loss");
     let rest = curves.iter().filter(|(name, _)| name.as_str() != "loss");
     for (i, (name, points)) in loss.into_iter().chain(rest).filter(|(name, _)| pick(name)).enumerate() {
-        plot(ui, &title(phase, name), points, COLORS[i % COLORS.len()]);
+        plot(ui, &title(family, phase, name), points, COLORS[i % COLORS.len()]);
     }
 }
 
 /// `tokenizer loss`, `reconstruction PSNR (dB)`, `transformer loss (nats per token)`, ...
-fn title(phase: Phase, metric: &str) -> String {
+fn title(family: Family, phase: Phase, metric: &str) -> String {
     match (phase, metric) {
         (Phase::Tokenizer, "psnr") => "reconstruction PSNR (dB)".into(),
+        // The column generator's head regresses a velocity: no tokens to count nats over.
+        (Phase::Transformer, "loss") if family == Family::Columns => "transformer loss (flow matching, squared error)".into(),
+        (Phase::Transformer, "vae_norm") => "token scale (measured)".into(),
         (Phase::Transformer, "loss") => "transformer loss (nats per token)".into(),
         (Phase::Transformer, "accuracy") => "transformer token accuracy".into(),
         (Phase::Transformer, "random_ratio") => "random-order probability".into(),

@@ -1,6 +1,6 @@
 //! The Train panel: pick a dataset (MNIST, the procedural scenes, or a folder of your own pictures
-//! with one subfolder per class), a model family (VAR or RAR) and a preset, then train the
-//! family's tokenizer and transformer while watching the loss curves, the codebook usage and a
+//! with one subfolder per class), a model family (VAR, RAR or the column generator) and a preset,
+//! then train the family's tokenizer and transformer while watching the loss curves, the codebook usage and a
 //! fixed-seed strip of samples; pause, resume, stop, save, and hand the result to the Generate
 //! panel.
 //!
@@ -33,6 +33,9 @@ use checkpoints::runs_dir;
 /// What a time estimate depends on: the dataset's name, the family and the preset.
 type EstimateKey = (String, Family, VarPreset);
 
+/// Seconds per tokenizer and transformer step, or why they could not be timed, by what was timed.
+type Estimates = Vec<(EstimateKey, Result<(f64, f64), String>)>;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Choice {
     Mnist,
@@ -55,7 +58,7 @@ pub struct TrainPanel {
     /// What loading the dataset said: its size, or why it failed; and the files it skipped.
     dataset_note: Option<Result<String, String>>,
     skipped: Vec<String>,
-    /// The family trained (VAR or RAR; links train it too).
+    /// The family trained (VAR, RAR or the column generator; links train it too).
     family: Family,
     preset: VarPreset,
     tokenizer_steps: usize,
@@ -71,7 +74,7 @@ pub struct TrainPanel {
     /// Seconds per tokenizer and transformer step on this device, by the dataset, family and
     /// preset they were timed for (filled in by background jobs, so a timing that ends late is
     /// never shown for another choice).
-    estimates: Arc<Mutex<Vec<(EstimateKey, Result<(f64, f64), String>)>>>,
+    estimates: Arc<Mutex<Estimates>>,
     /// The choices timed or being timed.
     estimates_asked: Vec<EstimateKey>,
     /// Checkpoints dropped on the window, listed beside the run's own.
@@ -147,8 +150,8 @@ impl TrainPanel {
             checkpoints.extend(job.progress().checkpoints.iter().cloned());
         }
         ui.separator();
-        // Sampling runs on the app's own device, whatever trained the models.
-        self.checkpoints_ui(ui, &checkpoints, &compute.device, device);
+        // Sampling runs where the Generate tab samples, whatever trained the models.
+        self.checkpoints_ui(ui, &checkpoints, compute, device);
     }
 
     /// Every frame, whichever tab is open: takes checkpoints the browser's storage has read back
@@ -254,16 +257,8 @@ impl TrainPanel {
             let Some(job) = self.job.clone() else { return };
             let status = job.progress().status.clone();
             match status {
-                TrainStatus::Running => {
-                    if ui.button("Pause").clicked() {
-                        job.set_paused(true);
-                    }
-                }
-                TrainStatus::Paused => {
-                    if ui.button("Resume").clicked() {
-                        job.set_paused(false);
-                    }
-                }
+                TrainStatus::Running if ui.button("Pause").clicked() => job.set_paused(true),
+                TrainStatus::Paused if ui.button("Resume").clicked() => job.set_paused(false),
                 _ => {}
             }
             if active {
@@ -334,9 +329,9 @@ impl TrainPanel {
                 }
             },
         };
-        // The run goes on in the checkpoint's family (a RAR run keeps its own step counts).
+        // The run goes on in the checkpoint's family (RAR and column runs keep their own step counts).
         self.family = c.family;
-        let kept = if c.family == Family::Rar { " (a RAR run keeps its step counts)" } else { "" };
+        let kept = if c.family == Family::Var { String::new() } else { format!(" (a {} run keeps its step counts)", c.family.label()) };
         self.message = Some(Ok(format!("resuming {}{kept}", c.describe())));
         self.start(dataset, device, ctx, Some(resume));
     }
@@ -348,7 +343,7 @@ impl TrainPanel {
         self.serial += 1;
         self.strip.clear();
         // Named by the start time, so a run never overwrites an earlier one (across restarts too);
-        // a RAR run's name says so (both families' tokenizers are `tokenizer.ckpt`).
+        // a RAR or column run's name says so (every family's tokenizer is `tokenizer.ckpt`).
         let started = web_time::SystemTime::now().duration_since(web_time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let run_name = match self.family {
             Family::Var => format!("{}-{started}", dataset.name()),
@@ -381,7 +376,9 @@ fn family_hover(family: Family) -> &'static str {
     match family {
         Family::Var => "VAR: a multi-scale VQ-VAE, then a transformer that predicts the next scale",
         Family::Rar => "RAR: a MaskGIT-VQGAN, then a transformer trained on random token orders annealed to raster order",
-        Family::Columns => "the column generator",
+        Family::Columns => {
+            "the equivariant column generator: a column tokenizer, then a windowed causal transformer with a flow-matching head that draws images column by column, as wide as asked"
+        }
     }
 }
 

@@ -2,15 +2,27 @@
 //! `shared/bench/official_speed.py` measured for them on the 2-core build machine (PyTorch 2.4.1,
 //! 2 threads, CPU, random weights; idle, 2026-11-30). They are quoted, not recomputed: compare
 //! them with Tessera's rows measured on that machine with `--device cpu`.
+//!
+//! The anchors: VAR at var-tiny's config (the shipped model's rows carry its figures), RAR's
+//! reference config and the equivariant column generator's (`EQV_CONFIG`), both with random
+//! weights, timed here tokens only (as the official figures) and decoded to images.
 
 use burn::prelude::*;
 use pollster::block_on;
+use tessera_data::Mnist;
+use tessera_models::generator::SampleRequest;
+use tessera_models::generator::columns::ColumnsGenerator;
+use tessera_models::generators::equivariant::{Equivariant, EquivariantConfig, decays};
 use tessera_models::generators::rar::RarConfig;
+use tessera_models::rng::SplitMix64;
+use tessera_models::sampling::equivariant::{ColumnSamplerConfig, ColumnSampling};
 use tessera_models::sampling::rar::{RarSamplerConfig, RarSampling};
+use tessera_models::tokenizers::columns::ColumnTokenizerConfig;
 use tessera_models::tokenizers::vqgan::VqganConfig;
-use tessera_train::{RarPreset, RarTrainer, RarTrainingConfig};
+use tessera_train::ema::Ema;
+use tessera_train::{AdamW, EquivariantTrainer, EquivariantTrainingConfig, LrScheduleConfig, RarPreset, RarTrainer, RarTrainingConfig};
 
-use super::{Row, row, seconds_per_call};
+use super::{Row, row, sampling_seconds, seconds_per_call, step_seconds};
 
 /// Official images per second for a row's `(bench, model, batch)`, where one was measured.
 pub(super) fn official(bench: &str, model: &str, batch: usize) -> Option<f64> {
@@ -25,6 +37,12 @@ pub(super) fn official(bench: &str, model: &str, batch: usize) -> Option<f64> {
         ("sample", RAR_TOKENS, 1, 4.1),
         ("sample", RAR_TOKENS, 64, 10.5),
         ("train", RAR_ANCHOR, 64, 70.0),
+        // The equivariant anchor (`EQV_CONFIG`): guidance 3 (linear over the columns), 100 Euler
+        // steps, no KV cache (the whole transformer re-run every column), tokens only; training
+        // on random latents, no EMA, dropout 0.1.
+        ("sample", EQV_TOKENS, 1, 2.7),
+        ("sample", EQV_TOKENS, 64, 26.5),
+        ("train", EQV_ANCHOR, 64, 278.0),
     ];
     figures.iter().find(|f| (f.0, f.1, f.2) == (bench, model, batch)).map(|f| f.3)
 }
@@ -32,6 +50,12 @@ pub(super) fn official(bench: &str, model: &str, batch: usize) -> Option<f64> {
 const RAR_ANCHOR: &str = "rar anchor";
 const RAR_TOKENS: &str = "rar anchor (tokens only)";
 const RAR_DECODED: &str = "rar anchor (decoded)";
+const EQV_ANCHOR: &str = "equivariant anchor";
+const EQV_TOKENS: &str = "equivariant anchor (tokens only)";
+const EQV_DECODED: &str = "equivariant anchor (decoded)";
+const EQV_ENCODED: &str = "equivariant anchor (tokenizing included)";
+/// The anchor's guidance: the official weight 3 is `1 + g` in the app's scale.
+const EQV_GUIDANCE: f64 = 2.0;
 
 /// The official RAR reference config: width 256, depth 4, 4 heads, MLP ×4, 64 tokens, codebook
 /// 512, 10 classes, no dropout (the script's default).
@@ -85,4 +109,125 @@ pub(super) fn rar_train_row(batch: usize, repeats: usize, device: &Device, devic
         Ok(())
     })?;
     Ok(row("train", RAR_ANCHOR, batch, seconds, device, device_name))
+}
+
+/// The official equivariant anchor (`official_speed.py`'s `EQV_CONFIG`): 32×32 as 8 column tokens
+/// of 16, width 256, 2 + 2 blocks, 4 heads, flow head 3 × 256, 4 condition slots, window 3,
+/// 100 Euler steps, 10 classes, dropout 0.1 (training only).
+fn equivariant_anchor() -> EquivariantConfig {
+    EquivariantConfig::anchor()
+}
+
+/// The tokenizer of the "decoded" rows. The official figures decode nothing (`sample_tokens`
+/// returns tokens); the anchor's 8 tokens of 16 for a 32×32 image are exactly what Tessera's
+/// MNIST column tokenizer makes, so the decoded rows decode with it (random weights).
+fn equivariant_anchor_tokenizer() -> ColumnTokenizerConfig {
+    ColumnTokenizerConfig::mnist()
+}
+
+/// Sampling rows of the equivariant anchor (random weights), guidance 3 with the official linear
+/// schedule and 100 Euler steps: tokens only (the column sampler with its bounded cache, as the
+/// app runs it), and decoded to images through the [`ColumnsGenerator`] every caller samples with.
+pub(super) fn columns_sample_rows(batches: &[usize], repeats: usize, device: &Device, device_name: &str) -> anyhow::Result<Vec<Row>> {
+    device.seed(0);
+    let tokenizer_config = equivariant_anchor_tokenizer();
+    let generator = ColumnsGenerator::new(
+        equivariant_anchor().init(device),
+        tokenizer_config.init(device),
+        &tokenizer_config,
+        1.0,
+        device,
+        Vec::new(),
+        None,
+        None,
+    )?;
+    let model = generator.model();
+    let mut rows = Vec::new();
+    for &b in batches {
+        let labels: Vec<i64> = (0..b as i64).map(|i| i % 10).collect();
+        let labels = Tensor::<1, Int>::from_data(TensorData::new(labels, [b]), device);
+        let mut seed = 0;
+        let tokens_s = seconds_per_call(repeats, || {
+            seed += 1;
+            let sampler = ColumnSamplerConfig { cfg: 1.0 + EQV_GUIDANCE, seed, ..ColumnSamplerConfig::default() };
+            let mut run = ColumnSampling::new(model, labels.clone(), sampler, model.token_num());
+            while run.step(model).is_some() {}
+            block_on(run.tokens().sum().into_data_async()).map_err(|e| anyhow::anyhow!("reading back: {e:?}"))?;
+            Ok(())
+        })?;
+        rows.push(row("sample", EQV_TOKENS, b, tokens_s, device, device_name));
+        let sampler = SampleRequest { guidance: EQV_GUIDANCE, ..Default::default() };
+        rows.push(row("sample", EQV_DECODED, b, sampling_seconds(&generator, &sampler, b, repeats)?, device, device_name));
+    }
+    Ok(rows)
+}
+
+/// The equivariant anchor's training rows at batch `batch`: on random latents (as the official
+/// figure), and through [`EquivariantTrainer`] on MNIST with the anchor's tokenizer (random
+/// weights) making the latents, as every run trains.
+pub(super) fn columns_train_rows(batch: usize, repeats: usize, device: &Device, device_name: &str) -> anyhow::Result<Vec<Row>> {
+    let config = anchor_training(batch);
+    let mut step = TokensOnlyStep::new(config.clone(), device);
+    let tokens_s = seconds_per_call(repeats, || block_on(step.step()))?;
+    let mut trainer = EquivariantTrainer::new(config, equivariant_anchor_tokenizer().init(device), device)?;
+    let encoded_s = step_seconds(&mut trainer, &Mnist::train(), repeats)?;
+    Ok(vec![row("train", EQV_ANCHOR, batch, tokens_s, device, device_name), row("train", EQV_ENCODED, batch, encoded_s, device, device_name)])
+}
+
+/// The anchor's training run: the official learning rate `1e-4 · batch / 256`, constant; the
+/// trainer's optimizer (AdamW 0.9 / 0.95, weight decay 0.02 with the official exclusions, clip 3).
+fn anchor_training(batch: usize) -> EquivariantTrainingConfig {
+    let lr = 1e-4 * batch as f64 / 256.0;
+    EquivariantTrainingConfig::new(equivariant_anchor(), LrScheduleConfig::new(lr), 1_000_000, batch)
+}
+
+/// [`EquivariantTrainer::step`] on random latents instead of a tokenizer's (the official figure
+/// times `m(x, labels)` on `torch.randn` latents): the label drop, the RoPE shift, the flow loss
+/// over `diffusion_batch_mul` noise draws per token, the checked AdamW update and the EMA, as the
+/// trainer does them. The official timing has no EMA (its `--ema` is off); Tessera's trainer
+/// always keeps one, so it is timed here too.
+struct TokensOnlyStep {
+    config: EquivariantTrainingConfig,
+    model: Equivariant,
+    ema: Ema<Equivariant>,
+    optimizer: AdamW,
+    step: usize,
+    device: Device,
+}
+
+impl TokensOnlyStep {
+    fn new(config: EquivariantTrainingConfig, device: &Device) -> Self {
+        let autodiff = device.clone().autodiff();
+        autodiff.seed(0);
+        let model = config.model.init(&autodiff);
+        let optimizer = AdamW::new(config.optimizer.clone(), &model).with_decay_rule(&model, decays);
+        let ema = Ema::new(model.valid(), config.ema_decay, true);
+        Self { config, model, ema, optimizer, step: 0, device: device.clone() }
+    }
+
+    async fn step(&mut self) -> anyhow::Result<()> {
+        let (m, step, device) = (&self.config.model, self.step, &self.device);
+        let b = self.config.batch_size;
+        let (n, c) = (m.token_num, m.token_dim);
+        device.clone().autodiff().seed(step as u64);
+        let mut rng = SplitMix64::new(step as u64);
+        let tokens = Tensor::<3>::from_data(TensorData::new(rng.normals(b * n * c), [b, n, c]), device).autodiff();
+        let labels: Vec<i64> = (0..b).map(|_| (rng.next_u64() % m.class_num as u64) as i64).collect();
+        let labels = Tensor::<1, Int>::from_data(TensorData::new(labels, [b]), device);
+        let drop: Vec<bool> = (0..b).map(|_| (rng.next_f32() as f64) < m.label_drop_prob).collect();
+        let drop = Tensor::<1, Bool>::from_data(TensorData::new(drop, [b]), device);
+        let shift = (rng.next_u64() % m.shift_num.max(1) as u64) as usize;
+        let rows = m.diffusion_batch_mul * b * n;
+        let noise = Tensor::<2>::from_data(TensorData::new(rng.normals(rows * c), [rows, c]), device).autodiff();
+        let u = Tensor::<1>::from_data(TensorData::new(rng.uniforms(rows), [rows]), device).autodiff();
+        let cond = self.model.condition(labels.autodiff(), drop.autodiff());
+        let loss = self.model.loss(tokens, cond, shift, noise, u);
+        let lr = self.config.schedule.lr(step, self.config.steps);
+        let report = vec![loss.clone().inner()];
+        let (model, _) = self.optimizer.checked_update(&self.model, loss, report, lr, step).await?;
+        self.model = model;
+        self.ema.update(&self.model.valid());
+        self.step += 1;
+        Ok(())
+    }
 }

@@ -210,4 +210,76 @@ impl Sampling for ColumnsRun<'_> {
     fn images(&self) -> Tensor<4> {
         self.generator.decode(self.run.tokens(), self.run.total())
     }
+
+    /// More columns to the right, up to [`MAX_COLUMNS`] in all: the cache stays the same size,
+    /// the guidance schedule's `N` grows with the run (as if it had been asked this wide).
+    fn extend(&mut self, columns: usize) -> bool {
+        if self.run.total() + columns > MAX_COLUMNS {
+            return false;
+        }
+        self.run.extend(columns);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generators::equivariant::EquivariantConfig;
+
+    /// A small random pair: 4 training columns of 4 px, tokens of 16.
+    fn generator(device: &Device) -> ColumnsGenerator {
+        let model = EquivariantConfig::new(4, 16, 32, 2, 2, 3)
+            .with_buffer_size(2)
+            .with_head_width(32)
+            .with_head_depth(1)
+            .with_num_sampling_steps(3)
+            .with_dropout(0.0)
+            .init(device);
+        let tokenizer_config = ColumnTokenizerConfig::mnist();
+        let tokenizer = tokenizer_config.init(device);
+        ColumnsGenerator::new(model, tokenizer, &tokenizer_config, 1.0, device, Vec::new(), None, None).unwrap()
+    }
+
+    #[test]
+    fn a_finished_run_extends_to_the_right_as_if_asked_that_wide() {
+        let device = Device::flex();
+        let g = generator(&device);
+        // Unguided, so the schedule's N (which grows with the run) does not matter.
+        let request = SampleRequest { classes: vec![1, 2], seed: 5, guidance: 0.0, width: Some(3), ..Default::default() };
+        let mut run = g.start(&request, None).unwrap();
+        assert!(run.extend(0), "a column run can extend");
+        while run.step().is_some() {}
+        assert_eq!(run.steps(), 3);
+        assert!(run.extend(2));
+        assert_eq!(run.steps(), 5, "steps count the new columns");
+        let steps: Vec<(usize, String)> = std::iter::from_fn(|| run.step()).map(|s| (s.index, s.label)).collect();
+        assert_eq!(steps, [(3, "column 4 of 5".to_string()), (4, "column 5 of 5".to_string())]);
+        let extended = run.images();
+        assert_eq!(extended.dims(), [2, 1, 32, 20]);
+        let at_once = crate::generator::generate(&g, &SampleRequest { width: Some(5), ..request.clone() }).unwrap();
+        let gap: f32 = (extended - at_once).abs().max().into_scalar();
+        assert!(gap < 1e-5, "extended and asked-at-once images differ by {gap}");
+        // Not past the model's limit; nothing changes then.
+        assert!(!run.extend(MAX_COLUMNS));
+        assert_eq!(run.steps(), 5);
+        assert!(run.step().is_none());
+    }
+
+    #[test]
+    fn extending_a_continuation_counts_only_generated_columns() {
+        let device = Device::flex();
+        let g = generator(&device);
+        let source = vec![0.25; 32 * 16];
+        let continuation = Continuation { source, width: 16, keep: 2 };
+        let request = SampleRequest { classes: vec![0], width: Some(4), continuation: Some(continuation), ..Default::default() };
+        let mut run = g.start(&request, None).unwrap();
+        assert_eq!(run.steps(), 2, "two kept, two generated");
+        while run.step().is_some() {}
+        assert!(run.extend(3));
+        assert_eq!(run.steps(), 5);
+        let last = std::iter::from_fn(|| run.step()).last().unwrap();
+        assert_eq!((last.index, last.label.as_str()), (4, "column 7 of 7"));
+        assert_eq!(run.images().dims(), [1, 1, 32, 28]);
+    }
 }

@@ -250,6 +250,15 @@ pub trait Sampling: Send {
     fn step(&mut self) -> Option<Step>;
     /// The images `[B, C, H, W]` in `[0, 1]` from everything generated so far.
     fn images(&self) -> Tensor<4>;
+    /// Makes the run `columns` steps longer, so that a finished run goes on where it stopped (the
+    /// column generator: `columns` more columns to the right, from its bounded cache; only the
+    /// image grows). [`Self::steps`] counts them from then on. `false`, and nothing changes, when
+    /// the model cannot extend a run or the run would pass the model's limit; `extend(0)` asks
+    /// whether the run can extend at all.
+    fn extend(&mut self, columns: usize) -> bool {
+        let _ = columns;
+        false
+    }
 }
 
 /// What one step of a run produced, for the player.
