@@ -200,8 +200,12 @@ impl FlowHead {
     /// # Shapes
     /// - `x_t`: `[M, C]`, `t`: `[M]` in (0, 1], `z`: `[M, D]` → `[M, C]`
     pub fn velocity(&self, x_t: Tensor<2>, t: Tensor<1>, z: Tensor<2>) -> Tensor<2> {
+        self.velocity_from(x_t, self.time_embed.forward(t) + self.cond_embed.forward(z))
+    }
+
+    /// [`FlowHead::velocity`] from its condition `y = time_embed(t) + cond_embed(z)`, `[M, W]`.
+    fn velocity_from(&self, x_t: Tensor<2>, y: Tensor<2>) -> Tensor<2> {
         let mut x = self.input_proj.forward(x_t);
-        let y = self.time_embed.forward(t) + self.cond_embed.forward(z);
         // Every AdaLN projection starts with SiLU(y): once for all of them.
         let silu_y = silu(y);
         for block in &self.res_blocks {
@@ -241,12 +245,17 @@ impl FlowHead {
         let device = noise.device();
         // With guidance: conditional rows, then null rows, both at the same x.
         let both = z_null.map(|null| Tensor::cat(vec![z.clone(), null], 0));
+        // The condition's embedding is the same at every step and the time's the same for every
+        // row of a step: each is computed once, not per row and step (the same numbers).
+        let cond = self.cond_embed.forward(both.clone().unwrap_or_else(|| z.clone()));
+        let [rows, width] = cond.dims();
         let mut x = noise;
         for i in (1..=steps).rev() {
+            let y = cond.clone() + self.time_embed.forward(time(i, steps, 1, &device)).expand([rows, width]);
             let v = match &both {
-                None => self.velocity(x.clone(), time(i, steps, m, &device), z.clone()),
-                Some(both) => {
-                    let v = self.velocity(Tensor::cat(vec![x.clone(), x.clone()], 0), time(i, steps, 2 * m, &device), both.clone());
+                None => self.velocity_from(x.clone(), y),
+                Some(_) => {
+                    let v = self.velocity_from(Tensor::cat(vec![x.clone(), x.clone()], 0), y);
                     guide(v.clone().narrow(0, 0, m), v.narrow(0, m, m), guidance)
                 }
             };
