@@ -194,19 +194,13 @@ impl EquivariantTrainer {
     }
 
     /// One optimizer step on `images` (`[B, C, H, W]` in `[-1, 1]`, as the tokenizer takes them)
-    /// with class `labels` (`[B]`).
-    ///
-    /// Reads the loss back before updating: a NaN or infinite loss or gradient returns
-    /// [`Error::NonFiniteLoss`] / [`Error::NonFiniteGradient`] and leaves the model as it was.
+    /// with class `labels` (`[B]`): a posterior draw of their tokens, scaled by `vae_norm` (measured
+    /// on the first batch's draws, which are what the transformer learns to make), then
+    /// [`Self::step_tokens`].
     pub async fn step(&mut self, images: Tensor<4>, labels: Tensor<1, Int>) -> crate::Result<EquivariantStats> {
-        let (step, lr) = (self.step, self.lr());
-        self.device.seed(mix(self.config.seed ^ 0xD209, step as u64));
-        let mut rng = SplitMix64::new(mix(self.config.seed ^ 0xE0E0, step as u64));
-
-        // 1. Tokens: a posterior draw, scaled (the scale measured on the first batch's draws,
-        //    which are what the transformer learns to make).
+        let mut rng = SplitMix64::new(mix(self.config.seed ^ 0xE0E1, self.step as u64));
         let draws = self.tokenizer.posterior(images.inner()).sample(&mut rng);
-        if step == 0 && self.config.measure_vae_norm {
+        if self.step == 0 && self.config.measure_vae_norm {
             let numel = draws.shape().num_elements();
             let std = draws.clone().reshape([numel]).var(0).sqrt().into_data_async().await.map_err(Error::readback)?;
             let std = std.iter::<f32>().next().unwrap_or(1.0) as f64;
@@ -215,15 +209,27 @@ impl EquivariantTrainer {
             }
             self.config.model.vae_norm = 1.0 / std;
         }
+        let tokens = draws * self.config.model.vae_norm;
+        self.step_tokens(tokens, labels).await
+    }
+
+    /// One optimizer step on tokens already scaled as the transformer takes them (`[B, N, C]`)
+    /// with class `labels` (`[B]`).
+    ///
+    /// Reads the loss back before updating: a NaN or infinite loss or gradient returns
+    /// [`Error::NonFiniteLoss`] / [`Error::NonFiniteGradient`] and leaves the model as it was.
+    pub async fn step_tokens(&mut self, tokens: Tensor<3>, labels: Tensor<1, Int>) -> crate::Result<EquivariantStats> {
+        let (step, lr) = (self.step, self.lr());
+        self.device.seed(mix(self.config.seed ^ 0xD209, step as u64));
+        let mut rng = SplitMix64::new(mix(self.config.seed ^ 0xE0E0, step as u64));
         let m = &self.config.model;
-        let vae_norm = m.vae_norm;
-        let mut tokens = (draws * vae_norm).autodiff();
+        let mut tokens = tokens.inner().autodiff();
         if let Some(k) = self.config.train_columns {
             tokens = tokens.narrow(1, 0, k);
         }
         let [b, n, c] = tokens.dims();
 
-        // 2. Conditions (label drop), the RoPE shift, and the flow's noise and times.
+        // 1. Conditions (label drop), the RoPE shift, and the flow's noise and times.
         let labels = labels.inner();
         let device = labels.device();
         let drop: Vec<bool> = (0..b).map(|_| (rng.next_f32() as f64) < m.label_drop_prob).collect();
@@ -234,8 +240,9 @@ impl EquivariantTrainer {
         let u = Tensor::<1>::from_data(TensorData::new(rng.uniforms(rows), [rows]), &device).autodiff();
         let cond = self.model.condition(labels.autodiff(), drop.autodiff());
         let loss = self.model.loss(tokens, cond, shift, noise, u);
+        let vae_norm = m.vae_norm;
 
-        // 3. Backward, one read back, the update, the average.
+        // 2. Backward, one read back, the update, the average.
         let report = vec![loss.clone().inner()];
         let (model, values) = self.optimizer.checked_update(&self.model, loss, report, lr, step).await?;
         self.model = model;

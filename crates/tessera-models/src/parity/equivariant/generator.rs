@@ -157,7 +157,7 @@ fn expect(io: &Io, name: &str, got: &[usize], want: &[usize]) -> Result<()> {
 }
 
 /// Class labels, checked against the number of classes before any lookup.
-fn read_labels(io: &mut Io, classes: usize, device: &Device) -> Result<Tensor<1, Int>> {
+pub(super) fn read_labels(io: &mut Io, classes: usize, device: &Device) -> Result<Tensor<1, Int>> {
     let (shape, values) = io.tensors.i64("labels", None)?;
     if shape.len() != 1 {
         return Err(fixture_err(&io.path, format!("`labels` has shape {shape:?}, expected (B,)")));

@@ -8,7 +8,7 @@ use std::path::Path;
 use burn::prelude::*;
 use serde_json::Value;
 
-use super::generator::load_generator;
+use super::generator::{load_generator, read_labels};
 use super::tokenizer::load_tokenizer;
 use crate::Result;
 use crate::parity::{Computed, Io, f32_of, fixture_err};
@@ -29,15 +29,12 @@ pub(super) fn run(config_path: &Path, config: &Value, io: &mut Io, device: &Devi
     let tokenizer = load_tokenizer(config_path, config, device)?;
     let noise: Tensor<3> = io.f32("step_noise", device)?;
     let [steps, b, c] = noise.dims();
-    let labels: Tensor<1, Int> = io.i64("labels", device)?;
+    let labels = read_labels(io, model.class_num(), device)?;
     if labels.dims() != [b] || c != model.token_dim() {
         return Err(fixture_err(
             &io.path,
             format!("step_noise {:?} does not fit {:?} labels and tokens of {}", [steps, b, c], labels.dims(), model.token_dim()),
         ));
-    }
-    if let Some(bad) = labels.clone().into_data().iter::<i64>().find(|&l| l < 0 || l as usize >= model.class_num()) {
-        return Err(fixture_err(&io.path, format!("label {bad} is outside the model's {} classes", model.class_num())));
     }
 
     let sampler = ColumnSamplerConfig { cfg, schedule, ..ColumnSamplerConfig::default() };
