@@ -121,10 +121,14 @@ impl GenerateSettings {
 
     /// Values brought into the ranges the sampler accepts.
     pub fn clamped(mut self) -> Self {
-        self.guidance = self.guidance.clamp(0.0, MAX_GUIDANCE);
+        // `clamp` passes NaN through, and saved settings can hold NaN or infinities (RON writes
+        // both): those fall back to the defaults instead of drawing blank images.
+        let base = Self::url_base();
+        let finite_or = |v: f64, default: f64| if v.is_finite() { v } else { default };
+        self.guidance = finite_or(self.guidance, base.guidance).clamp(0.0, MAX_GUIDANCE);
         self.top_k = self.top_k.min(MAX_TOP_K);
-        self.top_p = self.top_p.clamp(0.0, 1.0);
-        self.temperature = self.temperature.clamp(0.05, 10.0);
+        self.top_p = finite_or(self.top_p, base.top_p).clamp(0.0, 1.0);
+        self.temperature = finite_or(self.temperature, base.temperature).clamp(0.05, 10.0);
         self.count = self.count.clamp(1, MAX_COUNT);
         self.width = self.width.map(|w| w.clamp(MIN_WIDTH, MAX_WIDTH));
         self
@@ -293,6 +297,15 @@ mod tests {
             let written = r.settings.to_query(false);
             assert!(!written.contains(key) && !written.to_lowercase().contains("nan") && !written.contains("inf"), "{written}");
         }
+    }
+
+    #[test]
+    fn saved_settings_with_non_finite_numbers_load_as_the_defaults() {
+        let saved = GenerateSettings { guidance: f64::NAN, top_p: f64::INFINITY, temperature: f64::NEG_INFINITY, class: 4, ..GenerateSettings::default() };
+        let loaded = saved.clamped();
+        assert_eq!(loaded, GenerateSettings { class: 4, ..GenerateSettings::default() });
+        let written = loaded.to_query(false).to_lowercase();
+        assert!(!written.contains("nan") && !written.contains("inf"), "{written}");
     }
 
     #[test]

@@ -105,6 +105,8 @@ impl TesseraApp {
             .storage
             .and_then(|s| eframe::get_value::<State>(s, eframe::APP_KEY))
             .unwrap_or_default();
+        // A save is checked like a link: an old or edited one may hold NaN or out-of-range values.
+        state.generate = state.generate.clamped();
         tessera_kernels::set_reference_ops(state.reference_ops);
         let request = query
             .filter(|q| !q.trim_start_matches('?').is_empty())

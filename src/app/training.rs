@@ -379,6 +379,9 @@ pub fn spawn_estimate(
 /// The whole run of the request's family: tokenizer, then transformer on its codes; ends early
 /// when stopped.
 pub async fn run(request: &TrainRequest, device: &Device, job: &TrainJob, repaint: &(dyn Fn() + Sync)) -> anyhow::Result<Ended> {
+    // The run's folder is this run's alone while it trains: another run (another window too) is refused.
+    #[cfg(not(target_arch = "wasm32"))]
+    let _lock = request.out_dir.as_deref().map(tessera_train::RunLock::acquire).transpose()?;
     let mut hooks = PhaseHooks { job, request, device, repaint, started: Instant::now(), pace: Pace::default() };
     match request.family {
         Family::Var => run_pair::<TokenizerTrainer, VarTrainer>(request, device, &mut hooks).await,

@@ -20,19 +20,19 @@ pub struct PreviewArgs {
     #[arg(long, default_value = "grid.png")]
     out: PathBuf,
     /// Images per class (columns).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = super::positive)]
     per_class: usize,
     /// Each image pixel becomes scale x scale pixels in the grid.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = super::positive)]
     scale: usize,
     /// MNIST: the held-out split instead of the training split.
     #[arg(long)]
     heldout: bool,
     /// Scenes and folders: image height (and folder width) in pixels.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = super::positive)]
     resolution: usize,
     /// Scenes: image width in pixels (default: the resolution). Scenes work at any width.
-    #[arg(long)]
+    #[arg(long, value_parser = super::positive)]
     width: Option<usize>,
     /// Scenes: seed of the generated set.
     #[arg(long, default_value_t = 0)]

@@ -57,7 +57,7 @@ pub struct Args {
     #[arg(long)]
     class: Option<usize>,
     /// Number of edits (each a different draw).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = super::positive)]
     n: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -67,11 +67,11 @@ pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
     /// Classifier-free guidance for --mode class.
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = 2.0, value_parser = super::finite)]
     guidance: f64,
     #[arg(long, default_value_t = 0)]
     top_k: usize,
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = super::finite)]
     top_p: f64,
 }
 

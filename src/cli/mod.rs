@@ -85,6 +85,26 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// A number argument that must be finite: `nan` and `inf` parse as floats, but draw blank images
+/// (and train on NaN) without an error. Clap names the flag in the message.
+pub(crate) fn finite(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        Ok(_) => Err("not a finite number".into()),
+        Err(_) => Err("not a number".into()),
+    }
+}
+
+/// A count that must be at least 1: zero images, steps, batches or a checkpoint every 0 steps has
+/// nothing to do, or divides by zero.
+pub(crate) fn positive(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err("not a whole number".into()),
+    }
+}
+
 fn preference(flag: Option<Preference>) -> anyhow::Result<Preference> {
     match flag {
         Some(p) => Ok(p),
@@ -99,4 +119,55 @@ pub(crate) fn compute(preference: anyhow::Result<Preference>) -> anyhow::Result<
         eprintln!("note: {notice}");
     }
     Ok(compute)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Cli;
+
+    /// The parse error of `tessera ARGS`, or "" when they parse.
+    fn parse_error(args: &str) -> String {
+        let args = std::iter::once("tessera").chain(args.split_whitespace());
+        Cli::try_parse_from(args).err().map(|e| e.to_string()).unwrap_or_default()
+    }
+
+    #[test]
+    fn non_finite_numbers_are_refused_naming_the_flag() {
+        for (args, flag) in [
+            ("sample var --class 1 --guidance nan", "--guidance"),
+            ("sample var --class 1 --temperature inf", "--temperature"),
+            ("sample var --class 1 --top-p=-inf", "--top-p"),
+            ("edit var --input heldout:0 --guidance NaN", "--guidance"),
+            ("train var-tokenizer --dataset mnist --lr nan", "--lr"),
+            ("train var-tokenizer --dataset mnist --save-every-minutes inf", "--save-every-minutes"),
+            ("train var --dataset mnist --tokenizer t.ckpt --guidance nan", "--guidance"),
+            ("train rar --dataset mnist --tokenizer t.ckpt --anneal-start nan", "--anneal-start"),
+            ("train equivariant --dataset mnist --tokenizer t.ckpt --guidance inf", "--guidance"),
+        ] {
+            let e = parse_error(args);
+            assert!(e.contains(flag) && e.contains("not a finite number"), "{args}: {e:?}");
+        }
+        assert_eq!(parse_error("sample var --class 1 --guidance 1.5 --temperature 0.5 --top-p 0.9"), "");
+    }
+
+    #[test]
+    fn zero_counts_are_refused_naming_the_flag() {
+        for (args, flag) in [
+            ("sample var --class 1 --n 0", "--n"),
+            ("edit var --input heldout:0 --n 0", "--n"),
+            ("train var-tokenizer --dataset mnist --save-every 0", "--save-every"),
+            ("train var-tokenizer --dataset mnist --batch 0", "--batch"),
+            ("train var-tokenizer --dataset mnist --steps 0", "--steps"),
+            ("train judge --dataset mnist --batch 0", "--batch"),
+            ("data preview --dataset mnist --per-class 0", "--per-class"),
+            ("data preview --dataset scenes --resolution 0", "--resolution"),
+        ] {
+            let e = parse_error(args);
+            assert!(e.contains(flag) && e.contains("at least 1"), "{args}: {e:?}");
+        }
+        // 0 keeps its documented meaning where it has one: sample grids only at the end.
+        assert_eq!(parse_error("train var-tokenizer --dataset mnist --sample-every 0 --steps 1 --batch 1"), "");
+    }
 }

@@ -28,7 +28,7 @@ pub struct Args {
     #[arg(long)]
     class: usize,
     /// Number of images.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = super::positive)]
     n: usize,
     /// Seed of the sampling stream: the same seed gives the same images.
     #[arg(long, default_value_t = 0)]
@@ -39,16 +39,16 @@ pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
     /// Classifier-free guidance (0 = none; VAR's official demo uses 4, FID runs 1.5).
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = 2.0, value_parser = super::finite)]
     guidance: f64,
     /// Keep only the K most likely codes (0 = all).
     #[arg(long, default_value_t = 0)]
     top_k: usize,
     /// Nucleus sampling: keep the most likely codes up to this probability mass (0 = off).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = super::finite)]
     top_p: f64,
     /// Divide the logits by this before sampling (1 = as trained).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = super::finite)]
     temperature: f64,
     /// Also write the partial image after every step.
     #[arg(long)]

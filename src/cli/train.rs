@@ -30,7 +30,7 @@ use tessera_train::data::{first_of_each_class, load_batch};
 use tessera_train::tokenizer::{load_tokenizer, psnr_from_mse};
 use tessera_train::trainer::train_seconds;
 use tessera_train::{
-    Autosave, Checkpoint, Control, Hooks, JudgeTrainer, JudgeTrainingConfig, Outcome, Run, StepDone, TokenizerTrainer,
+    Autosave, Checkpoint, Control, Hooks, JudgeTrainer, JudgeTrainingConfig, Outcome, Run, RunLock, StepDone, TokenizerTrainer,
     Trainer, VarPreset, VarTrainer, train,
 };
 
@@ -67,13 +67,13 @@ pub struct CommonArgs {
     #[arg(long, default_value = "tiny", value_name = "tiny|small")]
     preset: VarPreset,
     /// Total optimizer steps (default: the preset's). With --resume, the new run length.
-    #[arg(long)]
+    #[arg(long, value_parser = super::positive)]
     steps: Option<usize>,
     /// Images per step (default: the preset's).
-    #[arg(long)]
+    #[arg(long, value_parser = super::positive)]
     batch: Option<usize>,
     /// Peak learning rate (default: the preset's).
-    #[arg(long)]
+    #[arg(long, value_parser = super::finite)]
     lr: Option<f64>,
     /// Seed of the weights and the sample order.
     #[arg(long, default_value_t = 0)]
@@ -85,10 +85,10 @@ pub struct CommonArgs {
     #[arg(long)]
     resume: bool,
     /// Save a checkpoint every N steps (and always at the end).
-    #[arg(long, default_value_t = 250)]
+    #[arg(long, default_value_t = 250, value_parser = super::positive)]
     save_every: usize,
     /// Also save a checkpoint every M minutes of training.
-    #[arg(long, value_name = "M")]
+    #[arg(long, value_name = "M", value_parser = super::finite)]
     save_every_minutes: Option<f64>,
     /// Write a sample grid every N steps (and at the end); 0 = only at the end.
     #[arg(long, default_value_t = 500)]
@@ -109,7 +109,7 @@ pub struct VarArgs {
     #[arg(long)]
     tokenizer: PathBuf,
     /// Classifier-free guidance of the periodic sample grids.
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = 2.0, value_parser = super::finite)]
     guidance: f64,
     /// `next-scale` (VAR) or `next-token`: the same transformer generating one token at a time in
     /// raster order, the baseline of `tessera eval --claims`.
@@ -131,10 +131,10 @@ pub struct JudgeArgs {
     #[arg(long, value_name = "mnist|scenes")]
     dataset: DatasetSource,
     /// Total optimizer steps (default 1200).
-    #[arg(long)]
+    #[arg(long, value_parser = super::positive)]
     steps: Option<usize>,
     /// Images per step (default 64).
-    #[arg(long)]
+    #[arg(long, value_parser = super::positive)]
     batch: Option<usize>,
     /// Seed of the weights, the sample order and the augmentation.
     #[arg(long, default_value_t = 0)]
@@ -197,15 +197,19 @@ impl CommonArgs {
 }
 
 /// The run saved at `path` when resuming (which must exist), else nothing (and `path` must not
-/// exist yet, so a new run never overwrites an old one).
-fn open_run(path: &Path, resume: bool) -> anyhow::Result<Option<Checkpoint>> {
+/// exist yet, so a new run never overwrites an old one), with the lock on its folder: a second
+/// run on the same folder, even one started in the same second, stops here with a clear error.
+fn open_run(path: &Path, resume: bool) -> anyhow::Result<(Option<Checkpoint>, RunLock)> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let lock = RunLock::acquire(dir)?;
     if resume {
-        return Checkpoint::load(path).map(Some).with_context(|| format!("resuming from {}", path.display()));
+        let checkpoint = Checkpoint::load(path).with_context(|| format!("resuming from {}", path.display()))?;
+        return Ok((Some(checkpoint), lock));
     }
     if path.exists() {
         bail!("{} exists: pass --resume to continue it, or choose another --out", path.display());
     }
-    Ok(None)
+    Ok((None, lock))
 }
 
 /// The device training runs on: [`Compute::training_device`] (a real GPU if there is one, else
@@ -414,7 +418,7 @@ fn train_tokenizer(args: TokenizerArgs, preference: anyhow::Result<Preference>) 
     let a = args.common;
     let Start { autosave, device, dataset, out, path } = a.start("var", "tokenizer.ckpt", preference)?;
 
-    let resumed = open_run(&path, a.resume)?;
+    let (resumed, _lock) = open_run(&path, a.resume)?;
     let mut trainer = if let Some(checkpoint) = &resumed {
         checkpoint.expect_model_config(&a.preset.tokenizer(dataset.channels()))
             .with_context(|| format!("{} was not trained with the {} preset on {}", path.display(), a.preset.name(), dataset.name()))?;
@@ -562,7 +566,7 @@ fn train_var(args: VarArgs, preference: anyhow::Result<Preference>) -> anyhow::R
     );
     let classes = dataset.class_names().len();
 
-    let resumed = open_run(&path, a.resume)?;
+    let (resumed, _lock) = open_run(&path, a.resume)?;
     let mut trainer = if let Some(checkpoint) = &resumed {
         checkpoint.expect_model_config(&a.preset.var(&tokenizer_config, classes).in_order(args.order))
             .with_context(|| format!("{} was not trained with the {} preset on {}", path.display(), a.preset.name(), dataset.name()))?;
@@ -634,7 +638,7 @@ fn train_judge(args: JudgeArgs, preference: anyhow::Result<Preference>) -> anyho
     let (name, train_set, heldout) = super::eval::judged_sets(&args.dataset)?;
     let out = args.out.unwrap_or_else(|| PathBuf::from(format!("runs/judge-{name}")));
     let path = out.join("judge.ckpt");
-    let resumed = open_run(&path, args.resume)?;
+    let (resumed, _lock) = open_run(&path, args.resume)?;
     let mut trainer = if let Some(checkpoint) = &resumed {
         let trainer = JudgeTrainer::resume(checkpoint, &device)?;
         eprintln!("resuming {} at step {}", path.display(), trainer.step_index());

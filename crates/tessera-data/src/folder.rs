@@ -14,7 +14,9 @@
 //!    class. Files directly at the root are skipped as [`SkipReason::NotInClassFolder`].
 //! 4. Files are decoded by content, not extension (PNG, JPEG, GIF (first frame), BMP, WebP, TIFF);
 //!    the JPEG/TIFF/WebP orientation tag is applied; transparency is composited over white.
-//!    Anything else is skipped with its reason, never a panic.
+//!    Anything else is skipped with its reason, never a panic. Pictures over
+//!    [`MAX_PICTURE_SIDE`] pixels a side or [`MAX_PICTURE_BYTES`] decoded are skipped as
+//!    [`SkipReason::TooLarge`] before their pixels are allocated.
 //! 5. Each image is centre-cropped to a square (the shorter side) and resized to `resolution` with
 //!    an area average down to twice the target, then Lanczos3; then converted to RGB or to luma.
 //! 6. Classes are the folder names sorted by byte order; samples are sorted by (class, path).
@@ -24,10 +26,19 @@ use std::io::Cursor;
 
 use image::imageops::{self, FilterType};
 use image::metadata::Orientation;
-use image::{DynamicImage, ImageDecoder, ImageError, ImageReader, RgbImage};
+use image::{DynamicImage, ImageDecoder, ImageError, ImageReader, Limits, RgbImage};
 use serde::{Deserialize, Serialize};
 
 use crate::{Dataset, Error, Image, Result, Sample, flatten_over_white, rgb_to_chw};
+
+/// The longest side of a picture that is decoded, in pixels (a 48-megapixel photo is 8000 wide).
+/// A tiny file can declare a huge picture (a 20000 x 20000 PNG of one colour is about 1 MB), and
+/// decoding it would take gigabytes: enough to kill a browser tab.
+pub const MAX_PICTURE_SIDE: u32 = 10_000;
+
+/// The most memory a picture's decoded pixels may take (the decoder's own count, so 16-bit and
+/// alpha channels count in full).
+pub const MAX_PICTURE_BYTES: u64 = 256 << 20;
 
 /// How the pictures of a folder are prepared for a model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +88,9 @@ pub enum SkipReason {
     /// An image that fails to decode (truncated, corrupt).
     #[error("broken image ({0})")]
     Broken(String),
+    /// A picture, or an archive entry, over the limits on what is decoded or unpacked.
+    #[error("too large ({0})")]
+    TooLarge(String),
     /// The file or folder could not be read.
     #[error("cannot read ({0})")]
     Unreadable(String),
@@ -310,6 +324,14 @@ impl FolderBuilder {
         }
     }
 
+    /// Records a file that was left out before decoding (e.g. a zip entry over its limits);
+    /// hidden files are ignored.
+    pub fn skip(&mut self, path: &str, reason: SkipReason) {
+        if let Some(path) = normalise(path) {
+            self.skipped.push(Skipped { path, reason });
+        }
+    }
+
     /// Applies the folder rules to everything added and builds the dataset named `name`.
     ///
     /// # Errors
@@ -440,9 +462,10 @@ fn normalise(path: &str) -> Option<String> {
 /// Decodes, orients, crops, resizes and converts one file to CHW bytes.
 fn prepare(bytes: &[u8], options: FolderOptions) -> std::result::Result<Vec<u8>, SkipReason> {
     let format = image::guess_format(bytes).map_err(|_| SkipReason::NotAnImage)?;
-    let mut decoder = ImageReader::with_format(Cursor::new(bytes), format)
-        .into_decoder()
-        .map_err(skip_reason)?;
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    reader.limits(picture_limits());
+    let mut decoder = reader.into_decoder().map_err(skip_reason)?;
+    check_size(&decoder)?;
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let mut image = DynamicImage::from_decoder(decoder).map_err(skip_reason)?;
     image.apply_orientation(orientation);
@@ -453,9 +476,36 @@ fn prepare(bytes: &[u8], options: FolderOptions) -> std::result::Result<Vec<u8>,
     Ok(rgb_to_chw(&square, options.channels))
 }
 
+/// The decoder's own limit on what it allocates besides the image (PNG's text chunks and
+/// buffers); the sides are checked by [`check_size`], which says more than the decoder would.
+fn picture_limits() -> Limits {
+    let mut limits = Limits::default();
+    limits.max_alloc = Some(MAX_PICTURE_BYTES);
+    limits
+}
+
+/// Refuses a picture over the limits from its header, before the pixels are allocated
+/// (`DynamicImage::from_decoder` allocates the whole image without asking the limits).
+fn check_size(decoder: &impl ImageDecoder) -> std::result::Result<(), SkipReason> {
+    let (w, h) = decoder.dimensions();
+    if w > MAX_PICTURE_SIDE || h > MAX_PICTURE_SIDE {
+        return Err(SkipReason::TooLarge(format!("{w} x {h} pixels, over the limit of {MAX_PICTURE_SIDE} a side")));
+    }
+    let bytes = decoder.total_bytes();
+    if bytes > MAX_PICTURE_BYTES {
+        return Err(SkipReason::TooLarge(format!(
+            "{w} x {h} pixels take {} MiB decoded, over the limit of {} MiB",
+            bytes >> 20,
+            MAX_PICTURE_BYTES >> 20
+        )));
+    }
+    Ok(())
+}
+
 fn skip_reason(error: ImageError) -> SkipReason {
     match error {
         ImageError::Unsupported(e) => SkipReason::Unsupported(e.to_string()),
+        ImageError::Limits(e) => SkipReason::TooLarge(e.to_string()),
         e => SkipReason::Broken(e.to_string()),
     }
 }
@@ -911,4 +961,78 @@ mod tests {
         assert_eq!(calls, [(1, 4), (2, 4), (3, 4), (4, 4)]);
     }
 
+    /// CRC-32 (ISO-HDLC), as PNG chunks carry it.
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in bytes {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            }
+        }
+        !crc
+    }
+
+    /// A small PNG whose header declares `width x height` pixels of `bit_depth` and `color_type`
+    /// (its pixel data stays that of a 1x1 image): what a decompression bomb looks like to a
+    /// decoder before it allocates.
+    fn png_declaring(width: u32, height: u32, bit_depth: u8, color_type: u8) -> Vec<u8> {
+        let mut png = encode(1, 1, RED, ImageFormat::Png);
+        // Signature (8), IHDR length (4) and type (4), then width, height, depth, colour type.
+        png[16..20].copy_from_slice(&width.to_be_bytes());
+        png[20..24].copy_from_slice(&height.to_be_bytes());
+        (png[24], png[25]) = (bit_depth, color_type);
+        let crc = crc32(&png[12..29]);
+        png[29..33].copy_from_slice(&crc.to_be_bytes());
+        png
+    }
+
+    #[test]
+    fn a_huge_picture_is_skipped_as_too_large_before_it_is_decoded() {
+        let png = encode(8, 8, RED, ImageFormat::Png);
+        let entries = vec![
+            ("cats/a.png", png.clone()),
+            ("dogs/b.png", png.clone()),
+            // 20000 x 20000 RGB: 1.1 GiB decoded, over the side limit.
+            ("cats/huge.png", png_declaring(20_000, 20_000, 8, 2)),
+            // 9000 x 9000 16-bit RGBA: within the side limit, 618 MiB decoded.
+            ("dogs/deep.png", png_declaring(9_000, 9_000, 16, 6)),
+        ];
+        let (ds, skipped) = FolderDataset::from_entries("big", entries, options(8, 3)).unwrap();
+        assert_eq!(ds.len(), 2);
+        let reasons: Vec<_> = skipped.iter().map(|s| (s.path.as_str(), s.reason.to_string())).collect();
+        assert!(matches!(&skipped[0].reason, SkipReason::TooLarge(why) if why.contains("20000 x 20000")), "{reasons:?}");
+        assert!(matches!(&skipped[1].reason, SkipReason::TooLarge(why) if why.contains("MiB decoded")), "{reasons:?}");
+        assert_eq!((reasons[0].0, reasons[1].0), ("cats/huge.png", "dogs/deep.png"));
+        assert!(reasons[0].1.starts_with("too large"), "the report says why: {reasons:?}");
+    }
+
+    #[test]
+    fn a_zip_is_bounded_in_entries_and_in_what_it_unpacks() {
+        use crate::{PictureZip, ZipLimits};
+        let png = encode(8, 8, RED, ImageFormat::Png);
+        let big = vec![7u8; 5000];
+        let entries: Vec<(&str, &[u8])> =
+            vec![("cats/a.png", &png), ("cats/big.bin", &big), ("dogs/b.png", &png), ("dogs/c.png", &png)];
+        let bytes = zip_of(&entries, true);
+
+        // Too many entries: the archive is refused as a whole, saying why.
+        let few = ZipLimits { max_entries: 3, ..ZipLimits::default() };
+        let err = PictureZip::with_limits(bytes.clone(), few).err().unwrap();
+        assert!(err.contains("4 entries") && err.contains("limit of 3"), "{err}");
+
+        // An entry over its own limit, then entries past the total, are skipped as too large.
+        let limits = ZipLimits { max_entries: 10, max_entry_bytes: 4096, max_total_bytes: (2 * png.len()) as u64 };
+        let mut zip = PictureZip::with_limits(bytes, limits).unwrap();
+        let mut builder = FolderBuilder::new(options(8, 3)).unwrap();
+        (0..zip.len()).for_each(|i| zip.add_entry(i, &mut builder));
+        let (ds, skipped) = builder.finish("zip").unwrap();
+        assert_eq!((ds.len(), ds.path(0), ds.path(1)), (2, "cats/a.png", "dogs/b.png"));
+        let reasons: Vec<_> = skipped.iter().map(|s| (s.path.as_str(), &s.reason)).collect();
+        assert!(
+            matches!(reasons[..], [("cats/big.bin", SkipReason::TooLarge(a)), ("dogs/c.png", SkipReason::TooLarge(b))]
+                if a.contains("5000 bytes uncompressed, over the limit of 4096 bytes") && b.contains("in all")),
+            "{reasons:?}"
+        );
+    }
 }

@@ -44,8 +44,8 @@ use image::{DynamicImage, ImageFormat, RgbImage, RgbaImage};
 
 pub use batch::{Batch, batch};
 pub use error::{Error, Result};
-pub use folder::{FolderBuilder, FolderDataset, FolderOptions, SkipReason, Skipped};
-pub use picture_zip::PictureZip;
+pub use folder::{FolderBuilder, FolderDataset, FolderOptions, MAX_PICTURE_BYTES, MAX_PICTURE_SIDE, SkipReason, Skipped};
+pub use picture_zip::{PictureZip, ZipLimits};
 pub use grid::preview_grid;
 pub use mnist::Mnist;
 pub use scenes::{SceneClass, Scenes, ScenesConfig, render_scene};

@@ -40,6 +40,20 @@ pub struct JudgeConfig {
 impl JudgeConfig {
     /// Errors unless the shape is buildable.
     pub fn validate(&self) -> crate::Result<()> {
+        // Bounds first: a config read from a file must not ask for terabytes (or overflow the shift below).
+        let sizes = [
+            ("stages (widths)", self.widths.len(), 8),
+            ("image_size", self.image_size, 4096),
+            ("num_classes", self.num_classes, 1 << 16),
+            ("feature_dim", self.feature_dim, 1 << 14),
+            ("the widest stage", self.widths.iter().copied().max().unwrap_or(0), 4096),
+        ];
+        if let Some((name, value, max)) = sizes.iter().find(|(_, v, max)| v > max) {
+            return Err(Error::Config(format!("judge: {name} must be at most {max}, got {value}")));
+        }
+        if self.channels != 1 && self.channels != 3 {
+            return Err(Error::Config(format!("judge: channels must be 1 (grayscale) or 3 (RGB), got {}", self.channels)));
+        }
         let stages = self.widths.len();
         let fits = stages > 0 && self.image_size % (1 << stages) == 0;
         if !fits || self.channels == 0 || self.num_classes < 2 || self.feature_dim == 0 {

@@ -211,6 +211,21 @@ impl Checkpoint {
             .transpose()
     }
 
+    /// Errors unless the weights can hold `implied` numbers, a lower bound on the parameters the
+    /// model config implies (its largest matrices). Checked before the model is built: a config
+    /// edited to huge sizes (the checksum is easy to recompute) is refused here instead of running
+    /// out of memory; smaller edits then fail on the weights' shapes.
+    pub fn expect_weights_for(&self, implied: u64) -> Result<()> {
+        // 2 bytes a number, the smallest float burn stores, so a real file is never refused.
+        let held = self.weights.len() as u64 / 2;
+        if implied <= held {
+            return Ok(());
+        }
+        Err(Error::Weights(format!(
+            "its config implies at least {implied} weights, the file holds at most {held}: the config was changed, or belongs to other weights"
+        )))
+    }
+
     /// Errors, naming every differing field, unless the saved model config equals `expected`.
     ///
     /// The saved config is read back through `C` first, so a field added to `C` after the file
@@ -235,7 +250,7 @@ impl Checkpoint {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+        let tmp = path.with_file_name(format!(".{name}.{}.tmp", unique_suffix()));
         let result = (|| {
             let mut file = std::fs::File::create(&tmp)?;
             file.write_all(&self.to_bytes())?;
@@ -253,6 +268,103 @@ impl Checkpoint {
     pub fn load(path: &std::path::Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
         Self::from_bytes(&bytes)
+    }
+}
+
+/// Weights of `blocks` 3x3 convolutions at each level's width `base × mult`: a lower bound on a
+/// convolutional encoder's size (each residual block has at least one such convolution).
+pub(crate) fn conv_levels_weights(base: usize, mult: &[usize], blocks: usize) -> u64 {
+    mult.iter().map(|m| 9 * (blocks * (base * m).pow(2)) as u64).sum()
+}
+
+/// Weights of `depth` transformer blocks of width `d` with an MLP of `hidden` and `adaln`
+/// modulation outputs per width (qkv 3, projection 1, AdaLN 6 or 0): a lower bound on a
+/// transformer's size.
+pub(crate) fn transformer_weights(depth: usize, d: usize, hidden: usize, adaln: usize) -> u64 {
+    (depth * ((4 + adaln) * d * d + 2 * d * hidden)) as u64
+}
+
+/// A name part no other save shares: the process, a counter within it, and the time in
+/// nanoseconds (two runs started in the same second, or two saves at once in one process, each
+/// write their own temporary file).
+#[cfg(not(target_arch = "wasm32"))]
+fn unique_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SAVES: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("{}-{}-{nanos}", std::process::id(), SAVES.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A run folder held by one run: `LOCK_FILE` in it names the process. A second run on the same
+/// folder gets a clear error instead of overwriting the first one's checkpoints; a lock left by a
+/// process that is gone (a crash, a kill) is taken over. Dropping the lock removes the file.
+#[cfg(not(target_arch = "wasm32"))]
+#[derive(Debug)]
+pub struct RunLock {
+    path: std::path::PathBuf,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl RunLock {
+    /// The lock file's name in a run folder.
+    pub const LOCK_FILE: &'static str = ".tessera-run.lock";
+
+    /// Takes `dir` (created if needed) for this process.
+    ///
+    /// # Errors
+    /// [`Error::RunInUse`] when a live process holds it, [`Error::Io`] when it cannot be written.
+    pub fn acquire(dir: &std::path::Path) -> Result<Self> {
+        let path = dir.join(Self::LOCK_FILE);
+        let io = |source| Error::Io { path: path.clone(), source };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        // Two tries: the second after removing a stale lock (another run may win that race; then it holds the folder).
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut file) => {
+                    use std::io::Write;
+                    file.write_all(std::process::id().to_string().as_bytes()).map_err(io)?;
+                    return Ok(Self { path });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let holder = std::fs::read_to_string(&path).ok().and_then(|s| s.trim().parse::<u32>().ok());
+                    match holder {
+                        // This process is alive too: a second run inside it is refused like any other.
+                        Some(pid) if process_alive(pid) => return Err(Error::RunInUse { dir: dir.to_path_buf(), pid }),
+                        // Gone, or unreadable (a crash while writing it).
+                        _ => std::fs::remove_file(&path).or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) }).map_err(io)?,
+                    }
+                }
+                Err(e) => return Err(io(e)),
+            }
+        }
+        let pid = std::fs::read_to_string(&path).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+        Err(Error::RunInUse { dir: dir.to_path_buf(), pid })
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Whether process `pid` is running: `/proc` where there is one, else `kill -0` (Unix) or
+/// `tasklist` (Windows). When it cannot tell, it says yes: a lock is never taken from a live run.
+#[cfg(not(target_arch = "wasm32"))]
+fn process_alive(pid: u32) -> bool {
+    if std::path::Path::new("/proc/self").exists() {
+        return std::path::Path::new("/proc").join(pid.to_string()).exists();
+    }
+    let output = if cfg!(windows) {
+        std::process::Command::new("tasklist").args(["/FI", &format!("PID eq {pid}"), "/NH"]).output()
+    } else {
+        std::process::Command::new("kill").args(["-0", &pid.to_string()]).output()
+    };
+    match output {
+        Ok(out) if cfg!(windows) => String::from_utf8_lossy(&out.stdout).split_whitespace().any(|w| w == pid.to_string()),
+        Ok(out) => out.status.success(),
+        Err(_) => true,
     }
 }
 
@@ -450,5 +562,49 @@ mod tests {
         let names: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names.len(), 1, "no temporary file left: {names:?}");
         assert!(matches!(Checkpoint::load(&dir.path().join("missing")), Err(Error::Io { .. })));
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn saves_at_once_use_their_own_temporary_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.ckpt");
+        let mut c = sample();
+        c.state = vec![5; 1 << 20];
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| c.save(&path).unwrap());
+            }
+        });
+        assert_eq!(Checkpoint::load(&path).unwrap(), c);
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names.len(), 1, "no temporary file left: {names:?}");
+        assert_ne!(unique_suffix(), unique_suffix());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_run_folder_is_held_by_one_run_and_a_dead_runs_lock_is_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("runs").join("var-tiny");
+        let lock_file = run.join(RunLock::LOCK_FILE);
+        let lock = RunLock::acquire(&run).unwrap();
+        assert_eq!(std::fs::read_to_string(&lock_file).unwrap(), std::process::id().to_string());
+        drop(lock);
+        assert!(!lock_file.exists(), "dropping the lock removes it");
+
+        // Another live process holds it (the one that started this test): a clear error.
+        let live = std::os::unix::process::parent_id();
+        std::fs::write(&lock_file, live.to_string()).unwrap();
+        let e = RunLock::acquire(&run).unwrap_err();
+        assert!(matches!(e, Error::RunInUse { pid, .. } if pid == live), "{e}");
+        assert!(e.to_string().contains("in use by another run") && e.to_string().contains(&live.to_string()), "{e}");
+
+        // A lock left by a process that is gone (a crash) is taken over.
+        let mut gone = std::process::Command::new(std::env::current_exe().unwrap()).arg("--list").stdout(std::process::Stdio::null()).spawn().unwrap();
+        gone.wait().unwrap();
+        std::fs::write(&lock_file, gone.id().to_string()).unwrap();
+        let _lock = RunLock::acquire(&run).unwrap();
+        assert_eq!(std::fs::read_to_string(&lock_file).unwrap(), std::process::id().to_string());
     }
 }

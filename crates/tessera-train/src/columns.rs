@@ -203,6 +203,8 @@ pub fn load_column_tokenizer(checkpoint: &Checkpoint, device: &Device) -> crate:
     checkpoint.expect_kind(ModelKind::ColumnsTokenizer)?;
     let config: ColumnTokenizerConfig = checkpoint.model_config()?;
     config.validate()?;
+    // The encoder's convolutions: a lower bound, checked before building.
+    checkpoint.expect_weights_for(crate::checkpoint::conv_levels_weights(config.ch, &config.ch_mult, config.num_res_blocks))?;
     let model = load_weights(config.init(&device.clone().inner()), &checkpoint.weights)?;
     Ok((config, model))
 }

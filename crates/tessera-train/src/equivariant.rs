@@ -272,6 +272,9 @@ pub fn load_equivariant(checkpoint: &Checkpoint, device: &Device) -> crate::Resu
     checkpoint.expect_kind(ModelKind::Equivariant)?;
     let config: EquivariantConfig = checkpoint.model_config()?;
     config.validate()?;
+    // The transformer's blocks and class table: a lower bound, checked before building.
+    let blocks = crate::checkpoint::transformer_weights(config.depth, config.embed_dim, config.mlp_hidden(), 0);
+    checkpoint.expect_weights_for(blocks + (config.class_num * config.embed_dim) as u64)?;
     let model = load_weights(config.init(&device.clone().inner()), &checkpoint.weights)?;
     Ok((config, model))
 }

@@ -37,6 +37,14 @@ pub enum Error {
         /// One line per differing field: `field: expected X, checkpoint has Y`.
         differences: Vec<String>,
     },
+    /// Another live process is training in the run folder.
+    #[error("{} is in use by another run (process {pid}): wait for it to finish, or choose another folder", dir.display())]
+    RunInUse {
+        /// The run folder.
+        dir: std::path::PathBuf,
+        /// The process that holds it.
+        pid: u32,
+    },
     /// The weights in the checkpoint do not fit the model its config describes.
     #[error("checkpoint weights do not fit the model: {0}")]
     Weights(String),

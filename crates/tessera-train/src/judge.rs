@@ -193,11 +193,21 @@ impl JudgeTrainer {
     }
 }
 
+/// The judge's convolutions and linear layers: its size, checked before building.
+fn implied_weights(c: &JudgeConfig) -> u64 {
+    let inputs = std::iter::once(c.channels).chain(c.widths.iter().copied());
+    let convs: usize = inputs.zip(&c.widths).map(|(i, w)| 9 * i * w).sum();
+    let side = c.image_size >> c.widths.len();
+    let last = c.widths.last().copied().unwrap_or(0);
+    (convs + last * side * side * c.feature_dim + c.feature_dim * c.num_classes) as u64
+}
+
 /// The judge saved in a checkpoint (training or weights-only), with its class names.
 pub fn load_judge(checkpoint: &Checkpoint, device: &Device) -> crate::Result<(JudgeConfig, Judge, Vec<String>)> {
     checkpoint.expect_kind(ModelKind::Judge)?;
     let config: JudgeConfig = checkpoint.model_config()?;
     config.validate()?;
+    checkpoint.expect_weights_for(implied_weights(&config))?;
     let names = checkpoint.training_config::<JudgeTrainingConfig>().ok().flatten().map(|c| c.class_names).unwrap_or_default();
     let model = load_weights(config.init(&device.clone().inner()), &checkpoint.weights)?;
     Ok((config, model, names))

@@ -81,6 +81,8 @@ pub mod var;
 pub mod vqgan;
 
 pub use checkpoint::{Checkpoint, ModelKind};
+#[cfg(not(target_arch = "wasm32"))]
+pub use checkpoint::RunLock;
 pub use columns::{ColumnTokenizerStats, ColumnTokenizerTrainer, ColumnTokenizerTrainingConfig};
 pub use equivariant::{EquivariantStats, EquivariantTrainer, EquivariantTrainingConfig};
 pub use data::BatchOrder;

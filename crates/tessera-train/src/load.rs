@@ -83,6 +83,49 @@ mod tests {
         assert!(e.contains("out of range") && e.contains("0 to 9"), "{e}");
     }
 
+    /// `checkpoint` with its model config's `field` set to `value`, read back through bytes: the
+    /// checksum is recomputed, as anyone editing a file can.
+    fn edited(checkpoint: &Checkpoint, field: &str, value: serde_json::Value) -> Checkpoint {
+        let mut c = checkpoint.clone();
+        c.header.model_config[field] = value;
+        Checkpoint::from_bytes(&c.to_bytes()).unwrap()
+    }
+
+    #[test]
+    fn edited_configs_are_refused_before_the_model_is_built() {
+        let (g, t) = (Checkpoint::from_bytes(VAR).unwrap(), Checkpoint::from_bytes(TOKENIZER).unwrap());
+        let cases = [
+            ("embed_dim", serde_json::json!(1_000_000), "embed_dim must be in 1..=8192"),
+            ("num_classes", serde_json::json!(0), "num_classes must be in 1..="),
+            // Within the bounds, but far more than the file's weights: refused before building.
+            ("embed_dim", serde_json::json!(8192), "implies at least"),
+            ("depth", serde_json::json!(256), "implies at least"),
+        ];
+        for (field, value, says) in cases {
+            let e = load_generator(&edited(&g, field, value.clone()), &t, &Device::flex()).err().unwrap().to_string();
+            assert!(e.contains(says) && e.contains("transformer"), "{field} {value}: {e}");
+        }
+        let e = load_generator(&g, &edited(&t, "in_channels", serde_json::json!(2)), &Device::flex()).err().unwrap().to_string();
+        assert!(e.contains("in_channels must be 1 (grayscale) or 3 (RGB), got 2") && e.contains("tokenizer"), "{e}");
+        let e = load_generator(&g, &edited(&t, "ch", serde_json::json!(1024)), &Device::flex()).err().unwrap().to_string();
+        assert!(e.contains("implies at least"), "{e}");
+    }
+
+    #[test]
+    fn every_shipped_checkpoint_holds_the_weights_its_config_implies() {
+        let pairs: [(&[u8], &[u8]); 2] = [
+            (include_bytes!("../../../assets/rar-tiny/rar.ckpt"), include_bytes!("../../../assets/rar-tiny/tokenizer.ckpt")),
+            (include_bytes!("../../../assets/columns-mnist/equivariant.ckpt"), include_bytes!("../../../assets/columns-mnist/tokenizer.ckpt")),
+        ];
+        for (g, t) in pairs {
+            let (g, t) = (Checkpoint::from_bytes(g).unwrap(), Checkpoint::from_bytes(t).unwrap());
+            load_generator(&g, &t, &Device::flex()).unwrap();
+        }
+        for judge in [&include_bytes!("../../../assets/judge-mnist/judge.ckpt")[..], &include_bytes!("../../../assets/judge-scenes/judge.ckpt")[..]] {
+            crate::judge::load_judge(&Checkpoint::from_bytes(judge).unwrap(), &Device::flex()).unwrap();
+        }
+    }
+
     #[test]
     fn swapped_files_are_a_clear_error() {
         let (g, t) = (Checkpoint::from_bytes(VAR).unwrap(), Checkpoint::from_bytes(TOKENIZER).unwrap());

@@ -317,6 +317,10 @@ pub fn load_rar(checkpoint: &Checkpoint, device: &Device) -> crate::Result<(RarC
     checkpoint.expect_kind(ModelKind::Rar)?;
     let config: RarConfig = checkpoint.model_config()?;
     config.validate()?;
+    // Blocks, the shared embedding table and the head: a lower bound, checked before building.
+    let d = config.hidden_size;
+    let tables = (config.embedding_rows() + config.codebook_size) * d;
+    checkpoint.expect_weights_for(crate::checkpoint::transformer_weights(config.depth, d, config.intermediate_size, 6) + tables as u64)?;
     let model = load_weights(config.init(&device.clone().inner()), &checkpoint.weights)?;
     Ok((config, model))
 }

@@ -303,6 +303,9 @@ pub fn load_tokenizer(checkpoint: &Checkpoint, device: &Device) -> crate::Result
     checkpoint.expect_kind(ModelKind::VarTokenizer)?;
     let config: MsVqVaeConfig = checkpoint.model_config()?;
     config.validate()?;
+    // The encoder's convolutions and the codebook: a lower bound, checked before building.
+    let implied = crate::checkpoint::conv_levels_weights(config.ch, &config.ch_mult, config.num_res_blocks) + (config.vocab_size * config.z_channels) as u64;
+    checkpoint.expect_weights_for(implied)?;
     let model = load_weights(config.init(&device.clone().inner()), &checkpoint.weights)?;
     Ok((config, model))
 }

@@ -21,7 +21,7 @@ use tessera_models::generators::var::{TokenOrder, Var, VarConfig};
 use tessera_models::rng::SplitMix64;
 use tessera_models::tokenizers::msvq::MsVqVae;
 
-use crate::checkpoint::{Checkpoint, CheckpointHeader, ModelKind, load_weights, weights_to_bytes};
+use crate::checkpoint::{Checkpoint, CheckpointHeader, ModelKind, load_weights, transformer_weights, weights_to_bytes};
 use crate::data::mix;
 use crate::optim::{AdamW, AdamWConfig};
 use crate::schedule::LrScheduleConfig;
@@ -232,11 +232,20 @@ impl VarTrainer {
     }
 }
 
+/// A lower bound on the VAR transformer's weights: its blocks, class and position tables and head.
+fn implied_weights(c: &VarConfig) -> u64 {
+    let d = c.embed_dim;
+    let hidden = (d as f64 * c.mlp_ratio).round() as usize;
+    let tables = (c.num_classes + 1 + c.seq_len() + c.vocab_size) * d;
+    transformer_weights(c.depth, d, hidden, 6) + tables as u64
+}
+
 /// The transformer saved in a checkpoint (training or weights-only), without autodiff.
 pub fn load_var(checkpoint: &Checkpoint, device: &Device) -> crate::Result<(VarConfig, Var)> {
     checkpoint.expect_kind(ModelKind::Var)?;
     let config: VarConfig = checkpoint.model_config()?;
     config.validate()?;
+    checkpoint.expect_weights_for(implied_weights(&config))?;
     let model = load_weights(config.init(&device.clone().inner()), &checkpoint.weights)?;
     Ok((config, model))
 }

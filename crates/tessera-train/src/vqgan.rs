@@ -225,6 +225,9 @@ pub fn load_vqgan(checkpoint: &Checkpoint, device: &Device) -> crate::Result<(Vq
     checkpoint.expect_kind(ModelKind::RarTokenizer)?;
     let config: VqganConfig = checkpoint.model_config()?;
     config.validate()?;
+    // The encoder's convolutions and the codebook: a lower bound, checked before building.
+    let encoder = crate::checkpoint::conv_levels_weights(config.hidden_channels, &config.channel_mult, config.num_res_blocks);
+    checkpoint.expect_weights_for(encoder + (config.codebook_size * config.codebook_dim) as u64)?;
     let model = load_weights(config.init(&device.clone().inner()), &checkpoint.weights)?;
     Ok((config, model))
 }

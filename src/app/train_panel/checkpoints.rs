@@ -171,9 +171,29 @@ pub(super) fn runs_dir() -> std::path::PathBuf {
     std::env::var_os("TESSERA_RUNS_DIR").map_or_else(|| "tessera-runs".into(), Into::into)
 }
 
+/// `name`, or `name-2`, `name-3`, …: the first that is not yet in `runs`, so that a run started
+/// in the same second as an earlier one (a quick restart) gets a folder of its own.
+#[cfg(not(target_arch = "wasm32"))]
+pub(super) fn fresh_run_name(runs: &std::path::Path, name: String) -> String {
+    if !runs.join(&name).exists() {
+        return name;
+    }
+    (2..).map(|n| format!("{name}-{n}")).find(|n| !runs.join(n).exists()).expect("an unused name")
+}
+
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_started_in_the_same_second_gets_its_own_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(fresh_run_name(dir.path(), "mnist-1700000000".into()), "mnist-1700000000");
+        std::fs::create_dir(dir.path().join("mnist-1700000000")).unwrap();
+        assert_eq!(fresh_run_name(dir.path(), "mnist-1700000000".into()), "mnist-1700000000-2");
+        std::fs::create_dir(dir.path().join("mnist-1700000000-2")).unwrap();
+        assert_eq!(fresh_run_name(dir.path(), "mnist-1700000000".into()), "mnist-1700000000-3");
+    }
 
     #[test]
     fn earlier_runs_are_listed_newest_first_up_to_the_limit() {

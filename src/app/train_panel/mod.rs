@@ -350,6 +350,8 @@ impl TrainPanel {
             family => format!("{}-{}-{started}", dataset.name(), family.key()),
         };
         #[cfg(not(target_arch = "wasm32"))]
+        let run_name = checkpoints::fresh_run_name(&runs_dir(), run_name);
+        #[cfg(not(target_arch = "wasm32"))]
         let out_dir = Some(runs_dir().join(&run_name));
         #[cfg(target_arch = "wasm32")]
         let out_dir = None;

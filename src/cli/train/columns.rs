@@ -30,7 +30,7 @@ pub struct EquivariantArgs {
     #[arg(long)]
     tokenizer: std::path::PathBuf,
     /// Classifier-free guidance of the periodic sample grids (0 = none; official weight − 1).
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = 2.0, value_parser = crate::cli::finite)]
     guidance: f64,
     /// Attention window: each column sees itself and the W previous ones (official
     /// `cond_length`); 0 = full causal attention (the claims' baseline). Default: the preset's 3.
@@ -49,7 +49,7 @@ pub(super) fn train_tokenizer(args: TokenizerArgs, preference: anyhow::Result<Pr
     let preset = ColumnsPreset::from(a.preset);
     let Start { autosave, device, dataset, out, path } = a.start("columns", "tokenizer.ckpt", preference)?;
 
-    let resumed = open_run(&path, a.resume)?;
+    let (resumed, _lock) = open_run(&path, a.resume)?;
     let mut trainer = if let Some(checkpoint) = &resumed {
         ensure!(a.steps.is_none(), "--steps cannot change a resumed run (it would change its schedule)");
         let trainer = ColumnTokenizerTrainer::resume(checkpoint, &device)?;
@@ -115,7 +115,7 @@ pub(super) fn train_equivariant(args: EquivariantArgs, preference: anyhow::Resul
     );
     let classes = dataset.class_names().len();
 
-    let resumed = open_run(&path, a.resume)?;
+    let (resumed, _lock) = open_run(&path, a.resume)?;
     let mut trainer = if let Some(checkpoint) = &resumed {
         ensure!(a.steps.is_none(), "--steps cannot change a resumed run (it would change its schedule)");
         if checkpoint.header.tokenizer.as_deref().is_some_and(|t| t != tokenizer_id) {

@@ -29,17 +29,17 @@ pub struct RarArgs {
     #[arg(long)]
     tokenizer: std::path::PathBuf,
     /// Classifier-free guidance of the periodic sample grids (official scale; 0 = none).
-    #[arg(long, default_value_t = 3.0)]
+    #[arg(long, default_value_t = 3.0, value_parser = crate::cli::finite)]
     guidance: f64,
     /// Probability of a random token order: `anneal` (1 until --anneal-start of the run, linear to
     /// 0 at --anneal-end, as the paper), or `0` (raster only) or `1` (random only) throughout.
     #[arg(long, default_value = "anneal", value_name = "anneal|0|1")]
     random_ratio: String,
     /// Fraction of the run where the annealing starts (paper: 0.5).
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, value_parser = crate::cli::finite)]
     anneal_start: f64,
     /// Fraction of the run where the annealing reaches 0 (paper: 0.75).
-    #[arg(long, default_value_t = 0.75)]
+    #[arg(long, default_value_t = 0.75, value_parser = crate::cli::finite)]
     anneal_end: f64,
 }
 
@@ -65,7 +65,7 @@ pub(super) fn train_tokenizer(args: TokenizerArgs, preference: anyhow::Result<Pr
     let preset = RarPreset::from(a.preset);
     let Start { autosave, device, dataset, out, path } = a.start("rar", "tokenizer.ckpt", preference)?;
 
-    let resumed = open_run(&path, a.resume)?;
+    let (resumed, _lock) = open_run(&path, a.resume)?;
     let mut trainer = if let Some(checkpoint) = &resumed {
         ensure!(a.steps.is_none(), "--steps cannot change a resumed run (it would change its schedule)");
         let trainer = VqganTrainer::resume(checkpoint, &device)?;
@@ -134,7 +134,7 @@ pub(super) fn train_rar(args: RarArgs, preference: anyhow::Result<Preference>) -
     );
     let classes = dataset.class_names().len();
 
-    let resumed = open_run(&path, a.resume)?;
+    let (resumed, _lock) = open_run(&path, a.resume)?;
     let mut trainer = if let Some(checkpoint) = &resumed {
         ensure!(a.steps.is_none(), "--steps cannot change a resumed run (it would change its schedules)");
         if checkpoint.header.tokenizer.as_deref().is_some_and(|t| t != tokenizer_id) {

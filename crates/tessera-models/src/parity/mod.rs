@@ -177,16 +177,34 @@ pub fn run_case(config_path: &Path, device: &Device) -> CaseReport {
     if let Some(case) = config["case"].as_str() {
         report.case = case.to_string();
     }
-    let outcome = match report.family.as_str() {
-        "VAR" => var::run_case(config_path, &config, &report.case, device),
-        "RAR" => rar::run_case(config_path, &config, &report.case, device),
-        "EquivariantModeling" => equivariant::run_case(config_path, &config, &report.case, device),
+    let case = report.case.clone();
+    report.outcome = guarded(|| match report.family.as_str() {
+        "VAR" => var::run_case(config_path, &config, &case, device),
+        "RAR" => rar::run_case(config_path, &config, &case, device),
+        "EquivariantModeling" => equivariant::run_case(config_path, &config, &case, device),
         other => Ok(CaseOutcome::Unsupported(format!(
             "family {other} is not supported yet"
         ))),
-    };
-    report.outcome = outcome.unwrap_or_else(|e| CaseOutcome::Failed(e.to_string()));
+    });
     report
+}
+
+/// Runs one case's computation; an error or a panic fails that case alone, with its message, and
+/// the run goes on to the next. Inputs are checked against the config's shapes before any model
+/// runs, so a panic is a bug the check missed, not a fixture's fault to abort the whole run for.
+fn guarded(run: impl FnOnce() -> Result<CaseOutcome>) -> CaseOutcome {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(e)) => CaseOutcome::Failed(e.to_string()),
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("no message");
+            CaseOutcome::Failed(format!("panicked: {message}"))
+        }
+    }
 }
 
 fn read_json(path: &Path) -> Result<Value> {
@@ -256,6 +274,31 @@ impl Io {
         let (shape, values) = self.tensors.i64(name, None)?;
         let shape = self.rank::<D>(name, shape)?;
         Ok(Tensor::from_data(TensorData::new(values, shape), device))
+    }
+
+    /// Errors unless input `name` has the `expected` shape (`None`: any size on that axis), naming
+    /// both: a wrong-shaped input would panic inside the model instead.
+    fn expect_input(&self, name: &str, expected: &[Option<usize>]) -> Result<()> {
+        let Some(shape) = self.tensors.shape(name) else {
+            return Err(fixture_err(&self.path, format!("no input `{name}`")));
+        };
+        let fits = shape.len() == expected.len() && shape.iter().zip(expected).all(|(s, e)| e.is_none_or(|e| e == *s));
+        if fits {
+            return Ok(());
+        }
+        let want: Vec<String> = expected.iter().map(|e| e.map_or("_".into(), |e| e.to_string())).collect();
+        Err(fixture_err(&self.path, format!("`{name}` has shape {shape:?}, the config implies [{}]", want.join(", "))))
+    }
+
+    /// Errors unless input `name` is `[B]` labels in `0..=max` (a label past the class table
+    /// would panic in the lookup).
+    fn expect_labels(&mut self, name: &str, max: usize) -> Result<()> {
+        self.expect_input(name, &[None])?;
+        let (_, labels) = self.tensors.i64(name, None)?;
+        match labels.iter().find(|&&l| l < 0 || l as usize > max) {
+            Some(bad) => Err(fixture_err(&self.path, format!("`{name}` holds {bad}, outside the model's labels 0..={max}"))),
+            None => Ok(()),
+        }
     }
 
     /// `shape` as a rank-`D` shape, or an error naming the tensor.
@@ -388,6 +431,42 @@ fn glob_match(pattern: &str, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_case_that_panics_fails_alone_with_its_message() {
+        let outcome = guarded(|| panic!("index 12 out of range"));
+        assert!(matches!(&outcome, CaseOutcome::Failed(why) if why == "panicked: index 12 out of range"), "{outcome:?}");
+        let outcome = guarded(|| Ok(CaseOutcome::Unsupported("later".into())));
+        assert!(matches!(outcome, CaseOutcome::Unsupported(_)));
+        // A whole run: a broken case is a report, and the cases after it still run.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.config.json"), "{ not json").unwrap();
+        std::fs::write(dir.path().join("b.config.json"), r#"{"family": "Other", "case": "b"}"#).unwrap();
+        let reports = run_fixture_dir(dir.path(), &Device::flex()).unwrap();
+        assert!(reports[0].failed() && matches!(reports[1].outcome, CaseOutcome::Unsupported(_)), "{reports:?}");
+    }
+
+    #[test]
+    fn inputs_are_checked_against_the_shapes_the_config_implies() {
+        let dir = tempfile::tempdir().unwrap();
+        let image: Vec<u8> = vec![0; 3 * 16 * 16 * 4];
+        let labels: Vec<u8> = [3i64, 12].iter().flat_map(|l| l.to_le_bytes()).collect();
+        let views = [
+            ("image", safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![1, 3, 16, 16], &image).unwrap()),
+            ("labels", safetensors::tensor::TensorView::new(safetensors::Dtype::I64, vec![2], &labels).unwrap()),
+        ];
+        safetensors::serialize_to_file(views, None, &dir.path().join("case.io.safetensors")).unwrap();
+        let config_path = dir.path().join("case.config.json");
+        let config = serde_json::json!({"io_tensors": {"image": {"meaning": "INPUT"}, "labels": {"meaning": "INPUT"}}});
+        let mut io = Io::open(&config_path, &config, "case").unwrap();
+        assert!(io.expect_input("image", &[None, Some(3), Some(16), Some(16)]).is_ok());
+        let e = io.expect_input("image", &[None, Some(3), Some(32), Some(32)]).unwrap_err().to_string();
+        assert!(e.contains("[1, 3, 16, 16]") && e.contains("[_, 3, 32, 32]"), "{e}");
+        assert!(io.expect_input("image", &[None, None, None]).is_err(), "the rank counts too");
+        assert!(io.expect_labels("labels", 12).is_ok());
+        let e = io.expect_labels("labels", 10).unwrap_err().to_string();
+        assert!(e.contains("holds 12") && e.contains("0..=10"), "{e}");
+    }
 
     #[test]
     fn glob_patterns_match_as_in_the_fixture_tolerances() {

@@ -141,6 +141,14 @@ fn var_resize(io: &mut Io, device: &Device) -> Result<Vec<(String, Computed)>> {
 }
 
 fn var_tokenizer(config_path: &Path, config: &Value, io: &mut Io, device: &Device) -> Result<Vec<(String, Computed)>> {
+    let vae_config = constructor::vqvae_config(config_path, config)?;
+    io.expect_input("image", &[None, Some(vae_config.in_channels), None, None])?;
+    let f = vae_config.downsample();
+    if let Some(&[_, _, h, w]) = io.tensors.shape("image")
+        && (h == 0 || w == 0 || !h.is_multiple_of(f) || !w.is_multiple_of(f))
+    {
+        return Err(fixture_err(&io.path, format!("`image` is {h}x{w}: the tokenizer needs sides that are positive multiples of {f}")));
+    }
     let vae = load_vae(config_path, config, device)?;
     let image = io.f32::<4>("image", device)?;
     let encoder_out = vae.encoder_forward(image.clone());
@@ -180,6 +188,12 @@ fn var_tokenizer(config_path: &Path, config: &Value, io: &mut Io, device: &Devic
 }
 
 fn var_generator(config_path: &Path, config: &Value, io: &mut Io, device: &Device) -> Result<Vec<(String, Computed)>> {
+    let var_config = constructor::var_config(config_path, config)?;
+    // Teacher forcing: every token after the first scale, as latent vectors.
+    let first = var_config.patch_nums[0] * var_config.patch_nums[0];
+    io.expect_labels("labels", var_config.num_classes)?;
+    let b = io.tensors.shape("labels").map(|s| s[0]);
+    io.expect_input("var_input", &[b, Some(var_config.seq_len() - first), Some(var_config.z_channels)])?;
     let var = load_var(config_path, config, device)?;
     let labels = io.i64::<1>("labels", device)?;
     let x = io.f32::<3>("var_input", device)?;
@@ -244,6 +258,7 @@ fn var_sampling(
             c.prefix, c.top_k
         )));
     }
+    io.expect_labels("labels", constructor::var_config(config_path, config)?.num_classes)?;
     let vae = load_vae(config_path, config, device)?;
     let var = load_var(config_path, config, device)?;
     let labels = io.i64::<1>("labels", device)?;

@@ -200,9 +200,10 @@ impl VqganConfig {
                 self.codebook_size
             ));
         }
-        if !(1..=4).contains(&self.num_channels) {
+        // The images are grayscale or RGB; other counts build a model no dataset or view fits.
+        if self.num_channels != 1 && self.num_channels != 3 {
             return bad(format!(
-                "num_channels must be 1 to 4, got {}",
+                "num_channels must be 1 (grayscale) or 3 (RGB), got {}",
                 self.num_channels
             ));
         }

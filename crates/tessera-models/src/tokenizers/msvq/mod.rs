@@ -125,6 +125,45 @@ impl MsVqVaeConfig {
                 "PhiSharing::Partial needs at least 2 convs, got {n}"
             ));
         }
+        self.validate_bounds()
+    }
+
+    /// Upper bounds on every size, and finite factors: a config read from a file (whose checksum
+    /// anyone can recompute) must not ask for terabytes, or build a model that cannot run.
+    fn validate_bounds(&self) -> crate::Result<()> {
+        let bad = |m: String| Err(Error::Config(format!("VAR tokenizer: {m}")));
+        let widest = self.ch_mult.iter().map(|m| self.ch.saturating_mul(*m)).max().unwrap_or(0);
+        let phis = match self.phi_sharing {
+            PhiSharing::Partial(n) => n,
+            _ => 1,
+        };
+        let sizes = [
+            ("vocab_size", self.vocab_size, 1 << 16),
+            ("z_channels", self.z_channels, 4096),
+            ("ch", self.ch, 4096),
+            ("the widest level ch × ch_mult", widest, 4096),
+            ("levels (ch_mult)", self.ch_mult.len(), 8),
+            ("num_res_blocks", self.num_res_blocks, 16),
+            ("num_groups", self.num_groups, 4096),
+            ("quant_conv_ks", self.quant_conv_ks, 7),
+            ("scales (patch_nums)", self.patch_nums.len(), 64),
+            ("the largest scale (patch_nums)", self.patch_nums.iter().copied().max().unwrap_or(0), 256),
+            ("φ convs (PhiSharing::Partial)", phis, 64),
+        ];
+        for (name, value, max) in sizes {
+            if value == 0 || value > max {
+                return bad(format!("{name} must be in 1..={max}, got {value}"));
+            }
+        }
+        if self.in_channels != 1 && self.in_channels != 3 {
+            return bad(format!("in_channels must be 1 (grayscale) or 3 (RGB), got {}", self.in_channels));
+        }
+        if self.quant_conv_ks % 2 == 0 {
+            return bad(format!("quant_conv_ks must be odd (it keeps the latent's size), got {}", self.quant_conv_ks));
+        }
+        if !(self.quant_resi.is_finite() && self.beta.is_finite() && self.beta >= 0.0) {
+            return bad(format!("quant_resi and beta must be finite (beta non-negative), got {} and {}", self.quant_resi, self.beta));
+        }
         Ok(())
     }
 
