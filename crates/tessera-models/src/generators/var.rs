@@ -28,7 +28,7 @@ use burn::module::Param;
 use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear};
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use burn::tensor::activation::{gelu_approximate, silu};
+use burn::tensor::activation::{sigmoid, silu};
 use burn::tensor::module::linear;
 
 use tessera_kernels::{AttentionMask, attention};
@@ -159,6 +159,46 @@ impl VarConfig {
         }
         if self.order() == TokenOrder::NextToken && self.patch_nums[0] != 1 {
             return bad(format!("next-token order needs a first scale of 1 token, got {}", self.patch_nums[0]));
+        }
+        self.validate_bounds()
+    }
+
+    /// Upper bounds on every size, and finite factors: a config read from a file (whose checksum
+    /// anyone can recompute) must not ask for terabytes, or build a model that cannot run.
+    fn validate_bounds(&self) -> crate::Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        let sizes = [
+            ("vocab_size", self.vocab_size, 1 << 16),
+            ("z_channels", self.z_channels, 4096),
+            ("num_classes", self.num_classes, 1 << 16),
+            ("depth", self.depth, 256),
+            ("embed_dim", self.embed_dim, 8192),
+            ("num_heads", self.num_heads, 256),
+            ("scales (patch_nums)", self.patch_nums.len(), 64),
+            ("tokens over all scales", self.seq_len(), 1 << 14),
+        ];
+        for (name, value, max) in sizes {
+            if value == 0 || value > max {
+                return bad(format!("{name} must be in 1..={max}, got {value}"));
+            }
+        }
+        if !(self.mlp_ratio.is_finite() && self.mlp_ratio > 0.0 && self.mlp_ratio <= 16.0) {
+            return bad(format!("mlp_ratio must be in (0, 16], got {}", self.mlp_ratio));
+        }
+        if !(self.norm_eps.is_finite() && self.norm_eps > 0.0) {
+            return bad(format!("norm_eps must be finite and positive, got {}", self.norm_eps));
+        }
+        if !(0.0..1.0).contains(&self.cond_drop_rate) {
+            return bad(format!("cond_drop_rate must be in [0, 1), got {}", self.cond_drop_rate));
+        }
+        let factors = [
+            ("init_adaln", self.init_adaln),
+            ("init_adaln_gamma", self.init_adaln_gamma),
+            ("init_head", self.init_head),
+            ("init_std", self.init_std),
+        ];
+        if let Some((name, v)) = factors.iter().find(|(_, v)| !v.is_finite()) {
+            return bad(format!("{name} must be finite, got {v}"));
         }
         Ok(())
     }
@@ -427,8 +467,18 @@ struct Ffn {
 
 impl Ffn {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.fc2.forward(gelu_approximate(self.fc1.forward(x)))
+        self.fc2.forward(gelu_tanh(self.fc1.forward(x)))
     }
+}
+
+/// GELU's tanh approximation, `½x(1 + tanh(√(2/π)(x + 0.044715x³)))`, written as the identical
+/// `x · σ(2√(2/π)(x + 0.044715x³))` with `x³` as products: burn's `gelu_approximate` takes `x³`
+/// with `powf` and then `tanh`, which burn's CPU backend runs as scalar libm calls, about a third
+/// of var-tiny's sampling time (`perf`, BENCHMARKS.md); a sigmoid is one `exp` an element.
+fn gelu_tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    const A: f64 = 2.0 * core::f64::consts::FRAC_2_SQRT_PI * core::f64::consts::FRAC_1_SQRT_2;
+    let inner = x.clone() * (x.clone().square() * (A * 0.044715) + A);
+    x * sigmoid(inner)
 }
 
 /// Transformer block with AdaLN from the class condition (official `AdaLNSelfAttn`).
@@ -787,6 +837,15 @@ impl Var {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gelu_tanh_is_burns_tanh_approximation() {
+        let device = Device::flex();
+        let x = Tensor::<1>::from_floats([-9.0, -3.0, -1.0, -0.3, 0.0, 0.2, 1.0, 2.5, 8.0, 40.0], &device);
+        let want = burn::tensor::activation::gelu_approximate(x.clone());
+        let diff = (gelu_tanh(x) - want).abs().max().into_scalar::<f32>();
+        assert!(diff < 1e-6, "max diff {diff}");
+    }
 
     fn tiny() -> VarConfig {
         VarConfig::new(vec![1, 2, 3], 16, 4, 5, 2, 32, 2)
