@@ -186,7 +186,7 @@ fn train_sample_and_edit_a_tiny_var_from_the_command_line() {
     for flag in ["--save-every", "--save-every-minutes"] {
         let out = tessera().args(cpu).args(["train", "var-tokenizer", "--dataset", "mnist", flag, "0", "--out", run_s]).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success() && stderr.contains(&format!("{flag} must be")) && !stderr.contains("panicked"), "{stderr}");
+        assert!(!out.status.success() && stderr.contains(flag) && stderr.contains("must be") && !stderr.contains("panicked"), "{stderr}");
     }
     ok(&["train", "var-tokenizer", "--dataset", "mnist", "--steps", "6", "--batch", "8", "--sample-every", "0", "--out", run_s]);
     // The resumable checkpoint records the last loss and the training time (eval reports it).
@@ -357,14 +357,15 @@ fn the_shipped_var_draws_the_asked_digits_by_the_shipped_judges_verdict() {
 
 /// `eval --claims`: VAR, its raster-order baseline (same tokenizer, about the same size, far
 /// fewer forward passes for VAR) and RAR; VAR's six sampler settings; RAR annealed against r held
-/// at 0 and at 1; RAR's orders for the annealed and the random-only model. The FIDs themselves
-/// need 100 images per digit; BENCHMARKS.md has that run.
+/// at 0 and at 1; RAR's orders for the annealed and the random-only model; the column
+/// generator's attention, long-image and half-the-columns claims. The FIDs themselves need 100
+/// images per digit; BENCHMARKS.md has that run.
 #[test]
 fn eval_claims_compares_var_raster_and_rar_and_rar_s_randomness_and_orders() {
-    let json = run_ok(&["eval", "--claims", "--json", "--per-class", "2"]);
+    let json = run_ok(&["eval", "--claims", "--json", "--per-class", "2", "--widths", "1,4"]);
     let report: serde_json::Value = serde_json::from_str(&json).unwrap();
     let models = report["models"].as_array().unwrap();
-    assert_eq!(models.len(), 18, "{report}");
+    assert_eq!(models.len(), 21, "{report}");
     let (var, ar, rar) = (&models[0], &models[1], &models[2]);
     let generators: Vec<&str> = [var, ar, rar].iter().map(|m| m["generator"].as_str().unwrap()).collect();
     assert_eq!(generators, ["var", "raster-ar", "rar"], "{report}");
@@ -374,13 +375,24 @@ fn eval_claims_compares_var_raster_and_rar_and_rar_s_randomness_and_orders() {
     assert!((pv - pa).abs() / pv < 0.05, "similar sizes: {pv} vs {pa}");
     assert!(ar["class_accuracy"].as_f64().unwrap() > 0.5, "the shipped baseline draws digits: {ar}");
     assert!(models[3..9].iter().all(|m| m["generator"] == "var" && m["steps"] == 7), "{report}");
-    let names: Vec<&str> = models[9..].iter().map(|m| m["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = models[9..18].iter().map(|m| m["name"].as_str().unwrap()).collect();
     assert_eq!(names[..3], ["rar-tiny r annealed", "rar-tiny r = 0", "rar-tiny r = 1"], "{report}");
-    assert!(models[9..].iter().all(|m| m["generator"] == "rar" && m["steps"] == 64), "{report}");
-    let orders: Vec<&str> = models[12..].iter().map(|m| m["sampler"].as_str().unwrap()).collect();
+    assert!(models[9..18].iter().all(|m| m["generator"] == "rar" && m["steps"] == 64), "{report}");
+    let orders: Vec<&str> = models[12..18].iter().map(|m| m["sampler"].as_str().unwrap()).collect();
     for (i, order) in ["random", "spiral", "centre-out"].iter().cycle().take(6).enumerate() {
         assert!(orders[i].ends_with(&format!("order {order}")), "{orders:?}");
     }
+    // The column generator: windowed against full causal attention, named with the keys each
+    // reads (8 columns: 26 against 36), and the run on the first half of the columns only.
+    let columns: Vec<&str> = models[18..].iter().map(|m| m["name"].as_str().unwrap()).collect();
+    assert!(columns[0].starts_with("columns-mnist (window 3: 26 attention keys"), "{columns:?}");
+    assert!(columns[1].starts_with("columns-mnist full causal (window 0: 36 attention keys"), "{columns:?}");
+    assert_eq!(columns[2], "columns-mnist trained on columns 1-4 of 8");
+    assert!(models[18..].iter().all(|m| m["generator"] == "equivariant" && m["class_accuracy"].as_f64().unwrap() > 0.3), "{report}");
+    // Long images with and without the RoPE shift, at the asked widths.
+    let wide: Vec<(&str, u64)> =
+        report["wide"].as_array().unwrap().iter().map(|w| (w["name"].as_str().unwrap(), w["width_multiple"].as_u64().unwrap())).collect();
+    assert_eq!(wide, [("columns-mnist", 1), ("columns-mnist", 4), ("columns-mnist no RoPE shift", 1), ("columns-mnist no RoPE shift", 4)]);
 }
 
 #[test]

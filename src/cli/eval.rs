@@ -33,6 +33,7 @@ use tessera_eval::{Features, Quality, WIDTH_MULTIPLES, balanced_labels, judge_da
 use tessera_kernels::device::Preference;
 use tessera_models::family::{Family, FillOrder};
 use tessera_models::generator::{ImageGenerator, SampleRequest};
+use tessera_models::generators::equivariant::EquivariantConfig;
 use tessera_models::judge::Judge;
 use tessera_train::Checkpoint;
 use tessera_train::data::first_of_each_class;
@@ -67,6 +68,12 @@ const COLUMNS_EVAL_GUIDANCE: f64 = 3.0;
 /// with the random-order probability held at 0 (raster only) and at 1 (random only).
 pub const SHIPPED_RAR_RASTER_ONLY: &str = "assets/rar-claims/rar-r0.ckpt";
 pub const SHIPPED_RAR_RANDOM_ONLY: &str = "assets/rar-claims/rar-r1.ckpt";
+/// The column generator's claim models: columns-mnist's transformer trained with the same
+/// budget and tokenizer but with full causal attention (window 0), without the RoPE shift, and
+/// on the first half of the columns only.
+pub const SHIPPED_COLUMNS_FULL_CAUSAL: &str = "assets/columns-claims/full-causal.ckpt";
+pub const SHIPPED_COLUMNS_NO_SHIFT: &str = "assets/columns-claims/no-rope-shift.ckpt";
+pub const SHIPPED_COLUMNS_HALF: &str = "assets/columns-claims/half-columns.ckpt";
 /// Images per judge / generator call.
 const BATCH: usize = 64;
 
@@ -79,7 +86,7 @@ pub struct Args {
     #[arg(long)]
     quick: bool,
     /// Images per class (overrides --quick's and the default 100).
-    #[arg(long)]
+    #[arg(long, value_parser = super::positive)]
     per_class: Option<usize>,
     /// The judge checkpoint (default: the shipped MNIST judge).
     #[arg(long)]
@@ -88,7 +95,7 @@ pub struct Args {
     #[arg(long)]
     claims: bool,
     /// Guidance of every model row instead of each family's default (on the family's own scale).
-    #[arg(long)]
+    #[arg(long, value_parser = super::finite)]
     guidance: Option<f64>,
     /// Measure this generator checkpoint (with --tokenizer) instead of the shipped models.
     #[arg(long, requires = "tokenizer", conflicts_with = "claims")]
@@ -362,8 +369,12 @@ fn sanity_rows(judge: &Judge, real: &Features, train: &dyn Dataset, per_class: u
 ///    probability held at 0 and at 1.
 /// 4. RAR's sampling orders: raster, random, spiral and centre-out, for the annealed model and
 ///    the one trained with random orders only.
-/// 5. Long images (the column generator's claim 2): each shipped column model the MNIST judge
-///    can judge, window by window at 1× and `widths` times the training width ([`wide_rows`]).
+/// 5. Windowed against full causal attention (the column generator's claim 1): columns-mnist
+///    and the same run with plain causal attention, each named with its self-attention keys.
+/// 6. Long images (claim 2): columns-mnist and the same run without the RoPE shift, window by
+///    window at 1× and `widths` times the training width ([`wide_rows`]).
+/// 7. Sub-task transfer (claim 3): the same run on the first half of the columns only,
+///    measured on whole images.
 ///
 /// Returns the model rows and the wide-image rows. The judge is MNIST's.
 fn claims(
@@ -413,12 +424,25 @@ fn claims(
             row(name, generator.as_ref(), &SampleRequest { fill_order: order, ..rar_sampler.clone() }, rar_speed)?;
         }
     }
+    let columns_mnist = SHIPPED.iter().find(|m| m.name == "columns-mnist").context("no shipped columns-mnist")?;
+    let columns_tokenizer = shipped(columns_mnist.tokenizer_path);
+    let columns_sampler = eval_sampler(Family::Columns);
+    let columns = |path: &str| load_files(&shipped(path), &columns_tokenizer, device);
+    let (windowed, full_causal) = (columns(columns_mnist.generator_path)?, columns(SHIPPED_COLUMNS_FULL_CAUSAL)?);
+    for (name, path, generator) in
+        [("columns-mnist", columns_mnist.generator_path, &windowed), ("columns-mnist full causal", SHIPPED_COLUMNS_FULL_CAUSAL, &full_causal)]
+    {
+        let config = Checkpoint::load(&shipped(path))?.model_config::<EquivariantConfig>()?;
+        let keys = config.attention_keys(config.token_num);
+        let name = format!("{name} (window {}: {keys} attention keys per image and block)", config.window);
+        row(&name, generator.as_ref(), &columns_sampler, speed(generator.as_ref(), &columns_sampler)?)?;
+    }
+    let half = columns(SHIPPED_COLUMNS_HALF)?;
+    row("columns-mnist trained on columns 1-4 of 8", half.as_ref(), &columns_sampler, speed(half.as_ref(), &columns_sampler)?)?;
+    let no_shift = columns(SHIPPED_COLUMNS_NO_SHIFT)?;
     let mut wide = Vec::new();
-    for model in SHIPPED.iter().filter(|m| m.family == Family::Columns) {
-        let generator = load_files(&shipped(model.generator_path), &shipped(model.tokenizer_path), device)?;
-        if judged.misfit(generator.as_ref()).is_none() {
-            wide.extend(wide_rows(model.name, generator.as_ref(), &eval_sampler(Family::Columns), judged, per_class, widths, progress)?);
-        }
+    for (name, generator) in [("columns-mnist", &windowed), ("columns-mnist no RoPE shift", &no_shift)] {
+        wide.extend(wide_rows(name, generator.as_ref(), &columns_sampler, judged, per_class, widths, progress)?);
     }
     Ok((rows, wide))
 }

@@ -52,6 +52,15 @@ const Z_PROJ_LN_EPS: f64 = 1e-6;
 /// Eps of `cross_norm` / `cross_cond_norm` (PyTorch's default: they are built without `norm_layer`).
 const CROSS_NORM_EPS: f64 = 1e-5;
 
+/// The image tokens' self-attention mask of window `w` (official `mask`): `Window(w)`, or
+/// `Causal` when `w = 0`.
+fn mask_of(window: usize) -> AttentionMask {
+    match window {
+        0 => AttentionMask::Causal,
+        w => AttentionMask::Window(w),
+    }
+}
+
 /// Hyper-parameters of [`Equivariant`] (official `EquivariantGenerativeModel` arguments).
 /// Saved and loaded as JSON through burn's `Config` (serde).
 #[derive(Config, Debug)]
@@ -113,6 +122,16 @@ pub struct EquivariantConfig {
 }
 
 impl EquivariantConfig {
+    /// Keys the self-attention of one block reads for an image of `columns` columns, summed over
+    /// its tokens (what [`Equivariant::attention_mask`] allows: `min(i, w) + 1` for token `i`
+    /// under the window `w`, `i + 1` plainly causal). The attention's multiply-adds are this
+    /// times 2 · D per block (scores and values): windowed against full causal attention at the
+    /// same width, the paper's FLOP claim.
+    pub fn attention_keys(&self, columns: usize) -> usize {
+        let mask = mask_of(self.window);
+        (0..columns).map(|i| (0..columns).filter(|&j| mask.allows(i, j)).count()).sum()
+    }
+
     /// MNIST, 32×32 in 8 columns of 16 channels (the column tokenizer's `mnist`): width 128,
     /// 2 + 2 blocks, 4 heads, head 3 × 128, window 3. No dropout: short CPU runs underfit.
     pub fn mnist() -> Self {
@@ -603,10 +622,7 @@ impl Equivariant {
     /// Which image tokens each image token attends to (official `mask`): `Window(w)`, or
     /// `Causal` when `w = 0`.
     pub fn attention_mask(&self) -> AttentionMask {
-        match self.window {
-            0 => AttentionMask::Causal,
-            w => AttentionMask::Window(w),
-        }
+        mask_of(self.window)
     }
 
     /// Embedding of `labels` (official `class_emb(labels)`).
@@ -805,6 +821,16 @@ mod tests {
 
     fn tiny() -> EquivariantConfig {
         EquivariantConfig::new(8, 4, 32, 2, 4, 3).with_buffer_size(3).with_dropout(0.0).with_head_width(16).with_head_depth(2)
+    }
+
+    #[test]
+    fn a_window_reads_fewer_keys_than_full_causal_attention() {
+        // 8 columns: window 3 reads 1 + 2 + 3 + 4·5 keys, full causal 1 + 2 + … + 8.
+        assert_eq!(tiny().with_window(3).attention_keys(8), 26);
+        assert_eq!(tiny().with_window(0).attention_keys(8), 36);
+        // The window's share shrinks with the width: 4·128 − 6 of 128·129/2.
+        assert_eq!(tiny().with_window(3).attention_keys(128), 506);
+        assert_eq!(tiny().with_window(0).attention_keys(128), 8256);
     }
 
     /// Every parameter random (the official init zeroes the head's output).
