@@ -94,7 +94,7 @@ impl std::str::FromStr for QuickTrain {
         let v: Vec<usize> = s.split(',').map(|p| p.trim().parse::<usize>()).collect::<Result<_, _>>().map_err(|_| ())?;
         match v[..] {
             [t, m] if t > 0 && m > 0 => Ok(Self { tokenizer_steps: t, transformer_steps: m, batch: None, on_pictures: false, family: Family::Var }),
-            [t, m, b] if t > 0 && m > 0 && b > 0 => {
+            [t, m, b] if t > 0 && m > 0 && (1..=tessera_train::MAX_BATCH).contains(&b) => {
                 Ok(Self { tokenizer_steps: t, transformer_steps: m, batch: Some(b), on_pictures: false, family: Family::Var })
             }
             _ => Err(()),
@@ -214,7 +214,7 @@ impl GenerateSettings {
                 "autorun" => autorun = matches!(value, "1" | "true" | "yes" | ""),
                 "train" => match value.parse::<QuickTrain>() {
                     Ok(t) => train = Some(t),
-                    Err(()) => bad("expected tokenizer and transformer steps, and optionally a batch size: train=500,600[,32]"),
+                    Err(()) => bad("expected tokenizer and transformer steps, and optionally a batch size of at most 1024: train=500,600[,32]"),
                 },
                 "dataset" => match value {
                     "mnist" => on_pictures = false,
@@ -281,6 +281,8 @@ mod tests {
         assert!(r.train.is_none() && r.warnings.len() == 1, "{r:?}");
         assert_eq!(GenerateSettings::from_query("train=3,2&dataset=photos").warnings.len(), 1);
         assert_eq!(GenerateSettings::from_query("train=3,2").train.unwrap().batch, None);
+        let too_big = GenerateSettings::from_query("train=3,2,5000");
+        assert!(too_big.train.is_none() && too_big.warnings.iter().any(|w| w.contains("at most 1024")), "{:?}", too_big.warnings);
         for bad in ["train=3", "train=0,2", "train=a,b", "train=1,2,3,4"] {
             let r = GenerateSettings::from_query(bad);
             assert!(r.train.is_none() && r.warnings.len() == 1, "{bad}: {r:?}");

@@ -248,13 +248,13 @@ pub fn start(generator: Arc<dyn ImageGenerator>, settings: GenerateSettings, inp
     let job = Job::new(settings.clone(), 0);
     let worker = job.clone();
     spawn(async move {
-        let _guard = FailIfAbandoned(worker.clone());
+        let _guard = FailIfAbandoned(worker.clone(), generator.device());
         let repaint = || ctx.request_repaint();
         let result = match run(generator.as_ref(), &settings, &input, &worker, &repaint).await {
             Ok(mut sampling) => {
                 let extendable = sampling.extend(0);
                 finish(&worker, Ok(()), extendable);
-                if extendable { extend_on_request(sampling.as_mut(), &worker, &repaint).await } else { Ok(()) }
+                if extendable { extend_on_request(sampling.as_mut(), &generator.device(), &worker, &repaint).await } else { Ok(()) }
             }
             Err(e) => Err(e),
         };
@@ -280,7 +280,7 @@ fn finish(job: &Job, result: anyhow::Result<()>, extendable: bool) {
 }
 
 /// Waits for [`Job::extend`] and extends the run, again and again, until the job is cancelled.
-async fn extend_on_request(run: &mut dyn Sampling, job: &Job, repaint: &(dyn Fn() + Sync)) -> anyhow::Result<()> {
+async fn extend_on_request(run: &mut dyn Sampling, device: &Device, job: &Job, repaint: &(dyn Fn() + Sync)) -> anyhow::Result<()> {
     loop {
         repaint();
         let more = loop {
@@ -296,7 +296,7 @@ async fn extend_on_request(run: &mut dyn Sampling, job: &Job, repaint: &(dyn Fn(
         anyhow::ensure!(run.extend(more), "the image cannot grow by {more} more columns");
         job.progress().steps_total = run.steps();
         let count = job.progress().settings.count;
-        let result = advance(run, count, job, repaint).await;
+        let result = advance(run, count, device, job, repaint).await;
         let failed = result.is_err();
         finish(job, result, true);
         if failed || job.cancel.load(Ordering::Relaxed) {
@@ -310,13 +310,15 @@ const IDLE_MS: u32 = 50;
 
 /// Marks a job that ends without a verdict (its worker panicked) as failed, so the UI never
 /// waits forever on it.
-struct FailIfAbandoned(Job);
+struct FailIfAbandoned(Job, Device);
 
 impl Drop for FailIfAbandoned {
     fn drop(&mut self) {
         let mut progress = self.0.progress();
         if progress.status == JobStatus::Running {
-            progress.status = JobStatus::Failed("generation stopped unexpectedly (see the log)".into());
+            // A GPU lost in the middle of a step fails its readback inside the backend (a panic).
+            let why = if tessera_kernels::is_lost(&self.1) { tessera_kernels::device::LOST } else { "generation stopped unexpectedly (see the log)" };
+            progress.status = JobStatus::Failed(why.into());
         }
         progress.extendable = false;
     }
@@ -366,15 +368,16 @@ pub async fn run<'a>(
             None
         }
     };
+    tessera_models::generator::check_fits(generator, &request, tessera_kernels::buffer_limit(&generator.device()))?;
     let mut run = generator.start(&request, edit)?;
     job.progress().steps_total = run.steps();
-    advance(run.as_mut(), settings.count, job, repaint).await?;
+    advance(run.as_mut(), settings.count, &generator.device(), job, repaint).await?;
     Ok(run)
 }
 
 /// Steps `run` to its end (or until the job is cancelled), adding a frame per step to each of
 /// the `n` images.
-async fn advance(run: &mut dyn Sampling, n: usize, job: &Job, repaint: &(dyn Fn() + Sync)) -> anyhow::Result<()> {
+async fn advance(run: &mut dyn Sampling, n: usize, device: &Device, job: &Job, repaint: &(dyn Fn() + Sync)) -> anyhow::Result<()> {
     let started = Instant::now();
     let elapsed_before = job.progress().elapsed_ms;
     // The newest decode of each image; steps without one (RAR's tokens inside a row, column
@@ -382,7 +385,10 @@ async fn advance(run: &mut dyn Sampling, n: usize, job: &Job, repaint: &(dyn Fn(
     let mut decoded: Option<Vec<Arc<Image>>> = None;
     let mut canvas = CanvasPace::default();
     let mut stale = false;
-    while let Some(step) = run.step() {
+    loop {
+        // A lost GPU ends the job with a message before the next step submits work to it.
+        anyhow::ensure!(!tessera_kernels::is_lost(device), tessera_kernels::device::LOST);
+        let Some(step) = run.step() else { break };
         let columns_step = match step.chosen {
             Chosen::Columns { done, total } => Some((done, total)),
             Chosen::Codes { .. } => None,

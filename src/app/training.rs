@@ -122,8 +122,8 @@ pub struct TrainRequest {
     /// The size; a RAR or column run takes its family's pair of the same name ([`RarPreset::from`],
     /// [`ColumnsPreset::from`]).
     pub preset: VarPreset,
-    /// Steps of each phase (default: the preset's). A resumed RAR or column run keeps its own (its
-    /// schedules depend on them).
+    /// Steps of each phase (default: the preset's). A resumed run keeps its own (its schedules
+    /// depend on them).
     pub tokenizer_steps: usize,
     pub transformer_steps: usize,
     pub seed: u64,
@@ -322,7 +322,7 @@ pub fn start(request: TrainRequest, device: Device, ctx: egui::Context) -> Train
     let job = TrainJob::new(&request);
     let worker = job.clone();
     spawn(async move {
-        let guard = FailIfAbandoned(worker.clone());
+        let guard = FailIfAbandoned(worker.clone(), device.clone());
         let result = run(&request, &device, &worker, &|| ctx.request_repaint()).await;
         std::mem::forget(guard);
         let mut p = worker.progress();
@@ -339,13 +339,19 @@ pub fn start(request: TrainRequest, device: Device, ctx: egui::Context) -> Train
 
 /// Marks a run whose worker panicked (a lost GPU device does that inside the backend) as failed,
 /// so the panel says so instead of showing a run that never ends. Its checkpoints stay listed.
-struct FailIfAbandoned(TrainJob);
+struct FailIfAbandoned(TrainJob, Device);
 
 impl Drop for FailIfAbandoned {
     fn drop(&mut self) {
         let mut p = self.0.progress();
         if matches!(p.status, TrainStatus::Running | TrainStatus::Paused) {
-            p.status = TrainStatus::Failed("the training stopped unexpectedly (see the log)".into());
+            // A GPU lost in the middle of a step fails its readback inside the backend (a panic).
+            let why = if tessera_kernels::is_lost(&self.1) {
+                format!("{}; its checkpoints saved so far are kept", tessera_kernels::device::LOST)
+            } else {
+                "the training stopped unexpectedly (see the log)".to_string()
+            };
+            p.status = TrainStatus::Failed(why);
         }
     }
 }
@@ -426,11 +432,12 @@ async fn run_pair<K: TokenizerPhase, T: TransformerPhase<K>>(
             let (mut trainer, seconds) = match resume {
                 Some(Resume::Tokenizer(bytes)) => {
                     let checkpoint = Checkpoint::from_bytes(bytes)?;
-                    (K::resume(&checkpoint, request.tokenizer_steps, device)?, train_seconds(&checkpoint))
+                    (K::resume(&checkpoint, device)?, train_seconds(&checkpoint))
                 }
                 _ => (K::fresh(&setup, device)?, 0.0),
             };
             fits(K::takes(&trainer.frozen()))?;
+            fits_the_device(trainer.batch_size(), trainer.largest_floats_per_image(), device)?;
             hooks.begin(&trainer);
             if train(&mut trainer, request.run(hooks.job, seconds), hooks).await?.ended == Ended::Stopped {
                 return Ok(Ended::Stopped);
@@ -442,6 +449,7 @@ async fn run_pair<K: TokenizerPhase, T: TransformerPhase<K>>(
     };
 
     // 2. The transformer on the frozen tokenizer's codes.
+    let tokenizer_floats = K::encoding_floats_per_image(&tokenizer);
     let (mut transformer, seconds) = match &request.resume {
         Some(Resume::Transformer { transformer, .. }) => {
             let checkpoint = Checkpoint::from_bytes(transformer)?;
@@ -450,15 +458,27 @@ async fn run_pair<K: TokenizerPhase, T: TransformerPhase<K>>(
                 "this transformer was trained with another tokenizer than the one given: resume it with its own {}",
                 Phase::Tokenizer.file_name(request.family)
             );
-            let transformer = T::resume(&checkpoint, tokenizer, request.transformer_steps, device)?;
+            let transformer = T::resume(&checkpoint, tokenizer, device)?;
             let classes = transformer.num_classes();
             ensure!(classes == num_classes, "the transformer has {classes} classes, the dataset {num_classes}: pick its dataset");
             (transformer, train_seconds(&checkpoint))
         }
         _ => (T::fresh(&Setup { steps: request.transformer_steps, ..setup }, tokenizer, Some(tokenizer_id), device)?, 0.0),
     };
+    // Its steps encode images with the tokenizer too.
+    fits_the_device(transformer.batch_size(), transformer.largest_floats_per_image().max(tokenizer_floats), device)?;
     hooks.begin(&transformer);
     Ok(train(&mut transformer, request.run(hooks.job, seconds), hooks).await?.ended)
+}
+
+/// Errors, saying which batch would fit, unless a step of `batch` images of `floats_per_image`
+/// stays within `device`'s largest buffer (a larger one is a panic inside wgpu).
+fn fits_the_device(batch: usize, floats_per_image: u64, device: &Device) -> anyhow::Result<()> {
+    fits_a_buffer(batch, floats_per_image, tessera_kernels::buffer_limit(device))
+}
+
+fn fits_a_buffer(batch: usize, floats_per_image: u64, limit: Option<u64>) -> anyhow::Result<()> {
+    tessera_models::memory::check("a batch", batch, floats_per_image, limit).map_err(|e| anyhow::anyhow!("{e} images per step"))
 }
 
 impl TrainRequest {
@@ -488,9 +508,9 @@ trait TokenizerPhase: PhaseTrainer + Sized {
     /// A fresh run of `setup`'s preset on its dataset's images.
     fn fresh(setup: &Setup<'_>, device: &Device) -> anyhow::Result<Self>;
 
-    /// Continues the run saved in `checkpoint` (to `steps` steps where the family allows; a RAR
-    /// tokenizer keeps its own).
-    fn resume(checkpoint: &Checkpoint, steps: usize, device: &Device) -> anyhow::Result<Self>;
+    /// Continues the run saved in `checkpoint` exactly: its own step counts and schedules, so it
+    /// ends as the uninterrupted run would have.
+    fn resume(checkpoint: &Checkpoint, device: &Device) -> anyhow::Result<Self>;
 
     /// The tokenizer saved in `checkpoint`.
     fn load(checkpoint: &Checkpoint, device: &Device) -> anyhow::Result<Self::Frozen>;
@@ -503,6 +523,9 @@ trait TokenizerPhase: PhaseTrainer + Sized {
 
     /// [`fingerprint`] of its weights, as its checkpoint would record them.
     async fn fingerprint(frozen: &Self::Frozen) -> anyhow::Result<String>;
+
+    /// [`Trainer::largest_floats_per_image`] of encoding with it.
+    fn encoding_floats_per_image(frozen: &Self::Frozen) -> u64;
 }
 
 /// A family's transformer trainer on the frozen tokenizer of `K`.
@@ -510,9 +533,9 @@ trait TransformerPhase<K: TokenizerPhase>: PhaseTrainer + Sized {
     /// A fresh run of `setup`'s preset on `tokenizer`'s codes, recording `tokenizer_id`.
     fn fresh(setup: &Setup<'_>, tokenizer: K::Frozen, tokenizer_id: Option<String>, device: &Device) -> anyhow::Result<Self>;
 
-    /// Continues the run saved in `checkpoint` on `tokenizer` (to `steps` steps where the family
-    /// allows; a RAR transformer keeps its own).
-    fn resume(checkpoint: &Checkpoint, tokenizer: K::Frozen, steps: usize, device: &Device) -> anyhow::Result<Self>;
+    /// Continues the run saved in `checkpoint` on `tokenizer` exactly (its own step counts and
+    /// schedules).
+    fn resume(checkpoint: &Checkpoint, tokenizer: K::Frozen, device: &Device) -> anyhow::Result<Self>;
 
     /// The classes it is conditioned on.
     fn num_classes(&self) -> usize;
@@ -533,8 +556,8 @@ impl TokenizerPhase for TokenizerTrainer {
         Ok(Self::new(config, device)?)
     }
 
-    fn resume(checkpoint: &Checkpoint, steps: usize, device: &Device) -> anyhow::Result<Self> {
-        Ok(Self::resume(checkpoint, Some(steps), device)?)
+    fn resume(checkpoint: &Checkpoint, device: &Device) -> anyhow::Result<Self> {
+        Ok(Self::resume(checkpoint, None, device)?)
     }
 
     fn load(checkpoint: &Checkpoint, device: &Device) -> anyhow::Result<Self::Frozen> {
@@ -547,6 +570,10 @@ impl TokenizerPhase for TokenizerTrainer {
 
     fn takes((config, _): &Self::Frozen) -> (usize, usize) {
         (config.in_channels, config.image_size())
+    }
+
+    fn encoding_floats_per_image((config, _): &Self::Frozen) -> u64 {
+        config.largest_floats_per_image()
     }
 
     async fn fingerprint((_, model): &Self::Frozen) -> anyhow::Result<String> {
@@ -573,8 +600,8 @@ impl TransformerPhase<TokenizerTrainer> for VarTrainer {
         })
     }
 
-    fn resume(checkpoint: &Checkpoint, (_, vae): (MsVqVaeConfig, MsVqVae), steps: usize, device: &Device) -> anyhow::Result<Self> {
-        Ok(Self::resume(checkpoint, vae, Some(steps), device)?)
+    fn resume(checkpoint: &Checkpoint, (_, vae): (MsVqVaeConfig, MsVqVae), device: &Device) -> anyhow::Result<Self> {
+        Ok(Self::resume(checkpoint, vae, None, device)?)
     }
 
     fn num_classes(&self) -> usize {
@@ -593,7 +620,7 @@ impl TokenizerPhase for VqganTrainer {
         Ok(Self::new(config, device)?)
     }
 
-    fn resume(checkpoint: &Checkpoint, _: usize, device: &Device) -> anyhow::Result<Self> {
+    fn resume(checkpoint: &Checkpoint, device: &Device) -> anyhow::Result<Self> {
         Ok(Self::resume(checkpoint, device)?)
     }
 
@@ -607,6 +634,10 @@ impl TokenizerPhase for VqganTrainer {
 
     fn takes((config, _): &Self::Frozen) -> (usize, usize) {
         (config.num_channels, config.resolution)
+    }
+
+    fn encoding_floats_per_image((config, _): &Self::Frozen) -> u64 {
+        config.largest_floats_per_image()
     }
 
     async fn fingerprint((_, model): &Self::Frozen) -> anyhow::Result<String> {
@@ -633,7 +664,7 @@ impl TransformerPhase<VqganTrainer> for RarTrainer {
         })
     }
 
-    fn resume(checkpoint: &Checkpoint, (_, vqgan): (VqganConfig, Vqgan), _: usize, device: &Device) -> anyhow::Result<Self> {
+    fn resume(checkpoint: &Checkpoint, (_, vqgan): (VqganConfig, Vqgan), device: &Device) -> anyhow::Result<Self> {
         Ok(Self::resume(checkpoint, vqgan, device)?)
     }
 
@@ -654,7 +685,7 @@ impl TokenizerPhase for ColumnTokenizerTrainer {
         Ok(Self::new(config, device)?)
     }
 
-    fn resume(checkpoint: &Checkpoint, _: usize, device: &Device) -> anyhow::Result<Self> {
+    fn resume(checkpoint: &Checkpoint, device: &Device) -> anyhow::Result<Self> {
         Ok(Self::resume(checkpoint, device)?)
     }
 
@@ -668,6 +699,10 @@ impl TokenizerPhase for ColumnTokenizerTrainer {
 
     fn takes((config, _): &Self::Frozen) -> (usize, usize) {
         (config.in_channels, config.resolution)
+    }
+
+    fn encoding_floats_per_image((config, _): &Self::Frozen) -> u64 {
+        config.largest_floats_per_image(config.resolution)
     }
 
     async fn fingerprint((_, model): &Self::Frozen) -> anyhow::Result<String> {
@@ -696,7 +731,7 @@ impl TransformerPhase<ColumnTokenizerTrainer> for EquivariantTrainer {
         })
     }
 
-    fn resume(checkpoint: &Checkpoint, (_, tokenizer): (ColumnTokenizerConfig, ColumnTokenizer), _: usize, device: &Device) -> anyhow::Result<Self> {
+    fn resume(checkpoint: &Checkpoint, (_, tokenizer): (ColumnTokenizerConfig, ColumnTokenizer), device: &Device) -> anyhow::Result<Self> {
         Ok(Self::resume(checkpoint, tokenizer, device)?)
     }
 
@@ -861,6 +896,11 @@ impl<T: PhaseTrainer> Hooks<T> for PhaseHooks<'_> {
         save(self.job, self.request, T::PHASE, checkpoint).await
     }
 
+    fn before_step(&mut self) -> anyhow::Result<()> {
+        ensure!(!tessera_kernels::is_lost(self.device), "{}; its checkpoints saved so far are kept", tessera_kernels::device::LOST);
+        Ok(())
+    }
+
     async fn idle(&mut self, paused: bool) {
         if paused { pause_tick().await } else { yield_now().await }
     }
@@ -935,23 +975,33 @@ async fn read_images(images: Tensor<4>) -> anyhow::Result<Vec<Image>> {
 
 /// Keeps `checkpoint`: as bytes, and on the desktop as `<out>/<file>` (written atomically), in
 /// the browser as `<run>-<file>` in the page's storage, `<file>` named by [`Phase::file_name`].
+/// A write that fails (disk full, storage quota) does not end the run: the checkpoint is listed
+/// as held in memory, downloadable, with the error.
 async fn save(job: &TrainJob, request: &TrainRequest, phase: Phase, checkpoint: Checkpoint) -> anyhow::Result<()> {
     let file_name = phase.file_name(request.family);
-    let bytes = Arc::new(checkpoint.to_bytes());
+    let bytes = Arc::new(checkpoint.to_verified_bytes()?);
     #[cfg(not(target_arch = "wasm32"))]
-    let place = match &request.out_dir {
+    let written = match &request.out_dir {
         Some(dir) => {
             let path = dir.join(file_name);
-            checkpoint.save(&path)?;
-            path.display().to_string()
+            checkpoint.save(&path).map(|()| path.display().to_string()).map_err(|e| format!("{e:#}"))
         }
-        None => "in memory".to_string(),
+        None => Ok("in memory".to_string()),
     };
     #[cfg(target_arch = "wasm32")]
-    let place = {
+    let written = {
         let name = format!("{}-{file_name}", request.run_name);
-        crate::web::storage::save(&name, &bytes).await.map_err(|e| anyhow::anyhow!("saving {name}: {e}"))?;
-        format!("{STORED_PREFIX}{name}")
+        match crate::web::storage::save(&name, &bytes).await {
+            Ok(()) => Ok(format!("{STORED_PREFIX}{name}")),
+            Err(e) => Err(format!("saving {name} in the page's storage: {e}")),
+        }
+    };
+    let place = match written {
+        Ok(place) => place,
+        Err(e) => {
+            log::error!("checkpoint not written: {e}");
+            format!("{HELD_IN_MEMORY} ({e})")
+        }
     };
     let saved = SavedCheckpoint::new(&checkpoint, request.family, phase, place, bytes);
     let mut p = job.progress();
@@ -963,6 +1013,8 @@ async fn save(job: &TrainJob, request: &TrainRequest, phase: Phase, checkpoint: 
 
 /// How the list names a checkpoint in the browser's storage.
 pub const STORED_PREFIX: &str = "browser storage: ";
+/// How the list names a checkpoint whose write failed (it can still be downloaded).
+pub const HELD_IN_MEMORY: &str = "held in memory only, not written: download it to keep it";
 
 /// Mean of the last few step times.
 #[derive(Default)]
@@ -1047,37 +1099,98 @@ mod tests {
     }
 
     #[test]
-    fn a_run_resumes_from_its_tokenizer_or_its_transformer() {
+    fn a_run_resumes_exactly_from_its_tokenizer_or_its_transformer_whatever_the_panel_says() {
         let device = Device::flex();
+        // What a run's pair draws for a fixed seed (files hold random parameter ids, so the
+        // weights are compared through the model).
+        let draws = |dir: &std::path::Path| {
+            let read = |name| std::fs::read(dir.join(name)).unwrap();
+            let generator = crate::shipped::load_pair(&read("var.ckpt"), &read("tokenizer.ckpt"), &device).unwrap();
+            let request = tessera_models::generator::SampleRequest { classes: vec![3, 8], seed: 5, ..Default::default() };
+            tessera_models::generator::generate(generator.as_ref(), &request).unwrap().into_data().iter::<f32>().collect::<Vec<_>>()
+        };
+        // The run uninterrupted: 2 tokenizer and 3 transformer steps.
+        let whole = tempfile::tempdir().unwrap();
+        let request_whole = request(whole.path(), 2, 3);
+        pollster::block_on(run(&request_whole, &device, &TrainJob::new(&request_whole), &|| {})).unwrap();
+
+        // The same run stopped after one transformer step.
         let dir = tempfile::tempdir().unwrap();
-        let first = request(dir.path(), 2, 1);
+        let first = request(dir.path(), 2, 3);
         let job = TrainJob::new(&first);
-        pollster::block_on(run(&first, &device, &job, &|| {})).unwrap();
+        assert_eq!(pollster::block_on(run(&first, &device, &job, &stop_at(&job, Phase::Transformer, 1))).unwrap(), Ended::Stopped);
         let saved = job.progress().checkpoints.clone();
         let bytes = |phase| saved.iter().find(|c| c.phase == phase).unwrap().bytes.clone();
+        let first_var = Checkpoint::from_bytes(&bytes(Phase::Transformer)).unwrap();
+        assert_eq!(first_var.header.step, 1);
 
-        // The transformer goes on from step 1 to 3 on the same tokenizer; no tokenizer step runs.
-        let mut more = request(dir.path(), 2, 3);
+        // Resumed while the panel shows other step counts: the run keeps its own schedule and
+        // ends where the uninterrupted one did, with the same weights.
+        let mut more = request(dir.path(), 7, 9);
         more.resume = Some(Resume::Transformer { tokenizer: bytes(Phase::Tokenizer), transformer: bytes(Phase::Transformer) });
         let job = TrainJob::new(&more);
         pollster::block_on(run(&more, &device, &job, &|| {})).unwrap();
         let p = job.progress().clone();
         assert!(p.tokenizer_curves.is_empty());
         assert_eq!(p.transformer_curves["loss"].iter().map(|[s, _]| *s as usize).collect::<Vec<_>>(), vec![1, 2]);
-        assert_eq!((p.phase, p.step), (Phase::Transformer, 3));
+        assert_eq!((p.phase, p.step, p.steps_total), (Phase::Transformer, 3, 3));
+        assert!(draws(dir.path()) == draws(whole.path()), "the resumed run ends as the whole one");
         // The resumed transformer's training time goes on from the saved one.
-        let first_var = Checkpoint::from_bytes(&bytes(Phase::Transformer)).unwrap();
         let resumed_var = Checkpoint::load(&dir.path().join("var.ckpt")).unwrap();
         assert!(train_seconds(&resumed_var) > train_seconds(&first_var), "train_seconds accumulate across a resume");
 
-        // The tokenizer goes on from step 2 to 3, then a new transformer trains on it.
-        let mut more = request(dir.path(), 3, 1);
-        more.resume = Some(Resume::Tokenizer(bytes(Phase::Tokenizer)));
+        // A tokenizer stopped after one of its two steps goes on to its end, then a transformer trains on it.
+        let dir = tempfile::tempdir().unwrap();
+        let first = request(dir.path(), 2, 3);
+        let job = TrainJob::new(&first);
+        assert_eq!(pollster::block_on(run(&first, &device, &job, &stop_at(&job, Phase::Tokenizer, 1))).unwrap(), Ended::Stopped);
+        let tokenizer = job.progress().checkpoints.iter().find(|c| c.phase == Phase::Tokenizer).unwrap().bytes.clone();
+        let mut more = request(dir.path(), 5, 3);
+        more.resume = Some(Resume::Tokenizer(tokenizer));
         let job = TrainJob::new(&more);
         pollster::block_on(run(&more, &device, &job, &|| {})).unwrap();
         let p = job.progress().clone();
-        assert_eq!(p.tokenizer_curves["loss"].iter().map(|[s, _]| *s as usize).collect::<Vec<_>>(), vec![2]);
-        assert_eq!(p.transformer_curves["loss"].len(), 1);
+        assert_eq!(p.tokenizer_curves["loss"].iter().map(|[s, _]| *s as usize).collect::<Vec<_>>(), vec![1]);
+        assert_eq!(p.transformer_curves["loss"].len(), 3);
+        assert!(draws(dir.path()) == draws(whole.path()), "the resumed tokenizer ends as the whole one's");
+    }
+
+    #[test]
+    fn a_batch_too_large_for_the_gpus_largest_buffer_is_refused_saying_what_fits() {
+        // VAR's tiny transformer: the logits over all its scales' tokens.
+        let floats = VarPreset::Tiny.var_training(&VarPreset::Tiny.tokenizer(1), 10).model.largest_floats_per_image();
+        assert!(fits_a_buffer(64, floats, Some(128 << 20)).is_ok());
+        assert!(fits_a_buffer(1024, floats, None).is_ok(), "the CPU backend has no limit");
+        let e = fits_a_buffer(1024, floats, Some(128 << 20)).unwrap_err().to_string();
+        assert!(e.contains("a batch of 1024") && e.contains("128 MiB") && e.contains("use at most") && e.ends_with("images per step"), "{e}");
+    }
+
+    #[test]
+    fn a_failed_save_keeps_the_run_going_and_the_checkpoint_in_memory() {
+        let device = Device::flex();
+        let dir = tempfile::tempdir().unwrap();
+        // Every write of tokenizer.ckpt fails: a folder is in its place.
+        std::fs::create_dir(dir.path().join("tokenizer.ckpt")).unwrap();
+        let request = request(dir.path(), 2, 1);
+        let job = TrainJob::new(&request);
+        assert_eq!(pollster::block_on(run(&request, &device, &job, &|| {})).unwrap(), Ended::Done);
+        let p = job.progress().clone();
+        assert_eq!((p.phase, p.step), (Phase::Transformer, 1), "the transformer trained after the failed save");
+        let tokenizer = p.checkpoints.iter().find(|c| c.phase == Phase::Tokenizer).unwrap();
+        assert!(tokenizer.place.starts_with(HELD_IN_MEMORY) && tokenizer.place.contains("tokenizer.ckpt"), "{}", tokenizer.place);
+        assert_eq!(Checkpoint::from_bytes(&tokenizer.bytes).unwrap().header.step, 2, "the bytes are there to download");
+        assert!(Checkpoint::load(&dir.path().join("var.ckpt")).is_ok(), "the next save wrote its file");
+    }
+
+    #[test]
+    fn a_runs_folder_that_cannot_be_written_is_refused_before_the_first_step() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a-file"), b"").unwrap();
+        let request = request(&dir.path().join("a-file").join("run"), 2, 1);
+        let job = TrainJob::new(&request);
+        let e = format!("{:#}", pollster::block_on(run(&request, &Device::flex(), &job, &|| {})).unwrap_err());
+        assert!(e.contains("a-file"), "the error names the folder: {e}");
+        assert!(job.progress().tokenizer_curves.is_empty(), "no step was taken");
     }
 
     #[test]

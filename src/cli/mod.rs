@@ -95,6 +95,20 @@ pub(crate) fn finite(s: &str) -> Result<f64, String> {
     }
 }
 
+/// Images per training step: 1 to [`tessera_train::MAX_BATCH`].
+pub(crate) fn batch(s: &str) -> Result<usize, String> {
+    at_most(positive(s)?, tessera_train::MAX_BATCH)
+}
+
+/// Images in one request: 1 to [`tessera_models::generator::MAX_IMAGES`].
+pub(crate) fn images(s: &str) -> Result<usize, String> {
+    at_most(positive(s)?, tessera_models::generator::MAX_IMAGES)
+}
+
+fn at_most(n: usize, most: usize) -> Result<usize, String> {
+    if n <= most { Ok(n) } else { Err(format!("at most {most}")) }
+}
+
 /// A count that must be at least 1: zero images, steps, batches or a checkpoint every 0 steps has
 /// nothing to do, or divides by zero.
 pub(crate) fn positive(s: &str) -> Result<usize, String> {

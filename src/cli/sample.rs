@@ -27,8 +27,8 @@ pub struct Args {
     /// Class to draw (0-based label, e.g. the digit for MNIST).
     #[arg(long)]
     class: usize,
-    /// Number of images.
-    #[arg(long, default_value_t = 8, value_parser = super::positive)]
+    /// Number of images (drawn together, as one batch; at most 1024).
+    #[arg(long, default_value_t = 8, value_parser = super::images)]
     n: usize,
     /// Seed of the sampling stream: the same seed gives the same images.
     #[arg(long, default_value_t = 0)]
@@ -157,6 +157,7 @@ pub fn run(args: Args, preference: anyhow::Result<Preference>) -> anyhow::Result
         args.family
     );
     let step_name = generator.controls().order.step_name();
+    tessera_models::generator::check_fits(generator.as_ref(), &request, tessera_kernels::buffer_limit(&device))?;
     let mut run = generator.start(&request, None)?;
 
     let dir = args.out.join(args.class.to_string());

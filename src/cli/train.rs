@@ -69,8 +69,8 @@ pub struct CommonArgs {
     /// Total optimizer steps (default: the preset's). With --resume, the new run length.
     #[arg(long, value_parser = super::positive)]
     steps: Option<usize>,
-    /// Images per step (default: the preset's).
-    #[arg(long, value_parser = super::positive)]
+    /// Images per step (default: the preset's; at most 1024).
+    #[arg(long, value_parser = super::batch)]
     batch: Option<usize>,
     /// Peak learning rate (default: the preset's).
     #[arg(long, value_parser = super::finite)]
@@ -133,8 +133,8 @@ pub struct JudgeArgs {
     /// Total optimizer steps (default 1200).
     #[arg(long, value_parser = super::positive)]
     steps: Option<usize>,
-    /// Images per step (default 64).
-    #[arg(long, value_parser = super::positive)]
+    /// Images per step (default 64; at most 1024).
+    #[arg(long, value_parser = super::batch)]
     batch: Option<usize>,
     /// Seed of the weights, the sample order and the augmentation.
     #[arg(long, default_value_t = 0)]

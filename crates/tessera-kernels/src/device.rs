@@ -252,9 +252,45 @@ pub fn register(
     // starts, and wgpu keeps only the last of each; so the server is started first (a one-float
     // tensor) and ours go in after it.
     let _ = burn::tensor::Tensor::<1>::zeros([1], &device);
+    let limits = wgpu_device.limits();
+    let buffer_limit = limits.max_buffer_size.min(u64::from(limits.max_storage_buffer_binding_size));
     let lost = Arc::new(AtomicBool::new(false));
+    REGISTERED.lock().unwrap_or_else(|p| p.into_inner()).push(Registered { device: device.clone(), buffer_limit, lost: lost.clone() });
     watch_for_loss(&wgpu_device, lost.clone());
     Ok(Compute { device, adapter: Some(report), notice: None, lost, wgpu: Some(wgpu_device) })
+}
+
+/// What jobs that only hold a burn [`Device`] need to know of the GPU behind it.
+struct Registered {
+    device: Device,
+    buffer_limit: u64,
+    lost: Arc<AtomicBool>,
+}
+
+/// Every GPU device [`register`]ed in this process.
+static REGISTERED: std::sync::Mutex<Vec<Registered>> = std::sync::Mutex::new(Vec::new());
+
+fn registered<T>(device: &Device, read: impl FnOnce(&Registered) -> T) -> Option<T> {
+    REGISTERED.lock().unwrap_or_else(|p| p.into_inner()).iter().find(|r| r.device == *device).map(read)
+}
+
+/// Whether `device` is a GPU that wgpu reported lost ([`Compute::is_lost`]): running jobs ask
+/// between steps and end with [`LOST`] instead of submitting more work. Always false on the CPU
+/// backend.
+pub fn is_lost(device: &Device) -> bool {
+    registered(device, |r| r.lost.load(Ordering::Relaxed)).unwrap_or(false)
+}
+
+/// The message a job ends with when its GPU is lost.
+pub const LOST: &str = "the GPU device was lost (driver reset, GPU removed, or the browser reclaimed it): this job stopped";
+
+/// The largest buffer `device` takes in bytes, when it is a registered GPU: the smaller of
+/// wgpu's buffer and storage-binding limits (burn binds every tensor as storage). `None` on the
+/// CPU backend, which has no such limit. Runs and generations check their estimate
+/// (`tessera_models::memory`) against it before they start: wgpu answers a larger buffer with a
+/// panic.
+pub fn buffer_limit(device: &Device) -> Option<u64> {
+    registered(device, |r| r.buffer_limit)
 }
 
 /// Sets `lost` when wgpu reports the device lost. Errors nobody captured still panic while the

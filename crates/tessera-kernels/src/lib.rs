@@ -15,6 +15,6 @@ pub use attention::{AttentionMask, attention, attention_reference};
 pub use decoder::{
     Padding, conv3x3, conv3x3_reference, group_norm, group_norm_reference, pixel_shuffle, pixel_shuffle_reference,
 };
-pub use device::{AdapterReport, Compute, DeviceError, Preference};
+pub use device::{AdapterReport, Compute, DeviceError, Preference, buffer_limit, is_lost};
 pub use ops::{kernels_enabled, reference_ops, set_reference_ops};
 pub use quantize::{quantize, quantize_reference};

@@ -88,8 +88,10 @@ pub struct CheckpointHeader {
     pub training_config: Option<Value>,
     /// Optimizer steps taken: training resumes at this step.
     pub step: usize,
-    /// Last measured metrics (loss, PSNR, accuracy, ...), for people reading the file.
-    #[serde(default)]
+    /// Last measured metrics (loss, PSNR, accuracy, ...), for people reading the file. Only
+    /// finite ones are written (JSON has no NaN: serde would write `null`, which reads back as an
+    /// error); a `null` in an older file is skipped.
+    #[serde(default, serialize_with = "finite_metrics::write", deserialize_with = "finite_metrics::read")]
     pub metrics: BTreeMap<String, f64>,
     /// What wrote the file.
     #[serde(default)]
@@ -111,6 +113,22 @@ impl CheckpointHeader {
             written_by: crate::WRITTEN_BY.to_string(),
             tokenizer: None,
         }
+    }
+}
+
+/// A metrics map as JSON with its non-finite values left out.
+mod finite_metrics {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn write<S: Serializer>(metrics: &BTreeMap<String, f64>, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(metrics.iter().filter(|(_, v)| v.is_finite()))
+    }
+
+    pub fn read<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, f64>, D::Error> {
+        let read = BTreeMap::<String, Option<f64>>::deserialize(d)?;
+        Ok(read.into_iter().filter_map(|(k, v)| Some((k, v?))).collect())
     }
 }
 
@@ -142,6 +160,22 @@ impl Checkpoint {
         let sum = fnv1a(&out);
         out.extend_from_slice(&sum.to_le_bytes());
         out
+    }
+
+    /// [`Self::to_bytes`], checked to read back as this checkpoint: what every save writes, so a
+    /// file that would not load never replaces a good one.
+    pub fn to_verified_bytes(&self) -> Result<Vec<u8>> {
+        let bytes = self.to_bytes();
+        let back = Self::from_bytes(&bytes).map_err(|e| Error::Corrupt(format!("the checkpoint would not read back: {e}")))?;
+        let finite = |m: &BTreeMap<String, f64>| m.iter().filter(|(_, v)| v.is_finite()).map(|(k, v)| (k.clone(), *v)).collect::<BTreeMap<_, _>>();
+        let same = back.weights == self.weights
+            && back.optimizer == self.optimizer
+            && back.state == self.state
+            && CheckpointHeader { metrics: finite(&self.header.metrics), ..self.header.clone() } == back.header;
+        if !same {
+            return Err(Error::Corrupt("the checkpoint reads back different from what was written".into()));
+        }
+        Ok(bytes)
     }
 
     /// Reads a checkpoint, checking its signature, version, length and checksum.
@@ -240,8 +274,9 @@ impl Checkpoint {
         if differences.is_empty() { Ok(()) } else { Err(Error::ConfigMismatch { differences }) }
     }
 
-    /// Writes the file atomically: a temporary file in the same folder, flushed to disk, then
-    /// renamed over `path`; the folder is created if needed.
+    /// Writes the file atomically: a temporary file in the same folder, flushed to disk and read
+    /// back, then renamed over `path` (the previous file stays until the new one is verified);
+    /// the folder is created if needed.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn save(&self, path: &std::path::Path) -> Result<()> {
         use std::io::Write;
@@ -251,10 +286,14 @@ impl Checkpoint {
         }
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let tmp = path.with_file_name(format!(".{name}.{}.tmp", unique_suffix()));
+        let bytes = self.to_verified_bytes()?;
         let result = (|| {
             let mut file = std::fs::File::create(&tmp)?;
-            file.write_all(&self.to_bytes())?;
+            file.write_all(&bytes)?;
             file.sync_all()?;
+            if std::fs::read(&tmp)? != bytes {
+                return Err(std::io::Error::other("the file read back differs from what was written"));
+            }
             std::fs::rename(&tmp, path)
         })();
         if result.is_err() {
@@ -562,6 +601,25 @@ mod tests {
         let names: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names.len(), 1, "no temporary file left: {names:?}");
         assert!(matches!(Checkpoint::load(&dir.path().join("missing")), Err(Error::Io { .. })));
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn non_finite_metrics_never_make_a_file_unreadable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.ckpt");
+        let mut c = sample();
+        c.header.metrics.insert("psnr".into(), f64::INFINITY);
+        c.header.metrics.insert("usage".into(), f64::NAN);
+        c.save(&path).unwrap();
+        let back = Checkpoint::load(&path).unwrap();
+        assert_eq!(back.header.metrics, BTreeMap::from([("loss".to_string(), 1.5)]), "only the finite metric is kept");
+        assert_eq!(back.weights, c.weights);
+        // A file an older build wrote with `null` metrics still reads.
+        let mut old = serde_json::to_value(&sample().header).unwrap();
+        old["metrics"]["psnr"] = serde_json::Value::Null;
+        let header: CheckpointHeader = serde_json::from_value(old).unwrap();
+        assert_eq!(header.metrics.len(), 1);
     }
 
     #[cfg(not(target_arch = "wasm32"))]

@@ -99,5 +99,9 @@ pub use training_loop::{Autosave, Control, Ended, Hooks, Outcome, Run, StepDone,
 pub use var::{VarStats, VarTrainer, VarTrainingConfig};
 pub use vqgan::{VqganStats, VqganTrainer, VqganTrainingConfig};
 
+/// The most images a training step takes (the presets use 16-64): larger batches are refused
+/// before anything is allocated.
+pub const MAX_BATCH: usize = 1024;
+
 /// What the checkpoints say wrote them.
 pub const WRITTEN_BY: &str = concat!("tessera-train ", env!("CARGO_PKG_VERSION"));

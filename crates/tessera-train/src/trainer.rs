@@ -29,6 +29,9 @@ pub(crate) fn check_run(steps: usize, batch_size: usize, class_names: &[String],
     if steps == 0 || batch_size == 0 {
         return Err(crate::Error::Config("steps and batch_size must be positive".into()));
     }
+    if batch_size > crate::MAX_BATCH {
+        return Err(crate::Error::Config(format!("a batch of {batch_size} images is more than the {} a step takes", crate::MAX_BATCH)));
+    }
     if !class_names.is_empty() && class_names.len() != classes {
         return Err(crate::Error::Config(format!("{} class names for {classes} classes", class_names.len())));
     }
@@ -56,6 +59,10 @@ pub trait Trainer {
     fn step(&mut self, batch: &Batch) -> impl Future<Output = Result<Metrics>>;
     /// The run as a resumable checkpoint recording `metrics`.
     fn checkpoint(&self, metrics: &[(&str, f64)]) -> impl Future<Output = Result<Checkpoint>>;
+
+    /// Floats per image of the largest buffer a step allocates, from the model's config
+    /// ([`tessera_models::memory`]): checked against a GPU's buffer limit before a run starts.
+    fn largest_floats_per_image(&self) -> u64;
 
     /// Whether the run has taken all its steps.
     fn is_done(&self) -> bool {
@@ -103,6 +110,10 @@ fn tokenizer_metrics(loss: f32, psnr: f32, vq_loss: f32, grad_norm: f32, lr: f64
 impl Trainer for TokenizerTrainer {
     bookkeeping!(ModelKind::VarTokenizer);
 
+    fn largest_floats_per_image(&self) -> u64 {
+        self.config().model.largest_floats_per_image()
+    }
+
     async fn step(&mut self, batch: &Batch) -> Result<Metrics> {
         let (images, _) = crate::data::to_tensors(batch, self.device());
         let s = Self::step(self, images).await?;
@@ -112,6 +123,10 @@ impl Trainer for TokenizerTrainer {
 
 impl Trainer for VarTrainer {
     bookkeeping!(ModelKind::Var);
+
+    fn largest_floats_per_image(&self) -> u64 {
+        self.config().model.largest_floats_per_image()
+    }
 
     async fn step(&mut self, batch: &Batch) -> Result<Metrics> {
         let (images, labels) = crate::data::to_tensors(batch, self.device());
@@ -123,6 +138,11 @@ impl Trainer for VarTrainer {
 impl Trainer for JudgeTrainer {
     bookkeeping!(ModelKind::Judge);
 
+    fn largest_floats_per_image(&self) -> u64 {
+        let c = &self.config().model;
+        tessera_models::memory::conv_floats(c.widths.iter().copied(), c.image_size, c.image_size, true)
+    }
+
     async fn step(&mut self, batch: &Batch) -> Result<Metrics> {
         let s = Self::step(self, batch).await?;
         Ok(vec![("loss", s.loss as f64), ("accuracy", s.accuracy as f64), ("lr", s.lr)])
@@ -131,6 +151,10 @@ impl Trainer for JudgeTrainer {
 
 impl Trainer for VqganTrainer {
     bookkeeping!(ModelKind::RarTokenizer);
+
+    fn largest_floats_per_image(&self) -> u64 {
+        self.config().model.largest_floats_per_image()
+    }
 
     async fn step(&mut self, batch: &Batch) -> Result<Metrics> {
         let (images, _) = crate::data::to_tensors(batch, self.device());
@@ -142,6 +166,10 @@ impl Trainer for VqganTrainer {
 
 impl Trainer for RarTrainer {
     bookkeeping!(ModelKind::Rar);
+
+    fn largest_floats_per_image(&self) -> u64 {
+        self.config().model.largest_floats_per_image()
+    }
 
     async fn step(&mut self, batch: &Batch) -> Result<Metrics> {
         let (images, labels) = crate::data::to_tensors(batch, self.device());
@@ -160,6 +188,11 @@ impl Trainer for RarTrainer {
 impl Trainer for ColumnTokenizerTrainer {
     bookkeeping!(ModelKind::ColumnsTokenizer);
 
+    fn largest_floats_per_image(&self) -> u64 {
+        let c = &self.config().model;
+        c.largest_floats_per_image(c.resolution)
+    }
+
     async fn step(&mut self, batch: &Batch) -> Result<Metrics> {
         let (images, _) = crate::data::to_tensors(batch, self.device());
         let s = Self::step(self, images).await?;
@@ -169,6 +202,10 @@ impl Trainer for ColumnTokenizerTrainer {
 
 impl Trainer for EquivariantTrainer {
     bookkeeping!(ModelKind::Equivariant);
+
+    fn largest_floats_per_image(&self) -> u64 {
+        self.config().model.largest_floats_per_image()
+    }
 
     async fn step(&mut self, batch: &Batch) -> Result<Metrics> {
         let (images, labels) = crate::data::to_tensors(batch, self.device());

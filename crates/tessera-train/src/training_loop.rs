@@ -151,6 +151,13 @@ pub trait Hooks<T: Trainer> {
 
     /// The run pauses (`true`) or goes on (`false`).
     fn on_pause(&mut self, _paused: bool) {}
+
+    /// Asked before every step: an error (the device the run trains on was lost) ends the run
+    /// with it, before the step submits work that cannot run. Nothing is saved then: the saved
+    /// checkpoints are the last good state.
+    fn before_step(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
 }
 
 /// Trains `trainer` on `run.dataset` until it is done or stopped; see the module docs.
@@ -184,6 +191,7 @@ pub async fn train<T: Trainer, H: Hooks<T>>(trainer: &mut T, run: Run<'_>, hooks
         }
 
         // 2. One step; a non-finite loss left the trainer at its last good state: keep that.
+        hooks.before_step()?;
         let step = trainer.step_index();
         let started = Instant::now();
         let batch = tessera_data::batch(dataset, &order.indices(step));
@@ -319,6 +327,9 @@ mod tests {
         }
         fn seed(&self) -> u64 {
             0
+        }
+        fn largest_floats_per_image(&self) -> u64 {
+            4
         }
         async fn step(&mut self, batch: &Batch) -> Result<Metrics> {
             assert_eq!(batch.shape, [3, 1, 2, 2]);

@@ -4,7 +4,6 @@
 
 use burn::prelude::Device;
 use tessera_kernels::Compute;
-use tessera_models::family::Family;
 
 use crate::app::{dropped, export};
 use crate::app::training::{self, Phase, SavedCheckpoint, TrainJob};
@@ -91,10 +90,7 @@ impl TrainPanel {
                         forget = Some(i);
                     }
                 }
-                let hover = match c.family {
-                    Family::Var => "continue this run on the chosen dataset, up to the step counts above",
-                    _ => "continue this run on the chosen dataset, to the end of its own schedule",
-                };
+                let hover = "continue this run on the chosen dataset, exactly: to the end of its own schedule";
                 if c.resumable && ui.add_enabled(can_resume, egui::Button::new("Resume").small()).on_hover_text(hover).clicked() {
                     resume = Some(c.clone());
                 }

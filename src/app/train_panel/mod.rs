@@ -319,7 +319,17 @@ impl TrainPanel {
         let resume = match c.phase {
             Phase::Tokenizer => Resume::Tokenizer(c.bytes.clone()),
             Phase::Transformer => match c.tokenizer_among(candidates) {
-                Some(t) => Resume::Transformer { tokenizer: t.bytes.clone(), transformer: c.bytes.clone() },
+                Some(t) if c.tokenizer_id.is_none() || t.tokenizer_id == c.tokenizer_id => {
+                    Resume::Transformer { tokenizer: t.bytes.clone(), transformer: c.bytes.clone() }
+                }
+                Some(_) => {
+                    self.message = Some(Err(format!(
+                        "{} was trained with a tokenizer that is not listed: drop the {} of its run too",
+                        c.describe(),
+                        Phase::Tokenizer.file_name(c.family)
+                    )));
+                    return;
+                }
                 None => {
                     self.message = Some(Err(format!(
                         "resuming a {} transformer needs its tokenizer: drop its tokenizer.ckpt too",
@@ -329,10 +339,9 @@ impl TrainPanel {
                 }
             },
         };
-        // The run goes on in the checkpoint's family (RAR and column runs keep their own step counts).
+        // The run goes on in the checkpoint's family, exactly: to its own step counts and schedule.
         self.family = c.family;
-        let kept = if c.family == Family::Var { String::new() } else { format!(" (a {} run keeps its step counts)", c.family.label()) };
-        self.message = Some(Ok(format!("resuming {}{kept}", c.describe())));
+        self.message = Some(Ok(format!("resuming {} (to the end of its own schedule)", c.describe())));
         self.start(dataset, device, ctx, Some(resume));
     }
 

@@ -26,6 +26,8 @@ pub struct ColumnsGenerator {
     vae_norm: f64,
     info: ModelInfo,
     device: Device,
+    /// The decoder's largest buffer per pixel of width (it grows with the width).
+    floats_per_pixel_column: u64,
 }
 
 impl ColumnsGenerator {
@@ -67,7 +69,8 @@ impl ColumnsGenerator {
             train_seconds,
             warning,
         };
-        Ok(Self { model, tokenizer, column_width, vae_norm, info, device: device.clone() })
+        let floats_per_pixel_column = tokenizer_config.largest_floats_per_image(1);
+        Ok(Self { model, tokenizer, column_width, vae_norm, info, device: device.clone(), floats_per_pixel_column })
     }
 
     /// The transformer, for column-specific tools (benchmarks, the trainer).
@@ -179,6 +182,11 @@ impl ImageGenerator for ColumnsGenerator {
 
     fn device(&self) -> Device {
         self.device.clone()
+    }
+
+    fn largest_floats_per_image(&self, request: &SampleRequest) -> u64 {
+        let columns = request.width.unwrap_or(self.model.token_num());
+        2 * self.floats_per_pixel_column * (columns * self.column_width) as u64
     }
 }
 

@@ -216,6 +216,9 @@ impl SampleRequest {
         if self.classes.is_empty() {
             return Err(crate::Error::Invalid("no images asked for".into()));
         }
+        if self.classes.len() > MAX_IMAGES {
+            return Err(crate::Error::Invalid(format!("{} images asked for at once, at most {MAX_IMAGES} are drawn together", self.classes.len())));
+        }
         for &class in &self.classes {
             info.check_class(class)?;
         }
@@ -231,6 +234,9 @@ impl SampleRequest {
     }
 }
 
+/// The most images one request draws together (one batch).
+pub const MAX_IMAGES: usize = 1024;
+
 /// A trained generator with its tokenizer, ready to sample.
 pub trait ImageGenerator: Send + Sync {
     fn info(&self) -> &ModelInfo;
@@ -240,6 +246,16 @@ pub trait ImageGenerator: Send + Sync {
     fn start(&self, request: &SampleRequest, edit: Option<&Edit>) -> crate::Result<Box<dyn Sampling + '_>>;
     /// The device the weights live on.
     fn device(&self) -> Device;
+    /// Floats per image of the largest buffer sampling `request` allocates, guidance's doubled
+    /// batch included ([`crate::memory`]).
+    fn largest_floats_per_image(&self, request: &SampleRequest) -> u64;
+}
+
+/// Errors, saying how many images would fit, unless sampling `request` stays within a GPU's
+/// largest buffer of `limit` bytes (`None`: the CPU backend, no limit). Checked before a
+/// generation starts: wgpu answers a too-large buffer with a panic.
+pub fn check_fits(generator: &dyn ImageGenerator, request: &SampleRequest, limit: Option<u64>) -> crate::Result<()> {
+    crate::memory::check("a generation", request.classes.len(), generator.largest_floats_per_image(request), limit).map_err(crate::Error::Invalid)
 }
 
 /// One sampling run, advanced one player step at a time; nothing is read back.

@@ -22,6 +22,8 @@ pub struct RarGenerator {
     /// Official `guidance_scale_pow` of this model's schedule (0: constant guidance).
     guidance_pow: f64,
     device: Device,
+    /// [`ImageGenerator::largest_floats_per_image`] without guidance: the tokenizer's decoder.
+    floats_per_image: u64,
 }
 
 impl RarGenerator {
@@ -59,7 +61,8 @@ impl RarGenerator {
             train_seconds,
             warning,
         };
-        Ok(Self { rar, vqgan, info, guidance_pow: 0.0, device: device.clone() })
+        let floats_per_image = vqgan_config.largest_floats_per_image();
+        Ok(Self { rar, vqgan, info, guidance_pow: 0.0, device: device.clone(), floats_per_image })
     }
 
     /// Ramps guidance as `(1 − cos(π (s/N)^pow)) / 2` instead of holding it constant.
@@ -151,6 +154,10 @@ impl ImageGenerator for RarGenerator {
 
     fn device(&self) -> Device {
         self.device.clone()
+    }
+
+    fn largest_floats_per_image(&self, _: &SampleRequest) -> u64 {
+        2 * self.floats_per_image
     }
 }
 

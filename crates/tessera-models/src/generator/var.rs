@@ -15,6 +15,8 @@ pub struct VarGenerator {
     vae: MsVqVae,
     info: ModelInfo,
     device: Device,
+    /// [`ImageGenerator::largest_floats_per_image`]: the decoder's, or the last scale's logits.
+    floats_per_image: u64,
 }
 
 impl VarGenerator {
@@ -54,7 +56,9 @@ impl VarGenerator {
             train_seconds,
             warning,
         };
-        Ok(Self { var, vae, info, device: device.clone() })
+        let last_scale = vae_config.patch_nums.last().map_or(0, |p| p * p);
+        let floats_per_image = vae_config.largest_floats_per_image().max((last_scale * vae_config.vocab_size) as u64);
+        Ok(Self { var, vae, info, device: device.clone(), floats_per_image })
     }
 
     /// The transformer, for VAR-specific tools (kernel benchmarks, the trainer).
@@ -120,6 +124,10 @@ impl ImageGenerator for VarGenerator {
 
     fn device(&self) -> Device {
         self.device.clone()
+    }
+
+    fn largest_floats_per_image(&self, _: &SampleRequest) -> u64 {
+        2 * self.floats_per_image
     }
 }
 

@@ -122,6 +122,15 @@ pub struct EquivariantConfig {
 }
 
 impl EquivariantConfig {
+    /// Floats per image of the largest buffer a training step allocates ([`crate::memory`]):
+    /// the MLP over the slots, or the flow head's noise draws per token.
+    pub fn largest_floats_per_image(&self) -> u64 {
+        let slots = self.token_num + self.buffer_size;
+        let hidden = (self.embed_dim as f64 * self.mlp_ratio) as usize;
+        let head = (self.token_num * self.diffusion_batch_mul * self.head_width) as u64;
+        crate::memory::transformer_floats(slots, hidden).max(head)
+    }
+
     /// Keys the self-attention of one block reads for an image of `columns` columns, summed over
     /// its tokens (what [`Equivariant::attention_mask`] allows: `min(i, w) + 1` for token `i`
     /// under the window `w`, `i + 1` plainly causal). The attention's multiply-adds are this

@@ -71,6 +71,13 @@ pub struct RarConfig {
 }
 
 impl RarConfig {
+    /// Floats per image of the largest buffer a training step allocates ([`crate::memory`]):
+    /// the MLP, the logits or the per-position AdaLN (6 widths) over the class token and the codes.
+    pub fn largest_floats_per_image(&self) -> u64 {
+        let hidden = self.intermediate_size.max(self.embedding_rows()).max(6 * self.hidden_size);
+        crate::memory::transformer_floats(self.seq_len + 1, hidden)
+    }
+
     /// Rows of the shared embedding table: codes, the mask id, the classes and the null class.
     pub fn embedding_rows(&self) -> usize {
         self.codebook_size + 1 + self.num_classes + 1

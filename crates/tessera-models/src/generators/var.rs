@@ -99,6 +99,14 @@ pub struct VarConfig {
 }
 
 impl VarConfig {
+    /// Floats per image of the largest buffer a training step allocates ([`crate::memory`]):
+    /// the MLP or the logits over all scales' tokens.
+    pub fn largest_floats_per_image(&self) -> u64 {
+        let tokens = self.patch_nums.iter().map(|p| p * p).sum();
+        let hidden = ((self.embed_dim as f64 * self.mlp_ratio) as usize).max(self.vocab_size);
+        crate::memory::transformer_floats(tokens, hidden)
+    }
+
     /// The official `build_vae_var` sizing: width `64 * depth`, `depth` heads of 64.
     pub fn from_depth(
         depth: usize,

@@ -174,6 +174,12 @@ pub struct ColumnTokenizerConfig {
 }
 
 impl ColumnTokenizerConfig {
+    /// Floats per image of the largest buffer encoding or decoding an image `width` pixels wide
+    /// allocates ([`crate::memory`]; the width is not always halved per level, so it is kept).
+    pub fn largest_floats_per_image(&self, width: usize) -> u64 {
+        crate::memory::conv_floats(self.ch_mult.iter().map(|m| self.ch * m), self.resolution, width, false)
+    }
+
     /// The MNIST tokenizer: 32×32 grey images → 8 column tokens (4 px wide, full height) of 16.
     ///
     /// Three levels (32 → 16 → 8 high, the width halved twice) of 32, 32 and 64 channels, one res

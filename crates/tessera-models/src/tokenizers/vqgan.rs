@@ -109,6 +109,11 @@ pub struct VqganConfig {
 }
 
 impl VqganConfig {
+    /// Floats per image of the largest buffer encoding or decoding allocates ([`crate::memory`]).
+    pub fn largest_floats_per_image(&self) -> u64 {
+        crate::memory::conv_floats(self.channel_mult.iter().map(|m| self.hidden_channels * m), self.resolution, self.resolution, true)
+    }
+
     /// The MNIST tokenizer: 32×32 grey images → 8×8 = 64 tokens of a 256-code book.
     ///
     /// Three levels (32 → 16 → 8) with `channel_mult [1, 1, 2]` on the narrowest width GroupNorm(32)

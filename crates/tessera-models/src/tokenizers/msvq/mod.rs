@@ -85,6 +85,12 @@ pub struct MsVqVaeConfig {
 }
 
 impl MsVqVaeConfig {
+    /// Floats per image of the largest buffer encoding or decoding allocates ([`crate::memory`]).
+    pub fn largest_floats_per_image(&self) -> u64 {
+        let side = self.image_size();
+        crate::memory::conv_floats(self.ch_mult.iter().map(|m| self.ch * m), side, side, true)
+    }
+
     /// Spatial reduction of the encoder, `2^(len(ch_mult) - 1)`.
     pub fn downsample(&self) -> usize {
         1 << (self.ch_mult.len().saturating_sub(1))
