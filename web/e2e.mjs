@@ -185,46 +185,77 @@ async function generateAndCheck(page, target, generator) {
   }
 }
 
-/** Destroys the page's GPUDevice once the app is ready and checks what the page says. */
+/** Destroys the page's GPUDevice in the middle of work and checks what the page says: first
+ * during a RAR generation (token by token, on the GPU), then during a training run (which a
+ * software adapter leaves to the CPU backend, so it must go on to its end and keep its
+ * checkpoints). The page must report the loss and must not crash (no uncaught error, which a
+ * panic in the wasm would be). */
 async function loseTheDevice(browser) {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-  const crashes = [];
-  const afterLoss = [];
-  page.on('pageerror', (e) => crashes.push(`uncaught after the loss: ${e}`));
-  page.on('console', (m) => { if (m.type() === 'error') afterLoss.push(m.text().slice(0, 200)); });
-  // Keep every device the page asks for, so the test can destroy it.
-  await page.addInitScript(() => {
-    if (!('gpu' in navigator)) return;
-    const request = GPUAdapter.prototype.requestDevice;
-    GPUAdapter.prototype.requestDevice = async function (...args) {
-      const device = await request.apply(this, args);
-      (window.__tesseraDevices ||= []).push(device);
-      return device;
-    };
-  });
-  await page.goto(url.replace(/\?.*$/, '?'));
-  await waitForReady(page);
-  const destroyed = await page.evaluate(() => (window.__tesseraDevices || []).map((d) => (d.destroy(), 1)).length);
-  if (destroyed === 0) failures.push('no GPUDevice to destroy: the page did not use WebGPU');
-  let said = null;
-  try {
-    // The app notices at its next frame; a mouse move asks for one.
-    for (let i = 0; i < 60 && !said; i++) {
-      await page.mouse.move(100 + i, 100);
-      said = await page.evaluate(() => {
-        const box = document.getElementById('tessera_message');
-        const shown = box && getComputedStyle(box).display !== 'none' ? box.textContent : null;
-        return window.tessera?.state === 'error' && shown && shown.includes('GPU device was lost') ? shown : null;
-      });
-      if (!said) await page.waitForTimeout(500);
+  const lose = async (link, what, started) => {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    const crashes = [];
+    const afterLoss = [];
+    page.on('pageerror', (e) => crashes.push(`${what}: uncaught after the loss: ${e}`));
+    page.on('console', (m) => { if (m.type() === 'error') afterLoss.push(m.text().slice(0, 200)); });
+    // Keep every device the page asks for, so the test can destroy it.
+    await page.addInitScript(() => {
+      if (!('gpu' in navigator)) return;
+      const request = GPUAdapter.prototype.requestDevice;
+      GPUAdapter.prototype.requestDevice = async function (...args) {
+        const device = await request.apply(this, args);
+        (window.__tesseraDevices ||= []).push(device);
+        return device;
+      };
+    });
+    await page.goto(url.replace(/\?.*$/, link));
+    let said = null;
+    try {
+      await page.waitForFunction(started, null, { timeout: timeoutMs, polling: 100 });
+      const destroyed = await page.evaluate(() => (window.__tesseraDevices || []).map((d) => (d.destroy(), 1)).length);
+      if (destroyed === 0) failures.push(`${what}: no GPUDevice to destroy: the page did not use WebGPU`);
+      // The app notices at its next frame; a mouse move asks for one.
+      for (let i = 0; i < 60 && !said; i++) {
+        await page.mouse.move(100 + i, 100);
+        said = await page.evaluate(() => {
+          const box = document.getElementById('tessera_message');
+          const shown = box && getComputedStyle(box).display !== 'none' ? box.textContent : null;
+          return window.tessera?.state === 'error' && shown && shown.includes('GPU device was lost') ? shown : null;
+        });
+        if (!said) await page.waitForTimeout(500);
+      }
+      if (!said) failures.push(`${what}: a lost GPU device was not reported in the page`);
+      console.log(`${what}: after destroying ${destroyed} GPUDevice(s) the page says:`, JSON.stringify(said),
+        `(${afterLoss.length} console error(s) after the loss, expected: work on a lost device fails)`);
+      return page;
+    } catch (e) {
+      failures.push(`${what}: ${e}`);
+      return page;
+    } finally {
+      failures.push(...crashes);
     }
+  };
+
+  // During a generation: RAR's 64 tokens take a while on SwiftShader.
+  let page = await lose('?generator=rar&class=3&seed=1&n=4&autorun=1', 'a generation',
+    () => window.tessera?.state === 'running');
+  await page.close();
+
+  // During a training run on the CPU backend: it goes on to its end and keeps its checkpoints.
+  page = await lose('?train=2,40,4', 'a training run', () => String(window.tessera?.training) === 'training');
+  try {
+    await page.waitForFunction(() => ['done', 'stopped'].includes(window.tessera?.training) ||
+      String(window.tessera?.training).startsWith('failed'), null, { timeout: timeoutMs, polling: 500 });
+    const trained = await page.evaluate(() => ({ training: window.tessera?.training, checkpoints: window.tessera?.checkpoints }));
+    console.log('training after the loss:', JSON.stringify(trained));
+    if (trained.training !== 'done') failures.push(`a training run on the CPU ended "${trained.training}" after the GPU was lost`);
+    if ((trained.checkpoints || []).filter((l) => /at step (2|40)\b/.test(l)).length < 2) {
+      failures.push(`a training run after the GPU loss did not list both checkpoints: ${JSON.stringify(trained.checkpoints)}`);
+    }
+  } catch (e) {
+    failures.push(`a training run after the GPU loss: ${e}`);
   } finally {
     await page.close();
   }
-  console.log(`after destroying ${destroyed} GPUDevice(s) the page says:`, JSON.stringify(said),
-    `(${afterLoss.length} console error(s) after the loss, expected: work on a lost device fails)`);
-  if (!said) failures.push('a lost GPU device was not reported in the page');
-  failures.push(...crashes);
 }
 
 /** A solid-colour RGB PNG, `w`x`h`, with a gradient so no two pictures are alike. */

@@ -24,6 +24,7 @@ use tessera_data::Image;
 use tessera_kernels::Compute;
 use tessera_models::family::Family;
 use tessera_models::generator::{Chosen, Continuation, Edit, ImageGenerator, SampleRequest, Sampling};
+use tessera_models::readback::on_host;
 use web_time::Instant;
 
 use super::generate_settings::GenerateSettings;
@@ -258,8 +259,10 @@ pub fn start(generator: Arc<dyn ImageGenerator>, settings: GenerateSettings, inp
             }
             Err(e) => Err(e),
         };
-        if result.is_err() {
-            finish(&worker, result, false);
+        if let Err(e) = result {
+            // A step that failed because the GPU went away says so, whatever the backend's error.
+            let lost = tessera_kernels::device::lost_after_failure(&generator.device());
+            finish(&worker, Err(if lost { anyhow::anyhow!(tessera_kernels::device::LOST) } else { e }), false);
         }
         ctx.request_repaint();
     });
@@ -317,7 +320,7 @@ impl Drop for FailIfAbandoned {
         let mut progress = self.0.progress();
         if progress.status == JobStatus::Running {
             // A GPU lost in the middle of a step fails its readback inside the backend (a panic).
-            let why = if tessera_kernels::is_lost(&self.1) { tessera_kernels::device::LOST } else { "generation stopped unexpectedly (see the log)" };
+            let why = if tessera_kernels::device::lost_after_failure(&self.1) { tessera_kernels::device::LOST } else { "generation stopped unexpectedly (see the log)" };
             progress.status = JobStatus::Failed(why.into());
         }
         progress.extendable = false;
@@ -464,6 +467,7 @@ impl CanvasPace {
 async fn read_images(images: Tensor<4>, n: usize) -> anyhow::Result<Vec<Arc<Image>>> {
     let [_, c, h, w] = images.dims();
     let pixels = images.into_data_async().await.map_err(|e| anyhow::anyhow!("reading the image back: {e:?}"))?;
+    let pixels = on_host(pixels).map_err(anyhow::Error::msg)?;
     let pixels: Vec<f32> = pixels.iter::<f32>().collect();
     Ok(pixels.chunks(c * h * w).take(n).map(|p| Arc::new(Image::new(c, h, w, p.to_vec()))).collect())
 }
@@ -474,6 +478,7 @@ async fn token_maps(chosen: Chosen, n: usize) -> anyhow::Result<Vec<TokenMap>> {
         Chosen::Codes { codes, current } => {
             let [_, rows, cols] = codes.dims();
             let codes = codes.into_data_async().await.map_err(|e| anyhow::anyhow!("reading the tokens back: {e:?}"))?;
+            let codes = on_host(codes).map_err(anyhow::Error::msg)?;
             let codes: Vec<Option<u32>> = codes.iter::<i64>().map(|c| u32::try_from(c).ok()).collect();
             let maps = codes.chunks(rows * cols).take(n).enumerate();
             maps.map(|(i, c)| TokenMap { rows, cols, codes: c.to_vec(), current: current.get(i).copied() }).collect()

@@ -191,7 +191,7 @@ impl eframe::App for TesseraApp {
             // the page's own alert box says it too, once.
             #[cfg(target_arch = "wasm32")]
             if !std::mem::replace(&mut self.loss_shown, true) {
-                let text = "The GPU device was lost, so Tessera stopped drawing and computing. Checkpoints already saved are in this page's storage: reload the page and the Train tab lists them again.";
+                let text = "The GPU device was lost, so Tessera stopped drawing and the work on the GPU stopped (a training run on the CPU goes on to its end). Checkpoints already saved are in this page's storage: reload the page and the Train tab lists them again.";
                 hooks::report_state(hooks::AppState::Error, Some(text));
                 crate::web::show_message(text);
             }

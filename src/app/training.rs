@@ -297,7 +297,8 @@ impl TrainJob {
 }
 
 impl TrainJob {
-    fn new(request: &TrainRequest) -> Self {
+    /// A job for `request`, not started: [`start`] runs one in the background, [`run`] in place.
+    pub fn new(request: &TrainRequest) -> Self {
         let progress = TrainProgress {
             family: request.family,
             status: TrainStatus::Running,
@@ -325,8 +326,11 @@ pub fn start(request: TrainRequest, device: Device, ctx: egui::Context) -> Train
         let guard = FailIfAbandoned(worker.clone(), device.clone());
         let result = run(&request, &device, &worker, &|| ctx.request_repaint()).await;
         std::mem::forget(guard);
+        // A step that failed because the GPU went away says so, whatever the backend's error.
+        let lost = result.is_err() && tessera_kernels::device::lost_after_failure(&device);
         let mut p = worker.progress();
         p.status = match result {
+            Err(_) if lost => TrainStatus::Failed(format!("{}; its checkpoints saved so far are kept", tessera_kernels::device::LOST)),
             Err(e) => TrainStatus::Failed(format!("{e:#}")),
             Ok(Ended::Stopped) => TrainStatus::Stopped,
             Ok(Ended::Done) => TrainStatus::Done,
@@ -346,7 +350,7 @@ impl Drop for FailIfAbandoned {
         let mut p = self.0.progress();
         if matches!(p.status, TrainStatus::Running | TrainStatus::Paused) {
             // A GPU lost in the middle of a step fails its readback inside the backend (a panic).
-            let why = if tessera_kernels::is_lost(&self.1) {
+            let why = if tessera_kernels::device::lost_after_failure(&self.1) {
                 format!("{}; its checkpoints saved so far are kept", tessera_kernels::device::LOST)
             } else {
                 "the training stopped unexpectedly (see the log)".to_string()
@@ -787,6 +791,7 @@ async fn codebook_extra(trainer: &impl Trainer, step: usize, usage: impl FnOnce(
         return Ok(Extra::Nothing);
     }
     let usage = usage().into_data_async().await.map_err(|e| anyhow::anyhow!("reading the codebook usage back: {e:?}"))?;
+    let usage = tessera_models::readback::on_host(usage).map_err(anyhow::Error::msg)?;
     Ok(Extra::CodebookUsage(usage.iter::<f32>().collect()))
 }
 
@@ -969,6 +974,7 @@ async fn read_images(images: Tensor<4>) -> anyhow::Result<Vec<Image>> {
     let images = images.clamp(0.0, 1.0);
     let [n, c, h, w] = images.dims();
     let pixels = images.into_data_async().await.map_err(|e| anyhow::anyhow!("reading the samples back: {e:?}"))?;
+    let pixels = tessera_models::readback::on_host(pixels).map_err(anyhow::Error::msg)?;
     let pixels: Vec<f32> = pixels.iter::<f32>().collect();
     Ok((0..n).map(|i| Image::new(c, h, w, pixels[i * c * h * w..(i + 1) * c * h * w].to_vec())).collect())
 }

@@ -281,6 +281,23 @@ pub fn is_lost(device: &Device) -> bool {
     registered(device, |r| r.lost.load(Ordering::Relaxed)).unwrap_or(false)
 }
 
+/// [`is_lost`] for a job whose step just failed (a panic in the backend's readback): with work in
+/// flight, wgpu reports the loss once that work is retired, a moment after the failure, so a
+/// registered GPU is given up to a second to say so. On the CPU backend: false at once.
+pub fn lost_after_failure(device: &Device) -> bool {
+    if registered(device, |_| ()).is_none() {
+        return false;
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    for _ in 0..20 {
+        if is_lost(device) {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    is_lost(device)
+}
+
 /// The message a job ends with when its GPU is lost.
 pub const LOST: &str = "the GPU device was lost (driver reset, GPU removed, or the browser reclaimed it): this job stopped";
 

@@ -37,6 +37,18 @@ fn wgpu_device_starts_and_matches_the_cpu_backend() {
 }
 
 #[test]
+#[ignore = "needs a GPU adapter (lavapipe will do): scripts/test.sh runs it with --ignored"]
+fn a_device_used_from_another_thread_is_still_reported_lost() {
+    let compute = gpu_compute();
+    let device = compute.device.clone();
+    std::thread::spawn(move || small_computation(&device)).join().unwrap();
+    let wgpu_device = compute.wgpu_device().expect("a GPU compute has a wgpu device");
+    wgpu_device.destroy();
+    let _ = wgpu_device.poll(burn::backend::wgpu::wgpu::PollType::wait_indefinitely());
+    assert!(compute.is_lost(), "the device-lost callback did not fire (was it replaced?)");
+}
+
+#[test]
 fn cpu_preference_never_touches_wgpu() {
     let compute = device::create_blocking(Preference::Cpu).unwrap();
     assert!(!compute.is_gpu());

@@ -33,6 +33,7 @@ pub mod judge;
 pub mod memory;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod parity;
+pub mod readback;
 pub mod resize;
 pub mod rng;
 pub mod sampling;

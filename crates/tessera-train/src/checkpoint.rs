@@ -461,7 +461,7 @@ pub fn fingerprint(bytes: &[u8]) -> String {
 pub async fn named_tensors_to_bytes(named: Vec<(String, Tensor<2>)>) -> Result<Vec<u8>> {
     let mut tensors = Vec::with_capacity(named.len());
     for (name, t) in named {
-        let data = t.into_data_async().await.map_err(Error::readback)?;
+        let data = t.into_data_async().await.map_err(Error::readback).and_then(crate::error::on_host)?;
         let (bytes, shape, dtype) = data.into_parts();
         tensors.push(burn_pack::Tensor::new(name, dtype, shape, None, bytes));
     }
@@ -511,7 +511,7 @@ pub async fn weights_to_bytes<M: Module>(module: &M) -> Result<Vec<u8>> {
     module.visit(&mut visitor);
     let mut tensors = Vec::with_capacity(visitor.out.len());
     for (path, id, flat, shape) in visitor.out {
-        let data = flat.into_data_async().await.map_err(Error::readback)?;
+        let data = flat.into_data_async().await.map_err(Error::readback).and_then(crate::error::on_host)?;
         let (bytes, _, dtype) = data.into_parts();
         tensors.push(burn_pack::Tensor::new(path, dtype, shape, Some(id.val()), bytes));
     }

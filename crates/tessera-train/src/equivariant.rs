@@ -202,7 +202,7 @@ impl EquivariantTrainer {
         let draws = self.tokenizer.posterior(images.inner()).sample(&mut rng);
         if self.step == 0 && self.config.measure_vae_norm {
             let numel = draws.shape().num_elements();
-            let std = draws.clone().reshape([numel]).var(0).sqrt().into_data_async().await.map_err(Error::readback)?;
+            let std = draws.clone().reshape([numel]).var(0).sqrt().into_data_async().await.map_err(Error::readback).and_then(crate::error::on_host)?;
             let std = std.iter::<f32>().next().unwrap_or(1.0) as f64;
             if !(std.is_finite() && std > 0.0) {
                 return Err(Error::Config(format!("the tokenizer's tokens have no spread (std {std}): train the tokenizer first")));

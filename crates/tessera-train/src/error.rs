@@ -116,3 +116,9 @@ impl Error {
         Self::Readback(format!("{e:?}"))
     }
 }
+
+/// [`tessera_models::readback::on_host`] with this crate's error: a readback that fails (a lost
+/// GPU) is an error here rather than a panic at first use.
+pub(crate) fn on_host(data: burn::tensor::TensorData) -> Result<burn::tensor::TensorData> {
+    tessera_models::readback::on_host(data).map_err(Error::Readback)
+}

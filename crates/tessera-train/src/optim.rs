@@ -198,7 +198,7 @@ impl AdamW {
         let grad_norm = Self::grad_norm(model, &grads);
         let mut parts = report;
         parts.push(grad_norm.clone());
-        let data = Tensor::cat(parts, 0).into_data_async().await.map_err(Error::readback)?;
+        let data = Tensor::cat(parts, 0).into_data_async().await.map_err(Error::readback).and_then(crate::error::on_host)?;
         let values: Vec<f32> = data.iter::<f32>().collect();
         let norm = *values.last().expect("the gradient norm is read");
         if !values[0].is_finite() {
@@ -229,7 +229,7 @@ impl AdamW {
         for p in param_infos(module) {
             let Some(m) = self.state.get(&p.id) else { continue };
             for (name, t) in [("exp_avg", &m.exp_avg), ("exp_avg_sq", &m.exp_avg_sq)] {
-                let data = t.clone().into_data_async().await.map_err(Error::readback)?;
+                let data = t.clone().into_data_async().await.map_err(Error::readback).and_then(crate::error::on_host)?;
                 let (bytes, shape, dtype) = data.into_parts();
                 tensors.push(burn_pack::Tensor::new(format!("{}.{name}", p.path), dtype, shape, None, bytes));
             }

@@ -374,6 +374,6 @@ pub const CODEBOOK_PATH: &str = "quantize.embedding.weight";
 
 /// Reads a small tensor back as `f32`s.
 pub(crate) async fn read_vec(t: Tensor<1>) -> crate::Result<Vec<f32>> {
-    let data = t.into_data_async().await.map_err(Error::readback)?;
+    let data = t.into_data_async().await.map_err(Error::readback).and_then(crate::error::on_host)?;
     Ok(data.iter::<f32>().collect())
 }
