@@ -7,14 +7,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tessera/target}"
 bash scripts/setup.sh test
-# A persistent target dir grows with every build (stale artefacts of old versions are never
-# removed): below 20 GB free, start it afresh rather than fail half way with "No space left".
-mkdir -p "$CARGO_TARGET_DIR"
-free_kb=$(df -Pk "$CARGO_TARGET_DIR" | awk 'NR==2 {print $4}')
-if [ "${free_kb:-0}" -lt $((20 * 1024 * 1024)) ]; then
-    echo "== only $((free_kb / 1024 / 1024)) GB free: removing the old build in $CARGO_TARGET_DIR" >&2
-    rm -rf "$CARGO_TARGET_DIR"
-fi
 echo "== native tests (target dir $CARGO_TARGET_DIR)"
 cargo test --workspace --locked
 echo "== GPU tests (ignored by plain cargo test: they need an adapter; lavapipe here without a GPU)"

@@ -255,7 +255,7 @@ pub fn start(generator: Arc<dyn ImageGenerator>, settings: GenerateSettings, inp
             Ok(mut sampling) => {
                 let extendable = sampling.extend(0);
                 finish(&worker, Ok(()), extendable);
-                if extendable { extend_on_request(sampling.as_mut(), &generator.device(), &worker, &repaint).await } else { Ok(()) }
+                if extendable { extend_on_request(sampling.as_mut(), generator.as_ref(), &worker, &repaint).await } else { Ok(()) }
             }
             Err(e) => Err(e),
         };
@@ -283,7 +283,8 @@ fn finish(job: &Job, result: anyhow::Result<()>, extendable: bool) {
 }
 
 /// Waits for [`Job::extend`] and extends the run, again and again, until the job is cancelled.
-async fn extend_on_request(run: &mut dyn Sampling, device: &Device, job: &Job, repaint: &(dyn Fn() + Sync)) -> anyhow::Result<()> {
+async fn extend_on_request(run: &mut dyn Sampling, generator: &dyn ImageGenerator, job: &Job, repaint: &(dyn Fn() + Sync)) -> anyhow::Result<()> {
+    let device = &generator.device();
     loop {
         repaint();
         let more = loop {
@@ -296,9 +297,12 @@ async fn extend_on_request(run: &mut dyn Sampling, device: &Device, job: &Job, r
                 n => break n,
             }
         };
+        // The wider image must still fit the GPU's largest buffer (its decoder grows with the width).
+        let count = job.progress().settings.count;
+        let wider = SampleRequest { classes: vec![0; count], width: Some(run.steps() + more), ..Default::default() };
+        tessera_models::generator::check_fits(generator, &wider, tessera_kernels::buffer_limit(device))?;
         anyhow::ensure!(run.extend(more), "the image cannot grow by {more} more columns");
         job.progress().steps_total = run.steps();
-        let count = job.progress().settings.count;
         let result = advance(run, count, device, job, repaint).await;
         let failed = result.is_err();
         finish(job, result, true);
@@ -317,10 +321,13 @@ struct FailIfAbandoned(Job, Device);
 
 impl Drop for FailIfAbandoned {
     fn drop(&mut self) {
+        let running = self.0.progress().status == JobStatus::Running;
+        // Asked without the job's lock held: it may wait a moment for wgpu to report a loss.
+        let lost = running && tessera_kernels::device::lost_after_failure(&self.1);
         let mut progress = self.0.progress();
-        if progress.status == JobStatus::Running {
-            // A GPU lost in the middle of a step fails its readback inside the backend (a panic).
-            let why = if tessera_kernels::device::lost_after_failure(&self.1) { tessera_kernels::device::LOST } else { "generation stopped unexpectedly (see the log)" };
+        if running && progress.status == JobStatus::Running {
+            // A GPU lost in the middle of a step can still fail inside the backend (a panic).
+            let why = if lost { tessera_kernels::device::LOST } else { "generation stopped unexpectedly (see the log)" };
             progress.status = JobStatus::Failed(why.into());
         }
         progress.extendable = false;

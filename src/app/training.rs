@@ -347,10 +347,13 @@ struct FailIfAbandoned(TrainJob, Device);
 
 impl Drop for FailIfAbandoned {
     fn drop(&mut self) {
+        let unfinished = |p: &TrainProgress| matches!(p.status, TrainStatus::Running | TrainStatus::Paused);
+        // Asked without the job's lock held: it may wait a moment for wgpu to report a loss.
+        let lost = unfinished(&self.0.progress()) && tessera_kernels::device::lost_after_failure(&self.1);
         let mut p = self.0.progress();
-        if matches!(p.status, TrainStatus::Running | TrainStatus::Paused) {
-            // A GPU lost in the middle of a step fails its readback inside the backend (a panic).
-            let why = if tessera_kernels::device::lost_after_failure(&self.1) {
+        if unfinished(&p) {
+            // A GPU lost in the middle of a step can still fail inside the backend (a panic).
+            let why = if lost {
                 format!("{}; its checkpoints saved so far are kept", tessera_kernels::device::LOST)
             } else {
                 "the training stopped unexpectedly (see the log)".to_string()
@@ -482,7 +485,7 @@ fn fits_the_device(batch: usize, floats_per_image: u64, device: &Device) -> anyh
 }
 
 fn fits_a_buffer(batch: usize, floats_per_image: u64, limit: Option<u64>) -> anyhow::Result<()> {
-    tessera_models::memory::check("a batch", batch, floats_per_image, limit).map_err(|e| anyhow::anyhow!("{e} images per step"))
+    tessera_models::memory::check("a batch", batch, "images per step", floats_per_image, limit).map_err(anyhow::Error::msg)
 }
 
 impl TrainRequest {
@@ -990,7 +993,7 @@ async fn save(job: &TrainJob, request: &TrainRequest, phase: Phase, checkpoint: 
     let written = match &request.out_dir {
         Some(dir) => {
             let path = dir.join(file_name);
-            checkpoint.save(&path).map(|()| path.display().to_string()).map_err(|e| format!("{e:#}"))
+            Checkpoint::save_bytes(&bytes, &path).map(|()| path.display().to_string()).map_err(|e| format!("{e:#}"))
         }
         None => Ok("in memory".to_string()),
     };
@@ -1106,21 +1109,27 @@ mod tests {
 
     #[test]
     fn a_run_resumes_exactly_from_its_tokenizer_or_its_transformer_whatever_the_panel_says() {
+        // Runs resumed from one checkpoint are compared with each other, not with a fresh run:
+        // a fresh run's weights come from burn's global random stream, which the tests running
+        // alongside draw from too.
         let device = Device::flex();
-        // What a run's pair draws for a fixed seed (files hold random parameter ids, so the
-        // weights are compared through the model).
-        let draws = |dir: &std::path::Path| {
-            let read = |name| std::fs::read(dir.join(name)).unwrap();
-            let generator = crate::shipped::load_pair(&read("var.ckpt"), &read("tokenizer.ckpt"), &device).unwrap();
+        let read = |dir: &std::path::Path, name: &str| std::fs::read(dir.join(name)).unwrap();
+        // What a transformer and a tokenizer draw together for a fixed seed (files hold random
+        // parameter ids, so the weights are compared through the model).
+        let draws = |var: &[u8], tokenizer: &[u8]| {
+            let generator = crate::shipped::load_pair(var, tokenizer, &device).unwrap();
             let request = tessera_models::generator::SampleRequest { classes: vec![3, 8], seed: 5, ..Default::default() };
             tessera_models::generator::generate(generator.as_ref(), &request).unwrap().into_data().iter::<f32>().collect::<Vec<_>>()
         };
-        // The run uninterrupted: 2 tokenizer and 3 transformer steps.
-        let whole = tempfile::tempdir().unwrap();
-        let request_whole = request(whole.path(), 2, 3);
-        pollster::block_on(run(&request_whole, &device, &TrainJob::new(&request_whole), &|| {})).unwrap();
+        let resume = |dir: &std::path::Path, panel: (usize, usize), from: Resume| {
+            let mut more = request(dir, panel.0, panel.1);
+            more.resume = Some(from);
+            let job = TrainJob::new(&more);
+            pollster::block_on(run(&more, &device, &job, &|| {})).unwrap();
+            job.progress().clone()
+        };
 
-        // The same run stopped after one transformer step.
+        // A run of 2 tokenizer and 3 transformer steps, stopped after one transformer step.
         let dir = tempfile::tempdir().unwrap();
         let first = request(dir.path(), 2, 3);
         let job = TrainJob::new(&first);
@@ -1129,36 +1138,36 @@ mod tests {
         let bytes = |phase| saved.iter().find(|c| c.phase == phase).unwrap().bytes.clone();
         let first_var = Checkpoint::from_bytes(&bytes(Phase::Transformer)).unwrap();
         assert_eq!(first_var.header.step, 1);
+        let from_var = || Resume::Transformer { tokenizer: bytes(Phase::Tokenizer), transformer: bytes(Phase::Transformer) };
 
-        // Resumed while the panel shows other step counts: the run keeps its own schedule and
-        // ends where the uninterrupted one did, with the same weights.
-        let mut more = request(dir.path(), 7, 9);
-        more.resume = Some(Resume::Transformer { tokenizer: bytes(Phase::Tokenizer), transformer: bytes(Phase::Transformer) });
-        let job = TrainJob::new(&more);
-        pollster::block_on(run(&more, &device, &job, &|| {})).unwrap();
-        let p = job.progress().clone();
+        // Resumed while the panel shows 7/9 steps: the run keeps its own schedule (3 steps) and
+        // ends exactly as the same checkpoint resumed with the panel at the run's own counts.
+        let (other, own) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let p = resume(other.path(), (7, 9), from_var());
         assert!(p.tokenizer_curves.is_empty());
         assert_eq!(p.transformer_curves["loss"].iter().map(|[s, _]| *s as usize).collect::<Vec<_>>(), vec![1, 2]);
         assert_eq!((p.phase, p.step, p.steps_total), (Phase::Transformer, 3, 3));
-        assert!(draws(dir.path()) == draws(whole.path()), "the resumed run ends as the whole one");
+        resume(own.path(), (2, 3), from_var());
+        let tokenizer = bytes(Phase::Tokenizer);
+        assert!(draws(&read(other.path(), "var.ckpt"), &tokenizer) == draws(&read(own.path(), "var.ckpt"), &tokenizer), "the same end");
         // The resumed transformer's training time goes on from the saved one.
-        let resumed_var = Checkpoint::load(&dir.path().join("var.ckpt")).unwrap();
+        let resumed_var = Checkpoint::load(&other.path().join("var.ckpt")).unwrap();
         assert!(train_seconds(&resumed_var) > train_seconds(&first_var), "train_seconds accumulate across a resume");
 
-        // A tokenizer stopped after one of its two steps goes on to its end, then a transformer trains on it.
+        // A tokenizer stopped after one of its two steps goes on to its end (not the panel's 5),
+        // then a transformer trains on it.
         let dir = tempfile::tempdir().unwrap();
         let first = request(dir.path(), 2, 3);
         let job = TrainJob::new(&first);
         assert_eq!(pollster::block_on(run(&first, &device, &job, &stop_at(&job, Phase::Tokenizer, 1))).unwrap(), Ended::Stopped);
-        let tokenizer = job.progress().checkpoints.iter().find(|c| c.phase == Phase::Tokenizer).unwrap().bytes.clone();
-        let mut more = request(dir.path(), 5, 3);
-        more.resume = Some(Resume::Tokenizer(tokenizer));
-        let job = TrainJob::new(&more);
-        pollster::block_on(run(&more, &device, &job, &|| {})).unwrap();
-        let p = job.progress().clone();
+        let stopped = job.progress().checkpoints.iter().find(|c| c.phase == Phase::Tokenizer).unwrap().bytes.clone();
+        let (other, own) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let p = resume(other.path(), (5, 3), Resume::Tokenizer(stopped.clone()));
         assert_eq!(p.tokenizer_curves["loss"].iter().map(|[s, _]| *s as usize).collect::<Vec<_>>(), vec![1]);
         assert_eq!(p.transformer_curves["loss"].len(), 3);
-        assert!(draws(dir.path()) == draws(whole.path()), "the resumed tokenizer ends as the whole one's");
+        resume(own.path(), (2, 3), Resume::Tokenizer(stopped));
+        let var = read(other.path(), "var.ckpt");
+        assert!(draws(&var, &read(other.path(), "tokenizer.ckpt")) == draws(&var, &read(own.path(), "tokenizer.ckpt")), "the same tokenizer");
     }
 
     #[test]
@@ -1168,7 +1177,7 @@ mod tests {
         assert!(fits_a_buffer(64, floats, Some(128 << 20)).is_ok());
         assert!(fits_a_buffer(1024, floats, None).is_ok(), "the CPU backend has no limit");
         let e = fits_a_buffer(1024, floats, Some(128 << 20)).unwrap_err().to_string();
-        assert!(e.contains("a batch of 1024") && e.contains("128 MiB") && e.contains("use at most") && e.ends_with("images per step"), "{e}");
+        assert!(e.contains("a batch of 1024 images per step") && e.contains("128 MiB") && e.contains("use at most") && e.ends_with("images per step"), "{e}");
     }
 
     #[test]

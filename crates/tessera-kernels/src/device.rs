@@ -282,8 +282,9 @@ pub fn is_lost(device: &Device) -> bool {
 }
 
 /// [`is_lost`] for a job whose step just failed (a panic in the backend's readback): with work in
-/// flight, wgpu reports the loss once that work is retired, a moment after the failure, so a
-/// registered GPU is given up to a second to say so. On the CPU backend: false at once.
+/// flight, wgpu reports the loss once that work is retired, a moment after the failure, so on
+/// the desktop a registered GPU is given up to a second to say so (the browser cannot block:
+/// there it is asked once). On the CPU backend: false at once.
 pub fn lost_after_failure(device: &Device) -> bool {
     if registered(device, |_| ()).is_none() {
         return false;

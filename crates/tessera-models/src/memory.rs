@@ -29,8 +29,9 @@ pub fn transformer_floats(tokens: usize, hidden: usize) -> u64 {
 }
 
 /// Errors, saying how many would fit, unless `count` images of `floats_per_image` each fit in
-/// one buffer of at most `limit` bytes (`None`: no limit, the CPU backend).
-pub fn check(what: &str, count: usize, floats_per_image: u64, limit: Option<u64>) -> Result<(), String> {
+/// one buffer of at most `limit` bytes (`None`: no limit, the CPU backend). `what` names the
+/// request ("a batch"), `unit` what it counts ("images per step").
+pub fn check(what: &str, count: usize, unit: &str, floats_per_image: u64, limit: Option<u64>) -> Result<(), String> {
     let Some(limit) = limit else { return Ok(()) };
     let bytes = (count as u64).saturating_mul(floats_per_image).saturating_mul(4);
     if bytes <= limit {
@@ -38,12 +39,8 @@ pub fn check(what: &str, count: usize, floats_per_image: u64, limit: Option<u64>
     }
     let fits = limit / floats_per_image.saturating_mul(4).max(1);
     let mib = |b: u64| b.div_ceil(1 << 20);
-    Err(format!(
-        "{what} of {count} needs a GPU buffer of about {} MiB, and this GPU allows {} MiB: use at most {fits}{}",
-        mib(bytes),
-        mib(limit),
-        if fits == 0 { " (this model is too large for this GPU: use the CPU)" } else { "" }
-    ))
+    let advice = if fits == 0 { "even one image is too many for this GPU: use the CPU".to_string() } else { format!("use at most {fits} {unit}") };
+    Err(format!("{what} of {count} {unit} needs a GPU buffer of about {} MiB, and this GPU allows {} MiB: {advice}", mib(bytes), mib(limit)))
 }
 
 #[cfg(test)]
@@ -57,11 +54,11 @@ mod tests {
         // A column stack keeps its width: the second level counts 64 × 16 × 32.
         assert_eq!(conv_floats([16, 64], 32, 32, false), 64 * 16 * 32);
         assert_eq!(transformer_floats(10, 100), 1000);
-        assert!(check("a batch", 1000, 1 << 20, None).is_ok());
-        assert!(check("a batch", 32, 1 << 20, Some(128 << 20)).is_ok());
-        let e = check("a batch", 33, 1 << 20, Some(128 << 20)).unwrap_err();
-        assert!(e.contains("about 132 MiB") && e.contains("128 MiB") && e.ends_with("use at most 32"), "{e}");
-        let e = check("a batch", 1, 1 << 30, Some(128 << 20)).unwrap_err();
-        assert!(e.contains("use the CPU"), "{e}");
+        assert!(check("a batch", 1000, "images", 1 << 20, None).is_ok());
+        assert!(check("a batch", 32, "images", 1 << 20, Some(128 << 20)).is_ok());
+        let e = check("a batch", 33, "images", 1 << 20, Some(128 << 20)).unwrap_err();
+        assert_eq!(e, "a batch of 33 images needs a GPU buffer of about 132 MiB, and this GPU allows 128 MiB: use at most 32 images");
+        let e = check("a batch", 1, "images", 1 << 30, Some(128 << 20)).unwrap_err();
+        assert!(e.ends_with("even one image is too many for this GPU: use the CPU"), "{e}");
     }
 }

@@ -279,6 +279,13 @@ impl Checkpoint {
     /// the folder is created if needed.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn save(&self, path: &std::path::Path) -> Result<()> {
+        Self::save_bytes(&self.to_verified_bytes()?, path)
+    }
+
+    /// [`Self::save`] of bytes [`Self::to_verified_bytes`] made (a caller that keeps the bytes
+    /// too does not serialise twice).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn save_bytes(bytes: &[u8], path: &std::path::Path) -> Result<()> {
         use std::io::Write;
         let io = |source| Error::Io { path: path.to_path_buf(), source };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -286,10 +293,9 @@ impl Checkpoint {
         }
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let tmp = path.with_file_name(format!(".{name}.{}.tmp", unique_suffix()));
-        let bytes = self.to_verified_bytes()?;
         let result = (|| {
             let mut file = std::fs::File::create(&tmp)?;
-            file.write_all(&bytes)?;
+            file.write_all(bytes)?;
             file.sync_all()?;
             if std::fs::read(&tmp)? != bytes {
                 return Err(std::io::Error::other("the file read back differs from what was written"));

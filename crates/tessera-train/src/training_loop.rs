@@ -152,9 +152,9 @@ pub trait Hooks<T: Trainer> {
     /// The run pauses (`true`) or goes on (`false`).
     fn on_pause(&mut self, _paused: bool) {}
 
-    /// Asked before every step: an error (the device the run trains on was lost) ends the run
-    /// with it, before the step submits work that cannot run. Nothing is saved then: the saved
-    /// checkpoints are the last good state.
+    /// Asked before every step and while paused: an error (the device the run trains on was
+    /// lost) ends the run with it, before a step or a save touches the device. Nothing is saved
+    /// then: the saved checkpoints are the last good state.
     fn before_step(&mut self) -> Result<(), Self::Error> {
         Ok(())
     }
@@ -172,11 +172,14 @@ pub async fn train<T: Trainer, H: Hooks<T>>(trainer: &mut T, run: Run<'_>, hooks
     let mut metrics = Metrics::new();
     let mut saved_at = clock.seconds();
     while !trainer.is_done() {
-        // 1. Pause and stop, asked between steps (Save now still works while paused).
+        // 1. Pause and stop, asked between steps (Save now still works while paused); a lost
+        //    device ends the run first, before a save would read weights from it.
+        hooks.before_step()?;
         if control.is_paused() && !control.is_stopped() {
             clock.pause();
             hooks.on_pause(true);
             while control.is_paused() && !control.is_stopped() {
+                hooks.before_step()?;
                 if control.take_save_now() {
                     save(trainer, &metrics, clock.seconds(), hooks).await?;
                 }
@@ -191,7 +194,6 @@ pub async fn train<T: Trainer, H: Hooks<T>>(trainer: &mut T, run: Run<'_>, hooks
         }
 
         // 2. One step; a non-finite loss left the trainer at its last good state: keep that.
-        hooks.before_step()?;
         let step = trainer.step_index();
         let started = Instant::now();
         let batch = tessera_data::batch(dataset, &order.indices(step));

@@ -186,7 +186,7 @@ impl ImageGenerator for ColumnsGenerator {
 
     fn largest_floats_per_image(&self, request: &SampleRequest) -> u64 {
         let columns = request.width.unwrap_or(self.model.token_num());
-        2 * self.floats_per_pixel_column * (columns * self.column_width) as u64
+        self.floats_per_pixel_column * (columns * self.column_width) as u64
     }
 }
 

@@ -246,8 +246,8 @@ pub trait ImageGenerator: Send + Sync {
     fn start(&self, request: &SampleRequest, edit: Option<&Edit>) -> crate::Result<Box<dyn Sampling + '_>>;
     /// The device the weights live on.
     fn device(&self) -> Device;
-    /// Floats per image of the largest buffer sampling `request` allocates, guidance's doubled
-    /// batch included ([`crate::memory`]).
+    /// Floats per image of the largest tensor sampling `request` holds ([`crate::memory`]; the
+    /// transformer's with guidance's doubled batch, the decoder's for the images themselves).
     fn largest_floats_per_image(&self, request: &SampleRequest) -> u64;
 }
 
@@ -255,7 +255,7 @@ pub trait ImageGenerator: Send + Sync {
 /// largest buffer of `limit` bytes (`None`: the CPU backend, no limit). Checked before a
 /// generation starts: wgpu answers a too-large buffer with a panic.
 pub fn check_fits(generator: &dyn ImageGenerator, request: &SampleRequest, limit: Option<u64>) -> crate::Result<()> {
-    crate::memory::check("a generation", request.classes.len(), generator.largest_floats_per_image(request), limit).map_err(crate::Error::Invalid)
+    crate::memory::check("a generation", request.classes.len(), "images", generator.largest_floats_per_image(request), limit).map_err(crate::Error::Invalid)
 }
 
 /// One sampling run, advanced one player step at a time; nothing is read back.

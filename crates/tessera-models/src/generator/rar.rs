@@ -22,7 +22,8 @@ pub struct RarGenerator {
     /// Official `guidance_scale_pow` of this model's schedule (0: constant guidance).
     guidance_pow: f64,
     device: Device,
-    /// [`ImageGenerator::largest_floats_per_image`] without guidance: the tokenizer's decoder.
+    /// [`ImageGenerator::largest_floats_per_image`]: the tokenizer's decoder (one token's logits,
+    /// even for the doubled batch, are far smaller).
     floats_per_image: u64,
 }
 
@@ -157,7 +158,7 @@ impl ImageGenerator for RarGenerator {
     }
 
     fn largest_floats_per_image(&self, _: &SampleRequest) -> u64 {
-        2 * self.floats_per_image
+        self.floats_per_image
     }
 }
 

@@ -15,7 +15,8 @@ pub struct VarGenerator {
     vae: MsVqVae,
     info: ModelInfo,
     device: Device,
-    /// [`ImageGenerator::largest_floats_per_image`]: the decoder's, or the last scale's logits.
+    /// [`ImageGenerator::largest_floats_per_image`]: the decoder's, or the last scale's logits
+    /// for the doubled batch.
     floats_per_image: u64,
 }
 
@@ -57,7 +58,8 @@ impl VarGenerator {
             warning,
         };
         let last_scale = vae_config.patch_nums.last().map_or(0, |p| p * p);
-        let floats_per_image = vae_config.largest_floats_per_image().max((last_scale * vae_config.vocab_size) as u64);
+        // Guidance doubles the transformer's batch (its logits), not the decoder's.
+        let floats_per_image = vae_config.largest_floats_per_image().max(2 * (last_scale * vae_config.vocab_size) as u64);
         Ok(Self { var, vae, info, device: device.clone(), floats_per_image })
     }
 
@@ -127,7 +129,7 @@ impl ImageGenerator for VarGenerator {
     }
 
     fn largest_floats_per_image(&self, _: &SampleRequest) -> u64 {
-        2 * self.floats_per_image
+        self.floats_per_image
     }
 }
 
