@@ -9,7 +9,10 @@ profile="${TESSERA_WEB_PROFILE:-release}"
 cargo build --locked --lib --target wasm32-unknown-unknown --profile "$profile"
 dir="$profile"; [ "$profile" = dev ] && dir=debug
 rm -rf web/dist && mkdir -p web/dist
-wasm-bindgen --target web --no-typescript --out-dir web/dist --out-name tessera \
+# The names and producers sections only serve debuggers and tools: 8.7 MB of names (BENCHMARKS.md,
+# "Web bundle size"); a panic's message still reaches the console.
+wasm-bindgen --target web --no-typescript --remove-name-section --remove-producers-section \
+    --out-dir web/dist --out-name tessera \
     "$CARGO_TARGET_DIR/wasm32-unknown-unknown/$dir/tessera.wasm"
 cp index.html web/dist/index.html
 echo "web bundle: web/dist ($(du -sh web/dist | cut -f1)); serve it with: bash scripts/serve-web.sh"
