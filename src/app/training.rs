@@ -330,7 +330,7 @@ pub fn start(request: TrainRequest, device: Device, ctx: egui::Context) -> Train
         let lost = result.is_err() && tessera_kernels::device::lost_after_failure(&device);
         let mut p = worker.progress();
         p.status = match result {
-            Err(_) if lost => TrainStatus::Failed(format!("{}; its checkpoints saved so far are kept", tessera_kernels::device::LOST)),
+            Err(_) if lost => TrainStatus::Failed(lost_run()),
             Err(e) => TrainStatus::Failed(format!("{e:#}")),
             Ok(Ended::Stopped) => TrainStatus::Stopped,
             Ok(Ended::Done) => TrainStatus::Done,
@@ -339,6 +339,11 @@ pub fn start(request: TrainRequest, device: Device, ctx: egui::Context) -> Train
         ctx.request_repaint();
     });
     job
+}
+
+/// How a run on a GPU that was lost ends.
+fn lost_run() -> String {
+    format!("{}; its checkpoints saved so far are kept", tessera_kernels::device::LOST)
 }
 
 /// Marks a run whose worker panicked (a lost GPU device does that inside the backend) as failed,
@@ -353,11 +358,7 @@ impl Drop for FailIfAbandoned {
         let mut p = self.0.progress();
         if unfinished(&p) {
             // A GPU lost in the middle of a step can still fail inside the backend (a panic).
-            let why = if lost {
-                format!("{}; its checkpoints saved so far are kept", tessera_kernels::device::LOST)
-            } else {
-                "the training stopped unexpectedly (see the log)".to_string()
-            };
+            let why = if lost { lost_run() } else { "the training stopped unexpectedly (see the log)".to_string() };
             p.status = TrainStatus::Failed(why);
         }
     }
@@ -709,7 +710,7 @@ impl TokenizerPhase for ColumnTokenizerTrainer {
     }
 
     fn encoding_floats_per_image((config, _): &Self::Frozen) -> u64 {
-        config.largest_floats_per_image(config.resolution)
+        config.largest_floats_per_image()
     }
 
     async fn fingerprint((_, model): &Self::Frozen) -> anyhow::Result<String> {
@@ -905,7 +906,7 @@ impl<T: PhaseTrainer> Hooks<T> for PhaseHooks<'_> {
     }
 
     fn before_step(&mut self) -> anyhow::Result<()> {
-        ensure!(!tessera_kernels::is_lost(self.device), "{}; its checkpoints saved so far are kept", tessera_kernels::device::LOST);
+        ensure!(!tessera_kernels::is_lost(self.device), lost_run());
         Ok(())
     }
 

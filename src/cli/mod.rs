@@ -167,20 +167,24 @@ mod tests {
     }
 
     #[test]
-    fn zero_counts_are_refused_naming_the_flag() {
-        for (args, flag) in [
-            ("sample var --class 1 --n 0", "--n"),
-            ("edit var --input heldout:0 --n 0", "--n"),
-            ("train var-tokenizer --dataset mnist --save-every 0", "--save-every"),
-            ("train var-tokenizer --dataset mnist --batch 0", "--batch"),
-            ("train var-tokenizer --dataset mnist --steps 0", "--steps"),
-            ("train judge --dataset mnist --batch 0", "--batch"),
-            ("data preview --dataset mnist --per-class 0", "--per-class"),
-            ("data preview --dataset scenes --resolution 0", "--resolution"),
+    fn zero_counts_and_counts_past_their_caps_are_refused_naming_the_flag() {
+        for (args, flag, says) in [
+            ("sample var --class 1 --n 0", "--n", "at least 1"),
+            ("edit var --input heldout:0 --n 0", "--n", "at least 1"),
+            ("train var-tokenizer --dataset mnist --save-every 0", "--save-every", "at least 1"),
+            ("train var-tokenizer --dataset mnist --batch 0", "--batch", "at least 1"),
+            ("train var-tokenizer --dataset mnist --steps 0", "--steps", "at least 1"),
+            ("train judge --dataset mnist --batch 0", "--batch", "at least 1"),
+            ("data preview --dataset mnist --per-class 0", "--per-class", "at least 1"),
+            ("data preview --dataset scenes --resolution 0", "--resolution", "at least 1"),
+            ("sample var --class 1 --n 5000", "--n", "at most 1024"),
+            ("train var-tokenizer --dataset mnist --batch 5000", "--batch", "at most 1024"),
+            ("train judge --dataset mnist --batch 1025", "--batch", "at most 1024"),
         ] {
             let e = parse_error(args);
-            assert!(e.contains(flag) && e.contains("at least 1"), "{args}: {e:?}");
+            assert!(e.contains(flag) && e.contains(says), "{args}: {e:?}");
         }
+        assert_eq!(parse_error("train var-tokenizer --dataset mnist --batch 1024"), "");
         // 0 keeps its documented meaning where it has one: sample grids only at the end.
         assert_eq!(parse_error("train var-tokenizer --dataset mnist --sample-every 0 --steps 1 --batch 1"), "");
     }

@@ -38,6 +38,11 @@ pub struct JudgeConfig {
 }
 
 impl JudgeConfig {
+    /// Floats per image of the largest activation a step holds ([`crate::memory`]).
+    pub fn largest_floats_per_image(&self) -> u64 {
+        crate::memory::conv_floats(self.widths.iter().copied(), self.image_size, self.image_size, true)
+    }
+
     /// Errors unless the shape is buildable.
     pub fn validate(&self) -> crate::Result<()> {
         // Bounds first: a config read from a file must not ask for terabytes (or overflow the shift below).

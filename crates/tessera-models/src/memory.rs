@@ -4,12 +4,14 @@
 //! their estimate against the device's limit before they start.
 //!
 //! The figures come from the biggest tensors, in floats per image: a convolution level's
-//! activations (channels × pixels), a transformer's widest activations: its MLP, its logits
-//! (tokens × width). Attention scores are left out (the fused kernels never hold them). They are lower bounds on what a step allocates in all, so a refusal
-//! is never wrong, and close to the largest single buffer, which is what the limit is about.
+//! activations (channels × pixels), and a transformer's widest activations, its MLP or its
+//! logits (tokens × width). Attention scores are left out (the fused kernels never hold them).
+//! Each figure is a tensor the step really holds in one buffer, so a refusal is never wrong;
+//! the largest buffer may be somewhat larger than the estimate.
 
-/// Floats of the largest activation of a conv stack with `channels[i]` channels at level `i`, on a `height` × `width` image halved per level in height, and in width
-/// too when `halve_width` (column tokenizers keep some of their width).
+/// Floats of the largest activation of a conv stack with `channels[i]` channels at level `i`,
+/// on a `height` × `width` image halved per level in height, and in width too when
+/// `halve_width` (column tokenizers keep some of their width).
 pub fn conv_floats(channels: impl IntoIterator<Item = usize>, height: usize, width: usize, halve_width: bool) -> u64 {
     channels
         .into_iter()

@@ -71,7 +71,8 @@ pub trait Trainer {
 }
 
 /// The part of [`Trainer`] every trainer answers alike: from its `config()` (`steps`,
-/// `batch_size`, `seed`), its step counter and its own `checkpoint`.
+/// `batch_size`, `seed`, the model config's size estimate), its step counter and its own
+/// `checkpoint`.
 macro_rules! bookkeeping {
     ($kind:expr) => {
         fn kind(&self) -> ModelKind {
@@ -88,6 +89,9 @@ macro_rules! bookkeeping {
         }
         fn seed(&self) -> u64 {
             self.config().seed
+        }
+        fn largest_floats_per_image(&self) -> u64 {
+            self.config().model.largest_floats_per_image()
         }
         async fn checkpoint(&self, metrics: &[(&str, f64)]) -> Result<Checkpoint> {
             Self::checkpoint(self, metrics).await
@@ -110,9 +114,6 @@ fn tokenizer_metrics(loss: f32, psnr: f32, vq_loss: f32, grad_norm: f32, lr: f64
 impl Trainer for TokenizerTrainer {
     bookkeeping!(ModelKind::VarTokenizer);
 
-    fn largest_floats_per_image(&self) -> u64 {
-        self.config().model.largest_floats_per_image()
-    }
 
     async fn step(&mut self, batch: &Batch) -> Result<Metrics> {
         let (images, _) = crate::data::to_tensors(batch, self.device());
@@ -124,9 +125,6 @@ impl Trainer for TokenizerTrainer {
 impl Trainer for VarTrainer {
     bookkeeping!(ModelKind::Var);
 
-    fn largest_floats_per_image(&self) -> u64 {
-        self.config().model.largest_floats_per_image()
-    }
 
     async fn step(&mut self, batch: &Batch) -> Result<Metrics> {
         let (images, labels) = crate::data::to_tensors(batch, self.device());
@@ -138,10 +136,6 @@ impl Trainer for VarTrainer {
 impl Trainer for JudgeTrainer {
     bookkeeping!(ModelKind::Judge);
 
-    fn largest_floats_per_image(&self) -> u64 {
-        let c = &self.config().model;
-        tessera_models::memory::conv_floats(c.widths.iter().copied(), c.image_size, c.image_size, true)
-    }
 
     async fn step(&mut self, batch: &Batch) -> Result<Metrics> {
         let s = Self::step(self, batch).await?;
@@ -152,9 +146,6 @@ impl Trainer for JudgeTrainer {
 impl Trainer for VqganTrainer {
     bookkeeping!(ModelKind::RarTokenizer);
 
-    fn largest_floats_per_image(&self) -> u64 {
-        self.config().model.largest_floats_per_image()
-    }
 
     async fn step(&mut self, batch: &Batch) -> Result<Metrics> {
         let (images, _) = crate::data::to_tensors(batch, self.device());
@@ -167,9 +158,6 @@ impl Trainer for VqganTrainer {
 impl Trainer for RarTrainer {
     bookkeeping!(ModelKind::Rar);
 
-    fn largest_floats_per_image(&self) -> u64 {
-        self.config().model.largest_floats_per_image()
-    }
 
     async fn step(&mut self, batch: &Batch) -> Result<Metrics> {
         let (images, labels) = crate::data::to_tensors(batch, self.device());
@@ -188,10 +176,6 @@ impl Trainer for RarTrainer {
 impl Trainer for ColumnTokenizerTrainer {
     bookkeeping!(ModelKind::ColumnsTokenizer);
 
-    fn largest_floats_per_image(&self) -> u64 {
-        let c = &self.config().model;
-        c.largest_floats_per_image(c.resolution)
-    }
 
     async fn step(&mut self, batch: &Batch) -> Result<Metrics> {
         let (images, _) = crate::data::to_tensors(batch, self.device());
@@ -203,9 +187,6 @@ impl Trainer for ColumnTokenizerTrainer {
 impl Trainer for EquivariantTrainer {
     bookkeeping!(ModelKind::Equivariant);
 
-    fn largest_floats_per_image(&self) -> u64 {
-        self.config().model.largest_floats_per_image()
-    }
 
     async fn step(&mut self, batch: &Batch) -> Result<Metrics> {
         let (images, labels) = crate::data::to_tensors(batch, self.device());

@@ -69,7 +69,7 @@ impl ColumnsGenerator {
             train_seconds,
             warning,
         };
-        let floats_per_pixel_column = tokenizer_config.largest_floats_per_image(1);
+        let floats_per_pixel_column = tokenizer_config.largest_floats_per_image_at(1);
         Ok(Self { model, tokenizer, column_width, vae_norm, info, device: device.clone(), floats_per_pixel_column })
     }
 

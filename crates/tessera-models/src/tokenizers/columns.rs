@@ -176,8 +176,13 @@ pub struct ColumnTokenizerConfig {
 impl ColumnTokenizerConfig {
     /// Floats per image of the largest buffer encoding or decoding an image `width` pixels wide
     /// allocates ([`crate::memory`]; the width is not always halved per level, so it is kept).
-    pub fn largest_floats_per_image(&self, width: usize) -> u64 {
+    pub fn largest_floats_per_image_at(&self, width: usize) -> u64 {
         crate::memory::conv_floats(self.ch_mult.iter().map(|m| self.ch * m), self.resolution, width, false)
+    }
+
+    /// [`Self::largest_floats_per_image_at`] for the square images it trains on.
+    pub fn largest_floats_per_image(&self) -> u64 {
+        self.largest_floats_per_image_at(self.resolution)
     }
 
     /// The MNIST tokenizer: 32×32 grey images → 8 column tokens (4 px wide, full height) of 16.
