@@ -25,7 +25,8 @@ use cubecl::prelude::KernelId;
 use cubecl::server::KernelArguments;
 use cubecl::{CubeCount, CubeDim};
 
-use crate::ops::{KernelOps, kernels_enabled};
+use crate::cpu::CpuOps;
+use crate::ops::{KernelOps, cpu_kernels_enabled, kernels_enabled};
 
 /// Largest head dimension the kernel takes (its private accumulators are sized by it); larger heads
 /// run on the plain ops.
@@ -150,25 +151,24 @@ impl AttentionMask {
 
 /// `softmax(q kᵀ · scale + mask) v` for `q` `[B, H, Lq, D]`, `k` and `v` `[B, H, Lk, D]` → `[B, H, Lq, D]`.
 ///
-/// On a wgpu device (without autodiff, and unless [`crate::set_reference_ops`] is on) the fused
-/// kernel runs; everywhere else [`attention_reference`]. A query that sees no key at all gets
+/// On a wgpu device (unless [`crate::set_reference_ops`] is on) the fused WGSL kernel runs; on
+/// burn's CPU backend outside autodiff the CPU kernel ([`attention_cpu`]); everywhere else
+/// [`attention_reference`]. A query that sees no key at all gets
 /// zeros from the kernel (NaN from the plain ops); the masks here never produce one.
 pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: &AttentionMask, scale: f32) -> Tensor<4> {
     let (lq, lk) = check_shapes(&q, &k, &v);
     let [b, h, _, d] = q.dims();
+    let f32s = [q.dtype(), k.dtype(), v.dtype()] == [DType::F32; 3];
+    let device = q.device();
+    if f32s && cpu_kernels_enabled(&device) && ![&q, &k, &v].iter().any(|t| t.is_autodiff()) {
+        return attention_cpu(q, k, v, mask, scale);
+    }
     // b·h workgroup rows must fit one dispatch axis (65535 by WebGPU's default limits).
-    let fits = (1..=MAX_HEAD_DIM).contains(&d)
-        && b * h <= 65535
-        && [q.dtype(), k.dtype(), v.dtype()] == [DType::F32; 3];
-    if !fits || !kernels_enabled(&q.device()) {
+    let fits = (1..=MAX_HEAD_DIM).contains(&d) && b * h <= 65535 && f32s;
+    if !fits || !kernels_enabled(&device) {
         return attention_reference(q, k, v, mask, scale);
     }
-    let q_offset = mask.q_offset(lq, lk) as u32;
-    let (window, block_end) = match mask {
-        AttentionMask::Window(w) => (u32::try_from(*w).unwrap_or(u32::MAX), Vec::new()),
-        AttentionMask::BlockCausal(ends) => (0, ends.0[..lk].to_vec()),
-        _ => (0, Vec::new()),
-    };
+    let (q_offset, window, block_end) = mask_args(mask, lq, lk);
     Tensor::from_dispatch(Dispatch::fused_attention(
         q.into_dispatch(),
         k.into_dispatch(),
@@ -179,6 +179,26 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: &AttentionMask,
         block_end,
         scale,
     ))
+}
+
+/// [`attention`] on burn's CPU backend outside autodiff (sampling): the CPU kernel
+/// ([`crate::cpu`]), two products and one softmax pass per (batch, head) spread over the cores,
+/// instead of the plain path's separate score, mask, softmax and product tensors (issue 18: those
+/// and libm's scalar `expf` were a third of var-tiny's sampling time).
+pub fn attention_cpu(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: &AttentionMask, scale: f32) -> Tensor<4> {
+    let (lq, lk) = check_shapes(&q, &k, &v);
+    let (q_offset, window, block_end) = mask_args(mask, lq, lk);
+    Tensor::from_dispatch(Dispatch::cpu_attention(q.into_dispatch(), k.into_dispatch(), v.into_dispatch(), mask.code(), q_offset, window, block_end, scale))
+}
+
+/// The kernels' mask arguments: the queries' offset among the keys, the window, the block ends.
+fn mask_args(mask: &AttentionMask, lq: usize, lk: usize) -> (u32, u32, Vec<u32>) {
+    let q_offset = mask.q_offset(lq, lk) as u32;
+    match mask {
+        AttentionMask::Window(w) => (q_offset, u32::try_from(*w).unwrap_or(u32::MAX), Vec::new()),
+        AttentionMask::BlockCausal(ends) => (q_offset, 0, ends.0[..lk].to_vec()),
+        _ => (q_offset, 0, Vec::new()),
+    }
 }
 
 /// [`attention`] with plain burn ops (matmul, additive mask, softmax, matmul): the CPU path, the

@@ -4,10 +4,15 @@
 //! Every kernel has a `_reference` twin made of plain burn ops; on devices without wgpu (the CPU
 //! fallback) and with [`set_reference_ops`] the twin runs instead, and so it does for the decoder
 //! kernels under autodiff (attention and the quantizer have a backward; see [`ops`]).
+//! On burn's CPU backend, sampling (no autodiff) runs CPU kernels instead ([`cpu`]): attention,
+//! and the activations and normalisations of [`activation`] and [`norm`].
 
+pub mod activation;
 pub mod attention;
+pub mod cpu;
 pub mod decoder;
 pub mod device;
+pub mod norm;
 pub mod ops;
 pub mod quantize;
 

@@ -45,6 +45,12 @@ pub fn is_wgpu(device: &Device) -> bool {
     )
 }
 
+/// Whether the CPU kernels ([`crate::cpu`]) run for untracked tensors on `device`: burn's CPU
+/// backend (flex) and the reference switch off.
+pub fn cpu_kernels_enabled(device: &Device) -> bool {
+    !reference_ops() && matches!(device.clone().without_autodiff().as_dispatch(), DispatchDevice::Flex(_))
+}
+
 /// Whether the kernels run for tensors on `device`: a wgpu device (with or without autodiff) and the
 /// reference switch off.
 pub fn kernels_enabled(device: &Device) -> bool {

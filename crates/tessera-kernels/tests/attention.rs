@@ -6,7 +6,7 @@ use burn::tensor::{Device, Tensor};
 use common::{gpu, max_abs_diff, random, to_vec};
 use std::sync::Mutex;
 
-use tessera_kernels::attention::{AttentionMask, attention, attention_reference, set_software_tuning};
+use tessera_kernels::attention::{AttentionMask, attention, attention_cpu, attention_reference, set_software_tuning};
 use tessera_kernels::kernels_enabled;
 
 struct Case {
@@ -62,7 +62,11 @@ fn check(cases: &[Case]) {
 #[test]
 #[ignore = "needs a GPU adapter (lavapipe will do): scripts/test.sh runs it with --ignored"]
 fn no_mask_and_cross_attention_match_plain_ops() {
-    check(&[
+    check(&no_mask_cases());
+}
+
+fn no_mask_cases() -> Vec<Case> {
+    vec![
         case("self, 77 tokens", [2, 3, 77, 77, 64], AttentionMask::None),
         case("cross, 37 over 129", [1, 2, 37, 129, 128], AttentionMask::None),
         case("cross, 100 over 3", [2, 1, 100, 3, 16], AttentionMask::None),
@@ -73,56 +77,96 @@ fn no_mask_and_cross_attention_match_plain_ops() {
         // a per-dimension inner loop would hit here (the kernel unrolls it).
         case("cross, 1 over 8192, dim 128", [1, 1, 1, 8192, 128], AttentionMask::None),
         case("cross, 3 over 3000, dim 33", [1, 1, 3, 3000, 33], AttentionMask::None),
-    ]);
+    ]
 }
 
 #[test]
 #[ignore = "needs a GPU adapter (lavapipe will do): scripts/test.sh runs it with --ignored"]
 fn causal_and_kv_cache_match_plain_ops() {
-    check(&[
+    check(&causal_cases());
+}
+
+fn causal_cases() -> Vec<Case> {
+    vec![
         case("causal, 100", [1, 2, 100, 100, 32], AttentionMask::Causal),
         case("causal, head dim 128", [2, 1, 70, 70, 128], AttentionMask::Causal),
         case("cache: 1 query, 65 keys", [2, 4, 1, 65, 64], AttentionMask::Causal),
         case("cache: 5 queries, 130 keys", [1, 3, 5, 130, 16], AttentionMask::Causal),
         case("RAR cache: 1 of 256", [2, 2, 1, 256, 64], AttentionMask::Causal),
-    ]);
+    ]
 }
 
 #[test]
 #[ignore = "needs a GPU adapter (lavapipe will do): scripts/test.sh runs it with --ignored"]
 fn windowed_causal_matches_plain_ops() {
-    check(&[
+    check(&window_cases());
+}
+
+fn window_cases() -> Vec<Case> {
+    vec![
         case("window 8", [2, 2, 90, 90, 32], AttentionMask::Window(8)),
         case("window 0 (itself only)", [1, 1, 20, 20, 16], AttentionMask::Window(0)),
         case("window wider than sequence", [1, 2, 50, 50, 64], AttentionMask::Window(500)),
         case("window 10, cache 3 of 70", [1, 1, 3, 70, 64], AttentionMask::Window(10)),
         case("window 63, 200 tokens", [1, 1, 200, 200, 8], AttentionMask::Window(63)),
-    ]);
+    ]
 }
 
 #[test]
 #[ignore = "needs a GPU adapter (lavapipe will do): scripts/test.sh runs it with --ignored"]
 fn block_causal_matches_plain_ops() {
+    check(&block_causal_cases());
+}
+
+fn block_causal_cases() -> Vec<Case> {
     let var7 = AttentionMask::block_causal(&var_blocks(&[1, 2, 3, 4, 5, 6, 8])); // 155 tokens
     let var10 = AttentionMask::block_causal(&var_blocks(&[1, 2, 3, 4, 5, 6, 8, 10, 13, 16])); // 680
-    check(&[
+    vec![
         case("VAR 7 scales, one head", [2, 1, 155, 155, 64], var7.clone()),
         case("VAR 7 scales, cache: last scale", [2, 2, 64, 155, 64], var7.clone()),
         case("VAR 7 scales, cache: scale 2", [1, 2, 4, 5, 64], var7),
         case("VAR 10 scales", [1, 2, 680, 680, 64], var10),
         case("ragged blocks, head dim 128", [1, 1, 40, 40, 128], AttentionMask::block_causal(&[3, 1, 17, 19])),
-    ]);
+    ]
 }
 
 #[test]
 #[ignore = "needs a GPU adapter (lavapipe will do): scripts/test.sh runs it with --ignored"]
 fn sharp_softmax_stays_stable() {
+    check(&sharp_cases());
+}
+
+fn sharp_cases() -> Vec<Case> {
     // Cosine attention with VAR's largest temperature (100): scores up to ±100 per key.
     let mut c = case("scale 100", [1, 2, 80, 80, 32], AttentionMask::Causal);
     c.scale = 100.0 / 32.0;
     let mut c2 = case("scale 30, no mask", [1, 1, 70, 130, 64], AttentionMask::None);
     c2.scale = 30.0;
-    check(&[c, c2]);
+    vec![c, c2]
+}
+
+/// burn's CPU backend outside autodiff takes its own fused attention (sampling's path): every case
+/// above against the plain ops on the CPU. Under autodiff the plain ops run.
+#[test]
+fn cpu_fused_attention_matches_plain_ops() {
+    let device = Device::flex();
+    let all = [no_mask_cases(), causal_cases(), window_cases(), block_causal_cases(), sharp_cases()];
+    for (n, c) in all.iter().flatten().enumerate() {
+        let (q, k, v) = inputs(c, 300 + 10 * n as u64, &device);
+        let fused = to_vec(attention_cpu(q.clone(), k.clone(), v.clone(), &c.mask, c.scale));
+        // The same values as views into [B, L, H, D] tensors (heads split off a projection, as the
+        // models pass them): read in place by the kernel.
+        let strided = |t: &Tensor<4>| t.clone().swap_dims(1, 2).into_data();
+        let [qs, ks, vs] = [&q, &k, &v].map(|t| Tensor::<4>::from_data(strided(t), &device).swap_dims(1, 2));
+        assert_eq!(to_vec(attention_cpu(qs, ks, vs, &c.mask, c.scale)), fused, "{}: strided inputs", c.name);
+        let routed = to_vec(attention(q.clone(), k.clone(), v.clone(), &c.mask, c.scale));
+        assert_eq!(routed, fused, "{}: `attention` on the CPU must take the fused path", c.name);
+        let plain = to_vec(attention_reference(q, k, v, &c.mask, c.scale));
+        assert!(fused.iter().all(|x| x.is_finite()), "{}: non-finite output", c.name);
+        let diff = max_abs_diff(&fused, &plain);
+        eprintln!("cpu attention {:<28} [{}, {}, {}, {}] Lk {:<4} max abs diff {diff:.2e}", c.name, c.b, c.h, c.lq, c.d, c.lk);
+        assert!(diff <= 1e-4, "{}: max abs diff {diff}", c.name);
+    }
 }
 
 /// Independent of both implementations: a direct f64 loop over the mask's definition.

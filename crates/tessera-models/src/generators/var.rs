@@ -28,9 +28,11 @@ use burn::module::Param;
 use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear};
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use burn::tensor::activation::{sigmoid, silu};
+use burn::tensor::activation::silu;
 use burn::tensor::module::linear;
 
+use tessera_kernels::activation::gelu_tanh;
+use tessera_kernels::norm::{l2_normalize, layer_norm_modulate};
 use tessera_kernels::{AttentionMask, attention};
 
 use crate::Error;
@@ -352,12 +354,6 @@ pub fn scale_ranges(patch_nums: &[usize]) -> Vec<Range<usize>> {
         .collect()
 }
 
-/// LayerNorm over the last axis without affine parameters (official `ln_wo_grad`).
-fn layer_norm(x: Tensor<3>, eps: f64) -> Tensor<3> {
-    let (var, mean) = x.clone().var_mean_bias(2);
-    (x - mean) * var.add_scalar(eps).sqrt().recip()
-}
-
 /// Column chunk `i` of width `c` of an AdaLN projection, as `[B, 1, C]`.
 fn chunk(ada: &Tensor<2>, i: usize, c: usize) -> Tensor<3> {
     let [b, _] = ada.dims();
@@ -435,8 +431,8 @@ impl SelfAttention {
         if let Some(scale_mul) = &self.scale_mul_1h11 {
             // F.normalize(eps=1e-12), then q times exp(min(s, ln 100)) per head.
             let max_scale_mul = 100f32.ln() as f64;
-            q = l2_normalize(q) * scale_mul.val().clamp_max(max_scale_mul).exp();
-            k = l2_normalize(k);
+            q = l2_normalize(q, 1e-12) * scale_mul.val().clamp_max(max_scale_mul).exp();
+            k = l2_normalize(k, 1e-12);
         } else {
             scale = 0.25 / (hd as f64).sqrt();
         }
@@ -460,12 +456,6 @@ impl SelfAttention {
     }
 }
 
-/// `x / max(‖x‖₂, 1e-12)` over the last axis (`F.normalize`).
-fn l2_normalize(x: Tensor<4>) -> Tensor<4> {
-    let norm = x.clone().square().sum_dim(3).sqrt().clamp_min(1e-12);
-    x / norm
-}
-
 /// The MLP: fc1 → GELU (tanh approximation) → fc2 (official `FFN`).
 #[derive(Module, Debug)]
 struct Ffn {
@@ -477,16 +467,6 @@ impl Ffn {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         self.fc2.forward(gelu_tanh(self.fc1.forward(x)))
     }
-}
-
-/// GELU's tanh approximation, `½x(1 + tanh(√(2/π)(x + 0.044715x³)))`, written as the identical
-/// `x · σ(2√(2/π)(x + 0.044715x³))` with `x³` as products: burn's `gelu_approximate` takes `x³`
-/// with `powf` and then `tanh`, which burn's CPU backend runs as scalar libm calls, about a third
-/// of var-tiny's sampling time (`perf`, BENCHMARKS.md); a sigmoid is one `exp` an element.
-fn gelu_tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    const A: f64 = 2.0 * core::f64::consts::FRAC_2_SQRT_PI * core::f64::consts::FRAC_1_SQRT_2;
-    let inner = x.clone() * (x.clone().square() * (A * 0.044715) + A);
-    x * sigmoid(inner)
 }
 
 /// Transformer block with AdaLN from the class condition (official `AdaLNSelfAttn`).
@@ -514,9 +494,9 @@ impl AdaLnSelfAttn {
         // Official unbind order: gamma1, gamma2, scale1, scale2, shift1, shift2.
         let [gamma1, gamma2, scale1, scale2, shift1, shift2] =
             [0, 1, 2, 3, 4, 5].map(|i| chunk(&ada, i, c));
-        let h = layer_norm(x.clone(), self.norm_eps) * (scale1 + 1.0) + shift1;
+        let h = layer_norm_modulate(x.clone(), None, scale1, shift1, self.norm_eps);
         let x = x + self.attn.forward(h, mask, cache) * gamma1;
-        let h = layer_norm(x.clone(), self.norm_eps) * (scale2 + 1.0) + shift2;
+        let h = layer_norm_modulate(x.clone(), None, scale2, shift2, self.norm_eps);
         x.clone() + self.ffn.forward(h) * gamma2
     }
 }
@@ -537,7 +517,7 @@ impl AdaLnBeforeHead {
             chunk(&ada, 0, self.embed_dim),
             chunk(&ada, 1, self.embed_dim),
         );
-        layer_norm(x, self.norm_eps) * (scale + 1.0) + shift
+        layer_norm_modulate(x, None, scale, shift, self.norm_eps)
     }
 }
 
@@ -845,15 +825,6 @@ impl Var {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn gelu_tanh_is_burns_tanh_approximation() {
-        let device = Device::flex();
-        let x = Tensor::<1>::from_floats([-9.0, -3.0, -1.0, -0.3, 0.0, 0.2, 1.0, 2.5, 8.0, 40.0], &device);
-        let want = burn::tensor::activation::gelu_approximate(x.clone());
-        let diff = (gelu_tanh(x) - want).abs().max().into_scalar::<f32>();
-        assert!(diff < 1e-6, "max diff {diff}");
-    }
 
     fn tiny() -> VarConfig {
         VarConfig::new(vec![1, 2, 3], 16, 4, 5, 2, 32, 2)

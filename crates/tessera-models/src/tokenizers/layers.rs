@@ -6,7 +6,6 @@
 use burn::nn::GroupNorm;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
-use burn::tensor::activation::silu;
 
 use tessera_kernels::{Padding, conv3x3, group_norm, kernels_enabled};
 
@@ -19,7 +18,7 @@ pub(crate) fn norm_silu(norm: &GroupNorm, x: Tensor<4>) -> Tensor<4> {
         (Some(gamma), Some(beta)) if kernels_enabled(&x.device()) => {
             group_norm(x, gamma.val(), beta.val(), norm.num_groups, norm.epsilon as f32, true)
         }
-        _ => silu(norm.forward(x)),
+        _ => tessera_kernels::activation::silu(norm.forward(x)),
     }
 }
 

@@ -648,7 +648,7 @@ impl Decoder {
 mod tests {
     use super::*;
     use burn::tensor::Distribution;
-    use burn::tensor::activation::silu;
+    use tessera_kernels::activation::silu;
 
     fn values(t: Tensor<4>) -> Vec<f32> {
         t.try_into_vec_as::<f32>().unwrap()

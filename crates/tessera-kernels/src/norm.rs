@@ -1,0 +1,96 @@
+//! Normalisations with a CPU kernel ([`crate::cpu`]): on burn's CPU backend outside autodiff (and
+//! unless [`crate::set_reference_ops`] is on) one parallel pass over the rows instead of burn's
+//! six to eight element-wise ops; everywhere else the `_reference` twin of plain burn ops.
+
+use burn::tensor::{DType, Tensor};
+
+use crate::cpu::CpuOps;
+use crate::ops::cpu_kernels_enabled;
+
+fn cpu_kernel<const D: usize>(tensors: &[&Tensor<D>]) -> bool {
+    tensors.iter().all(|t| t.dtype() == DType::F32 && !t.is_autodiff()) && cpu_kernels_enabled(&tensors[0].device())
+}
+
+/// An AdaLN step: `x` `[B, L, C]` LayerNorm-ed over `C` (`eps`; then `· gamma + beta` when
+/// `affine` is given), then modulated, `· (1 + scale) + shift`, by `scale`/`shift` `[1 or B, 1 or L, C]`.
+pub fn layer_norm_modulate(x: Tensor<3>, affine: Option<(Tensor<1>, Tensor<1>)>, scale: Tensor<3>, shift: Tensor<3>, eps: f64) -> Tensor<3> {
+    let tracked = affine.as_ref().is_some_and(|(g, b)| g.is_autodiff() || b.is_autodiff());
+    if tracked || !cpu_kernel(&[&x, &scale, &shift]) {
+        return layer_norm_modulate_reference(x, affine, scale, shift, eps);
+    }
+    let c = x.dims()[2];
+    let device = x.device();
+    let (gamma, beta) = affine.unwrap_or_else(|| (Tensor::ones([c], &device), Tensor::zeros([c], &device)));
+    Tensor::from_dispatch(burn::backend::Dispatch::layer_norm_modulate(
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        scale.into_dispatch(),
+        shift.into_dispatch(),
+        eps as f32,
+    ))
+}
+
+/// [`layer_norm_modulate`] with plain burn ops.
+pub fn layer_norm_modulate_reference(x: Tensor<3>, affine: Option<(Tensor<1>, Tensor<1>)>, scale: Tensor<3>, shift: Tensor<3>, eps: f64) -> Tensor<3> {
+    let (var, mean) = x.clone().var_mean_bias(2);
+    let mut h = (x - mean) * var.add_scalar(eps).sqrt().recip();
+    if let Some((gamma, beta)) = affine {
+        let c = gamma.dims()[0];
+        h = h * gamma.reshape([1, 1, c]) + beta.reshape([1, 1, c]);
+    }
+    h * (scale + 1.0) + shift
+}
+
+/// `x / max(‖x‖₂, eps)` over the last axis (`F.normalize`).
+pub fn l2_normalize<const D: usize>(x: Tensor<D>, eps: f64) -> Tensor<D> {
+    if cpu_kernel(&[&x]) {
+        return Tensor::from_dispatch(burn::backend::Dispatch::l2_normalize(x.into_dispatch(), eps as f32));
+    }
+    l2_normalize_reference(x, eps)
+}
+
+/// [`l2_normalize`] with plain burn ops.
+pub fn l2_normalize_reference<const D: usize>(x: Tensor<D>, eps: f64) -> Tensor<D> {
+    let norm = x.clone().square().sum_dim(D - 1).sqrt().clamp_min(eps);
+    x / norm
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Device, Distribution};
+
+    fn max_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+        (a - b).abs().max().into_scalar::<f32>()
+    }
+
+    #[test]
+    fn the_cpu_kernels_match_the_plain_ops() {
+        let device = Device::flex();
+        let rand = |shape: [usize; 3]| Tensor::<3>::random(shape, Distribution::Uniform(-3.0, 3.0), &device);
+        let (b, l, c) = (3, 37, 48);
+        let x = rand([b, l, c]) * 5.0 + 2.0;
+        let affine = || Some((rand([1, 1, c]).reshape([c]), rand([1, 1, c]).reshape([c])));
+        // Modulation per batch (VAR), per position (RAR) and shared; with and without the affine
+        // LayerNorm; a strided x.
+        let strided = rand([b, c, l]).swap_dims(1, 2);
+        for (x, affine, cond) in [
+            (x.clone(), None, [b, 1, c]),
+            (x.clone(), affine(), [b, l, c]),
+            (x.clone(), affine(), [1, 1, c]),
+            (strided, None, [1, l, c]),
+        ] {
+            let (scale, shift) = (rand(cond), rand(cond));
+            let got = layer_norm_modulate(x.clone(), affine.clone(), scale.clone(), shift.clone(), 1e-6);
+            let want = layer_norm_modulate_reference(x, affine, scale, shift, 1e-6);
+            let diff = max_diff(got, want);
+            assert!(diff < 2e-5, "layer_norm_modulate with modulation {cond:?}: max diff {diff}");
+        }
+        let x4 = Tensor::<4>::random([2, 4, 33, 32], Distribution::Uniform(-2.0, 2.0), &device);
+        let zero_row = Tensor::<4>::zeros([1, 1, 1, 32], &device);
+        let x4 = x4.slice_assign([0..1, 0..1, 0..1, 0..32], zero_row);
+        let diff = max_diff(l2_normalize(x4.clone(), 1e-12), l2_normalize_reference(x4, 1e-12));
+        assert!(diff < 1e-6, "l2_normalize: max diff {diff}");
+    }
+}
