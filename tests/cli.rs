@@ -510,3 +510,33 @@ fn eval_of_a_column_model_reports_the_wide_windows() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("scenes judge cannot judge") && !stderr.contains("panicked"), "{stderr}");
 }
+
+/// On a software adapter `sample` works on the CPU backend and says so; `--device gpu` keeps it on
+/// the adapter. Needs a software adapter (lavapipe in CI); elsewhere it says why it checks nothing.
+#[test]
+fn sample_leaves_a_software_adapter_for_the_cpu_unless_asked() {
+    let info = tessera().args(["info", "--json"]).output().unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    if json["adapter"]["is_software"] != true {
+        assert!(!gpu_required() || std::env::var_os("TESSERA_EXPECT_HARDWARE_GPU").is_some(), "CI has lavapipe: {json}");
+        eprintln!("skipped: no software adapter here ({json}); the rule only applies to one");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sample = |device: Option<&str>| {
+        let mut cmd = tessera();
+        if let Some(d) = device {
+            cmd.args(["--device", d]);
+        }
+        let out = cmd.args(["sample", "var", "--class", "3", "--n", "1", "--out", dir.path().to_str().unwrap()]).output().unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+        assert!(out.status.success(), "{device:?}:\n{stdout}\n{stderr}");
+        (stdout, stderr)
+    };
+    let (stdout, stderr) = sample(None);
+    assert!(stderr.contains("computing on the CPU backend") && stderr.contains("--device gpu"), "{stderr}");
+    assert!(stdout.contains("on CPU (burn flex backend)"), "{stdout}");
+    let (stdout, stderr) = sample(Some("gpu"));
+    assert!(!stderr.contains("computing on the CPU backend"), "{stderr}");
+    assert!(stdout.contains("software"), "sampled on the adapter: {stdout}");
+}

@@ -10,10 +10,11 @@
 // through DevTools' drag events) on a `train=2,1,4&dataset=pictures` link, which trains a tiny run
 // on it, and checks the run's checkpoints survive a reload; then a `generator=rar&train=2,1,4`
 // link trains RAR on MNIST. The equivariant column generator: a `generator=columns&width=64&autorun=1`
-// link draws an image 8x wider than the shipped pair's training width (on a software adapter such
-// as SwiftShader the app samples it on the CPU backend: its hundred flow steps per column take
-// minutes per column there), and a `generator=columns&train=2,1,4` link trains the column pair in
-// the page. Fails on any console error or uncaught page error.
+// link draws an image 8x wider than the shipped pair's training width, and a
+// `generator=columns&train=2,1,4` link trains the column pair in the page. On a software adapter
+// such as SwiftShader the app samples and trains on the CPU backend, several times faster; a
+// `device=gpu` link then keeps one VAR digit on the adapter, which runs the WGSL kernels in the
+// browser. Fails on any console error or uncaught page error.
 // Exit code 0 = pass.
 //
 //   npm ci --prefix web            # playwright-core only; it drives the system Chromium, downloads no browser
@@ -117,6 +118,11 @@ try {
     await trainPairInPage(page, 'columns', 'Equivariant \\(columns\\)', 'equivariant');
   }
 
+  // The WGSL kernels in the browser: on a software adapter the app samples on the CPU backend
+  // (several times faster), so a link's device=gpu keeps this digit on the adapter itself. The
+  // setting is remembered: later links say device=auto where they mean the CPU.
+  if (webgpu) await generateAndCheck(page, `${url}&device=gpu`, 'var', 'adapter');
+
   // A lost GPU device: the page's own GPUDevice is destroyed (a real loss, as a driver reset
   // gives); the app must say so in the page and must not crash.
   if (webgpu) await loseTheDevice(browser);
@@ -126,8 +132,9 @@ try {
 }
 
 /** Opens `target` (an automation link with autorun), waits for the image and checks it is a
- * 32x32 digit drawn by `generator` with the link's settings. */
-async function generateAndCheck(page, target, generator) {
+ * 32x32 digit drawn by `generator` with the link's settings, computed on the CPU backend (the
+ * fastest where the only adapter is a software one) or, with `on` = 'adapter', on the adapter. */
+async function generateAndCheck(page, target, generator, on = 'CPU') {
   const started = Date.now();
   await page.goto(target);
   try {
@@ -147,6 +154,8 @@ async function generateAndCheck(page, target, generator) {
   // The compute device the app chose: WebGPU when the browser has it, else burn's CPU backend.
   const expectAdapter = webgpu ? 'WebGPU' : 'CPU';
   if (!String(status.adapter).includes(expectAdapter)) failures.push(`adapter is ${status.adapter}, expected ${expectAdapter}`);
+  const expectDevice = on === 'adapter' ? status.adapter : 'CPU (burn flex backend)';
+  if (status.last && status.last.device !== expectDevice) failures.push(`${generator}: computed on ${status.last.device}, expected ${expectDevice}`);
   if (!status.last) {
     failures.push('window.tessera.last is missing');
   } else {
@@ -236,13 +245,13 @@ async function loseTheDevice(browser) {
     }
   };
 
-  // During a generation: RAR's 64 tokens take a while on SwiftShader.
-  let page = await lose('?generator=rar&class=3&seed=1&n=4&autorun=1', 'a generation',
+  // During a generation on the adapter (device=gpu): RAR's 64 tokens take a while on SwiftShader.
+  let page = await lose('?generator=rar&class=3&seed=1&n=4&autorun=1&device=gpu', 'a generation',
     () => window.tessera?.state === 'running');
   await page.close();
 
   // During a training run on the CPU backend: it goes on to its end and keeps its checkpoints.
-  page = await lose('?train=2,40,4', 'a training run', () => String(window.tessera?.training) === 'training');
+  page = await lose('?train=2,40,4&device=auto', 'a training run', () => String(window.tessera?.training) === 'training');
   try {
     await page.waitForFunction(() => ['done', 'stopped'].includes(window.tessera?.training) ||
       String(window.tessera?.training).startsWith('failed'), null, { timeout: timeoutMs, polling: 500 });

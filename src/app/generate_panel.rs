@@ -10,7 +10,7 @@
 //! The panel only draws and polls: models load and images generate in [`super::generation`]
 //! jobs, so the UI never waits on the device.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use egui::{Color32, ColorImage, TextureHandle, TextureOptions, vec2};
@@ -49,7 +49,7 @@ pub struct GeneratePanel {
     models: HashMap<Family, Arc<Mutex<ModelSlot>>>,
     /// The family the panel is set to (the Edit tab samples from its models too).
     family: Family,
-    /// The app's compute: each family samples where [`generation::sampling_device`] says.
+    /// The app's compute: models sample where [`Compute::work_device`] says.
     compute: Compute,
     ctx: egui::Context,
     job: Option<Job>,
@@ -78,6 +78,8 @@ pub struct GeneratePanel {
     /// Columns each Continue adds (0 until a column model is loaded: then its training width).
     more_columns: usize,
     continuation: ContinuePanel,
+    /// Families whose models the user trained or dropped (kept by [`Self::reload_shipped`]).
+    own_models: HashSet<Family>,
 }
 
 impl Drop for GeneratePanel {
@@ -92,7 +94,7 @@ impl Drop for GeneratePanel {
 impl GeneratePanel {
     /// Starts loading `family`'s shipped models on its sampling device of `compute`.
     pub fn new(ctx: &egui::Context, compute: &Compute, family: Family, autorun: bool, url_warnings: Vec<String>) -> Self {
-        let device = generation::sampling_device(compute, family).0;
+        let device = compute.work_device().0;
         let models = HashMap::from([(family, generation::load_shipped(family, device, ctx.clone()))]);
         Self {
             models,
@@ -115,13 +117,22 @@ impl GeneratePanel {
             load_message: None,
             more_columns: 0,
             continuation: ContinuePanel::default(),
+            own_models: HashSet::new(),
         }
+    }
+
+    /// Drops the loaded shipped models, so each family loads its pair again on the compute's
+    /// current work device when next shown (after the Device tab moved work). Models the user
+    /// trained or dropped stay, on the device they were loaded on.
+    pub fn reload_shipped(&mut self) {
+        let own = &self.own_models;
+        self.models.retain(|family, _| own.contains(family));
     }
 
     /// The current family's models (loading them the first time it is asked for).
     fn models(&mut self) -> ModelSlot {
         let (family, ctx) = (self.family, &self.ctx);
-        let device = generation::sampling_device(&self.compute, family).0;
+        let device = self.compute.work_device().0;
         let slot = self.models.entry(family).or_insert_with(|| generation::load_shipped(family, device, ctx.clone()));
         slot.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -137,6 +148,7 @@ impl GeneratePanel {
     /// Samples from `models` from now on, for their family (a run trained in the Train tab).
     pub fn set_models(&mut self, models: Arc<dyn ImageGenerator>) {
         let family = models.info().family;
+        self.own_models.insert(family);
         self.models.insert(family, Arc::new(Mutex::new(ModelSlot::Ready(models))));
     }
 
@@ -196,6 +208,7 @@ impl GeneratePanel {
             width: image.width,
             height: image.height,
             ms: progress.elapsed_ms,
+            device: self.compute.work_device().1.map_or_else(|| self.compute.describe(), |_| Compute::cpu(None).describe()),
             png_data_url: export::png_data_url(&image.to_png_bytes()),
         });
     }
@@ -261,7 +274,7 @@ impl GeneratePanel {
             return;
         };
         let family = transformer.family;
-        let device = generation::sampling_device(&self.compute, family).0;
+        let device = self.compute.work_device().0;
         self.load_message = Some(match crate::shipped::load_pair(&transformer.bytes, &tokenizer.bytes, &device) {
             Ok(models) => {
                 self.set_models(models);
@@ -310,7 +323,7 @@ impl GeneratePanel {
                 }
             }
         }
-        if let Some(note) = generation::sampling_device(&self.compute, self.family).1 {
+        if let Some(note) = self.compute.work_device().1 {
             ui.weak(note);
         }
         super::show_outcome(ui, &self.load_message);

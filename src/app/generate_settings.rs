@@ -72,6 +72,9 @@ pub struct UrlRequest {
     pub train: Option<QuickTrain>,
     /// `tab=edit|train|data|device`: the tab to open (default Generate; `train=` opens Train).
     pub tab: Option<Tab>,
+    /// `device=gpu`: compute on a software adapter instead of the faster CPU backend (the Device
+    /// tab's setting); `device=auto`: the fastest.
+    pub software_adapter: Option<bool>,
     /// Parameters that were ignored, and why (shown to the user, never fatal).
     pub warnings: Vec<String>,
 }
@@ -179,6 +182,7 @@ impl GenerateSettings {
         let mut train: Option<QuickTrain> = None;
         let mut on_pictures = false;
         let mut tab = None;
+        let mut software_adapter = None;
         let mut warnings = Vec::new();
         for pair in query.trim_start_matches('?').split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -225,6 +229,11 @@ impl GenerateSettings {
                     Some(t) => tab = Some(t),
                     None => bad("unknown tab (generate, edit, train, data or device)"),
                 },
+                "device" => match value {
+                    "gpu" => software_adapter = Some(true),
+                    "auto" => software_adapter = Some(false),
+                    _ => bad("unknown device (gpu or auto)"),
+                },
                 _ => bad("unknown parameter"),
             }
         }
@@ -237,7 +246,7 @@ impl GenerateSettings {
             warnings.push(format!("ignored width={}: only the column generator draws other widths", settings.width.unwrap_or(0)));
             settings.width = None;
         }
-        UrlRequest { settings: settings.clamped(), autorun, train, tab, warnings }
+        UrlRequest { settings: settings.clamped(), autorun, train, tab, software_adapter, warnings }
     }
 }
 
@@ -268,6 +277,15 @@ mod tests {
         assert!(r.autorun && r.warnings.is_empty(), "{r:?}");
         assert_eq!(r.settings, GenerateSettings { class: 3, seed: 1, ..GenerateSettings::url_base() });
         assert_eq!(r.settings.count, 1);
+    }
+
+    #[test]
+    fn a_link_can_keep_work_on_a_software_adapter() {
+        assert_eq!(GenerateSettings::from_query("device=gpu").software_adapter, Some(true));
+        assert_eq!(GenerateSettings::from_query("device=auto").software_adapter, Some(false));
+        assert_eq!(GenerateSettings::from_query("generator=rar").software_adapter, None);
+        let r = GenerateSettings::from_query("device=tpu");
+        assert!(r.software_adapter.is_none() && r.warnings.len() == 1, "{r:?}");
     }
 
     #[test]

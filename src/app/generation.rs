@@ -21,7 +21,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use burn::prelude::*;
 use tessera_data::Image;
-use tessera_kernels::Compute;
 use tessera_models::family::Family;
 use tessera_models::generator::{Chosen, Continuation, Edit, ImageGenerator, SampleRequest, Sampling};
 use tessera_models::readback::on_host;
@@ -191,21 +190,6 @@ pub enum ModelSlot {
     Failed(String),
     /// The family ships no model: one must be trained or loaded.
     Missing,
-}
-
-/// Where `family` samples, and why when it is not the app's device: the column generator runs
-/// its flow head a hundred times per column (thousands of small dispatches per image), which a
-/// software adapter (SwiftShader, lavapipe) makes minutes per column, so there it samples on the
-/// CPU backend, as training does ([`Compute::training_device`]). The other families sample on
-/// the app's device.
-pub fn sampling_device(compute: &Compute, family: Family) -> (Device, Option<String>) {
-    match (&compute.adapter, family) {
-        (Some(adapter), Family::Columns) if adapter.is_software => {
-            let note = format!("the column generator samples on the CPU backend: far faster than the software adapter {}", compute.describe());
-            (Device::flex(), Some(note))
-        }
-        _ => (compute.device.clone(), None),
-    }
 }
 
 /// Loads `family`'s shipped pair in the background; the slot says `Loading` until it is in
@@ -580,34 +564,6 @@ pub(crate) mod tests {
             assert!(Instant::now() < deadline, "timed out waiting for {what}");
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-    }
-
-    #[test]
-    fn on_a_software_adapter_the_column_generator_samples_on_the_cpu() {
-        let mut compute = Compute::cpu(None);
-        for family in Family::ALL {
-            assert!(sampling_device(&compute, family).1.is_none(), "the CPU backend samples everything");
-        }
-        compute.adapter = Some(tessera_kernels::device::AdapterReport {
-            name: "SwiftShader Device".into(),
-            backend: "BrowserWebGpu".into(),
-            device_type: "Cpu".into(),
-            driver: String::new(),
-            is_software: true,
-            max_storage_buffer_binding_size: 1 << 27,
-            max_buffer_size: 1 << 28,
-            max_compute_workgroup_storage_size: 16384,
-            max_compute_invocations_per_workgroup: 256,
-            max_compute_workgroup_size_x: 256,
-            shader_f16: false,
-            subgroups: false,
-            timestamp_query: false,
-        });
-        let (_, note) = sampling_device(&compute, Family::Columns);
-        assert!(note.is_some_and(|n| n.contains("CPU backend") && n.contains("SwiftShader")));
-        assert!(sampling_device(&compute, Family::Var).1.is_none() && sampling_device(&compute, Family::Rar).1.is_none());
-        compute.adapter.as_mut().unwrap().is_software = false;
-        assert!(sampling_device(&compute, Family::Columns).1.is_none(), "a real GPU samples the columns itself");
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub struct LastResult<'a> {
     pub width: usize,
     pub height: usize,
     pub ms: f64,
+    /// Where it was computed.
+    pub device: String,
     pub png_data_url: String,
 }
 
@@ -58,17 +60,19 @@ pub fn report_last(last: LastResult<'_>) {
         ("width", (last.width as f64).into()),
         ("height", (last.height as f64).into()),
         ("ms", last.ms.round().into()),
+        ("device", last.device.as_str().into()),
         ("png", last.png_data_url.as_str().into()),
     ]);
     #[cfg(not(target_arch = "wasm32"))]
     log::info!(
-        "generated {} class {} seed {}: {}x{} in {:.0} ms ({} byte PNG data URL)",
+        "generated {} class {} seed {}: {}x{} in {:.0} ms on {} ({} byte PNG data URL)",
         last.settings.generator.key(),
         last.settings.class,
         last.settings.seed,
         last.width,
         last.height,
         last.ms,
+        last.device,
         last.png_data_url.len()
     );
 }

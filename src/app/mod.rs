@@ -75,6 +75,9 @@ pub struct State {
     pub tab: Tab,
     /// Plain burn ops instead of the WGSL kernels (Device tab), for comparison.
     pub reference_ops: bool,
+    /// Sample and train on a software adapter although the CPU backend is faster there (Device
+    /// tab, a link's `device=gpu`): [`Compute::set_software_adapter_forced`].
+    pub software_adapter: bool,
     pub generate: generate_settings::GenerateSettings,
     pub data: data_panel::Settings,
 }
@@ -114,12 +117,14 @@ impl TesseraApp {
         let (autorun, train_now, warnings) = match request {
             Some(r) => {
                 state.generate = r.settings;
+                state.software_adapter = r.software_adapter.unwrap_or(state.software_adapter);
                 state.tab = if r.train.is_some() { Tab::Train } else { r.tab.unwrap_or(Tab::Generate) };
                 (r.autorun, r.train, r.warnings)
             }
             None => (false, None, Vec::new()),
         };
         let compute = crate::gpu_setup::compute_from_render_state(cc.wgpu_render_state.as_ref());
+        compute.set_software_adapter_forced(state.software_adapter);
         log::info!("Tessera computes on {}", compute.describe());
         let generate = generate_panel::GeneratePanel::new(&cc.egui_ctx, &compute, state.generate.generator, autorun, warnings);
         let mut train = train_panel::TrainPanel::default();
@@ -222,7 +227,12 @@ impl eframe::App for TesseraApp {
                 }
             }
             Tab::Data => self.data.ui(ui, &mut self.state.data),
-            Tab::Device => device_panel::ui(ui, &self.compute, &mut self.state.reference_ops),
+            Tab::Device => {
+                if device_panel::ui(ui, &self.compute, &mut self.state.reference_ops, &mut self.state.software_adapter) {
+                    // Loaded models stay where they were loaded: reload on the new work device.
+                    self.generate.reload_shipped();
+                }
+            }
         });
     }
 

@@ -116,8 +116,8 @@ fn source_image(input: &str, channels: usize, side: usize) -> anyhow::Result<Ima
 
 pub fn run(args: Args, preference: anyhow::Result<Preference>) -> anyhow::Result<()> {
     ensure!(args.n >= 1, "--n must be at least 1");
-    let compute = super::compute(preference)?;
-    let generator = args.model.load(args.family, &compute.device)?;
+    let (device, described) = super::work_device(preference, "edit")?;
+    let generator = args.model.load(args.family, &device)?;
     let kind = args.mode.kind();
     ensure!(generator.controls().edits.contains(&kind), "{} models do not offer {:?} edits", args.family, args.mode);
     let info = generator.info();
@@ -142,6 +142,6 @@ pub fn run(args: Args, preference: anyhow::Result<Preference>) -> anyhow::Result
     for (i, image) in images(run.images()).iter().enumerate() {
         write_png(image, &args.out.join(format!("edit_{i}.png")))?;
     }
-    println!("{} edit(s) ({:?}) written to {} on {}", args.n, args.mode, args.out.display(), compute.describe());
+    println!("{} edit(s) ({:?}) written to {} on {}", args.n, args.mode, args.out.display(), described);
     Ok(())
 }

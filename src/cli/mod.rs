@@ -127,12 +127,28 @@ fn preference(flag: Option<Preference>) -> anyhow::Result<Preference> {
 }
 
 /// The device for a headless command; says once, on stderr, when it had to fall back to the CPU.
+/// `--device gpu` keeps work on a software adapter ([`Compute::work_device`]).
 pub(crate) fn compute(preference: anyhow::Result<Preference>) -> anyhow::Result<Compute> {
-    let compute = device::create_blocking(preference?)?;
+    let preference = preference?;
+    let compute = device::create_blocking(preference)?;
+    compute.set_software_adapter_forced(preference == Preference::Gpu);
     if let Some(notice) = &compute.notice {
         eprintln!("note: {notice}");
     }
     Ok(compute)
+}
+
+/// Where a command that makes images works ([`Compute::work_device`]), saying so on stderr when
+/// it is not the adapter; `verb` names the work in the hint. Also returns its description.
+pub(crate) fn work_device(preference: anyhow::Result<Preference>, verb: &str) -> anyhow::Result<(burn::tensor::Device, String)> {
+    let compute = compute(preference)?;
+    Ok(match compute.work_device() {
+        (device, Some(note)) => {
+            eprintln!("note: {note} (use --device gpu to {verb} on it anyway)");
+            (device, Compute::cpu(None).describe())
+        }
+        (device, None) => (device, compute.describe()),
+    })
 }
 
 #[cfg(test)]

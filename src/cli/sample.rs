@@ -122,8 +122,7 @@ pub(crate) fn shipped(relative: &str) -> PathBuf {
 pub fn run(args: Args, preference: anyhow::Result<Preference>) -> anyhow::Result<()> {
     ensure!(args.n >= 1, "--n must be at least 1");
     ensure!((0.0..=1.0).contains(&args.top_p), "--top-p must be in [0, 1]");
-    let compute = super::compute(preference)?;
-    let device = compute.device.clone();
+    let (device, described) = super::work_device(preference, "sample")?;
     let generator = args.model.load(args.family, &device)?;
     let continuation = match &args.continue_from {
         Some(path) => Some(continuation(path, args.keep, generator.as_ref())?),
@@ -184,7 +183,7 @@ pub fn run(args: Args, preference: anyhow::Result<Preference>) -> anyhow::Result
         args.n,
         args.class,
         dir.display(),
-        compute.describe(),
+        described,
         if args.steps { format!(", with {partials} partial decodes each") } else { String::new() }
     );
     Ok(())

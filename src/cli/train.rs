@@ -212,19 +212,16 @@ fn open_run(path: &Path, resume: bool) -> anyhow::Result<(Option<Checkpoint>, Ru
     Ok((None, lock))
 }
 
-/// The device training runs on: [`Compute::training_device`] (a real GPU if there is one, else
+/// The device training runs on: [`Compute::work_device`] (a real GPU if there is one, else
 /// burn's CPU backend rather than a software adapter), unless `--device gpu` asks for the adapter.
 ///
-/// [`Compute::training_device`]: tessera_kernels::Compute::training_device
+/// [`Compute::work_device`]: tessera_kernels::Compute::work_device
 fn training_device(preference: anyhow::Result<Preference>) -> anyhow::Result<(Device, String)> {
-    let preference = preference?;
-    let compute = super::compute(Ok(preference))?;
-    if preference == Preference::Auto
-        && let (device, Some(note)) = compute.training_device()
-    {
-        return Ok((device, format!("{note} (use --device gpu to train on it anyway)")));
-    }
-    Ok((compute.device.clone(), format!("training on {}", compute.describe())))
+    let compute = super::compute(preference)?;
+    Ok(match compute.work_device() {
+        (device, Some(note)) => (device, format!("{note} (use --device gpu to train on it anyway)")),
+        (device, None) => (device, format!("training on {}", compute.describe())),
+    })
 }
 
 /// The training split of a dataset, at the preset's resolution.

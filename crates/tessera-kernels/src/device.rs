@@ -159,6 +159,8 @@ pub struct Compute {
     /// Why the CPU backend is used, when it is (shown to the user once).
     pub notice: Option<String>,
     lost: Arc<AtomicBool>,
+    /// [`Compute::set_software_adapter_forced`], shared by every clone.
+    software_forced: Arc<AtomicBool>,
     /// The wgpu device behind `device` (`None` on the CPU backend).
     wgpu: Option<wgpu::Device>,
 }
@@ -166,7 +168,7 @@ pub struct Compute {
 impl Compute {
     /// burn's pure-Rust CPU backend.
     pub fn cpu(notice: Option<String>) -> Self {
-        Self { device: Device::flex(), adapter: None, notice, lost: Arc::default(), wgpu: None }
+        Self { device: Device::flex(), adapter: None, notice, lost: Arc::default(), software_forced: Arc::default(), wgpu: None }
     }
 
     /// One line for logs and status bars: `llvmpipe (LLVM 15.0.6, 256 bits) · Vulkan · software`.
@@ -186,18 +188,33 @@ impl Compute {
         self.adapter.is_some()
     }
 
-    /// Where training should run: this device, unless its adapter is a software rasteriser
-    /// (lavapipe, SwiftShader), where burn's CPU backend trains the tiny preset 5-7x faster
-    /// (2-core machine, batch 32: tokenizer 0.9 s per step on the CPU backend vs 6.7 s on
-    /// lavapipe, transformer 1.55 vs 8.6 s). The note says why when it is not this device.
-    pub fn training_device(&self) -> (Device, Option<String>) {
+    /// Where sampling and training run: this device, unless its adapter is a software rasteriser
+    /// (lavapipe, SwiftShader) and [`Compute::set_software_adapter_forced`] is off. There burn's CPU backend
+    /// is several times faster: on the 2-core machine it trains the tiny preset 5-7x faster
+    /// (batch 32: tokenizer 0.9 s per step vs 6.7 s on lavapipe, transformer 1.55 vs 8.6 s) and
+    /// samples 5-9x faster (BENCHMARKS.md); in the browser the first var-tiny digit took 38.7 s on
+    /// SwiftShader's WebGPU and 2.4 s on the CPU backend. The note says why when it is not this
+    /// device.
+    pub fn work_device(&self) -> (Device, Option<String>) {
         match &self.adapter {
-            Some(a) if a.is_software => {
-                let note = format!("training on the CPU backend: faster than the software adapter {}", self.describe());
+            Some(a) if a.is_software && !self.software_adapter_forced() => {
+                let note = format!("computing on the CPU backend: faster than the software adapter {}", self.describe());
                 (Device::flex(), Some(note))
             }
             _ => (self.device.clone(), None),
         }
+    }
+
+    /// Makes [`Compute::work_device`] keep a software adapter instead of burn's CPU backend
+    /// (`--device gpu`, the app's Device tab, a link's `device=gpu`): slower, but it runs the
+    /// WGSL kernels on a machine without a GPU. Every clone of this compute sees it.
+    pub fn set_software_adapter_forced(&self, on: bool) {
+        self.software_forced.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether [`Compute::set_software_adapter_forced`] is on.
+    pub fn software_adapter_forced(&self) -> bool {
+        self.software_forced.load(Ordering::Relaxed)
     }
 
     /// True once wgpu reported the device lost (driver reset, GPU removed, browser tab evicted).
@@ -257,7 +274,7 @@ pub fn register(
     let lost = Arc::new(AtomicBool::new(false));
     REGISTERED.lock().unwrap_or_else(|p| p.into_inner()).push(Registered { device: device.clone(), buffer_limit, lost: lost.clone() });
     watch_for_loss(&wgpu_device, lost.clone());
-    Ok(Compute { device, adapter: Some(report), notice: None, lost, wgpu: Some(wgpu_device) })
+    Ok(Compute { device, adapter: Some(report), notice: None, lost, software_forced: Arc::default(), wgpu: Some(wgpu_device) })
 }
 
 /// What jobs that only hold a burn [`Device`] need to know of the GPU behind it.
@@ -371,6 +388,7 @@ pub async fn create(preference: Preference) -> Result<Compute, DeviceError> {
     if preference == Preference::Cpu {
         return Ok(Compute::cpu(Some("using the CPU backend, as asked".into())));
     }
+
     let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
     // GL adapters cannot run burn's compute shaders; skip them (and their driver noise) unless asked.
     descriptor.backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY);

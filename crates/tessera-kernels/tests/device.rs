@@ -89,3 +89,38 @@ fn a_destroyed_device_is_reported_lost() {
     });
     drop(buffer);
 }
+
+/// On a software adapter work goes to burn's CPU backend, saying why, unless forced onto the
+/// adapter (`--device gpu`, the Device tab); a real GPU and the CPU backend keep their own device.
+#[test]
+fn work_leaves_a_software_adapter_for_the_cpu_unless_forced() {
+    let mut compute = device::Compute::cpu(None);
+    assert!(compute.work_device().1.is_none(), "the CPU backend works on itself");
+    compute.adapter = Some(device::AdapterReport {
+        name: "SwiftShader Device".into(),
+        backend: "BrowserWebGpu".into(),
+        device_type: "Cpu".into(),
+        driver: String::new(),
+        is_software: true,
+        max_storage_buffer_binding_size: 1 << 27,
+        max_buffer_size: 1 << 28,
+        max_compute_workgroup_storage_size: 16384,
+        max_compute_invocations_per_workgroup: 256,
+        max_compute_workgroup_size_x: 256,
+        shader_f16: false,
+        subgroups: false,
+        timestamp_query: false,
+    });
+    // Stands for the adapter's device: what work_device hands back when it keeps the adapter.
+    compute.device = Device::flex().autodiff();
+    let (on, note) = compute.work_device();
+    assert_eq!(on, Device::flex());
+    assert!(note.is_some_and(|n| n.contains("CPU backend") && n.contains("SwiftShader")));
+    let clone = compute.clone();
+    compute.set_software_adapter_forced(true);
+    assert!(clone.software_adapter_forced(), "every clone sees the setting");
+    assert_eq!(clone.work_device(), (compute.device.clone(), None));
+    compute.set_software_adapter_forced(false);
+    compute.adapter.as_mut().unwrap().is_software = false;
+    assert_eq!(compute.work_device(), (compute.device.clone(), None), "a real GPU works on itself");
+}

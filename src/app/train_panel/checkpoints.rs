@@ -57,7 +57,7 @@ impl TrainPanel {
         }
     }
 
-    /// `compute` samples (Use in Generate, on its sampling device for the family); `training_device`
+    /// `compute` samples (Use in Generate, on its work device); `training_device`
     /// trains (Resume).
     pub(super) fn checkpoints_ui(&mut self, ui: &mut egui::Ui, checkpoints: &[SavedCheckpoint], compute: &Compute, training_device: &Device) {
         if checkpoints.is_empty() {
@@ -123,7 +123,7 @@ impl TrainPanel {
                 .on_hover_text(format!("sample in the Generate tab from {} with {}", v.describe(), t.describe()))
                 .clicked()
         {
-            let device = crate::app::generation::sampling_device(compute, v.family).0;
+            let device = compute.work_device().0;
             match crate::shipped::load_pair(&v.bytes, &t.bytes, &device) {
                 Ok(generator) => {
                     self.for_generate = Some(generator);

@@ -132,9 +132,9 @@ impl Default for TrainPanel {
 }
 
 impl TrainPanel {
-    /// `compute`: the app's device; training runs where [`Compute::training_device`] says.
+    /// `compute`: the app's device; training runs where [`Compute::work_device`] says.
     pub fn ui(&mut self, ui: &mut egui::Ui, compute: &Compute) {
-        let (device, note) = compute.training_device();
+        let (device, note) = compute.work_device();
         let device = &device;
         self.take_uploads(ui.ctx());
         self.dataset_ui(ui);
@@ -170,7 +170,7 @@ impl TrainPanel {
         }
         self.finish_import();
         if let Some(run) = self.start_soon.take() {
-            let (device, _) = compute.training_device();
+            let (device, _) = compute.work_device();
             let device = &device;
             self.family = run.family;
             self.tokenizer_steps = run.tokenizer_steps;
