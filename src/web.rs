@@ -1,10 +1,11 @@
 //! The browser entry: starts the app on the page's canvas and keeps `window.tessera` current,
 //! the object end-to-end tests (and curious users) read: `state` (`loading`, `ready`, `running`,
 //! `done`, `error`), `error`, `adapter`, `notice`, and `last`, the latest generation:
-//! `{generator, class, seed, width, height, ms, png}` with `png` a `data:image/png;base64,...`
+//! `{generator, class, seed, width, height, ms, device, png}` with `png` a `data:image/png;base64,...`
 //! URL of its first image at native resolution; `training`, the Train tab's run (`training`,
 //! `paused`, `done`, `stopped`, `failed`); `checkpoints`, the checkpoints the Train tab lists
-//! (`"<phase> at step <n>: <where>"`). The app sets `state` from `ready` on (once the models are
+//! (`"<phase> at step <n>: <where>"`); `timings`, milliseconds from navigation to each start-up
+//! phase (`download`, `compile`, `adapter`, `weights`, `first_image`). The app sets `state` from `ready` on (once the models are
 //! loaded); this file sets `loading` and start-up errors, and keeps the browser's checkpoint
 //! storage ([`storage`]).
 
@@ -23,6 +24,18 @@ pub fn set_status(key: &str, value: JsValue) {
             obj
         });
     let _ = js_sys::Reflect::set(&status, &key.into(), &value);
+}
+
+/// `window.tessera.timings[phase]` = `performance.now()` (ms since navigation began), unless the
+/// phase is already there; index.html marks its own phases the same way.
+pub fn mark_timing(phase: &str) {
+    let mark = js_sys::Function::new_with_args(
+        "p",
+        "const t = (window.tessera ||= {}); t.timings ||= {}; if (!(p in t.timings)) t.timings[p] = Math.round(performance.now());",
+    );
+    if let Err(e) = mark.call1(&JsValue::NULL, &phase.into()) {
+        log::warn!("could not record the {phase} timing: {e:?}");
+    }
 }
 
 /// Sets `window.tessera.last` to an object of `(key, value)` fields.
@@ -267,6 +280,7 @@ pub fn start() {
                 options,
                 Box::new(|cc| {
                     let app = crate::app::TesseraApp::with_query(cc, Some(&query()));
+                    mark_timing("adapter");
                     set_status("adapter", app.compute.describe().into());
                     if let Some(notice) = &app.compute.notice {
                         set_status("notice", notice.as_str().into());

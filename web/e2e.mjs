@@ -145,7 +145,15 @@ async function generateAndCheck(page, target, generator, on = 'CPU') {
   }
   const status = await page.evaluate(() => {
     const t = window.tessera || {};
-    return { state: t.state, error: t.error, adapter: t.adapter, notice: t.notice, last: t.last };
+    return { state: t.state, error: t.error, adapter: t.adapter, notice: t.notice, last: t.last, timings: t.timings };
+  });
+  // The page's start-up phases, in milliseconds from navigation: each reached, in order.
+  const phases = ['download', 'compile', 'adapter', 'weights', 'first_image'];
+  const timings = status.timings || {};
+  console.log(`${generator} timings (ms from navigation):`, JSON.stringify(timings));
+  phases.forEach((phase, i) => {
+    if (!(timings[phase] > 0)) failures.push(`${generator}: window.tessera.timings.${phase} is ${timings[phase]}`);
+    else if (i > 0 && timings[phase] < timings[phases[i - 1]]) failures.push(`${generator}: timings out of order: ${JSON.stringify(timings)}`);
   });
   const { png, ...last } = status.last || {};
   console.log(`${generator} after ${((Date.now() - started) / 1000).toFixed(1)} s:`,

@@ -203,6 +203,7 @@ impl GeneratePanel {
         let Some(job) = &self.job else { return };
         let progress = job.progress();
         let Some(image) = progress.images.first().and_then(GeneratedImage::last) else { return };
+        hooks::report_timing("first_image");
         hooks::report_last(LastResult {
             settings: &progress.settings,
             width: image.width,

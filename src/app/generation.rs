@@ -205,6 +205,7 @@ pub fn load_shipped(family: Family, device: Device, ctx: egui::Context) -> Arc<M
         let loaded = match shipped.load(&device) {
             Ok(models) => {
                 log::info!("shipped {family} models loaded in {:.0} ms", started.elapsed().as_secs_f64() * 1e3);
+                super::hooks::report_timing("weights");
                 ModelSlot::Ready(models)
             }
             Err(e) => ModelSlot::Failed(format!("{e:#}")),

@@ -85,6 +85,17 @@ pub fn publish_query(query: &str) {
     let _ = query;
 }
 
+/// A phase of the page's start-up reached: `window.tessera.timings[phase]`, milliseconds since
+/// navigation began, kept from the first time only. The page marks `download` and `compile`; the
+/// app `adapter` (its compute chosen), `weights` (the first shipped models loaded) and
+/// `first_image` (the first generation done).
+pub fn report_timing(phase: &str) {
+    #[cfg(target_arch = "wasm32")]
+    crate::web::mark_timing(phase);
+    #[cfg(not(target_arch = "wasm32"))]
+    log::debug!("reached {phase}");
+}
+
 /// `window.tessera.checkpoints`: the checkpoints the Train tab lists, one line each.
 pub fn report_checkpoints(lines: &[String]) {
     #[cfg(target_arch = "wasm32")]
