@@ -15,4 +15,8 @@ wasm-bindgen --target web --no-typescript --remove-name-section --remove-produce
     --out-dir web/dist --out-name tessera \
     "$CARGO_TARGET_DIR/wasm32-unknown-unknown/$dir/tessera.wasm"
 cp index.html web/dist/index.html
+# The offline copy (web/sw.js): its cache is named after this build's files, so a new build
+# replaces it.
+build=$(cat web/dist/index.html web/dist/tessera.js web/dist/tessera_bg.wasm | sha256sum | cut -c1-16)
+sed "s/__BUILD__/$build/" web/sw.js > web/dist/sw.js
 echo "web bundle: web/dist ($(du -sh web/dist | cut -f1)); serve it with: bash scripts/serve-web.sh"

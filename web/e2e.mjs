@@ -14,7 +14,9 @@
 // `generator=columns&train=2,1,4` link trains the column pair in the page. On a software adapter
 // such as SwiftShader the app samples and trains on the CPU backend, several times faster; a
 // `device=gpu` link then keeps one VAR digit on the adapter, which runs the WGSL kernels in the
-// browser. Fails on any console error or uncaught page error.
+// browser. The page's start-up timings are printed and checked for order; after the first visit
+// the wasm comes from the service worker's offline copy, and with the network off the page still
+// opens and draws. Fails on any console error or uncaught page error.
 // Exit code 0 = pass.
 //
 //   npm ci --prefix web            # playwright-core only; it drives the system Chromium, downloads no browser
@@ -76,8 +78,21 @@ try {
   page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text().slice(0, 500)); });
   page.on('pageerror', (e) => errors.push(`uncaught: ${e}`));
   await generateAndCheck(page, url, 'var');
+  // The first visit installed the offline copy (web/sw.js): the next load takes the wasm, models
+  // and all, from it.
+  await page.evaluate(() => navigator.serviceWorker.ready.then(() => true));
+  const wasmLoads = [];
+  const watch = (r) => { if (r.url().endsWith('/tessera_bg.wasm')) wasmLoads.push(r.fromServiceWorker()); };
+  page.on('response', watch);
   // RAR, token by token: the same automation link with generator=rar draws a digit too.
   await generateAndCheck(page, url.replace('generator=var', 'generator=rar'), 'rar');
+  page.off('response', watch);
+  console.log('second load: the wasm came from the offline copy:', JSON.stringify(wasmLoads));
+  if (wasmLoads.length !== 1 || !wasmLoads[0]) failures.push(`the second load did not take the wasm from the offline copy: ${JSON.stringify(wasmLoads)}`);
+  // With the network off the page still opens and draws.
+  await page.context().setOffline(true);
+  await generateAndCheck(page, url, 'var');
+  await page.context().setOffline(false);
   // The column generator, 8 times its training width.
   await generateWideAndCheck(page);
   if (process.env.SCREENSHOT) await page.screenshot({ path: process.env.SCREENSHOT });
