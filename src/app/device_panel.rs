@@ -22,8 +22,11 @@ pub fn ui(ui: &mut egui::Ui, compute: &Compute, reference_ops: &mut bool, softwa
                     "This is a software adapter: everything works, but at CPU speed. Training the larger presets needs a real GPU.",
                 );
                 let label = "Sample and train on this software adapter (slower than the CPU backend; runs the WGSL kernels)";
-                if ui.checkbox(software_adapter, label).changed() {
-                    compute.set_software_adapter_forced(*software_adapter);
+                // Shows what this page does (a link may have set it), remembers what the user ticks.
+                let mut forced = compute.software_adapter_forced();
+                if ui.checkbox(&mut forced, label).changed() {
+                    compute.set_software_adapter_forced(forced);
+                    *software_adapter = forced;
                     changed = true;
                 }
                 ui.label(match compute.work_device().1 {

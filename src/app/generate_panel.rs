@@ -145,6 +145,14 @@ impl GeneratePanel {
         }
     }
 
+    /// Where the current family's models compute: the CPU backend or the app's adapter.
+    fn models_device(&self) -> String {
+        match self.ready_models() {
+            Some(m) if m.device() != burn::tensor::Device::flex() => self.compute.describe(),
+            _ => Compute::cpu(None).describe(),
+        }
+    }
+
     /// Samples from `models` from now on, for their family (a run trained in the Train tab).
     pub fn set_models(&mut self, models: Arc<dyn ImageGenerator>) {
         let family = models.info().family;
@@ -209,7 +217,7 @@ impl GeneratePanel {
             width: image.width,
             height: image.height,
             ms: progress.elapsed_ms,
-            device: self.compute.work_device().1.map_or_else(|| self.compute.describe(), |_| Compute::cpu(None).describe()),
+            device: self.models_device(),
             png_data_url: export::png_data_url(&image.to_png_bytes()),
         });
     }

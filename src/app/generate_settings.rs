@@ -73,7 +73,7 @@ pub struct UrlRequest {
     /// `tab=edit|train|data|device`: the tab to open (default Generate; `train=` opens Train).
     pub tab: Option<Tab>,
     /// `device=gpu`: compute on a software adapter instead of the faster CPU backend (the Device
-    /// tab's setting); `device=auto`: the fastest.
+    /// tab's setting, for this page only); `device=auto`: the fastest.
     pub software_adapter: Option<bool>,
     /// Parameters that were ignored, and why (shown to the user, never fatal).
     pub warnings: Vec<String>,

@@ -75,8 +75,8 @@ pub struct State {
     pub tab: Tab,
     /// Plain burn ops instead of the WGSL kernels (Device tab), for comparison.
     pub reference_ops: bool,
-    /// Sample and train on a software adapter although the CPU backend is faster there (Device
-    /// tab, a link's `device=gpu`): [`Compute::set_software_adapter_forced`].
+    /// Sample and train on a software adapter although the CPU backend is faster there (the
+    /// Device tab; a link's `device=gpu` does it for its page only): [`Compute::set_software_adapter_forced`].
     pub software_adapter: bool,
     pub generate: generate_settings::GenerateSettings,
     pub data: data_panel::Settings,
@@ -114,17 +114,18 @@ impl TesseraApp {
         let request = query
             .filter(|q| !q.trim_start_matches('?').is_empty())
             .map(generate_settings::GenerateSettings::from_query);
+        // A link's device=gpu|auto holds for this page only; the Device tab's choice is remembered.
+        let link_device = request.as_ref().and_then(|r| r.software_adapter);
         let (autorun, train_now, warnings) = match request {
             Some(r) => {
                 state.generate = r.settings;
-                state.software_adapter = r.software_adapter.unwrap_or(state.software_adapter);
                 state.tab = if r.train.is_some() { Tab::Train } else { r.tab.unwrap_or(Tab::Generate) };
                 (r.autorun, r.train, r.warnings)
             }
             None => (false, None, Vec::new()),
         };
         let compute = crate::gpu_setup::compute_from_render_state(cc.wgpu_render_state.as_ref());
-        compute.set_software_adapter_forced(state.software_adapter);
+        compute.set_software_adapter_forced(link_device.unwrap_or(state.software_adapter));
         log::info!("Tessera computes on {}", compute.describe());
         let generate = generate_panel::GeneratePanel::new(&cc.egui_ctx, &compute, state.generate.generator, autorun, warnings);
         let mut train = train_panel::TrainPanel::default();

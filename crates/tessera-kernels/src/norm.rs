@@ -14,8 +14,8 @@ fn cpu_kernel<const D: usize>(tensors: &[&Tensor<D>]) -> bool {
 /// An AdaLN step: `x` `[B, L, C]` LayerNorm-ed over `C` (`eps`; then `· gamma + beta` when
 /// `affine` is given), then modulated, `· (1 + scale) + shift`, by `scale`/`shift` `[1 or B, 1 or L, C]`.
 pub fn layer_norm_modulate(x: Tensor<3>, affine: Option<(Tensor<1>, Tensor<1>)>, scale: Tensor<3>, shift: Tensor<3>, eps: f64) -> Tensor<3> {
-    let tracked = affine.as_ref().is_some_and(|(g, b)| g.is_autodiff() || b.is_autodiff());
-    if tracked || !cpu_kernel(&[&x, &scale, &shift]) {
+    let other = affine.as_ref().is_some_and(|(g, b)| [g, b].iter().any(|t| t.is_autodiff() || t.dtype() != DType::F32));
+    if other || !cpu_kernel(&[&x, &scale, &shift]) {
         return layer_norm_modulate_reference(x, affine, scale, shift, eps);
     }
     let c = x.dims()[2];
@@ -40,6 +40,20 @@ pub fn layer_norm_modulate_reference(x: Tensor<3>, affine: Option<(Tensor<1>, Te
         h = h * gamma.reshape([1, 1, c]) + beta.reshape([1, 1, c]);
     }
     h * (scale + 1.0) + shift
+}
+
+/// A gated residual, `x + y · gate`, `x`/`y` `[B, L, C]`, `gate` `[1 or B, 1 or L, C]` (AdaLN's
+/// gates): one pass instead of two.
+pub fn gated_residual(x: Tensor<3>, y: Tensor<3>, gate: Tensor<3>) -> Tensor<3> {
+    if !cpu_kernel(&[&x, &y, &gate]) {
+        return gated_residual_reference(x, y, gate);
+    }
+    Tensor::from_dispatch(burn::backend::Dispatch::gated_residual(x.into_dispatch(), y.into_dispatch(), gate.into_dispatch()))
+}
+
+/// [`gated_residual`] with plain burn ops.
+pub fn gated_residual_reference(x: Tensor<3>, y: Tensor<3>, gate: Tensor<3>) -> Tensor<3> {
+    x + y * gate
 }
 
 /// `x / max(‖x‖₂, eps)` over the last axis (`F.normalize`).
@@ -86,6 +100,11 @@ mod tests {
             let want = layer_norm_modulate_reference(x, affine, scale, shift, 1e-6);
             let diff = max_diff(got, want);
             assert!(diff < 2e-5, "layer_norm_modulate with modulation {cond:?}: max diff {diff}");
+        }
+        for gate in [[b, 1, c], [b, l, c], [1, 1, c]] {
+            let (y, gate) = (rand([b, l, c]), rand(gate));
+            let diff = max_diff(gated_residual(x.clone(), y.clone(), gate.clone()), gated_residual_reference(x.clone(), y, gate));
+            assert!(diff < 1e-6, "gated_residual: max diff {diff}");
         }
         let x4 = Tensor::<4>::random([2, 4, 33, 32], Distribution::Uniform(-2.0, 2.0), &device);
         let zero_row = Tensor::<4>::zeros([1, 1, 1, 32], &device);

@@ -47,6 +47,16 @@ pub(crate) struct View<'a> {
 }
 
 impl View<'_> {
+    /// Panics unless every row of a `[b, h, l, d]` view lies inside its storage: the kernel reads
+    /// them through raw pointers.
+    fn check(&self, [b, h, l, d]: [usize; 4]) {
+        if b * h * l * d == 0 {
+            return;
+        }
+        let last = self.offset + (b - 1) * self.strides[0] + (h - 1) * self.strides[1] + (l - 1) * self.strides[2] + d;
+        assert!(last <= self.data.len(), "attention view reaches element {last} of {}", self.data.len());
+    }
+
     fn at(&self, b: usize, h: usize) -> *const f32 {
         self.data[self.offset + b * self.strides[0] + h * self.strides[1]..].as_ptr()
     }
@@ -72,6 +82,9 @@ pub(crate) fn attention(q: View, k: View, v: View, [b, h, lq, lk, d]: [usize; 5]
     if out.is_empty() || lk == 0 {
         return out;
     }
+    q.check([b, h, lq, d]);
+    k.check([b, h, lk, d]);
+    v.check([b, h, lk, d]);
     let base = Out(out.as_mut_ptr());
     let row_stride = h * d;
     // Spread (batch, head) pairs over the cores only when a pair holds enough work to outweigh
@@ -79,6 +92,11 @@ pub(crate) fn attention(q: View, k: View, v: View, [b, h, lq, lk, d]: [usize; 5]
     let work = lq * lk * d;
     let tasks = if work * b * h >= PARALLEL_WORK { b * h } else { 1 };
     let per_task = (b * h).div_ceil(tasks);
+    // A single large pair (a one-head attention over an image) spreads its products instead.
+    #[cfg(not(target_arch = "wasm32"))]
+    let products = if b * h == 1 && work >= PARALLEL_WORK { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
+    #[cfg(target_arch = "wasm32")]
+    let products = gemm::Parallelism::None;
     for_each_task(tasks, || (vec![0.0f32; lq * lk], Vec::with_capacity(lq)), |t, (scores, inv_sums)| {
         for n in t * per_task..((t + 1) * per_task).min(b * h) {
             let (bi, hi) = (n / h, n % h);
@@ -90,7 +108,7 @@ pub(crate) fn attention(q: View, k: View, v: View, [b, h, lq, lk, d]: [usize; 5]
                 if lq <= FEW_QUERIES {
                     few_queries(q, k, v, [bi, hi], [lq, lk, d], visible, scale, scores, o, row_stride);
                 } else {
-                    many_queries(q, k, v, [bi, hi], [lq, lk, d], visible, scale, scores, inv_sums, o, row_stride);
+                    many_queries(q, k, v, [bi, hi], [lq, lk, d], visible, scale, scores, inv_sums, o, row_stride, products);
                 }
             }
         }
@@ -156,11 +174,11 @@ unsafe fn few_queries_portable(q: View, k: View, v: View, [bi, hi]: [usize; 2], 
 
 /// One (batch, head) pair as two matrix products around the softmax.
 #[allow(clippy::too_many_arguments)]
-unsafe fn many_queries(q: View, k: View, v: View, [bi, hi]: [usize; 2], [lq, lk, d]: [usize; 3], visible: Visible, scale: f32, scores: &mut [f32], inv_sums: &mut Vec<f32>, o: *mut f32, row_stride: usize) {
+unsafe fn many_queries(q: View, k: View, v: View, [bi, hi]: [usize; 2], [lq, lk, d]: [usize; 3], visible: Visible, scale: f32, scores: &mut [f32], inv_sums: &mut Vec<f32>, o: *mut f32, row_stride: usize, products: gemm::Parallelism) {
     // SAFETY: as the caller promises.
     unsafe {
         // scores[lq, lk] = scale · q[lq, d] · kᵀ[d, lk]: kᵀ's column stride is k's row stride.
-        gemm::gemm(lq, lk, d, scores.as_mut_ptr(), 1, lk as isize, false, q.at(bi, hi), 1, q.strides[2] as isize, k.at(bi, hi), k.strides[2] as isize, 1, 0.0, scale, false, false, false, gemm::Parallelism::None);
+        gemm::gemm(lq, lk, d, scores.as_mut_ptr(), 1, lk as isize, false, q.at(bi, hi), 1, q.strides[2] as isize, k.at(bi, hi), k.strides[2] as isize, 1, 0.0, scale, false, false, false, products);
     }
     inv_sums.clear();
     for (i, row) in scores.chunks_exact_mut(lk).enumerate() {
@@ -176,7 +194,7 @@ unsafe fn many_queries(q: View, k: View, v: View, [bi, hi]: [usize; 2], [lq, lk,
     }
     // SAFETY: as the caller promises.
     unsafe {
-        gemm::gemm(lq, d, lk, o, 1, row_stride as isize, false, scores.as_ptr(), 1, lk as isize, v.at(bi, hi), 1, v.strides[2] as isize, 0.0, 1.0, false, false, false, gemm::Parallelism::None);
+        gemm::gemm(lq, d, lk, o, 1, row_stride as isize, false, scores.as_ptr(), 1, lk as isize, v.at(bi, hi), 1, v.strides[2] as isize, 0.0, 1.0, false, false, false, products);
         for (i, &inv) in inv_sums.iter().enumerate() {
             std::slice::from_raw_parts_mut(o.add(i * row_stride), d).iter_mut().for_each(|x| *x *= inv);
         }

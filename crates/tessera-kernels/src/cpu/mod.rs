@@ -48,6 +48,8 @@ pub trait CpuOps: burn::backend::Backend {
     ) -> FloatTensor<Self>;
     /// `x / max(‖x‖₂, eps)` over the last axis.
     fn l2_normalize(x: FloatTensor<Self>, eps: f32) -> FloatTensor<Self>;
+    /// [`crate::norm::gated_residual`]'s contract: `x`, `y` `[B, L, C]`, `gate` `[1 or B, 1 or L, C]`.
+    fn gated_residual(x: FloatTensor<Self>, y: FloatTensor<Self>, gate: FloatTensor<Self>) -> FloatTensor<Self>;
 }
 
 impl CpuOps for Flex {
@@ -91,20 +93,37 @@ impl CpuOps for Flex {
     ) -> FloatTensor<Self> {
         let shape = x.shape();
         let [b, l, c] = shape.dims();
-        let [sb, sl, _] = scale.shape().dims();
-        assert_eq!(scale.shape(), shift.shape(), "scale and shift must have one shape");
+        let cond_shape = scale.shape();
+        assert_eq!(cond_shape, shift.shape(), "scale and shift must have one shape");
+        check_cond(&cond_shape, [b, l, c], "scale");
+        assert!(gamma.shape().dims::<1>() == [c] && beta.shape().dims::<1>() == [c], "gamma and beta must be [{c}]");
         let (src, gamma, beta) = (contiguous_f32(&x), contiguous_f32(&gamma), contiguous_f32(&beta));
         let (scale, shift) = (contiguous_f32(&scale), contiguous_f32(&shift));
-        // The scale/shift row of token row r = (batch, position), broadcast where a dim is 1.
-        let cond_row = |r: usize| (if sb == 1 { 0 } else { r / l }) * sl + if sl == 1 { 0 } else { r % l };
         let out = map_rows(&src, b * l, c, |r, x, o| {
             let mean = sum(x) / c as f32;
             o.iter_mut().zip(x).for_each(|(o, v)| *o = v - mean);
             let rstd = 1.0 / (sum_squares(o) / c as f32 + eps).sqrt();
-            let k = cond_row(r) * c;
+            let k = cond_row(&cond_shape, l, r) * c;
             let (s, t) = (&scale[k..k + c], &shift[k..k + c]);
             for ((((o, g), be), s), t) in o.iter_mut().zip(gamma.iter()).zip(beta.iter()).zip(s).zip(t) {
                 *o = (*o * rstd * g + be) * (1.0 + s) + t;
+            }
+        });
+        from_f32(out, shape)
+    }
+
+    fn gated_residual(x: FloatTensor<Self>, y: FloatTensor<Self>, gate: FloatTensor<Self>) -> FloatTensor<Self> {
+        let shape = x.shape();
+        let [b, l, c] = shape.dims();
+        assert_eq!(y.shape(), shape, "x and y must have one shape");
+        let gate_shape = gate.shape();
+        check_cond(&gate_shape, [b, l, c], "gate");
+        let (src, y, gate) = (contiguous_f32(&x), contiguous_f32(&y), contiguous_f32(&gate));
+        let out = map_rows(&src, b * l, c, |r, x, o| {
+            let k = cond_row(&gate_shape, l, r) * c;
+            let (y, g) = (&y[r * c..(r + 1) * c], &gate[k..k + c]);
+            for (((o, x), y), g) in o.iter_mut().zip(x).zip(y).zip(g) {
+                *o = x + y * g;
             }
         });
         from_f32(out, shape)
@@ -116,11 +135,29 @@ impl CpuOps for Flex {
         let src = contiguous_f32(&x);
         let rows = if c == 0 { 0 } else { src.len() / c };
         let out = map_rows(&src, rows, c, |_, x, o| {
-            let inv = 1.0 / sum_squares(x).sqrt().max(eps);
+            // NaN stays NaN, as in the plain ops (`f32::max` would pick eps).
+            let norm = sum_squares(x).sqrt();
+            let inv = 1.0 / if norm.is_nan() { norm } else { norm.max(eps) };
             o.iter_mut().zip(x).for_each(|(o, v)| *o = v * inv);
         });
         from_f32(out, shape)
     }
+}
+
+/// Panics unless `shape` is `[1 or B, 1 or L, C]` for a `[B, L, C]` input.
+fn check_cond(shape: &Shape, [b, l, c]: [usize; 3], what: &str) {
+    let dims = shape.dims::<3>();
+    assert!(
+        (dims[0] == 1 || dims[0] == b) && (dims[1] == 1 || dims[1] == l) && dims[2] == c,
+        "{what} {dims:?} does not broadcast to [{b}, {l}, {c}]"
+    );
+}
+
+/// The row of a `[1 or B, 1 or L, C]` condition (`shape`) that token row `r` of a `[B, L, C]`
+/// tensor reads: broadcast where a dim is 1.
+fn cond_row(shape: &Shape, l: usize, r: usize) -> usize {
+    let [sb, sl, _] = shape.dims();
+    (if sb == 1 { 0 } else { r / l }) * sl + if sl == 1 { 0 } else { r % l }
 }
 
 /// A new `[rows, c]` buffer where `f(r, row r of src, row r of out)` writes each row, rows spread

@@ -32,7 +32,7 @@ use burn::tensor::activation::silu;
 use burn::tensor::module::linear;
 
 use tessera_kernels::activation::gelu_tanh;
-use tessera_kernels::norm::{l2_normalize, layer_norm_modulate};
+use tessera_kernels::norm::{gated_residual, l2_normalize, layer_norm_modulate};
 use tessera_kernels::{AttentionMask, attention};
 
 use crate::Error;
@@ -495,9 +495,9 @@ impl AdaLnSelfAttn {
         let [gamma1, gamma2, scale1, scale2, shift1, shift2] =
             [0, 1, 2, 3, 4, 5].map(|i| chunk(&ada, i, c));
         let h = layer_norm_modulate(x.clone(), None, scale1, shift1, self.norm_eps);
-        let x = x + self.attn.forward(h, mask, cache) * gamma1;
+        let x = gated_residual(x, self.attn.forward(h, mask, cache), gamma1);
         let h = layer_norm_modulate(x.clone(), None, scale2, shift2, self.norm_eps);
-        x.clone() + self.ffn.forward(h) * gamma2
+        gated_residual(x, self.ffn.forward(h), gamma2)
     }
 }
 
