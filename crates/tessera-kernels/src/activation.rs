@@ -3,18 +3,13 @@
 //! else the `_reference` twin of plain burn ops, which autodiff differentiates.
 
 use burn::tensor::activation::sigmoid;
-use burn::tensor::{DType, Tensor};
+use burn::tensor::Tensor;
 
-use crate::cpu::CpuOps;
-use crate::ops::cpu_kernels_enabled;
-
-fn cpu_kernel<const D: usize>(x: &Tensor<D>) -> bool {
-    x.dtype() == DType::F32 && !x.is_autodiff() && cpu_kernels_enabled(&x.device())
-}
+use crate::cpu::{CpuOps, cpu_kernel};
 
 /// GELU's tanh approximation, `x · σ(2√(2/π)(x + 0.044715x³))` (VAR's MLP).
 pub fn gelu_tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    if cpu_kernel(&x) {
+    if cpu_kernel(&[&x]) {
         return Tensor::from_dispatch(burn::backend::Dispatch::gelu_tanh(x.into_dispatch()));
     }
     gelu_tanh_reference(x)
@@ -32,7 +27,7 @@ pub fn gelu_tanh_reference<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 
 /// SiLU, `x · σ(x)` (the tokenizers' GroupNorm + SiLU).
 pub fn silu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    if cpu_kernel(&x) {
+    if cpu_kernel(&[&x]) {
         return Tensor::from_dispatch(burn::backend::Dispatch::silu(x.into_dispatch()));
     }
     burn::tensor::activation::silu(x)
@@ -57,7 +52,7 @@ mod tests {
     #[test]
     fn the_cpu_kernels_match_the_plain_ops() {
         let device = Device::flex();
-        assert!(cpu_kernels_enabled(&device), "burn's CPU backend must take the CPU kernels");
+        assert!(crate::ops::cpu_kernels_enabled(&device), "burn's CPU backend must take the CPU kernels");
         let x = inputs(&device);
         // A strided view takes the copying path of the kernel.
         for x in [x.clone(), x.transpose()] {

@@ -4,12 +4,7 @@
 
 use burn::tensor::{DType, Tensor};
 
-use crate::cpu::CpuOps;
-use crate::ops::cpu_kernels_enabled;
-
-fn cpu_kernel<const D: usize>(tensors: &[&Tensor<D>]) -> bool {
-    tensors.iter().all(|t| t.dtype() == DType::F32 && !t.is_autodiff()) && cpu_kernels_enabled(&tensors[0].device())
-}
+use crate::cpu::{CpuOps, cpu_kernel};
 
 /// An AdaLN step: `x` `[B, L, C]` LayerNorm-ed over `C` (`eps`; then `· gamma + beta` when
 /// `affine` is given), then modulated, `· (1 + scale) + shift`, by `scale`/`shift` `[1 or B, 1 or L, C]`.

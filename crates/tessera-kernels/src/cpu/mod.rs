@@ -177,6 +177,12 @@ fn map_rows(src: &[f32], rows: usize, c: usize, f: impl Fn(usize, &[f32], &mut [
     out
 }
 
+/// Whether `tensors` take the CPU kernels: all f32 and untracked, on burn's CPU backend with the
+/// kernels on (the one routing rule of [`crate::activation`] and [`crate::norm`]).
+pub(crate) fn cpu_kernel<const D: usize>(tensors: &[&burn::tensor::Tensor<D>]) -> bool {
+    tensors.iter().all(|t| t.dtype() == DType::F32 && !t.is_autodiff()) && crate::ops::cpu_kernels_enabled(&tensors[0].device())
+}
+
 /// Elements per parallel task of an element-wise kernel: large enough that a task outweighs its
 /// scheduling.
 const ELEMENTWISE_CHUNK: usize = 1 << 15;
