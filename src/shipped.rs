@@ -1,9 +1,11 @@
 //! The models that ship with Tessera, one pair (generator + tokenizer) per family, and loading a
 //! pair from checkpoint bytes: what the CLI, the app and eval all sample from.
 //!
-//! The shipped pairs are compiled into the binary (`include_bytes!`, ~5 MB each): the browser has
-//! no files to read, and a first image should appear within seconds of opening the app. The CLI
-//! reads the same files from `assets/` instead, so a retrained file there is used without a rebuild.
+//! On the desktop the shipped pairs are compiled into the binary (`include_bytes!`, ~5 MB each),
+//! so it runs from anywhere. The browser build leaves them out: the page fetches a family's pair
+//! from `web/dist/assets/` (the same paths) when that family is first chosen, and the service
+//! worker keeps them (web/sw.js). The CLI reads the files from `assets/`, so a retrained file there
+//! is used without a rebuild.
 
 use std::sync::Arc;
 
@@ -21,8 +23,10 @@ pub struct Shipped {
     /// The files, relative to the repository root.
     pub generator_path: &'static str,
     pub tokenizer_path: &'static str,
-    /// The same files, compiled in.
+    /// The same files, compiled in (not in the browser build: it fetches them, [`Shipped::fetch`]).
+    #[cfg(not(target_arch = "wasm32"))]
     pub generator_bytes: &'static [u8],
+    #[cfg(not(target_arch = "wasm32"))]
     pub tokenizer_bytes: &'static [u8],
 }
 
@@ -34,7 +38,9 @@ pub const SHIPPED: &[Shipped] = &[
         family: Family::Var,
         generator_path: "assets/var-tiny/var.ckpt",
         tokenizer_path: "assets/var-tiny/tokenizer.ckpt",
+        #[cfg(not(target_arch = "wasm32"))]
         generator_bytes: include_bytes!("../assets/var-tiny/var.ckpt"),
+        #[cfg(not(target_arch = "wasm32"))]
         tokenizer_bytes: include_bytes!("../assets/var-tiny/tokenizer.ckpt"),
     },
     Shipped {
@@ -42,7 +48,9 @@ pub const SHIPPED: &[Shipped] = &[
         family: Family::Rar,
         generator_path: "assets/rar-tiny/rar.ckpt",
         tokenizer_path: "assets/rar-tiny/tokenizer.ckpt",
+        #[cfg(not(target_arch = "wasm32"))]
         generator_bytes: include_bytes!("../assets/rar-tiny/rar.ckpt"),
+        #[cfg(not(target_arch = "wasm32"))]
         tokenizer_bytes: include_bytes!("../assets/rar-tiny/tokenizer.ckpt"),
     },
     Shipped {
@@ -50,7 +58,9 @@ pub const SHIPPED: &[Shipped] = &[
         family: Family::Columns,
         generator_path: "assets/columns-mnist/equivariant.ckpt",
         tokenizer_path: "assets/columns-mnist/tokenizer.ckpt",
+        #[cfg(not(target_arch = "wasm32"))]
         generator_bytes: include_bytes!("../assets/columns-mnist/equivariant.ckpt"),
+        #[cfg(not(target_arch = "wasm32"))]
         tokenizer_bytes: include_bytes!("../assets/columns-mnist/tokenizer.ckpt"),
     },
 ];
@@ -62,8 +72,19 @@ impl Shipped {
     }
 
     /// Loads the compiled-in pair.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn load(&self, device: &Device) -> anyhow::Result<Arc<dyn ImageGenerator>> {
         load_pair(self.generator_bytes, self.tokenizer_bytes, device).with_context(|| format!("loading the shipped {} models", self.name))
+    }
+
+    /// Downloads the pair's two files from the page's folder at once (the service worker answers
+    /// from its cache after the first visit), calling `progress(bytes, total)` as they arrive.
+    #[cfg(target_arch = "wasm32")]
+    pub async fn fetch(&self, progress: impl Fn(u64, u64) + 'static) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
+        let [generator, tokenizer] = crate::web::fetch_all([self.generator_path, self.tokenizer_path], progress)
+            .await
+            .map_err(|e| anyhow::anyhow!("downloading the shipped {} models: {e}", self.name))?;
+        Ok((generator, tokenizer))
     }
 }
 

@@ -4,7 +4,7 @@
 //! `{generator, class, seed, width, height, ms, device, png}` with `png` a `data:image/png;base64,...`
 //! URL of its first image at native resolution; `training`, the Train tab's run (`training`,
 //! `paused`, `done`, `stopped`, `failed`); `checkpoints`, the checkpoints the Train tab lists
-//! (`"<phase> at step <n>: <where>"`); `timings`, milliseconds from navigation to each start-up
+//! (`"<phase> at step <n>: <where>"`); `lesson`, a lesson link's shown controls and note; `timings`, milliseconds from navigation to each start-up
 //! phase (`download`, `compile`, `adapter`, `weights`, `first_image`). The app sets `state` from `ready` on (once the models are
 //! loaded); this file sets `loading` and start-up errors, and keeps the browser's checkpoint
 //! storage ([`storage`]).
@@ -47,6 +47,13 @@ pub fn set_last(fields: &[(&str, JsValue)]) {
     set_status("last", last.into());
 }
 
+/// The page's address without its query: where a lesson link points.
+pub fn page_address() -> String {
+    web_sys::window()
+        .and_then(|w| Some(w.location().origin().ok()? + &w.location().pathname().ok()?))
+        .unwrap_or_default()
+}
+
 /// The page's query string, without the `?`.
 pub fn query() -> String {
     web_sys::window()
@@ -75,6 +82,39 @@ pub fn download(name: &str, mime: &str, bytes: &[u8]) -> Result<(), String> {
          document.body.appendChild(a); a.click(); a.remove();",
     );
     click.call2(&JsValue::NULL, &url.into(), &name.into()).map(|_| ()).map_err(|e| format!("the download failed: {e:?}"))
+}
+
+/// Downloads `paths` (relative to the page) in parallel, calling `progress(bytes, total)` with
+/// the sums as they arrive; `total` adds up the servers' Content-Length (0 while unknown).
+pub async fn fetch_all<const N: usize>(paths: [&str; N], progress: impl Fn(u64, u64) + 'static) -> Result<[Vec<u8>; N], String> {
+    let body = "const got = paths.map(() => 0), sizes = paths.map(() => 0);
+        const sum = (a) => a.reduce((x, y) => x + y, 0);
+        const one = async (path, i) => {
+            const response = await fetch(path);
+            if (!response.ok) throw new Error(`${path}: HTTP ${response.status} ${response.statusText}`);
+            sizes[i] = Number(response.headers.get('content-length')) || 0;
+            const reader = response.body.getReader(), chunks = [];
+            for (;;) {
+                const { done, value } = await reader.read();
+                if (done) break;
+                chunks.push(value);
+                got[i] += value.length;
+                progress(sum(got), sum(sizes));
+            }
+            const bytes = new Uint8Array(got[i]);
+            let at = 0;
+            for (const c of chunks) { bytes.set(c, at); at += c.length; }
+            return bytes;
+        };
+        return Promise.all(paths.map(one));";
+    let describe = |e: JsValue| e.dyn_ref::<js_sys::Error>().map_or_else(|| format!("{e:?}"), |e| String::from(e.message()));
+    // Kept alive until the downloads end.
+    let progress = Closure::<dyn Fn(f64, f64)>::new(move |bytes: f64, total: f64| progress(bytes as u64, total as u64));
+    let list: js_sys::Array = paths.iter().map(|p| JsValue::from(*p)).collect();
+    let promise = js_sys::Function::new_with_args("paths, progress", body).call2(&JsValue::NULL, &list, progress.as_ref()).map_err(describe)?;
+    let files = wasm_bindgen_futures::JsFuture::from(js_sys::Promise::from(promise)).await.map_err(describe)?;
+    let files = js_sys::Array::from(&files);
+    Ok(std::array::from_fn(|i| js_sys::Uint8Array::new(&files.get(i as u32)).to_vec()))
 }
 
 /// The page's origin-private file system (OPFS), where the app keeps checkpoints so that a reload

@@ -1,16 +1,17 @@
 // Tessera's service worker: after one visit the page opens and generates with the network off.
-// It precaches the whole app (index.html, the JS glue and the wasm, which holds the shipped models)
-// in a cache named after the build; scripts/build-web.sh writes the build's hash over __BUILD__.
-// A new build installs a new worker. It takes over once no page runs the old build (no
-// skipWaiting: a page still loading must get the glue and the wasm of one build), then deletes the
-// older caches.
+// It precaches the whole app (index.html, the JS glue, the wasm, the shipped models and the MNIST
+// digits) in a cache named after the build; scripts/build-web.sh writes the build's hash over
+// __BUILD__ and the data files over __ASSETS__. A new build installs a new worker. It takes over
+// once no page runs the old build (no skipWaiting: a page still loading must get the glue and the
+// wasm of one build), then deletes the older caches.
 
 const CACHE = 'tessera-__BUILD__';
-const FILES = ['./', './index.html', './tessera.js', './tessera_bg.wasm'];
+const FILES = ['./', './index.html', './tessera.js', './tessera_bg.wasm', __ASSETS__];
 
 self.addEventListener('install', (event) => {
-  // Past the HTTP cache, so a new build's cache never holds an older build's file.
-  event.waitUntil(caches.open(CACHE).then((cache) => cache.addAll(FILES.map((f) => new Request(f, { cache: 'reload' })))));
+  // 'no-cache': each file is checked with the server, so a new build's cache never holds an older
+  // build's file, and a file the page has just downloaded is not downloaded again (a 304).
+  event.waitUntil(caches.open(CACHE).then((cache) => cache.addAll(FILES.map((f) => new Request(f, { cache: 'no-cache' })))));
 });
 
 self.addEventListener('activate', (event) => {

@@ -102,12 +102,16 @@ impl ContinuePanel {
                 picked = Some(to_dynamic(&scene).and_then(|p| fit(&p, model, max_columns)).map(|image| Source { image, name }));
             }
             ui.separator();
-            let heldout = self.heldout.get_or_insert_with(Mnist::heldout);
-            ui.add(egui::DragValue::new(&mut self.digit).range(0..=heldout.len() - 1)).on_hover_text("which held-out MNIST digit");
-            if ui.button("Held-out digit").clicked() {
-                let sample = heldout.get(self.digit);
-                let name = format!("held-out digit {} (a {})", self.digit, sample.label);
-                picked = Some(to_dynamic(&sample.image).and_then(|p| fit(&p, model, max_columns)).map(|image| Source { image, name }));
+            if super::mnist_files::ready(ui.ctx()) {
+                let heldout = self.heldout.get_or_insert_with(Mnist::heldout);
+                ui.add(egui::DragValue::new(&mut self.digit).range(0..=heldout.len() - 1)).on_hover_text("which held-out MNIST digit");
+                if ui.button("Held-out digit").clicked() {
+                    let sample = heldout.get(self.digit);
+                    let name = format!("held-out digit {} (a {})", self.digit, sample.label);
+                    picked = Some(to_dynamic(&sample.image).and_then(|p| fit(&p, model, max_columns)).map(|image| Source { image, name }));
+                }
+            } else {
+                super::mnist_files::status_ui(ui);
             }
             ui.weak("or drop a picture on the window");
         });

@@ -87,6 +87,11 @@ impl DataPanel {
                 ui.add(egui::DragValue::new(&mut settings.scene_seed).prefix("seed "));
             }
         });
+        let mnist = matches!(settings.choice, Choice::MnistTrain | Choice::MnistHeldout);
+        if mnist && !super::mnist_files::ready(ui.ctx()) {
+            super::mnist_files::status_ui(ui);
+            return;
+        }
         if self.shown.as_ref().is_none_or(|(s, _, _)| s != settings) {
             match build(settings) {
                 Ok((grid, summary)) => {

@@ -103,12 +103,16 @@ impl EditPanel {
         let mut picked: Option<anyhow::Result<Source>> = None;
         ui.horizontal_wrapped(|ui| {
             ui.label("Source:");
-            let heldout = self.heldout.get_or_insert_with(Mnist::heldout);
-            ui.add(egui::DragValue::new(&mut self.heldout_index).range(0..=heldout.len() - 1))
-                .on_hover_text("which held-out MNIST digit");
-            if ui.button("Held-out digit").clicked() {
-                let sample = heldout.get(self.heldout_index);
-                picked = Some(Ok(Source { image: sample.image, name: format!("held-out digit {} (a {})", self.heldout_index, sample.label) }));
+            if super::mnist_files::ready(ui.ctx()) {
+                let heldout = self.heldout.get_or_insert_with(Mnist::heldout);
+                ui.add(egui::DragValue::new(&mut self.heldout_index).range(0..=heldout.len() - 1))
+                    .on_hover_text("which held-out MNIST digit");
+                if ui.button("Held-out digit").clicked() {
+                    let sample = heldout.get(self.heldout_index);
+                    picked = Some(Ok(Source { image: sample.image, name: format!("held-out digit {} (a {})", self.heldout_index, sample.label) }));
+                }
+            } else {
+                super::mnist_files::status_ui(ui);
             }
             if ui
                 .add_enabled(generated.is_some(), egui::Button::new("Image from Generate"))

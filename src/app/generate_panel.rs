@@ -26,6 +26,7 @@ use tessera_models::generator::ImageGenerator;
 use super::generate_settings::{GenerateSettings, MAX_COUNT, MAX_GUIDANCE, is_shipped};
 use super::generation::{self, GeneratedImage, Input, Job, JobStatus, ModelSlot, StepFrame};
 use super::hooks::{self, AppState, LastResult};
+use super::lesson::{Control, Shown};
 use super::player::{Action, Player, SHORTCUTS};
 
 /// On-screen sizes, in points.
@@ -80,6 +81,8 @@ pub struct GeneratePanel {
     continuation: ContinuePanel,
     /// Families whose models the user trained or dropped (kept by [`Self::reload_shipped`]).
     own_models: HashSet<Family>,
+    /// A lesson link's part of the query (`lesson=...`), kept in the address bar and copied links.
+    pub lesson_query: Option<String>,
 }
 
 impl Drop for GeneratePanel {
@@ -118,6 +121,7 @@ impl GeneratePanel {
             more_columns: 0,
             continuation: ContinuePanel::default(),
             own_models: HashSet::new(),
+            lesson_query: None,
         }
     }
 
@@ -184,7 +188,7 @@ impl GeneratePanel {
         });
         let finished = status.as_ref().map_or(0, |s| s.1);
         let (state, error) = match (&models, status.map(|s| s.0)) {
-            (ModelSlot::Loading, _) => (AppState::Loading, None),
+            (ModelSlot::Loading(_), _) => (AppState::Loading, None),
             (ModelSlot::Failed(e), _) => (AppState::Error, Some(format!("could not load the models: {e}"))),
             (ModelSlot::Missing, _) => (AppState::Error, Some(missing_text(self.family))),
             (ModelSlot::Ready(_), None) => (AppState::Ready, None),
@@ -235,7 +239,7 @@ impl GeneratePanel {
         self.player.speed = speed;
         self.follow_live = true;
         self.export_message = None;
-        hooks::publish_query(&settings.to_query(false));
+        hooks::publish_query(&self.link(&settings));
         self.job = Some(generation::start(models, settings, input, ctx.clone()));
     }
 
@@ -296,7 +300,16 @@ impl GeneratePanel {
         self.dropped_checkpoints.clear();
     }
 
-    pub fn ui(&mut self, ui: &mut egui::Ui, settings: &mut GenerateSettings) {
+    /// The query that reproduces `settings`, with the lesson if the page opened one.
+    fn link(&self, settings: &GenerateSettings) -> String {
+        let query = settings.to_query(false);
+        match &self.lesson_query {
+            Some(lesson) => format!("{query}&{lesson}"),
+            None => query,
+        }
+    }
+
+    pub fn ui(&mut self, ui: &mut egui::Ui, settings: &mut GenerateSettings, shown: &Shown) {
         self.family = settings.generator;
         let models = self.models();
         for warning in &self.url_warnings {
@@ -314,11 +327,17 @@ impl GeneratePanel {
             _ => None,
         };
         match &models {
-            ModelSlot::Loading => {
+            ModelSlot::Loading(downloaded) => {
                 ui.horizontal(|ui| {
                     ui.spinner();
                     ui.label(format!("Loading the shipped models ({})…", self.family.label()));
                 });
+                // In the browser: the download, the first time this family is chosen.
+                if downloaded.total > 0 {
+                    let mb = |bytes: u64| bytes as f64 / 1e6;
+                    let fraction = (downloaded.bytes as f32 / downloaded.total as f32).min(1.0);
+                    ui.add(egui::ProgressBar::new(fraction).text(format!("downloading {:.1} of {:.1} MB", mb(downloaded.bytes), mb(downloaded.total))));
+                }
             }
             ModelSlot::Failed(e) => {
                 ui.colored_label(ui.visuals().error_fg_color, format!("Could not load the models: {e}"));
@@ -336,7 +355,7 @@ impl GeneratePanel {
             ui.weak(note);
         }
         super::show_outcome(ui, &self.load_message);
-        settings_ui(ui, settings, ready.as_deref());
+        settings_ui(ui, settings, ready.as_deref(), shown);
         self.run_bar(ui, settings, ready.clone());
         if let Some(model) = ready.filter(|m| m.controls().width.is_some() && m.info().family == settings.generator) {
             self.continue_picture_ui(ui, settings, model);
@@ -350,7 +369,7 @@ impl GeneratePanel {
         let progress = job.progress();
         self.results_grid(ui, &progress.images, progress.canvas);
         ui.separator();
-        if let Some(image) = progress.images.get(self.selected) {
+        if let Some(image) = progress.images.get(self.selected).filter(|_| shown.has(Control::Player)) {
             self.player_ui(ui, image, &progress.settings, progress.steps_total, progress.canvas);
         }
     }
@@ -398,7 +417,7 @@ impl GeneratePanel {
                     ui.colored_label(ui.visuals().error_fg_color, e);
                 }
             }
-            let query = settings.to_query(false);
+            let query = self.link(&settings);
             if ui.button("Copy link").on_hover_text(format!("?{query}")).clicked() {
                 ui.ctx().copy_text(format!("?{query}"));
             }
@@ -629,19 +648,22 @@ impl GeneratePanel {
 }
 
 /// Generator, class and sampling controls.
-fn settings_ui(ui: &mut egui::Ui, settings: &mut GenerateSettings, model: Option<&dyn ImageGenerator>) {
+/// The sampling settings; a lesson link's `shown` hides the controls it does not name.
+fn settings_ui(ui: &mut egui::Ui, settings: &mut GenerateSettings, model: Option<&dyn ImageGenerator>, shown: &Shown) {
     let info = model.map(|m| m.info());
     let controls = model.map(|m| m.controls());
     ui.horizontal_wrapped(|ui| {
-        egui::ComboBox::from_label("generator")
-            .selected_text(settings.generator.label())
-            .show_ui(ui, |ui| {
-                for g in Family::ALL {
-                    let label = if is_shipped(g) { g.label().to_string() } else { format!("{} (train or load one)", g.label()) };
-                    ui.selectable_value(&mut settings.generator, g, label);
-                }
-            });
-        match controls.as_ref().map(|c| c.fill_orders.clone()).filter(|o| !o.is_empty()) {
+        if shown.has(Control::Generator) {
+            egui::ComboBox::from_label("generator")
+                .selected_text(settings.generator.label())
+                .show_ui(ui, |ui| {
+                    for g in Family::ALL {
+                        let label = if is_shipped(g) { g.label().to_string() } else { format!("{} (train or load one)", g.label()) };
+                        ui.selectable_value(&mut settings.generator, g, label);
+                    }
+                });
+        }
+        match controls.as_ref().map(|c| c.fill_orders.clone()).filter(|o| !o.is_empty() && shown.has(Control::Sampling)) {
             Some(orders) => {
                 egui::ComboBox::from_label("order")
                     .selected_text(settings.order.key())
@@ -661,30 +683,39 @@ fn settings_ui(ui: &mut egui::Ui, settings: &mut GenerateSettings, model: Option
         ui.separator();
         let num_classes = info.map_or(10, |i| i.num_classes);
         let name = |c: usize| info.map_or_else(|| c.to_string(), |i| i.class_name(c));
-        egui::ComboBox::from_label("class")
-            .selected_text(name(settings.class))
-            .show_ui(ui, |ui| {
-                for c in 0..num_classes {
-                    ui.selectable_value(&mut settings.class, c, name(c));
-                }
-            });
-        let seed = ui.label("seed");
-        ui.add(egui::DragValue::new(&mut settings.seed)).labelled_by(seed.id);
-        if ui.button("Next seed").clicked() {
-            settings.seed = settings.seed.wrapping_add(1);
+        if shown.has(Control::Class) {
+            egui::ComboBox::from_label("class")
+                .selected_text(name(settings.class))
+                .show_ui(ui, |ui| {
+                    for c in 0..num_classes {
+                        ui.selectable_value(&mut settings.class, c, name(c));
+                    }
+                });
         }
-        ui.add(egui::Slider::new(&mut settings.count, 1..=MAX_COUNT).text("images"));
+        if shown.has(Control::Seed) {
+            let seed = ui.label("seed");
+            ui.add(egui::DragValue::new(&mut settings.seed)).labelled_by(seed.id);
+            if ui.button("Next seed").clicked() {
+                settings.seed = settings.seed.wrapping_add(1);
+            }
+        }
+        if shown.has(Control::Images) {
+            ui.add(egui::Slider::new(&mut settings.count, 1..=MAX_COUNT).text("images"));
+        }
     });
-    if let (Some(range), Some(info)) = (controls.as_ref().and_then(|c| c.width.clone()), info) {
+    if let (Some(range), Some(info), true) = (controls.as_ref().and_then(|c| c.width.clone()), info, shown.has(Control::Sampling)) {
         width_ui(ui, settings, range, info);
     }
     ui.horizontal_wrapped(|ui| {
         // Only the settings the model has (before it loads: VAR's, the default generator).
         let shows = |has: fn(&tessera_models::generator::Controls) -> bool| controls.as_ref().is_none_or(has);
-        if let Some(schedule) = controls.as_ref().map_or(Some(None), |c| c.guidance.map(Some)) {
+        if let Some(schedule) = controls.as_ref().map_or(Some(None), |c| c.guidance.map(Some)).filter(|_| shown.has(Control::Guidance)) {
             let ramp = schedule.map(|s| format!("; it {}", s.describe())).unwrap_or_default();
             ui.add(egui::Slider::new(&mut settings.guidance, 0.0..=MAX_GUIDANCE.min(8.0)).text("guidance"))
                 .on_hover_text(format!("classifier-free guidance: higher follows the class more closely (0 = none){ramp}"));
+        }
+        if !shown.has(Control::Sampling) {
+            return;
         }
         if let Some(vocab) = controls.as_ref().map_or(Some(4096), |c| c.top_k) {
             let top_k = ui.label("top-k");

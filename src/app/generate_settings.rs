@@ -5,15 +5,17 @@
 //! `?v=1&generator=var&class=3&seed=1&guidance=3&n=8&autorun=1` (RAR adds `order=spiral` and the like,
 //! the column generator `width=64`, its width in columns).
 //! A link without `n` draws one image: that is what the automation hook
-//! (`?generator=var&class=C&seed=S&autorun=1`) promises.
+//! (`?generator=var&class=C&seed=S&autorun=1`) promises. Format 2 added lesson links
+//! (`lesson=class,seed&note=...`, [`super::lesson`]); format 1 links open as they always did.
 
 use serde::{Deserialize, Serialize};
 use tessera_models::family::{Family, FillOrder};
 
 use super::Tab;
+use super::lesson::Lesson;
 
 /// The version of the query format written by [`GenerateSettings::to_query`].
-pub const URL_VERSION: u32 = 1;
+pub const URL_VERSION: u32 = 2;
 
 /// Whether Tessera ships a model of `family` (the others sample from models trained in the Train
 /// tab or loaded from checkpoint files).
@@ -75,6 +77,9 @@ pub struct UrlRequest {
     /// `device=gpu`: compute on a software adapter instead of the faster CPU backend (the Device
     /// tab's setting, for this page only); `device=auto`: the fastest.
     pub software_adapter: Option<bool>,
+    /// `lesson=` (and `note=`): only these controls are shown ([`super::lesson`]). A note alone
+    /// shows every control.
+    pub lesson: Option<Lesson>,
     /// Parameters that were ignored, and why (shown to the user, never fatal).
     pub warnings: Vec<String>,
 }
@@ -137,7 +142,7 @@ impl GenerateSettings {
         self
     }
 
-    /// `v=1&generator=var&class=3&seed=1` plus every setting that differs from [`Self::url_base`]
+    /// `v=2&generator=var&class=3&seed=1` plus every setting that differs from [`Self::url_base`]
     /// (the width only for the column generator, the one model that reads it).
     pub fn to_query(&self, autorun: bool) -> String {
         let base = Self::url_base();
@@ -183,6 +188,7 @@ impl GenerateSettings {
         let mut on_pictures = false;
         let mut tab = None;
         let mut software_adapter = None;
+        let (mut shown, mut note) = (None, None);
         let mut warnings = Vec::new();
         for pair in query.trim_start_matches('?').split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -234,9 +240,15 @@ impl GenerateSettings {
                     "auto" => software_adapter = Some(false),
                     _ => bad("unknown device (gpu or auto)"),
                 },
+                "lesson" => shown = Some(value),
+                "note" => note = Some(value),
                 _ => bad("unknown parameter"),
             }
         }
+        let lesson = (shown.is_some() || note.is_some()).then(|| Lesson {
+            shown: shown.map_or_else(|| super::lesson::Control::ALL.into(), |s| Lesson::parse_shown(s, &mut warnings)),
+            note: note.map(|n| Lesson::parse_note(n, &mut warnings)).unwrap_or_default(),
+        });
         match &mut train {
             Some(t) => (t.on_pictures, t.family) = (on_pictures, settings.generator),
             None if on_pictures => warnings.push("ignored dataset=pictures: it goes with train=T,V".into()),
@@ -246,7 +258,7 @@ impl GenerateSettings {
             warnings.push(format!("ignored width={}: only the column generator draws other widths", settings.width.unwrap_or(0)));
             settings.width = None;
         }
-        UrlRequest { settings: settings.clamped(), autorun, train, tab, software_adapter, warnings }
+        UrlRequest { settings: settings.clamped(), autorun, train, tab, software_adapter, lesson, warnings }
     }
 }
 
@@ -333,7 +345,7 @@ mod tests {
         let r = GenerateSettings::from_query("?generator=columns&class=3&seed=1&width=64&autorun=1");
         assert!(r.autorun && r.warnings.is_empty(), "{r:?}");
         assert_eq!(r.settings, GenerateSettings { generator: Family::Columns, class: 3, seed: 1, width: Some(64), ..GenerateSettings::url_base() });
-        assert_eq!(r.settings.to_query(true), "v=1&generator=columns&class=3&seed=1&width=64&autorun=1");
+        assert_eq!(r.settings.to_query(true), "v=2&generator=columns&class=3&seed=1&width=64&autorun=1");
         // `equivariant` names the same family.
         assert_eq!(GenerateSettings::from_query("generator=equivariant&width=16").settings.width, Some(16));
         assert_eq!(GenerateSettings::url_base().width, None, "no width: the training width");
@@ -356,6 +368,25 @@ mod tests {
         // A train= link with generator=columns trains the column pair.
         let r = GenerateSettings::from_query("generator=columns&train=3,2,4");
         assert_eq!(r.train.map(|t| (t.family, t.tokenizer_steps, t.transformer_steps, t.batch)), Some((Family::Columns, 3, 2, Some(4))));
+    }
+
+    #[test]
+    fn a_lesson_link_names_its_controls_and_old_links_still_open() {
+        use super::super::lesson::{Control, Lesson};
+        let r = GenerateSettings::from_query("v=2&generator=var&class=7&seed=3&autorun=1&lesson=seed,player&note=Try%20three%20seeds%21");
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+        let lesson = r.lesson.unwrap();
+        assert_eq!(lesson, Lesson { shown: [Control::Seed, Control::Player].into(), note: "Try three seeds!".into() });
+        assert_eq!((r.settings.class, r.settings.seed, r.autorun), (7, 3, true));
+        // What the editor writes reads back the same.
+        let back = GenerateSettings::from_query(&format!("{}&{}", r.settings.to_query(true), lesson.to_query()));
+        assert_eq!(back.lesson, Some(lesson));
+        // An empty lesson shows nothing but the images; a note alone hides nothing.
+        assert_eq!(GenerateSettings::from_query("lesson=").lesson.unwrap().shown.len(), 0);
+        assert_eq!(GenerateSettings::from_query("note=hello").lesson.unwrap().shown.len(), Control::ALL.len());
+        // Format 1 links (before lessons) open as before, without a lesson.
+        let old = GenerateSettings::from_query("v=1&generator=var&class=3&seed=1&n=3");
+        assert!(old.lesson.is_none() && old.warnings.is_empty() && old.settings.count == 3, "{old:?}");
     }
 
     #[test]
@@ -390,14 +421,14 @@ mod tests {
 
     #[test]
     fn only_non_default_settings_are_written() {
-        assert_eq!(GenerateSettings::url_base().to_query(false), "v=1&generator=var&class=0&seed=0");
+        assert_eq!(GenerateSettings::url_base().to_query(false), "v=2&generator=var&class=0&seed=0");
         let s = GenerateSettings { class: 2, seed: 9, top_p: 0.95, ..GenerateSettings::url_base() };
-        assert_eq!(s.to_query(true), "v=1&generator=var&class=2&seed=9&top_p=0.95&autorun=1");
+        assert_eq!(s.to_query(true), "v=2&generator=var&class=2&seed=9&top_p=0.95&autorun=1");
     }
 
     #[test]
     fn bad_parameters_are_skipped_with_a_reason_and_values_clamped() {
-        let r = GenerateSettings::from_query("v=2&generator=gan&class=x&seed=5&n=1000&top_p=3&colour=red");
+        let r = GenerateSettings::from_query("v=3&generator=gan&class=x&seed=5&n=1000&top_p=3&colour=red");
         assert_eq!(r.settings.seed, 5);
         assert_eq!(r.settings.generator, Family::Var);
         assert_eq!(r.settings.class, 0);

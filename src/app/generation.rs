@@ -185,24 +185,48 @@ impl Job {
 /// Loaded models, or why there are none.
 #[derive(Clone)]
 pub enum ModelSlot {
-    Loading,
+    Loading(Downloaded),
     Ready(Arc<dyn ImageGenerator>),
     Failed(String),
     /// The family ships no model: one must be trained or loaded.
     Missing,
 }
 
-/// Loads `family`'s shipped pair in the background; the slot says `Loading` until it is in
-/// (`Missing` at once when the family ships none).
+/// How much of the shipped models the browser has downloaded (nothing to download on the
+/// desktop: they are compiled in). `total` is 0 until the server says.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Downloaded {
+    pub bytes: u64,
+    pub total: u64,
+}
+
+/// Loads `family`'s shipped pair in the background (in the browser, downloads it first); the
+/// slot says `Loading` until it is in (`Missing` at once when the family ships none).
 pub fn load_shipped(family: Family, device: Device, ctx: egui::Context) -> Arc<Mutex<ModelSlot>> {
     let Some(shipped) = crate::shipped::Shipped::of(family) else {
         return Arc::new(Mutex::new(ModelSlot::Missing));
     };
-    let slot = Arc::new(Mutex::new(ModelSlot::Loading));
+    let slot = Arc::new(Mutex::new(ModelSlot::Loading(Downloaded::default())));
     let target = slot.clone();
     spawn(async move {
         let started = Instant::now();
-        let loaded = match shipped.load(&device) {
+        #[cfg(target_arch = "wasm32")]
+        let loaded = {
+            let (progress_slot, progress_ctx) = (target.clone(), ctx.clone());
+            let progress = move |bytes, total| {
+                let mut slot = progress_slot.lock().unwrap_or_else(|p| p.into_inner());
+                if let ModelSlot::Loading(_) = *slot {
+                    *slot = ModelSlot::Loading(Downloaded { bytes, total });
+                    progress_ctx.request_repaint();
+                }
+            };
+            shipped.fetch(progress).await.and_then(|(generator, tokenizer)| {
+                crate::shipped::load_pair(&generator, &tokenizer, &device).map_err(|e| e.context(format!("loading the shipped {} models", shipped.name)))
+            })
+        };
+        #[cfg(not(target_arch = "wasm32"))]
+        let loaded = shipped.load(&device);
+        let loaded = match loaded {
             Ok(models) => {
                 log::info!("shipped {family} models loaded in {:.0} ms", started.elapsed().as_secs_f64() * 1e3);
                 super::hooks::report_timing("weights");

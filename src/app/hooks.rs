@@ -96,6 +96,31 @@ pub fn report_timing(phase: &str) {
     log::debug!("reached {phase}");
 }
 
+/// `window.tessera.lesson`: `{shown: [control keys shown], note}` while a lesson link's page
+/// hides controls; `null` without a lesson or after "show all".
+pub fn report_lesson(shown: &super::lesson::Shown) {
+    let visible: Vec<&str> = super::lesson::Control::ALL.into_iter().filter(|&c| shown.has(c)).map(|c| c.key()).collect();
+    let lesson = shown.lesson.as_ref().filter(|_| shown.hides());
+    #[cfg(target_arch = "wasm32")]
+    crate::web::set_status(
+        "lesson",
+        match lesson {
+            Some(l) => {
+                let object = js_sys::Object::new();
+                let keys: js_sys::Array = visible.iter().map(|k| wasm_bindgen::JsValue::from(*k)).collect();
+                let _ = js_sys::Reflect::set(&object, &"shown".into(), &keys);
+                let _ = js_sys::Reflect::set(&object, &"note".into(), &l.note.as_str().into());
+                object.into()
+            }
+            None => wasm_bindgen::JsValue::NULL,
+        },
+    );
+    #[cfg(not(target_arch = "wasm32"))]
+    if let Some(l) = lesson {
+        log::info!("lesson: shows {visible:?}, note {:?}", l.note);
+    }
+}
+
 /// `window.tessera.checkpoints`: the checkpoints the Train tab lists, one line each.
 pub fn report_checkpoints(lines: &[String]) {
     #[cfg(target_arch = "wasm32")]

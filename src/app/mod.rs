@@ -16,6 +16,8 @@ mod generate_panel;
 pub mod generate_settings;
 pub mod generation;
 mod hooks;
+mod lesson;
+mod mnist_files;
 pub mod pictures;
 mod train_panel;
 pub mod training;
@@ -94,6 +96,9 @@ pub struct TesseraApp {
     generate: generate_panel::GeneratePanel,
     edit: edit_panel::EditPanel,
     train: train_panel::TrainPanel,
+    /// A lesson link's controls (everything without one); never saved: it lives in the link.
+    shown: lesson::Shown,
+    lesson_editor: lesson::Editor,
 }
 
 impl TesseraApp {
@@ -116,25 +121,39 @@ impl TesseraApp {
             .map(generate_settings::GenerateSettings::from_query);
         // A link's device=gpu|auto holds for this page only; the Device tab's choice is remembered.
         let link_device = request.as_ref().and_then(|r| r.software_adapter);
-        let (autorun, train_now, warnings) = match request {
+        let (autorun, train_now, warnings, lesson) = match request {
             Some(r) => {
                 state.generate = r.settings;
                 state.tab = if r.train.is_some() { Tab::Train } else { r.tab.unwrap_or(Tab::Generate) };
-                (r.autorun, r.train, r.warnings)
+                (r.autorun, r.train, r.warnings, r.lesson)
             }
-            None => (false, None, Vec::new()),
+            None => (false, None, Vec::new(), None),
         };
+        let shown = lesson::Shown { lesson, show_all: false };
         let compute = crate::gpu_setup::compute_from_render_state(cc.wgpu_render_state.as_ref());
         compute.set_software_adapter_forced(link_device.unwrap_or(state.software_adapter));
         log::info!("Tessera computes on {}", compute.describe());
-        let generate = generate_panel::GeneratePanel::new(&cc.egui_ctx, &compute, state.generate.generator, autorun, warnings);
+        let mut generate = generate_panel::GeneratePanel::new(&cc.egui_ctx, &compute, state.generate.generator, autorun, warnings);
+        generate.lesson_query = shown.query();
+        hooks::report_lesson(&shown);
         let mut train = train_panel::TrainPanel::default();
         train.load_stored(&cc.egui_ctx);
         train.listen_for_pictures(&cc.egui_ctx);
         if let Some(run) = train_now {
             train.start_soon(run);
         }
-        Self { state, compute, notice_dismissed: false, loss_shown: false, data: Default::default(), generate, edit: Default::default(), train }
+        Self {
+            state,
+            compute,
+            notice_dismissed: false,
+            loss_shown: false,
+            data: Default::default(),
+            generate,
+            edit: Default::default(),
+            train,
+            shown,
+            lesson_editor: Default::default(),
+        }
     }
 }
 
@@ -154,6 +173,7 @@ impl TesseraApp {
                 self.compute = Compute::cpu(Some("computing on the CPU because the GPU device was lost".into()));
                 self.notice_dismissed = false;
                 self.generate = generate_panel::GeneratePanel::new(ui.ctx(), &self.compute, self.state.generate.generator, false, Vec::new());
+                self.generate.lesson_query = self.shown.query();
                 #[cfg(target_arch = "wasm32")]
                 crate::web::set_status("adapter", self.compute.describe().into());
             }
@@ -179,10 +199,14 @@ impl eframe::App for TesseraApp {
                 ui.separator();
                 // The Edit tab only for models that offer edits (while loading: VAR's, which does).
                 let can_edit = self.generate.ready_models().is_none_or(|m| !m.controls().edits.is_empty());
-                for tab in Tab::ALL.into_iter().filter(|&t| t != Tab::Edit || can_edit) {
+                let shown = &self.shown;
+                for tab in Tab::ALL.into_iter().filter(|&t| (t != Tab::Edit || can_edit) && shown.has_tab(t)) {
                     ui.selectable_value(&mut self.state.tab, tab, tab.label());
                 }
                 ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                    if !self.shown.hides() && ui.button("Lesson…").on_hover_text("make a link that shows students only the controls you choose").clicked() {
+                        self.lesson_editor.open = true;
+                    }
                     let device = self.compute.describe();
                     if self.compute.is_lost() {
                         ui.colored_label(ui.visuals().error_fg_color, format!("GPU lost: {device}"));
@@ -192,6 +216,20 @@ impl eframe::App for TesseraApp {
                 });
             });
         });
+        if self.shown.lesson.is_some() {
+            let hid = self.shown.hides();
+            egui::Panel::top("lesson").show(ui, |ui| self.shown.banner_ui(ui));
+            if hid != self.shown.hides() {
+                hooks::report_lesson(&self.shown);
+            }
+        }
+        // A tab the lesson hides (a link's tab=, or back from "show all") gives way to Generate.
+        if !self.shown.has_tab(self.state.tab) {
+            self.state.tab = Tab::Generate;
+        }
+        if self.lesson_editor.open {
+            self.lesson_editor.window(ui.ctx(), &self.state.generate);
+        }
         if self.compute.is_lost() {
             // In the browser the canvas draws with the same device, so it may show nothing more:
             // the page's own alert box says it too, once.
@@ -214,7 +252,7 @@ impl eframe::App for TesseraApp {
         }
         egui::CentralPanel::default().show(ui, |ui| match self.state.tab {
             Tab::Generate => {
-                egui::ScrollArea::vertical().show(ui, |ui| self.generate.ui(ui, &mut self.state.generate));
+                egui::ScrollArea::vertical().show(ui, |ui| self.generate.ui(ui, &mut self.state.generate, &self.shown));
             }
             Tab::Edit => {
                 let (models, open) = (self.generate.ready_models(), self.generate.open_image());

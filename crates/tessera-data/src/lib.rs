@@ -34,7 +34,7 @@ mod error;
 mod folder;
 mod font;
 mod grid;
-mod mnist;
+pub mod mnist;
 mod picture_zip;
 mod scenes;
 

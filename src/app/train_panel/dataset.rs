@@ -75,6 +75,8 @@ impl TrainPanel {
             self.dataset_note = None;
             self.skipped.clear();
             match self.choice {
+                // In the browser the digits may still be downloading: asked again next frame.
+                Choice::Mnist if !crate::app::mnist_files::ready(ui.ctx()) => {}
                 Choice::Mnist => self.set_dataset(Ok(Arc::new(Mnist::train()))),
                 Choice::Scenes => self.set_dataset(Scenes::new(ScenesConfig::default()).map(|s| Arc::new(s) as Arc<dyn Dataset>).map_err(|e| e.to_string())),
                 Choice::Folder => {}
@@ -82,6 +84,9 @@ impl TrainPanel {
         }
         if self.choice == Choice::Folder {
             self.folder_ui(ui);
+        }
+        if self.choice == Choice::Mnist {
+            crate::app::mnist_files::status_ui(ui);
         }
         crate::app::show_outcome(ui, &self.dataset_note);
         if !self.skipped.is_empty() {

@@ -169,7 +169,9 @@ impl TrainPanel {
             self.wants_focus = true;
         }
         self.finish_import();
-        if let Some(run) = self.start_soon.take() {
+        // A link's run on MNIST waits for the digits (downloading in the browser).
+        let waits_for_digits = self.start_soon.as_ref().is_some_and(|run| !run.on_pictures) && !crate::app::mnist_files::ready(ctx);
+        if let Some(run) = self.start_soon.take_if(|_| !waits_for_digits) {
             let (device, _) = compute.work_device();
             let device = &device;
             self.family = run.family;
