@@ -92,7 +92,8 @@ pub async fn fetch_all<const N: usize>(paths: [&str; N], progress: impl Fn(u64, 
         const one = async (path, i) => {
             const response = await fetch(path);
             if (!response.ok) throw new Error(`${path}: HTTP ${response.status} ${response.statusText}`);
-            sizes[i] = Number(response.headers.get('content-length')) || 0;
+            // A compressed response's length is not the file's: no total then.
+            sizes[i] = response.headers.get('content-encoding') ? 0 : Number(response.headers.get('content-length')) || 0;
             const reader = response.body.getReader(), chunks = [];
             for (;;) {
                 const { done, value } = await reader.read();

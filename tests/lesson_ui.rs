@@ -39,6 +39,18 @@ fn a_lesson_link_shows_only_its_controls_until_show_all() {
 }
 
 #[test]
+fn a_lesson_that_hides_the_train_tab_starts_no_training() {
+    let link = "?v=2&generator=var&class=1&seed=1&train=2,1,4&lesson=seed";
+    let mut harness = Harness::builder().with_size([1280.0, 1000.0]).build_eframe(|cc| TesseraApp::with_query(cc, Some(link)));
+    harness.run_steps(3);
+    assert!(shows(&harness, "ignored train=: the lesson hides the Train tab"));
+    assert_eq!(harness.state().state.tab, tessera::app::Tab::Generate);
+    let unhidden = "?v=2&generator=var&class=1&seed=1&train=2,1,4&lesson=seed,train";
+    let harness = Harness::builder().with_size([1280.0, 1000.0]).build_eframe(|cc| TesseraApp::with_query(cc, Some(unhidden)));
+    assert_eq!(harness.state().state.tab, tessera::app::Tab::Train, "a lesson that shows Train trains");
+}
+
+#[test]
 fn a_lesson_without_the_player_hides_it() {
     let link = "?v=2&generator=var&class=1&seed=1&autorun=1&lesson=class";
     let mut harness = Harness::builder().with_size([1280.0, 1000.0]).build_eframe(|cc| TesseraApp::with_query(cc, Some(link)));

@@ -59,6 +59,8 @@ const budgetMb = Number(process.env.BUNDLE_BUDGET_MB || 7.5);
 const gzipped = (await Promise.all(['tessera_bg.wasm', 'tessera.js'].map(async (f) => gzipSync(await readFile(join(dist, f)), { level: 9 }).length)))
   .reduce((a, b) => a + b, 0) / 1e6;
 console.log(`code bundle (wasm + JS): ${gzipped.toFixed(2)} MB gzipped (budget ${budgetMb} MB)`);
+const failures = [];
+if (gzipped > budgetMb) failures.push(`the code bundle is ${gzipped.toFixed(2)} MB gzipped, over its ${budgetMb} MB budget`);
 
 const types = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm', '.png': 'image/png' };
 // Requests the server answered, by path: the offline copy must leave it alone.
@@ -81,7 +83,6 @@ const server = createServer(async (req, res) => {
 await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
 const url = `http://127.0.0.1:${server.address().port}/?${query}`;
 
-const failures = [];
 const errors = [];
 const browser = await chromium.launch({
   executablePath: chromiumPath,

@@ -2,23 +2,23 @@
 // It precaches the whole app (index.html, the JS glue, the wasm, the shipped models and the MNIST
 // digits) in a cache named after the build; scripts/build-web.sh writes the build's hash over
 // __BUILD__ and the data files over __ASSETS__. A new build installs a new worker. It takes over
-// once no page runs the old build (no skipWaiting: a page still loading must get the glue and the
-// wasm of one build), then deletes the older caches.
+// once no page runs the old build (no skipWaiting, no clients.claim: a page must get the glue, the
+// wasm and the models it fetches later all of one build), then deletes the older caches.
 
 const CACHE = 'tessera-__BUILD__';
 const FILES = ['./', './index.html', './tessera.js', './tessera_bg.wasm', __ASSETS__];
 
 self.addEventListener('install', (event) => {
   // 'no-cache': each file is checked with the server, so a new build's cache never holds an older
-  // build's file, and a file the page has just downloaded is not downloaded again (a 304).
+  // build's file (a server that sends validators answers a file the page has just downloaded
+  // with a 304 instead of sending it again).
   event.waitUntil(caches.open(CACHE).then((cache) => cache.addAll(FILES.map((f) => new Request(f, { cache: 'no-cache' })))));
 });
 
 self.addEventListener('activate', (event) => {
   event.waitUntil(
     caches.keys()
-      .then((names) => Promise.all(names.filter((n) => n.startsWith('tessera-') && n !== CACHE).map((n) => caches.delete(n))))
-      .then(() => self.clients.claim()),
+      .then((names) => Promise.all(names.filter((n) => n.startsWith('tessera-') && n !== CACHE).map((n) => caches.delete(n)))),
   );
 });
 

@@ -340,7 +340,13 @@ impl GeneratePanel {
                 }
             }
             ModelSlot::Failed(e) => {
-                ui.colored_label(ui.visuals().error_fg_color, format!("Could not load the models: {e}"));
+                ui.horizontal_wrapped(|ui| {
+                    ui.colored_label(ui.visuals().error_fg_color, format!("Could not load the models: {e}"));
+                    // A download that failed (the browser, a network hiccup) can be tried again.
+                    if is_shipped(self.family) && !self.own_models.contains(&self.family) && ui.button("Try again").clicked() {
+                        self.models.remove(&self.family);
+                    }
+                });
             }
             ModelSlot::Missing => {
                 ui.colored_label(ui.visuals().warn_fg_color, missing_text(self.family));
@@ -356,13 +362,15 @@ impl GeneratePanel {
         }
         super::show_outcome(ui, &self.load_message);
         settings_ui(ui, settings, ready.as_deref(), shown);
-        self.run_bar(ui, settings, ready.clone());
-        if let Some(model) = ready.filter(|m| m.controls().width.is_some() && m.info().family == settings.generator) {
+        self.run_bar(ui, settings, ready.clone(), shown);
+        let widths = shown.has(Control::Sampling);
+        if let Some(model) = ready.filter(|m| widths && m.controls().width.is_some() && m.info().family == settings.generator) {
             self.continue_picture_ui(ui, settings, model);
         }
         ui.separator();
         let Some(job) = self.job.clone() else {
-            ui.weak("Press Generate images (or Enter) to draw; then click one to step through how it was made.");
+            let player = if shown.has(Control::Player) { "; then click one to step through how it was made" } else { "" };
+            ui.weak(format!("Press Generate images (or Enter) to draw{player}."));
             return;
         };
         // Held while drawing (no re-locking below): the worker waits at most one frame to add a step.
@@ -374,7 +382,7 @@ impl GeneratePanel {
         }
     }
 
-    fn run_bar(&mut self, ui: &mut egui::Ui, settings: &GenerateSettings, models: Option<Arc<dyn ImageGenerator>>) {
+    fn run_bar(&mut self, ui: &mut egui::Ui, settings: &GenerateSettings, models: Option<Arc<dyn ImageGenerator>>, shown: &Shown) {
         ui.horizontal(|ui| {
             // A loaded model of the chosen family: shipped, or trained in the Train tab.
             let can_generate = models.as_ref().is_some_and(|m| m.info().family == settings.generator);
@@ -406,7 +414,7 @@ impl GeneratePanel {
                     ui.label(format!("{} image(s) in {elapsed_ms:.0} ms", settings.count));
                     // The job's own family's model says how far it may go.
                     let model = models.as_deref().filter(|m| m.info().family == settings.generator);
-                    if let (true, Some(done), Some(model)) = (extendable, columns, model) {
+                    if let (true, Some(done), Some(model), true) = (extendable, columns, model, shown.has(Control::Sampling)) {
                         self.continue_ui(ui, &job, done, model);
                     }
                 }
@@ -733,7 +741,9 @@ fn settings_ui(ui: &mut egui::Ui, settings: &mut GenerateSettings, model: Option
         }
         if ui.button("Defaults").on_hover_text("reset the sampling settings").clicked() {
             let base = GenerateSettings::default();
-            settings.guidance = base.guidance;
+            if shown.has(Control::Guidance) {
+                settings.guidance = base.guidance;
+            }
             settings.top_k = base.top_k;
             settings.top_p = base.top_p;
             settings.temperature = base.temperature;

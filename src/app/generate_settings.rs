@@ -2,7 +2,7 @@
 //!
 //! The query string carries a version and every setting that differs from [`GenerateSettings::url_base`]
 //! (class and seed always), so a shared link reproduces the same images:
-//! `?v=1&generator=var&class=3&seed=1&guidance=3&n=8&autorun=1` (RAR adds `order=spiral` and the like,
+//! `?v=2&generator=var&class=3&seed=1&guidance=3&n=8&autorun=1` (RAR adds `order=spiral` and the like,
 //! the column generator `width=64`, its width in columns).
 //! A link without `n` draws one image: that is what the automation hook
 //! (`?generator=var&class=C&seed=S&autorun=1`) promises. Format 2 added lesson links

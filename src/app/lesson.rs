@@ -112,6 +112,8 @@ impl Lesson {
     /// The controls of a link's `lesson=` value; unknown names are skipped, each with a warning.
     pub fn parse_shown(value: &str, warnings: &mut Vec<String>) -> BTreeSet<Control> {
         let mut shown = BTreeSet::new();
+        // A link pasted through another site may come back with its commas as %2C.
+        let value = percent_decode(value).unwrap_or_else(|| value.to_string());
         for key in value.split(',').map(str::trim).filter(|k| !k.is_empty()) {
             match Control::ALL.into_iter().find(|c| c.key() == key) {
                 Some(c) => {
@@ -276,8 +278,8 @@ fn percent_decode(text: &str) -> Option<String> {
     while i < bytes.len() {
         match bytes[i] {
             b'%' => {
-                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
+                let hex = bytes.get(i + 1..i + 3).filter(|h| h.iter().all(u8::is_ascii_hexdigit))?;
+                out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
                 i += 3;
             }
             b'+' => {
@@ -309,10 +311,11 @@ mod tests {
         let mut warnings = Vec::new();
         assert_eq!(Lesson::parse_note("%E2%28", &mut warnings), "");
         assert_eq!(Lesson::parse_note("50%", &mut warnings), "");
-        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert_eq!(Lesson::parse_note("%+F", &mut warnings), "");
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
         let long = "x".repeat(MAX_NOTE + 20);
         assert_eq!(Lesson::parse_note(&long, &mut warnings).len(), MAX_NOTE);
-        assert!(warnings[2].contains("cut to 500"), "{warnings:?}");
+        assert!(warnings[3].contains("cut to 500"), "{warnings:?}");
     }
 
     #[test]
@@ -321,6 +324,8 @@ mod tests {
         let shown = Lesson::parse_shown("class,,seed,rockets", &mut warnings);
         assert_eq!(shown, [Control::Class, Control::Seed].into());
         assert_eq!(warnings.len(), 1);
+        // Commas re-encoded by a site the link went through.
+        assert_eq!(Lesson::parse_shown("seed%2Cplayer", &mut Vec::new()), [Control::Seed, Control::Player].into());
         assert!(warnings[0].contains("rockets") && warnings[0].contains("player"), "{warnings:?}");
     }
 

@@ -130,6 +130,15 @@ impl TesseraApp {
             None => (false, None, Vec::new(), None),
         };
         let shown = lesson::Shown { lesson, show_all: false };
+        let mut warnings = warnings;
+        // A lesson that hides the Train tab starts no training: the student could neither see nor stop it.
+        let train_now = train_now.filter(|_| {
+            let visible = shown.has(lesson::Control::TrainTab);
+            if !visible {
+                warnings.push("ignored train=: the lesson hides the Train tab".into());
+            }
+            visible
+        });
         let compute = crate::gpu_setup::compute_from_render_state(cc.wgpu_render_state.as_ref());
         compute.set_software_adapter_forced(link_device.unwrap_or(state.software_adapter));
         log::info!("Tessera computes on {}", compute.describe());

@@ -5,15 +5,15 @@
 //!
 //! | Source | Constructor | Images | Classes |
 //! |---|---|---|---|
-//! | MNIST, embedded (assets/mnist/README.md) | [`Mnist::train`] (9,000), [`Mnist::heldout`] (1,000) | 1 × 32 × 32 (28 × 28 padded by 2) | `"0"` … `"9"` |
+//! | MNIST (assets/mnist/README.md): compiled in natively, [`mnist::provide`]d in the browser | [`Mnist::train`] (9,000), [`Mnist::heldout`] (1,000) | 1 × 32 × 32 (28 × 28 padded by 2) | `"0"` … `"9"` |
 //! | Procedural scenery | [`Scenes::new`] with [`ScenesConfig`] | 3 × height × any width, made from a seed | [`SceneClass`]: `"mountains"`, `"city"`, … |
 //! | A user's folder, one subfolder per class | [`FolderDataset::open`] (desktop), [`FolderDataset::from_entries`] (browser) | 3 or 1 × resolution², resized and centre-cropped | folder names, sorted |
 //!
 //! Helpers: [`batch`] gathers samples into flat vectors for a tensor, [`preview_grid`] draws a
 //! labelled grid of samples per class, [`Image`] converts to and from the `image` crate.
 //!
-//! Everything works in the browser (wasm32): the MNIST asset is compiled in, scenes are computed,
-//! and a folder arrives as in-memory `(relative path, bytes)` entries. Only
+//! Everything works in the browser (wasm32): the page fetches the MNIST asset and hands it to
+//! [`mnist::provide`] (check [`mnist::available`] first), scenes are computed, and a folder arrives as in-memory `(relative path, bytes)` entries. Only
 //! [`FolderDataset::open`] touches the file system, and it is absent on wasm32.
 //!
 //! ```

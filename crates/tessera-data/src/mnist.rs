@@ -45,11 +45,17 @@ pub struct Mnist {
 
 impl Mnist {
     /// The 9,000 training digits.
+    ///
+    /// # Panics
+    /// In the browser, before the digits were [`provide`]d ([`available`] says).
     pub fn train() -> Self {
         Self::split("mnist-train", 0, TRAIN_LEN)
     }
 
     /// The 1,000 held-out digits, disjoint from [`Mnist::train`]; every class is in both.
+    ///
+    /// # Panics
+    /// In the browser, before the digits were [`provide`]d ([`available`] says).
     pub fn heldout() -> Self {
         Self::split("mnist-heldout", TRAIN_LEN, DIGITS - TRAIN_LEN)
     }
@@ -277,9 +283,12 @@ mod tests {
         small.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
         let e = decode(&png, LABELS).unwrap_err();
         assert!(e.contains("(28, 28) pixels"), "{e}");
-        // The compiled-in files pass, and providing them again changes nothing.
+        // The compiled-in files are in use; providing other valid files later changes nothing.
         assert!(available());
-        provide(ATLAS_PNG, LABELS).unwrap();
+        let first = decoded().labels[0];
+        let mut other = LABELS.to_vec();
+        other[0] = (first + 1) % 10;
+        provide(ATLAS_PNG, &other).unwrap();
         assert_eq!(decoded().labels, LABELS);
     }
 
