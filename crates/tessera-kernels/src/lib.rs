@@ -12,6 +12,7 @@ pub mod attention;
 pub mod cpu;
 pub mod decoder;
 pub mod device;
+pub mod linear;
 pub mod norm;
 pub mod ops;
 pub mod quantize;

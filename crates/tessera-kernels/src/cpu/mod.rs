@@ -50,6 +50,8 @@ pub trait CpuOps: burn::backend::Backend {
     fn l2_normalize(x: FloatTensor<Self>, eps: f32) -> FloatTensor<Self>;
     /// [`crate::norm::gated_residual`]'s contract: `x`, `y` `[B, L, C]`, `gate` `[1 or B, 1 or L, C]`.
     fn gated_residual(x: FloatTensor<Self>, y: FloatTensor<Self>, gate: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// [`crate::linear::linear`]'s contract: `x` `[.., K]`, `weight` `[K, N]`, `bias` `[N]`.
+    fn cpu_linear(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self>;
 }
 
 impl CpuOps for Flex {
@@ -110,6 +112,31 @@ impl CpuOps for Flex {
             }
         });
         from_f32(out, shape)
+    }
+
+    fn cpu_linear(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
+        let shape = x.shape();
+        let k = shape[shape.num_dims() - 1];
+        let [wk, n] = weight.shape().dims();
+        assert!(wk == k && bias.shape().dims::<1>() == [n], "linear: x {shape:?}, weight [{wk}, {n}], bias {:?}", bias.shape());
+        let m = shape.num_elements() / k.max(1);
+        let (x, weight, bias) = (contiguous_f32(&x), contiguous_f32(&weight), contiguous_f32(&bias));
+        // The bias written once per row, then the product added to it: no zero-filled buffer and
+        // no separate bias pass (burn's linear has both).
+        let mut out = Vec::with_capacity(m * n);
+        for _ in 0..m {
+            out.extend_from_slice(&bias);
+        }
+        let parallelism = if m * n * k >= PARALLEL_PRODUCT { gemm_parallelism() } else { gemm::Parallelism::None };
+        if m * n * k > 0 {
+            // SAFETY: `out` is m x n, `x` m x k and `weight` k x n, all row-major and contiguous.
+            unsafe {
+                gemm::gemm(m, n, k, out.as_mut_ptr(), 1, n as isize, true, x.as_ptr(), 1, k as isize, weight.as_ptr(), 1, n as isize, 1.0, 1.0, false, false, false, parallelism);
+            }
+        }
+        let mut dims: Vec<usize> = shape.iter().copied().collect();
+        *dims.last_mut().expect("x has a last axis") = n;
+        from_f32(out, Shape::from(dims))
     }
 
     fn gated_residual(x: FloatTensor<Self>, y: FloatTensor<Self>, gate: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -181,6 +208,17 @@ fn map_rows(src: &[f32], rows: usize, c: usize, f: impl Fn(usize, &[f32], &mut [
 /// kernels on (the one routing rule of [`crate::activation`] and [`crate::norm`]).
 pub(crate) fn cpu_kernel<const D: usize>(tensors: &[&burn::tensor::Tensor<D>]) -> bool {
     tensors.iter().all(|t| t.dtype() == DType::F32 && !t.is_autodiff()) && crate::ops::cpu_kernels_enabled(&tensors[0].device())
+}
+
+/// Multiply-adds from which a product is spread over the cores (burn's CPU matmul uses the same).
+const PARALLEL_PRODUCT: usize = 192 * 192 * 192;
+
+/// All the cores natively; one thread in the browser.
+fn gemm_parallelism() -> gemm::Parallelism {
+    #[cfg(not(target_arch = "wasm32"))]
+    return gemm::Parallelism::Rayon(0);
+    #[cfg(target_arch = "wasm32")]
+    gemm::Parallelism::None
 }
 
 /// Elements per parallel task of an element-wise kernel: large enough that a task outweighs its

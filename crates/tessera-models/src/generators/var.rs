@@ -29,9 +29,9 @@ use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use burn::tensor::activation::silu;
-use burn::tensor::module::linear;
 
 use tessera_kernels::activation::gelu_tanh;
+use tessera_kernels::linear::{forward as dense, linear};
 use tessera_kernels::norm::{gated_residual, l2_normalize, layer_norm_modulate};
 use tessera_kernels::{AttentionMask, attention};
 
@@ -417,14 +417,10 @@ impl SelfAttention {
         let (h, hd) = (self.num_heads, c / self.num_heads);
         let zeros = Tensor::<1>::zeros([c], &x.device());
         let qkv_bias = Tensor::cat(vec![self.q_bias.val(), zeros, self.v_bias.val()], 0);
-        let qkv = linear(x, self.mat_qkv.weight.val(), Some(qkv_bias)); // [B, L, 3C]
-        // (3, H, hd) along the last axis → three [B, H, L, hd]
-        let split = |i: usize| {
-            qkv.clone()
-                .narrow(2, i * c, c)
-                .reshape([b, l, h, hd])
-                .swap_dims(1, 2)
-        };
+        // [B, L, 3C] seen as [B, L, 3H, hd]: (3, H, hd) along the last axis.
+        let qkv = linear(x, self.mat_qkv.weight.val(), Some(qkv_bias)).reshape([b, l, 3 * h, hd]);
+        // Three [B, H, L, hd] views of it (narrowing after the reshape copies nothing).
+        let split = |i: usize| qkv.clone().narrow(2, i * h, h).swap_dims(1, 2);
         let (mut q, mut k, mut v) = (split(0), split(1), split(2));
 
         let mut scale = 1.0;
@@ -452,7 +448,7 @@ impl SelfAttention {
 
         // The fused WGSL kernel on wgpu devices, plain ops elsewhere (tessera-kernels).
         let out = attention(q, k, v, mask, scale as f32); // [B, H, L, hd]
-        self.proj.forward(out.swap_dims(1, 2).reshape([b, l, c]))
+        dense(&self.proj, out.swap_dims(1, 2).reshape([b, l, c]))
     }
 }
 
@@ -465,7 +461,7 @@ struct Ffn {
 
 impl Ffn {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.fc2.forward(gelu_tanh(self.fc1.forward(x)))
+        dense(&self.fc2, gelu_tanh(dense(&self.fc1, x)))
     }
 }
 
@@ -490,7 +486,7 @@ impl AdaLnSelfAttn {
         cache: Option<&mut LayerKv>,
     ) -> Tensor<3> {
         let c = self.embed_dim;
-        let ada = self.ada_lin.forward(silu(cond)); // [B, 6C]
+        let ada = dense(&self.ada_lin, silu(cond)); // [B, 6C]
         // Official unbind order: gamma1, gamma2, scale1, scale2, shift1, shift2.
         let [gamma1, gamma2, scale1, scale2, shift1, shift2] =
             [0, 1, 2, 3, 4, 5].map(|i| chunk(&ada, i, c));
@@ -512,7 +508,7 @@ struct AdaLnBeforeHead {
 
 impl AdaLnBeforeHead {
     fn forward(&self, x: Tensor<3>, cond: Tensor<2>) -> Tensor<3> {
-        let ada = self.ada_lin.forward(silu(cond)); // [B, 2C]
+        let ada = dense(&self.ada_lin, silu(cond)); // [B, 2C]
         let (scale, shift) = (
             chunk(&ada, 0, self.embed_dim),
             chunk(&ada, 1, self.embed_dim),
@@ -662,7 +658,7 @@ impl Var {
         if let Some(t) = trace {
             t.push(x.clone());
         }
-        self.head.forward(self.head_nm.forward(x, cond))
+        dense(&self.head, self.head_nm.forward(x, cond))
     }
 
     /// [`Var::forward`], also returning the block inputs and outputs.
