@@ -333,11 +333,7 @@ impl GeneratePanel {
                     ui.label(format!("Loading the shipped models ({})…", self.family.label()));
                 });
                 // In the browser: the download, the first time this family is chosen.
-                if downloaded.total > 0 {
-                    let mb = |bytes: u64| bytes as f64 / 1e6;
-                    let fraction = (downloaded.bytes as f32 / downloaded.total as f32).min(1.0);
-                    ui.add(egui::ProgressBar::new(fraction).text(format!("downloading {:.1} of {:.1} MB", mb(downloaded.bytes), mb(downloaded.total))));
-                }
+                downloaded.bar_ui(ui, "downloading");
             }
             ModelSlot::Failed(e) => {
                 ui.horizontal_wrapped(|ui| {

@@ -200,6 +200,17 @@ pub struct Downloaded {
     pub total: u64,
 }
 
+impl Downloaded {
+    /// A bar, `what: 1.2 of 5.0 MB`, once the total is known; nothing before.
+    pub fn bar_ui(&self, ui: &mut egui::Ui, what: &str) {
+        if self.total > 0 {
+            let mb = |bytes: u64| bytes as f64 / 1e6;
+            let fraction = (self.bytes as f32 / self.total as f32).min(1.0);
+            ui.add(egui::ProgressBar::new(fraction).desired_width(240.0).text(format!("{what}: {:.1} of {:.1} MB", mb(self.bytes), mb(self.total))));
+        }
+    }
+}
+
 /// Loads `family`'s shipped pair in the background (in the browser, downloads it first); the
 /// slot says `Loading` until it is in (`Missing` at once when the family ships none).
 pub fn load_shipped(family: Family, device: Device, ctx: egui::Context) -> Arc<Mutex<ModelSlot>> {

@@ -73,13 +73,8 @@ mod web {
             State::Downloading(d) => {
                 ui.horizontal(|ui| {
                     ui.spinner();
-                    let mb = |bytes: u64| bytes as f64 / 1e6;
-                    if d.total > 0 {
-                        let fraction = (d.bytes as f32 / d.total as f32).min(1.0);
-                        ui.add(egui::ProgressBar::new(fraction).desired_width(240.0).text(format!("MNIST digits: {:.1} of {:.1} MB", mb(d.bytes), mb(d.total))));
-                    } else {
-                        ui.label("Downloading the MNIST digits…");
-                    }
+                    ui.label("Downloading the MNIST digits…");
+                    d.bar_ui(ui, "MNIST digits");
                 });
             }
             State::Failed(e) => {
