@@ -65,16 +65,20 @@ pub fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     tessera_kernels::set_reference_ops(cli.reference_ops);
+    let device = cli.device;
     let result = match cli.command {
         None => window::run(cli.link),
-        Some(Command::Info(args)) => info::run(args, preference(cli.device)),
-        Some(Command::Data(cmd)) => data::run(cmd),
-        Some(Command::Parity(args)) => parity::run(args, preference(cli.device)),
-        Some(Command::Train(cmd)) => train::run(cmd, preference(cli.device)),
-        Some(Command::Sample(args)) => sample::run(args, preference(cli.device)),
-        Some(Command::Edit(args)) => edit::run(args, preference(cli.device)),
-        Some(Command::Eval(args)) => eval::run(args, preference(cli.device)),
-        Some(Command::Bench(cmd)) => bench::run(cmd, preference(cli.device)),
+        // Headless work runs on the CPU pool's threads (see `on_pool`: fewer thread wake-ups).
+        Some(command) => tessera_kernels::cpu::on_pool(move || match command {
+            Command::Info(args) => info::run(args, preference(device)),
+            Command::Data(cmd) => data::run(cmd),
+            Command::Parity(args) => parity::run(args, preference(device)),
+            Command::Train(cmd) => train::run(cmd, preference(device)),
+            Command::Sample(args) => sample::run(args, preference(device)),
+            Command::Edit(args) => edit::run(args, preference(device)),
+            Command::Eval(args) => eval::run(args, preference(device)),
+            Command::Bench(cmd) => bench::run(cmd, preference(device)),
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

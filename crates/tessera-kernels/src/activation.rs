@@ -1,6 +1,6 @@
-//! Activations with a CPU kernel ([`crate::cpu`]): on burn's CPU backend outside autodiff (and
-//! unless [`crate::set_reference_ops`] is on) one parallel pass with a vectorised `exp`; everywhere
-//! else the `_reference` twin of plain burn ops, which autodiff differentiates.
+//! Activations with a CPU kernel ([`crate::cpu`]): on burn's CPU backend (unless
+//! [`crate::set_reference_ops`] is on) one parallel pass with a vectorised `exp`, and under
+//! autodiff one fused backward pass; everywhere else the `_reference` twin of plain burn ops.
 
 use burn::tensor::activation::sigmoid;
 use burn::tensor::Tensor;
@@ -23,6 +23,14 @@ pub fn gelu_tanh_reference<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     const A: f64 = 2.0 * core::f64::consts::FRAC_2_SQRT_PI * core::f64::consts::FRAC_1_SQRT_2;
     let inner = x.clone() * (x.clone().square() * (A * 0.044715) + A);
     x * sigmoid(inner)
+}
+
+/// The exact GELU, `½x(1 + erf(x/√2))` (RAR's and the column generator's MLPs, timm's default).
+pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    if cpu_kernel(&[&x]) {
+        return Tensor::from_dispatch(burn::backend::Dispatch::gelu_erf(x.into_dispatch()));
+    }
+    burn::tensor::activation::gelu(x)
 }
 
 /// SiLU, `x · σ(x)` (the tokenizers' GroupNorm + SiLU).

@@ -152,7 +152,8 @@ impl AttentionMask {
 /// `softmax(q kᵀ · scale + mask) v` for `q` `[B, H, Lq, D]`, `k` and `v` `[B, H, Lk, D]` → `[B, H, Lq, D]`.
 ///
 /// On a wgpu device (unless [`crate::set_reference_ops`] is on) the fused WGSL kernel runs; on
-/// burn's CPU backend outside autodiff the CPU kernel ([`attention_cpu`]); everywhere else
+/// burn's CPU backend the CPU kernel ([`attention_cpu`], with its fused backward under autodiff);
+/// everywhere else
 /// [`attention_reference`]. A query that sees no key at all gets
 /// zeros from the kernel (NaN from the plain ops); the masks here never produce one.
 pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: &AttentionMask, scale: f32) -> Tensor<4> {
@@ -160,7 +161,7 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: &AttentionMask,
     let [b, h, _, d] = q.dims();
     let f32s = [q.dtype(), k.dtype(), v.dtype()] == [DType::F32; 3];
     let device = q.device();
-    if f32s && cpu_kernels_enabled(&device) && ![&q, &k, &v].iter().any(|t| t.is_autodiff()) {
+    if f32s && cpu_kernels_enabled(&device) {
         return attention_cpu(q, k, v, mask, scale);
     }
     // b·h workgroup rows must fit one dispatch axis (65535 by WebGPU's default limits).
@@ -181,7 +182,7 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: &AttentionMask,
     ))
 }
 
-/// [`attention`] on burn's CPU backend outside autodiff (sampling): the CPU kernel
+/// [`attention`] on burn's CPU backend: the CPU kernel
 /// ([`crate::cpu`]), two products and one softmax pass per (batch, head) spread over the cores,
 /// instead of the plain path's separate score, mask, softmax and product tensors (issue 18: those
 /// and libm's scalar `expf` were a third of var-tiny's sampling time).
@@ -201,8 +202,8 @@ fn mask_args(mask: &AttentionMask, lq: usize, lk: usize) -> (u32, u32, Vec<u32>)
     }
 }
 
-/// [`attention`] with plain burn ops (matmul, additive mask, softmax, matmul): the CPU path, the
-/// autodiff path, and the reference the kernel is tested against.
+/// [`attention`] with plain burn ops (matmul, additive mask, softmax, matmul): the path with the
+/// kernels off (`--reference-ops`), and the reference the kernels are tested against.
 pub fn attention_reference(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: &AttentionMask, scale: f32) -> Tensor<4> {
     let (lq, lk) = check_shapes(&q, &k, &v);
     let [b, h, _, _] = q.dims();

@@ -4,8 +4,9 @@
 //! Every kernel has a `_reference` twin made of plain burn ops; on devices without wgpu (the CPU
 //! fallback) and with [`set_reference_ops`] the twin runs instead, and so it does for the decoder
 //! kernels under autodiff (attention and the quantizer have a backward; see [`ops`]).
-//! On burn's CPU backend, sampling (no autodiff) runs CPU kernels instead ([`cpu`]): attention,
-//! and the activations and normalisations of [`activation`] and [`norm`].
+//! On burn's CPU backend, sampling and training run CPU kernels instead ([`cpu`]): attention,
+//! the activations, normalisations, linear layers, cross-entropy and RoPE of [`activation`],
+//! [`norm`], [`linear`], [`loss`] and [`rope`], each with a fused backward pass under autodiff.
 
 pub mod activation;
 pub mod attention;
@@ -13,9 +14,11 @@ pub mod cpu;
 pub mod decoder;
 pub mod device;
 pub mod linear;
+pub mod loss;
 pub mod norm;
 pub mod ops;
 pub mod quantize;
+pub mod rope;
 
 pub use attention::{AttentionMask, attention, attention_reference};
 pub use decoder::{

@@ -45,8 +45,8 @@ pub fn is_wgpu(device: &Device) -> bool {
     )
 }
 
-/// Whether the CPU kernels ([`crate::cpu`]) run for untracked tensors on `device`: burn's CPU
-/// backend (flex) and the reference switch off.
+/// Whether the CPU kernels ([`crate::cpu`]) run for tensors on `device` (with or without
+/// autodiff): burn's CPU backend (flex) and the reference switch off.
 pub fn cpu_kernels_enabled(device: &Device) -> bool {
     !reference_ops() && matches!(device.clone().without_autodiff().as_dispatch(), DispatchDevice::Flex(_))
 }

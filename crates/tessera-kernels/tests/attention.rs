@@ -145,8 +145,8 @@ fn sharp_cases() -> Vec<Case> {
     vec![c, c2]
 }
 
-/// burn's CPU backend outside autodiff takes its own fused attention (sampling's path): every case
-/// above against the plain ops on the CPU. Under autodiff the plain ops run.
+/// burn's CPU backend takes its own fused attention: every case above against the plain ops on
+/// the CPU (its backward pass under autodiff is checked in `cpu::autodiff`'s tests).
 #[test]
 fn cpu_fused_attention_matches_plain_ops() {
     let device = Device::flex();

@@ -30,6 +30,7 @@ pub mod family;
 pub mod generator;
 pub mod generators;
 pub mod judge;
+mod kv;
 pub mod memory;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod parity;

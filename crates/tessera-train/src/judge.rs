@@ -8,7 +8,7 @@
 use burn::config::Config;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
-use burn::tensor::activation::log_softmax;
+use tessera_kernels::loss::cross_entropy;
 use tessera_data::Batch;
 use tessera_models::judge::{Judge, JudgeConfig};
 use tessera_models::rng::SplitMix64;
@@ -167,7 +167,7 @@ impl JudgeTrainer {
         let (images, labels) = crate::data::to_tensors(&batch, &self.device);
         let logits = self.model.forward(images.autodiff());
         let target = labels.reshape([batch.shape[0], 1]);
-        let loss = log_softmax(logits.clone(), 1).gather(1, target.clone().autodiff()).neg().mean();
+        let loss = cross_entropy(logits.clone(), target.clone().autodiff());
         let correct = logits.inner().argmax(1).equal(target).float().mean();
         let values = read_vec(Tensor::cat(vec![loss.clone().inner(), correct], 0)).await?;
         if !values[0].is_finite() {

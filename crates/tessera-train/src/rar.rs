@@ -17,7 +17,7 @@
 
 use burn::config::Config;
 use burn::prelude::*;
-use burn::tensor::activation::log_softmax;
+use tessera_kernels::loss::cross_entropy;
 use tessera_models::generators::rar::{Rar, RarConfig, decays};
 use tessera_models::rng::SplitMix64;
 use tessera_models::tokenizers::vqgan::Vqgan;
@@ -285,7 +285,7 @@ impl RarTrainer {
         let ad = |t: Tensor<2, Int>| t.autodiff();
         let logits = self.model.forward(ad(tokens), labels.autodiff(), Some(ad(orders))).narrow(1, 0, n); // [B, N, V]
         let target_idx = targets.reshape([b, n, 1]);
-        let loss = log_softmax(logits.clone(), 2).gather(2, target_idx.clone().autodiff()).neg().mean();
+        let loss = cross_entropy(logits.clone(), target_idx.clone().autodiff());
         let correct = logits.inner().argmax(2).equal(target_idx).float().mean();
 
         // 3. Backward, one read back of everything the step reports, and the update.

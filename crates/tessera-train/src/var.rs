@@ -16,7 +16,7 @@
 
 use burn::config::Config;
 use burn::prelude::*;
-use burn::tensor::activation::log_softmax;
+use tessera_kernels::loss::cross_entropy;
 use tessera_models::generators::var::{TokenOrder, Var, VarConfig};
 use tessera_models::rng::SplitMix64;
 use tessera_models::tokenizers::msvq::MsVqVae;
@@ -205,7 +205,7 @@ impl VarTrainer {
             TokenOrder::NextToken => self.model.forward_tokens(labels, targets.clone()),
         }; // [B, L, V]
         let target_idx = targets.clone().reshape([b, l, 1]);
-        let loss = log_softmax(logits.clone(), 2).gather(2, target_idx.clone().autodiff()).neg().mean();
+        let loss = cross_entropy(logits.clone(), target_idx.clone().autodiff());
         let correct = logits.inner().argmax(2).equal(target_idx).float().mean();
 
         // 3. Backward, one read back of everything the step reports, and the update.

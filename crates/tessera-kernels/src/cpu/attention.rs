@@ -12,7 +12,7 @@
 //! zeros (the WGSL kernel's rule).
 
 use super::exp::exp_in_place;
-use super::for_each_task;
+use super::{dot, for_each_task};
 
 /// The keys `lo..hi` that query row `i` sees: the WGSL kernel's mask codes (0 none, 1 causal,
 /// 2 window, 3 block-causal), queries being the last `lq` of the `lk` key positions.
@@ -201,21 +201,6 @@ unsafe fn many_queries(q: View, k: View, v: View, [bi, hi]: [usize; 2], [lq, lk,
     }
 }
 
-/// `a · b`, in [`super::LANES`] interleaved partial sums.
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    const LANES: usize = super::LANES;
-    let mut acc = [0.0f32; LANES];
-    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in ca.zip(cb) {
-        for ((a, &x), &y) in acc.iter_mut().zip(x).zip(y) {
-            *a += x * y;
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
 #[inline(always)]
 fn max(x: &[f32]) -> f32 {
     const LANES: usize = super::LANES;
@@ -228,4 +213,61 @@ fn max(x: &[f32]) -> f32 {
         }
     }
     acc.iter().fold(tail, |m, &v| if v > m { v } else { m })
+}
+
+/// The gradients of [`attention`] with respect to `q`, `k` and `v`, given the gradient `dout` of
+/// its output: per (batch, head), `P` is recomputed (two products and the softmax, as forward)
+/// rather than kept from the forward pass, then `dV = Pᵀ dO`, `dP = dO Vᵀ`,
+/// `dS = P ⊙ (dP − rowsum(P ⊙ dP))`, `dQ = dS K · scale`, `dK = dSᵀ Q · scale`: five products
+/// and two row passes, the pairs spread over the cores. Returns dq `[B, Lq, H, D]` and dk, dv
+/// `[B, Lk, H, D]` (as the forward writes its output).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn attention_backward(q: View, k: View, v: View, dout: View, [b, h, lq, lk, d]: [usize; 5], visible: Visible, scale: f32) -> [Vec<f32>; 3] {
+    let mut grads = [vec![0.0f32; b * lq * h * d], vec![0.0f32; b * lk * h * d], vec![0.0f32; b * lk * h * d]];
+    if b * h * lq * lk * d == 0 {
+        return grads;
+    }
+    for (view, l) in [(q, lq), (k, lk), (v, lk), (dout, lq)] {
+        view.check([b, h, l, d]);
+    }
+    let [dq, dk, dv] = grads.each_mut().map(|g| Out(g.as_mut_ptr()));
+    let row_stride = h * d;
+    let none = gemm::Parallelism::None;
+    for_each_task(b * h, || (vec![0.0f32; lq * lk], vec![0.0f32; lq * lk]), |n, (p, dp)| {
+        let (bi, hi) = (n / h, n % h);
+        let (qh, kh, vh, oh) = (q.at(bi, hi), k.at(bi, hi), v.at(bi, hi), dout.at(bi, hi));
+        let (dqh, dkh, dvh) = (dq.at(bi * lq * row_stride + hi * d), dk.at(bi * lk * row_stride + hi * d), dv.at(bi * lk * row_stride + hi * d));
+        let (rs, ld) = (row_stride as isize, lk as isize);
+        // SAFETY: the views' pointers and strides describe rows inside their storage (checked
+        // above); dqh/dkh/dvh with row_stride describe this head's part of the rows of the
+        // outputs, which no other task writes; p and dp hold lq·lk floats.
+        unsafe {
+            // P = softmax(scale · q kᵀ) over each row's visible keys.
+            gemm::gemm(lq, lk, d, p.as_mut_ptr(), 1, ld, false, qh, 1, q.strides[2] as isize, kh, k.strides[2] as isize, 1, 0.0, scale, false, false, false, none);
+            for (i, row) in p.chunks_exact_mut(lk).enumerate() {
+                let (lo, hi) = visible.range(i, lk);
+                row[..lo].fill(0.0);
+                row[hi..].fill(0.0);
+                let seen = &mut row[lo..hi];
+                let max = max(seen);
+                seen.iter_mut().for_each(|s| *s -= max);
+                exp_in_place(seen);
+                let sum = super::sum(seen);
+                let inv = if sum > 0.0 { 1.0 / sum } else { 0.0 };
+                seen.iter_mut().for_each(|s| *s *= inv);
+            }
+            // dV = Pᵀ dO.
+            gemm::gemm(lk, d, lq, dvh, 1, rs, false, p.as_ptr(), ld, 1, oh, 1, dout.strides[2] as isize, 0.0, 1.0, false, false, false, none);
+            // dP = dO vᵀ, then dS = P ⊙ (dP − rowsum(P ⊙ dP)) in place.
+            gemm::gemm(lq, lk, d, dp.as_mut_ptr(), 1, ld, false, oh, 1, dout.strides[2] as isize, vh, v.strides[2] as isize, 1, 0.0, 1.0, false, false, false, none);
+            for (prow, dprow) in p.chunks_exact(lk).zip(dp.chunks_exact_mut(lk)) {
+                let row = dot(prow, dprow);
+                dprow.iter_mut().zip(prow).for_each(|(ds, &p)| *ds = p * (*ds - row));
+            }
+            // dQ = scale · dS k, dK = scale · dSᵀ q.
+            gemm::gemm(lq, d, lk, dqh, 1, rs, false, dp.as_ptr(), 1, ld, kh, 1, k.strides[2] as isize, 0.0, scale, false, false, false, none);
+            gemm::gemm(lk, d, lq, dkh, 1, rs, false, dp.as_ptr(), ld, 1, qh, 1, q.strides[2] as isize, 0.0, scale, false, false, false, none);
+        }
+    });
+    grads
 }

@@ -44,6 +44,21 @@ pub fn exp(x: f32) -> f32 {
     }
 }
 
+/// `erf(x)` within 1e-6 (Abramowitz and Stegun 7.1.26: a degree-5 polynomial in
+/// `1/(1 + 0.3275911·|x|)` times `e^(−x²)`, 1.5e-7 in exact arithmetic; f32 rounding adds the
+/// rest), branch-free like [`exp`] so loops vectorise; libm's
+/// scalar `erff` was 4% of a RAR training step (exact GELU).
+#[inline(always)]
+pub fn erf(x: f32) -> f32 {
+    const P: f32 = 0.327_591_1;
+    const A: [f32; 5] = [0.254_829_6, -0.284_496_74, 1.421_413_7, -1.453_152_1, 1.061_405_4];
+    let ax = x.abs();
+    let t = 1.0 / (1.0 + P * ax);
+    let poly = t * (A[0] + t * (A[1] + t * (A[2] + t * (A[3] + t * A[4]))));
+    let y = 1.0 - poly * exp(-ax * ax);
+    if x.is_nan() { x } else { y.copysign(x) }
+}
+
 /// Every element of `x` replaced by its `eˣ`.
 #[inline(always)]
 pub fn exp_in_place(x: &mut [f32]) {
@@ -88,5 +103,38 @@ mod tests {
         let mut v = [0.0f32, 1.0, -1.0];
         exp_in_place(&mut v);
         assert_eq!(v, [1.0, exp(1.0), exp(-1.0)]);
+    }
+
+    #[test]
+    fn erf_is_within_its_bound_of_libms() {
+        let mut worst = 0.0f64;
+        for i in -400_000..=400_000 {
+            let x = i as f32 * 1e-5 * 10.0;
+            worst = worst.max((erf(x) as f64 - libm_erf(x as f64)).abs());
+        }
+        eprintln!("worst erf error: {worst:.2e}");
+        assert!(worst < 1e-6, "worst erf error {worst}");
+        assert!(erf(f32::NAN).is_nan() && erf(f32::INFINITY) == 1.0 && erf(f32::NEG_INFINITY) == -1.0);
+    }
+
+    /// erf in f64 by its Taylor series below 3 and its continued fraction above (to 1e-12).
+    fn libm_erf(x: f64) -> f64 {
+        let a = x.abs();
+        let y = if a < 3.0 {
+            let (mut term, mut total, mut n) = (a, a, 0.0f64);
+            while term.abs() > 1e-17 {
+                n += 1.0;
+                term *= -a * a / n;
+                total += term / (2.0 * n + 1.0);
+            }
+            total * 2.0 / std::f64::consts::PI.sqrt()
+        } else {
+            let mut frac = 0.0f64;
+            for k in (1..60).rev() {
+                frac = (k as f64 / 2.0) / (a + frac);
+            }
+            1.0 - (-a * a).exp() / std::f64::consts::PI.sqrt() / (a + frac)
+        };
+        y.copysign(x)
     }
 }

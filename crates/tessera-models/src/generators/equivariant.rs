@@ -35,8 +35,11 @@
 use burn::module::Param;
 use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig, Linear};
 use burn::prelude::*;
-use burn::tensor::activation::gelu;
 
+use tessera_kernels::activation::gelu;
+use tessera_kernels::linear::{forward as dense, qkv_heads};
+use tessera_kernels::norm::layer_norm;
+use tessera_kernels::rope::rope;
 use tessera_kernels::{AttentionMask, attention};
 
 use super::flow_head::{FlowHead, FlowHeadConfig, xavier};
@@ -285,6 +288,7 @@ impl EquivariantConfig {
                 cross_cond_norm: ln(CROSS_NORM_EPS),
                 attn2: CrossAttention { qkv: xavier(d, d, device), k: xavier(d, d, device), v: xavier(d, d, device), proj: xavier(d, d, device) },
                 norm2: ln(self.norm_eps),
+                norm_eps: self.norm_eps,
                 mlp: Mlp { fc1: xavier(d, self.mlp_hidden(), device), fc2: xavier(self.mlp_hidden(), d, device) },
                 dropout: DropoutConfig::new(self.dropout).init(),
                 num_heads: self.num_heads,
@@ -298,6 +302,7 @@ impl EquivariantConfig {
             encoder_pos_embed_learned: normal.init([1, self.buffer_size, d], device),
             encoder_blocks: blocks,
             encoder_norm: ln(self.norm_eps),
+            norm_eps: self.norm_eps,
             diffloss: self.flow_head().init(device),
             num_heads: self.num_heads,
             token_num: self.token_num,
@@ -351,29 +356,24 @@ pub fn freqs_cis(start: usize, len: usize, head_dim: usize, device: &Device) -> 
 }
 
 /// RoPE for a run of consecutive positions, rotating interleaved pairs `(x[2k], x[2k+1])`
-/// (official `apply_rotary_emb`).
+/// (official `apply_rotary_emb`; the kernel is [`tessera_kernels::rope`]).
 #[derive(Debug, Clone)]
 struct Rope {
-    /// `[1, L, 1, hd/2, 1]`.
-    cos: Tensor<5>,
-    sin: Tensor<5>,
+    /// `[L, hd/2]`.
+    cos: Tensor<2>,
+    sin: Tensor<2>,
 }
 
 impl Rope {
     fn new(start: usize, len: usize, head_dim: usize, device: &Device) -> Self {
         let (cos, sin) = rope_cos_sin(start, len, head_dim);
-        let shape = [1, len, 1, head_dim / 2, 1];
+        let shape = [len, head_dim / 2];
         Self { cos: Tensor::from_data(TensorData::new(cos, shape), device), sin: Tensor::from_data(TensorData::new(sin, shape), device) }
     }
 
     /// `x`: `[B, L, H, hd]` (positions on axis 1) → the same, rotated.
     fn apply(&self, x: Tensor<4>) -> Tensor<4> {
-        let [b, l, h, hd] = x.dims();
-        let x = x.reshape([b, l, h, hd / 2, 2]);
-        let (x0, x1) = (x.clone().narrow(4, 0, 1), x.narrow(4, 1, 1));
-        let out0 = x0.clone() * self.cos.clone() - x1.clone() * self.sin.clone();
-        let out1 = x1 * self.cos.clone() + x0 * self.sin.clone();
-        Tensor::cat(vec![out0, out1], 4).reshape([b, l, h, hd])
+        rope(x, self.cos.clone(), self.sin.clone())
     }
 }
 
@@ -442,22 +442,24 @@ struct Block {
     mlp: Mlp,
     dropout: Dropout,
     num_heads: usize,
+    /// Eps of `norm1` and `norm2` (burn's LayerNorm keeps its own private; the fused kernel needs it).
+    norm_eps: f64,
 }
 
 impl Block {
     /// `x + MLP(norm2(x))`, on any slots (`[B, L, D]`).
     fn mlp_residual(&self, x: Tensor<3>) -> Tensor<3> {
-        let h = gelu(self.mlp.fc1.forward(self.norm2.forward(x.clone())));
-        x + self.dropout.forward(self.mlp.fc2.forward(self.dropout.forward(h)))
+        let h = gelu(dense(&self.mlp.fc1, layer_norm(&self.norm2, x.clone(), self.norm_eps)));
+        x + self.dropout.forward(dense(&self.mlp.fc2, self.dropout.forward(h)))
     }
 
     /// Cross-attention keys and values of the condition slots `[B, S, D]` entering this block.
     fn cross_kv(&self, cond: Tensor<3>) -> CrossKv {
-        let c = self.cross_cond_norm.forward(cond);
+        let c = layer_norm(&self.cross_cond_norm, cond, CROSS_NORM_EPS);
         let h = self.num_heads;
         CrossKv {
-            k: split_heads(self.attn2.k.forward(c.clone()), h).swap_dims(1, 2),
-            v: split_heads(self.attn2.v.forward(c), h).swap_dims(1, 2),
+            k: split_heads(dense(&self.attn2.k, c.clone()), h).swap_dims(1, 2),
+            v: split_heads(dense(&self.attn2.v, c), h).swap_dims(1, 2),
         }
     }
 
@@ -470,11 +472,11 @@ impl Block {
         let scale = ((d / h) as f32).powf(-0.5);
 
         // 1. Windowed causal self-attention, RoPE on q and k.
-        let qkv = self.attn.qkv.forward(self.norm1.forward(img.clone())); // [B, L, 3D]
-        let part = |i: usize| split_heads(qkv.clone().narrow(2, i * d, d), h); // [B, L, H, hd]
-        let q = rope.apply(part(0)).swap_dims(1, 2);
-        let mut k = rope.apply(part(1)).swap_dims(1, 2);
-        let mut v = part(2).swap_dims(1, 2);
+        let qkv = &self.attn.qkv;
+        let [q, k, v] = qkv_heads(layer_norm(&self.norm1, img.clone(), self.norm_eps), qkv.weight.val(), qkv.bias.as_ref().map(|b| b.val()), h);
+        let q = rope.apply(q.swap_dims(1, 2)).swap_dims(1, 2);
+        let mut k = rope.apply(k.swap_dims(1, 2)).swap_dims(1, 2);
+        let mut v = v;
         if let Some((kv, keep)) = cache {
             if let (Some(pk), Some(pv)) = (kv.k.take(), kv.v.take()) {
                 k = Tensor::cat(vec![pk, k], 2);
@@ -486,12 +488,12 @@ impl Block {
             kv.v = Some(v.clone().narrow(2, lk - kept, kept));
         }
         let a = attention(q, k, v, mask, scale);
-        let img = img + self.dropout.forward(self.attn.proj.forward(merge_heads(a)));
+        let img = img + self.dropout.forward(dense(&self.attn.proj, merge_heads(a)));
 
         // 2. Cross-attention to the condition slots, RoPE on q only.
-        let q = rope.apply(split_heads(self.attn2.qkv.forward(self.cross_norm.forward(img.clone())), h)).swap_dims(1, 2);
+        let q = rope.apply(split_heads(dense(&self.attn2.qkv, layer_norm(&self.cross_norm, img.clone(), CROSS_NORM_EPS)), h)).swap_dims(1, 2);
         let a = attention(q, cross.k.clone(), cross.v.clone(), &AttentionMask::None, scale);
-        let img = img + self.dropout.forward(self.attn2.proj.forward(merge_heads(a)));
+        let img = img + self.dropout.forward(dense(&self.attn2.proj, merge_heads(a)));
         debug_assert_eq!(img.dims(), [b, l, d]);
 
         // 3. MLP (per slot).
@@ -560,6 +562,8 @@ pub struct Equivariant {
     num_sampling_steps: usize,
     diffusion_batch_mul: usize,
     label_drop_prob: f64,
+    /// Eps of `encoder_norm`.
+    norm_eps: f64,
 }
 
 impl Equivariant {
@@ -663,12 +667,12 @@ impl Equivariant {
     /// The condition slots entering the first block: `z_proj_ln(cond + encoder_pos_embed_learned)`.
     fn cond_slots(&self, cond: Tensor<2>) -> Tensor<3> {
         let [b, d] = cond.dims();
-        self.z_proj_ln.forward(cond.reshape([b, 1, d]) + self.encoder_pos_embed_learned.val())
+        layer_norm(&self.z_proj_ln, cond.reshape([b, 1, d]) + self.encoder_pos_embed_learned.val(), Z_PROJ_LN_EPS)
     }
 
     /// Column tokens entering the first block: `z_proj_ln(z_proj(tokens))`.
     fn embed_tokens(&self, tokens: Tensor<3>) -> Tensor<3> {
-        self.z_proj_ln.forward(self.z_proj.forward(tokens))
+        layer_norm(&self.z_proj_ln, dense(&self.z_proj, tokens), Z_PROJ_LN_EPS)
     }
 
     /// Teacher forcing (official `forward_encoder`): output `i` predicts column `i` from the
@@ -714,7 +718,7 @@ impl Equivariant {
         // but the last.
         let s = self.buffer_size();
         let out = Tensor::cat(vec![cond.narrow(1, s - 1, 1), img.narrow(1, 0, n - 1)], 1);
-        self.encoder_norm.forward(out)
+        layer_norm(&self.encoder_norm, out, self.norm_eps)
     }
 
     /// Starts sampling: runs the condition slots through every block once and returns the cache,
@@ -737,7 +741,7 @@ impl Equivariant {
             cond = block.mlp_residual(cond);
         }
         let s = self.buffer_size();
-        let prediction = self.encoder_norm.forward(cond.narrow(1, s - 1, 1)).reshape([b, d]);
+        let prediction = layer_norm(&self.encoder_norm, cond.narrow(1, s - 1, 1), self.norm_eps).reshape([b, d]);
         EquivariantCache { layers, prediction, fed: 0, rope_shift }
     }
 
@@ -763,7 +767,7 @@ impl Equivariant {
             img = block.image(img, &rope, &mask, cross, Some((kv, keep)));
         }
         cache.fed += l;
-        cache.prediction = self.encoder_norm.forward(img.narrow(1, l - 1, 1)).reshape([b, d]);
+        cache.prediction = layer_norm(&self.encoder_norm, img.narrow(1, l - 1, 1), self.norm_eps).reshape([b, d]);
         cache.prediction.clone()
     }
 

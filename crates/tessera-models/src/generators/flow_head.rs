@@ -22,7 +22,9 @@
 
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear};
 use burn::prelude::*;
-use burn::tensor::activation::silu;
+use tessera_kernels::activation::silu;
+use tessera_kernels::linear::{forward as dense, forward_chunks};
+use tessera_kernels::norm::{gated_residual, layer_norm_modulate};
 
 use crate::weights::StateDict;
 
@@ -56,7 +58,7 @@ impl FlowHeadConfig {
         let w = self.width;
         let blocks = (0..self.depth)
             .map(|_| ResBlock {
-                in_ln: LayerNormConfig::new(w).with_epsilon(1e-6).init(device),
+                in_ln: LayerNormConfig::new(w).with_epsilon(LN_EPS).init(device),
                 mlp_0: xavier(w, w, device),
                 mlp_2: xavier(w, w, device),
                 ada_ln_modulation: zeros(w, 3 * w, device),
@@ -97,15 +99,8 @@ fn zeros(d_in: usize, d_out: usize, device: &Device) -> Linear {
     linear_with(d_in, d_out, Initializer::Zeros, device)
 }
 
-/// `x * (1 + scale) + shift` (official `modulate`).
-fn modulate(x: Tensor<2>, shift: Tensor<2>, scale: Tensor<2>) -> Tensor<2> {
-    x * (scale + 1.0) + shift
-}
-
-/// Chunk `i` of width `w` along the last axis.
-fn chunk(x: &Tensor<2>, i: usize, w: usize) -> Tensor<2> {
-    x.clone().narrow(1, i * w, w)
-}
+/// Eps of the head's LayerNorms (official `eps=1e-6`).
+const LN_EPS: f64 = 1e-6;
 
 /// `[cos(t ω_k), sin(t ω_k)]` with `ω_k = exp(-ln(10000) k / (dim/2))`, `k < dim/2` (official
 /// `TimestepEmbedder.timestep_embedding`; `dim` even).
@@ -132,7 +127,7 @@ struct TimestepEmbedder {
 
 impl TimestepEmbedder {
     fn forward(&self, t: Tensor<1>) -> Tensor<2> {
-        self.mlp_2.forward(silu(self.mlp_0.forward(timestep_embedding(t, FREQUENCY_EMBEDDING_SIZE))))
+        dense(&self.mlp_2, silu(dense(&self.mlp_0, timestep_embedding(t, FREQUENCY_EMBEDDING_SIZE))))
     }
 }
 
@@ -150,11 +145,12 @@ struct ResBlock {
 impl ResBlock {
     /// `x`: `[M, W]`, `silu_y` = SiLU of the condition `[M, W]` → `[M, W]`.
     fn forward(&self, x: Tensor<2>, silu_y: Tensor<2>) -> Tensor<2> {
-        let w = x.dims()[1];
-        let ada = self.ada_ln_modulation.forward(silu_y);
-        let (shift, scale, gate) = (chunk(&ada, 0, w), chunk(&ada, 1, w), chunk(&ada, 2, w));
-        let h = modulate(self.in_ln.forward(x.clone()), shift, scale);
-        x + gate * self.mlp_2.forward(silu(self.mlp_0.forward(h)))
+        // The fused kernels take [B, L, C]: the rows as one sequence, a condition per row.
+        let [shift, scale, gate] = forward_chunks(&self.ada_ln_modulation, silu_y).map(|t: Tensor<2>| t.unsqueeze::<3>());
+        let affine = Some((self.in_ln.gamma.val(), self.in_ln.beta.as_ref().expect("in_ln is affine").val()));
+        let h = layer_norm_modulate(x.clone().unsqueeze(), affine, scale, shift, LN_EPS).squeeze_dim::<2>(0);
+        let y = dense(&self.mlp_2, silu(dense(&self.mlp_0, h)));
+        gated_residual(x.unsqueeze(), y.unsqueeze(), gate).squeeze_dim(0)
     }
 }
 
@@ -168,12 +164,9 @@ struct FinalLayer {
 
 impl FinalLayer {
     fn forward(&self, x: Tensor<2>, silu_y: Tensor<2>) -> Tensor<2> {
-        let w = x.dims()[1];
-        let ada = self.ada_ln_modulation.forward(silu_y);
-        let (shift, scale) = (chunk(&ada, 0, w), chunk(&ada, 1, w));
-        let (var, mean) = x.clone().var_mean_bias(1);
-        let normed = (x - mean) * var.add_scalar(1e-6).sqrt().recip();
-        self.linear.forward(modulate(normed, shift, scale))
+        let [shift, scale] = forward_chunks(&self.ada_ln_modulation, silu_y).map(|t: Tensor<2>| t.unsqueeze::<3>());
+        // No affine parameters here.
+        dense(&self.linear, layer_norm_modulate(x.unsqueeze(), None, scale, shift, LN_EPS).squeeze_dim(0))
     }
 }
 
@@ -200,12 +193,12 @@ impl FlowHead {
     /// # Shapes
     /// - `x_t`: `[M, C]`, `t`: `[M]` in (0, 1], `z`: `[M, D]` → `[M, C]`
     pub fn velocity(&self, x_t: Tensor<2>, t: Tensor<1>, z: Tensor<2>) -> Tensor<2> {
-        self.velocity_from(x_t, self.time_embed.forward(t) + self.cond_embed.forward(z))
+        self.velocity_from(x_t, self.time_embed.forward(t) + dense(&self.cond_embed, z))
     }
 
     /// [`FlowHead::velocity`] from its condition `y = time_embed(t) + cond_embed(z)`, `[M, W]`.
     fn velocity_from(&self, x_t: Tensor<2>, y: Tensor<2>) -> Tensor<2> {
-        let mut x = self.input_proj.forward(x_t);
+        let mut x = dense(&self.input_proj, x_t);
         // Every AdaLN projection starts with SiLU(y): once for all of them.
         let silu_y = silu(y);
         for block in &self.res_blocks {
@@ -247,7 +240,7 @@ impl FlowHead {
         let both = z_null.map(|null| Tensor::cat(vec![z.clone(), null], 0));
         // The condition's embedding is the same at every step and the time's the same for every
         // row of a step: each is computed once, not per row and step (the same numbers).
-        let cond = self.cond_embed.forward(both.clone().unwrap_or_else(|| z.clone()));
+        let cond = dense(&self.cond_embed, both.clone().unwrap_or_else(|| z.clone()));
         let [rows, width] = cond.dims();
         let mut x = noise;
         for i in (1..=steps).rev() {

@@ -28,11 +28,13 @@
 use burn::module::Param;
 use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig, Linear};
 use burn::prelude::*;
-use burn::tensor::activation::{gelu, silu};
-
+use tessera_kernels::activation::{gelu, silu};
+use tessera_kernels::linear::{forward as dense, forward_chunks, qkv_heads};
+use tessera_kernels::norm::{gated_residual, layer_norm, layer_norm_modulate};
 use tessera_kernels::{AttentionMask, attention};
 
 use crate::Error;
+use crate::kv::LayerKv;
 use crate::weights::StateDict;
 
 /// Std of the official `init_weights` (Linear, Embedding and the position tables).
@@ -134,15 +136,15 @@ impl RarConfig {
         let table = |rows: usize| Initializer::Normal { mean: 0.0, std: INIT_STD }.init([1, rows, d], device);
         let blocks = (0..self.depth)
             .map(|_| Block {
-                norm1: layer_norm(d, device),
+                norm1: affine_norm(d, device),
                 attn: Attention {
                     qkv: linear(d, 3 * d, INIT_STD, device),
-                    q_norm: layer_norm(hd, device),
-                    k_norm: layer_norm(hd, device),
+                    q_norm: affine_norm(hd, device),
+                    k_norm: affine_norm(hd, device),
                     proj: linear(d, d, INIT_STD, device),
                     num_heads: self.num_heads,
                 },
-                norm2: layer_norm(d, device),
+                norm2: affine_norm(d, device),
                 mlp: Mlp { fc1: linear(d, self.intermediate_size, INIT_STD, device), fc2: linear(self.intermediate_size, d, INIT_STD, device) },
                 ada_ln_modulation: linear(d, 6 * d, 0.0, device),
                 dropout: DropoutConfig::new(self.dropout).init(),
@@ -181,32 +183,17 @@ fn linear(d_in: usize, d_out: usize, std: f64, device: &Device) -> Linear {
     Linear { weight: weight.init([d_in, d_out], device), bias: Some(Initializer::Zeros.init([d_out], device)) }
 }
 
-/// Affine LayerNorm, eps 1e-6 (official `partial(nn.LayerNorm, eps=1e-6)`).
-fn layer_norm(d: usize, device: &Device) -> LayerNorm {
-    LayerNormConfig::new(d).with_epsilon(1e-6).init(device)
+/// Eps of every LayerNorm (official `partial(nn.LayerNorm, eps=1e-6)`).
+const LN_EPS: f64 = 1e-6;
+
+/// Affine LayerNorm, eps [`LN_EPS`].
+fn affine_norm(d: usize, device: &Device) -> LayerNorm {
+    LayerNormConfig::new(d).with_epsilon(LN_EPS).init(device)
 }
 
-/// LayerNorm over the last axis without affine parameters, eps 1e-6 (`FinalLayer.norm_final`).
-fn plain_layer_norm(x: Tensor<3>) -> Tensor<3> {
-    let (var, mean) = x.clone().var_mean_bias(2);
-    (x - mean) * var.add_scalar(1e-6).sqrt().recip()
-}
-
-/// Chunk `i` of width `d` along the last axis.
-fn chunk(x: &Tensor<3>, i: usize, d: usize) -> Tensor<3> {
-    x.clone().narrow(2, i * d, d)
-}
-
-/// `x * (1 + scale) + shift` (official `modulate`).
-fn modulate(x: Tensor<3>, shift: Tensor<3>, scale: Tensor<3>) -> Tensor<3> {
-    x * (scale + 1.0) + shift
-}
-
-/// Keys and values of one block for the slots seen so far.
-#[derive(Debug, Clone, Default)]
-struct LayerKv {
-    k: Option<Tensor<4>>,
-    v: Option<Tensor<4>>,
+/// The affine parameters of `norm`.
+fn affine(norm: &LayerNorm) -> Option<(Tensor<1>, Tensor<1>)> {
+    Some((norm.gamma.val(), norm.beta.as_ref().expect("RAR's LayerNorms are affine").val()))
 }
 
 /// The KV cache of sampling ([`Rar::start`], [`Rar::next`]): per block, the keys and values of
@@ -243,11 +230,20 @@ enum Cond {
 }
 
 impl Cond {
-    /// `linear(silu(c))` for every slot: `[B, L, k]`.
-    fn project(&self, linear: &Linear) -> Tensor<3> {
+    /// `linear(silu(c))` for every slot, as `N` chunks `[B, L, k / N]` (the AdaLN parameters).
+    fn project<const N: usize>(&self, linear: &Linear) -> [Tensor<3>; N] {
         match self {
-            Self::Rows(c) => linear.forward(silu(c.clone())),
-            Self::PerLabel { table, labels } => linear.forward(silu(table.clone())).select(0, labels.clone()),
+            Self::Rows(c) => forward_chunks(linear, silu(c.clone())),
+            Self::PerLabel { table, labels } => {
+                let [n, l, _] = table.dims();
+                let [b] = labels.dims();
+                // Selected as 2-D rows: burn's CPU backward of a select along dim 0 of a 3-D
+                // tensor indexes element by element (7% of a training step), of a 2-D one row by row.
+                forward_chunks::<3, N>(linear, silu(table.clone())).map(|t| {
+                    let k = t.dims()[2];
+                    t.reshape([n, l * k]).select(0, labels.clone()).reshape([b, l, k])
+                })
+            }
         }
     }
 }
@@ -267,22 +263,16 @@ impl Attention {
     fn forward(&self, x: Tensor<3>, mask: &AttentionMask, cache: Option<&mut LayerKv>) -> Tensor<3> {
         let [b, l, d] = x.dims();
         let (h, hd) = (self.num_heads, d / self.num_heads);
-        let qkv = self.qkv.forward(x); // [B, L, 3D], (3, H, hd) along the last axis
-        let split = |i: usize| qkv.clone().narrow(2, i * d, d).reshape([b, l, h, hd]).swap_dims(1, 2);
-        let q = self.q_norm.forward(split(0));
-        let mut k = self.k_norm.forward(split(1));
-        let mut v = split(2);
-        if let Some(cache) = cache {
-            if let (Some(pk), Some(pv)) = (cache.k.take(), cache.v.take()) {
-                k = Tensor::cat(vec![pk, k], 2);
-                v = Tensor::cat(vec![pv, v], 2);
-            }
-            cache.k = Some(k.clone());
-            cache.v = Some(v.clone());
-        }
-        // The fused WGSL kernel on wgpu devices, plain ops elsewhere (tessera-kernels).
+        let [q, k, v] = qkv_heads(x, self.qkv.weight.val(), self.qkv.bias.as_ref().map(|b| b.val()), h);
+        let q = layer_norm(&self.q_norm, q, LN_EPS);
+        let k = layer_norm(&self.k_norm, k, LN_EPS);
+        let (k, v) = match cache {
+            Some(cache) => cache.append(k, v),
+            None => (k, v),
+        };
+        // The fused WGSL kernel on wgpu devices, the CPU kernel on burn's CPU backend (tessera-kernels).
         let out = attention(q, k, v, mask, (hd as f32).powf(-0.5));
-        self.proj.forward(out.swap_dims(1, 2).reshape([b, l, d]))
+        dense(&self.proj, out.swap_dims(1, 2).reshape([b, l, d]))
     }
 }
 
@@ -308,15 +298,13 @@ struct Block {
 impl Block {
     /// `x`: `[B, L, D]` with its condition `c` → `[B, L, D]`.
     fn forward(&self, x: Tensor<3>, c: &Cond, mask: &AttentionMask, cache: Option<&mut LayerKv>) -> Tensor<3> {
-        let d = x.dims()[2];
-        let ada = c.project(&self.ada_ln_modulation); // [B, L, 6D]
         // Official chunk order: shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp.
-        let [shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp] = [0, 1, 2, 3, 4, 5].map(|i| chunk(&ada, i, d));
-        let h = modulate(self.norm1.forward(x.clone()), shift_msa, scale_msa);
-        let x = x + gate_msa * self.dropout.forward(self.attn.forward(h, mask, cache));
-        let h = modulate(self.norm2.forward(x.clone()), shift_mlp, scale_mlp);
-        let h = self.mlp.fc2.forward(self.dropout.forward(gelu(self.mlp.fc1.forward(h))));
-        x + gate_mlp * self.dropout.forward(h)
+        let [shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp] = c.project(&self.ada_ln_modulation);
+        let h = layer_norm_modulate(x.clone(), affine(&self.norm1), scale_msa, shift_msa, LN_EPS);
+        let x = gated_residual(x, self.dropout.forward(self.attn.forward(h, mask, cache)), gate_msa);
+        let h = layer_norm_modulate(x.clone(), affine(&self.norm2), scale_mlp, shift_mlp, LN_EPS);
+        let h = dense(&self.mlp.fc2, self.dropout.forward(gelu(dense(&self.mlp.fc1, h))));
+        gated_residual(x, self.dropout.forward(h), gate_mlp)
     }
 }
 
@@ -476,11 +464,10 @@ impl Rar {
 
     /// The final AdaLN and the logits head: `[B, l, D]` → `[B, l, V]`.
     fn head(&self, x: Tensor<3>, c: &Cond) -> Tensor<3> {
-        let d = x.dims()[2];
-        let ada = c.project(&self.adaln_before_head); // [B, l, 2D]
         // FinalLayer's chunk order is (scale, shift), the reverse of the blocks'.
-        let (scale, shift) = (chunk(&ada, 0, d), chunk(&ada, 1, d));
-        self.lm_head.forward(modulate(plain_layer_norm(x), shift, scale))
+        let [scale, shift] = c.project(&self.adaln_before_head);
+        // norm_final has no affine parameters.
+        dense(&self.lm_head, layer_norm_modulate(x, None, scale, shift, LN_EPS))
     }
 
     /// `[B, 1, D]` embedding of `labels` (`num_classes` = null) in the shared table.
@@ -503,7 +490,7 @@ impl Rar {
             + self.pos_embed.val().narrow(1, 0, PREFIX).expand([b, PREFIX, d])
             + Tensor::cat(vec![Tensor::zeros([b, 1, d], &device), rows(&self.target_aware_pos_embed, first.reshape([b, 1]))], 1);
         let c = class.clone() + self.timesteps_embeddings.val().narrow(1, 0, PREFIX);
-        let mut cache = RarCache { layers: vec![LayerKv::default(); self.blocks.len()], class, labels, slots: 0 };
+        let mut cache = RarCache { layers: vec![LayerKv::with_capacity(self.seq_len + PREFIX); self.blocks.len()], class, labels, slots: 0 };
         // Only the class slot's logits are needed: the head runs on it alone.
         let logits = self.cached(x, &Cond::Rows(c.clone()), &Cond::Rows(c.narrow(1, 1, 1)), &AttentionMask::Causal, &mut cache);
         (logits, cache)

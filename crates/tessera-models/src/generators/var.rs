@@ -28,14 +28,13 @@ use burn::module::Param;
 use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear};
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use burn::tensor::activation::silu;
-
-use tessera_kernels::activation::gelu_tanh;
-use tessera_kernels::linear::{forward as dense, linear};
+use tessera_kernels::activation::{gelu_tanh, silu};
+use tessera_kernels::linear::{forward as dense, qkv_heads};
 use tessera_kernels::norm::{gated_residual, l2_normalize, layer_norm_modulate};
 use tessera_kernels::{AttentionMask, attention};
 
 use crate::Error;
+use crate::kv::LayerKv;
 use crate::rng::SplitMix64;
 use crate::weights::StateDict;
 
@@ -360,13 +359,6 @@ fn chunk(ada: &Tensor<2>, i: usize, c: usize) -> Tensor<3> {
     ada.clone().narrow(1, i * c, c).reshape([b, 1, c])
 }
 
-/// Keys and values of one block for the scales seen so far.
-#[derive(Debug, Clone, Default)]
-struct LayerKv {
-    k: Option<Tensor<4>>,
-    v: Option<Tensor<4>>,
-}
-
 /// The KV cache of [`Var::forward_cached`]: one entry per block, growing by one scale per call.
 #[derive(Debug, Clone)]
 pub struct VarCache {
@@ -376,10 +368,7 @@ pub struct VarCache {
 impl VarCache {
     /// Number of tokens cached so far.
     pub fn len(&self) -> usize {
-        self.layers
-            .first()
-            .and_then(|l| l.k.as_ref())
-            .map_or(0, |k| k.dims()[2])
+        self.layers.first().map_or(0, LayerKv::len)
     }
 
     /// Whether nothing is cached yet.
@@ -417,11 +406,7 @@ impl SelfAttention {
         let (h, hd) = (self.num_heads, c / self.num_heads);
         let zeros = Tensor::<1>::zeros([c], &x.device());
         let qkv_bias = Tensor::cat(vec![self.q_bias.val(), zeros, self.v_bias.val()], 0);
-        // [B, L, 3C] seen as [B, L, 3H, hd]: (3, H, hd) along the last axis.
-        let qkv = linear(x, self.mat_qkv.weight.val(), Some(qkv_bias)).reshape([b, l, 3 * h, hd]);
-        // Three [B, H, L, hd] views of it (narrowing after the reshape copies nothing).
-        let split = |i: usize| qkv.clone().narrow(2, i * h, h).swap_dims(1, 2);
-        let (mut q, mut k, mut v) = (split(0), split(1), split(2));
+        let [mut q, mut k, mut v] = qkv_heads(x, self.mat_qkv.weight.val(), Some(qkv_bias), h);
 
         let mut scale = 1.0;
         if let Some(scale_mul) = &self.scale_mul_1h11 {
@@ -434,19 +419,10 @@ impl SelfAttention {
         }
 
         if let Some(cache) = cache {
-            k = match cache.k.take() {
-                Some(past) => Tensor::cat(vec![past, k], 2),
-                None => k,
-            };
-            v = match cache.v.take() {
-                Some(past) => Tensor::cat(vec![past, v], 2),
-                None => v,
-            };
-            cache.k = Some(k.clone());
-            cache.v = Some(v.clone());
+            (k, v) = cache.append(k, v);
         }
 
-        // The fused WGSL kernel on wgpu devices, plain ops elsewhere (tessera-kernels).
+        // The fused WGSL kernel on wgpu devices, the CPU kernel on burn's CPU backend (tessera-kernels).
         let out = attention(q, k, v, mask, scale as f32); // [B, H, L, hd]
         dense(&self.proj, out.swap_dims(1, 2).reshape([b, l, c]))
     }
@@ -736,7 +712,7 @@ impl Var {
     /// An empty KV cache for [`Var::forward_cached`].
     pub fn new_cache(&self) -> VarCache {
         VarCache {
-            layers: vec![LayerKv::default(); self.blocks.len()],
+            layers: vec![LayerKv::with_capacity(self.seq_len()); self.blocks.len()],
         }
     }
 
