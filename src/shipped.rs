@@ -17,9 +17,12 @@ use tessera_train::{Checkpoint, load_generator};
 
 /// A shipped generator and its tokenizer.
 pub struct Shipped {
-    /// The asset folder's name, as reports and `tessera eval` call it: `var-tiny`.
+    /// The asset folder's name, as reports, `tessera eval`, `--model` and links (`model=`) call
+    /// it: `var-tiny`.
     pub name: &'static str,
     pub family: Family,
+    /// What it draws, for the app's model picker: `MNIST digits`.
+    pub draws: &'static str,
     /// The files, relative to the repository root.
     pub generator_path: &'static str,
     pub tokenizer_path: &'static str,
@@ -35,6 +38,7 @@ pub struct Shipped {
 pub const SHIPPED: &[Shipped] = &[
     Shipped {
         name: "var-tiny",
+        draws: "MNIST digits",
         family: Family::Var,
         generator_path: "assets/var-tiny/var.ckpt",
         tokenizer_path: "assets/var-tiny/tokenizer.ckpt",
@@ -45,6 +49,7 @@ pub const SHIPPED: &[Shipped] = &[
     },
     Shipped {
         name: "rar-tiny",
+        draws: "MNIST digits",
         family: Family::Rar,
         generator_path: "assets/rar-tiny/rar.ckpt",
         tokenizer_path: "assets/rar-tiny/tokenizer.ckpt",
@@ -55,6 +60,7 @@ pub const SHIPPED: &[Shipped] = &[
     },
     Shipped {
         name: "columns-mnist",
+        draws: "MNIST digits",
         family: Family::Columns,
         generator_path: "assets/columns-mnist/equivariant.ckpt",
         tokenizer_path: "assets/columns-mnist/tokenizer.ckpt",
@@ -63,12 +69,38 @@ pub const SHIPPED: &[Shipped] = &[
         #[cfg(not(target_arch = "wasm32"))]
         tokenizer_bytes: include_bytes!("../assets/columns-mnist/tokenizer.ckpt"),
     },
+    Shipped {
+        name: "columns-scenes",
+        draws: "landscapes (procedural scenes)",
+        family: Family::Columns,
+        generator_path: "assets/columns-scenes/equivariant.ckpt",
+        tokenizer_path: "assets/columns-scenes/tokenizer.ckpt",
+        #[cfg(not(target_arch = "wasm32"))]
+        generator_bytes: include_bytes!("../assets/columns-scenes/equivariant.ckpt"),
+        #[cfg(not(target_arch = "wasm32"))]
+        tokenizer_bytes: include_bytes!("../assets/columns-scenes/tokenizer.ckpt"),
+    },
 ];
 
 impl Shipped {
-    /// The shipped pair of `family`, if it has one yet.
+    /// The shipped pair of `family`, if it has one yet (its default: the first).
     pub fn of(family: Family) -> Option<&'static Shipped> {
         SHIPPED.iter().find(|s| s.family == family)
+    }
+
+    /// Every shipped pair of `family`, its default first.
+    pub fn all_of(family: Family) -> impl Iterator<Item = &'static Shipped> {
+        SHIPPED.iter().filter(move |s| s.family == family)
+    }
+
+    /// The shipped pair called `name` (`columns-scenes`).
+    pub fn named(name: &str) -> Option<&'static Shipped> {
+        SHIPPED.iter().find(|s| s.name == name)
+    }
+
+    /// The names of the shipped pairs, for messages: `var-tiny, rar-tiny, ...`.
+    pub fn names() -> String {
+        SHIPPED.iter().map(|s| s.name).collect::<Vec<_>>().join(", ")
     }
 
     /// Loads the compiled-in pair.
@@ -111,6 +143,12 @@ mod tests {
             assert_eq!(on_disk, shipped.generator_bytes, "{}", shipped.name);
         }
         assert!(Shipped::of(Family::Var).is_some() && Shipped::of(Family::Rar).is_some());
+        // The column generator's default is the digits; the scenes pair draws the six scenery
+        // classes in colour.
+        assert_eq!(Shipped::all_of(Family::Columns).map(|s| s.name).collect::<Vec<_>>(), ["columns-mnist", "columns-scenes"]);
+        let scenes = Shipped::named("columns-scenes").unwrap().load(&Device::flex()).unwrap().info().clone();
+        assert_eq!((scenes.channels, scenes.num_classes, scenes.class_name(0)), (3, 6, "mountains".to_string()));
+        assert!(Shipped::named("columns-nothing").is_none());
     }
 
     #[test]

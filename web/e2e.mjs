@@ -9,8 +9,9 @@
 // checks the dataset it makes (window.tessera.dataset); drops the folder itself (as the OS would,
 // through DevTools' drag events) on a `train=2,1,4&dataset=pictures` link, which trains a tiny run
 // on it, and checks the run's checkpoints survive a reload; then a `generator=rar&train=2,1,4`
-// link trains RAR on MNIST. The equivariant column generator: a `generator=columns&width=64&autorun=1`
-// link draws an image 8x wider than the shipped pair's training width, and a
+// link trains RAR on MNIST. The equivariant column generator: a
+// `generator=columns&model=columns-scenes&width=64&autorun=1` link draws a landscape 8x wider than
+// the shipped scenes pair's training width, and a
 // `generator=columns&train=2,1,4` link trains the column pair in the page. On a software adapter
 // such as SwiftShader the app samples and trains on the CPU backend, several times faster; a
 // `device=gpu` link then keeps one VAR digit on the adapter, which runs the WGSL kernels in the
@@ -441,11 +442,12 @@ async function trainPairInPage(page, key, label, file) {
   }
 }
 
-/** The shipped column generator asked for 64 columns, 8 times the 8 it was trained on: the image
- * is 8 times the training width (32 px) and not blank. */
+/** The shipped column generator's landscapes (`model=columns-scenes`, fetched when first asked
+ * for) at 64 columns, 8 times the 8 it was trained on: the image is 8 times the training width
+ * (32 px), in colour and not blank. */
 async function generateWideAndCheck(page) {
   const started = Date.now();
-  await page.goto(url.replace(/\?.*$/, '?generator=columns&class=3&seed=1&width=64&autorun=1'));
+  await page.goto(url.replace(/\?.*$/, '?generator=columns&model=columns-scenes&class=3&seed=1&width=64&autorun=1'));
   try {
     await page.waitForFunction(() => window.tessera?.state === 'done', null, { timeout: timeoutMs, polling: 500 });
   } catch {
@@ -458,7 +460,7 @@ async function generateWideAndCheck(page) {
     failures.push(`columns: state is ${status.state} (error: ${status.error})`);
     return;
   }
-  const want = { generator: 'columns', class: 3, seed: 1, width: 8 * 32, height: 32 };
+  const want = { generator: 'columns', model: 'columns-scenes', class: 3, seed: 1, width: 8 * 32, height: 32 };
   for (const [k, v] of Object.entries(want)) {
     if (last[k] !== v) failures.push(`columns: last.${k} is ${last[k]}, expected ${v}`);
   }
@@ -472,21 +474,24 @@ async function generateWideAndCheck(page) {
     const ctx = canvas.getContext('2d');
     ctx.drawImage(img, 0, 0);
     const data = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
-    let sum = 0, sq = 0, unmade = 0;
+    let sum = 0, sq = 0, unmade = 0, chroma = 0;
     const n = data.length / 4;
     for (let i = 0; i < data.length; i += 4) {
       const luma = (data[i] + data[i + 1] + data[i + 2]) / 3;
       sum += luma;
       sq += luma * luma;
       if (data[i] === 128 && data[i + 1] === 128 && data[i + 2] === 128) unmade++;
+      chroma += Math.max(data[i], data[i + 1], data[i + 2]) - Math.min(data[i], data[i + 1], data[i + 2]);
     }
     const mean = sum / n;
-    return { width: canvas.width, height: canvas.height, mean: Math.round(mean), std: Math.round(Math.sqrt(sq / n - mean * mean)), unmade };
+    return { width: canvas.width, height: canvas.height, mean: Math.round(mean), std: Math.round(Math.sqrt(sq / n - mean * mean)), unmade, chroma: Math.round(chroma / n) };
   }, png);
   console.log('columns: decoded last.png:', JSON.stringify(pixels));
   if (pixels.width !== 256 || pixels.height !== 32) failures.push(`columns: last.png is ${pixels.width}x${pixels.height}, expected 256x32`);
   // Not blank: the pixels vary, and the not-yet-made gray is gone.
   if (pixels.std < 10 || pixels.unmade > pixels.width * pixels.height / 10) failures.push(`columns: last.png looks blank: ${JSON.stringify(pixels)}`);
+  // A landscape, not a grey digit: the channels differ.
+  if (pixels.chroma < 10) failures.push(`columns: last.png looks grey, not a landscape: ${JSON.stringify(pixels)}`);
 }
 
 async function trainOnPicturesInPage(page) {

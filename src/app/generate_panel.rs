@@ -24,6 +24,7 @@ use tessera_models::family::Family;
 use tessera_models::generator::ImageGenerator;
 
 use super::generate_settings::{GenerateSettings, MAX_COUNT, MAX_GUIDANCE, is_shipped};
+use crate::shipped::Shipped;
 use super::generation::{self, GeneratedImage, Input, Job, JobStatus, ModelSlot, StepFrame};
 use super::hooks::{self, AppState, LastResult};
 use super::lesson::{Control, Shown};
@@ -45,11 +46,17 @@ enum Layer {
     Canvas,
 }
 
+/// A family's models: one of its shipped pairs by name, or (`None`) the pair the user trained or
+/// dropped.
+type ModelKey = (Family, Option<&'static str>);
+
 pub struct GeneratePanel {
-    /// Each family's models, loaded the first time it is chosen (a trained pair replaces them).
-    models: HashMap<Family, Arc<Mutex<ModelSlot>>>,
+    /// Each family's models, each shipped pair loaded the first time it is chosen.
+    models: HashMap<ModelKey, Arc<Mutex<ModelSlot>>>,
     /// The family the panel is set to (the Edit tab samples from its models too).
     family: Family,
+    /// The shipped pair the settings name (`model=`), if any.
+    chosen: Option<&'static Shipped>,
     /// The app's compute: models sample where [`Compute::work_device`] says.
     compute: Compute,
     ctx: egui::Context,
@@ -95,13 +102,12 @@ impl Drop for GeneratePanel {
 }
 
 impl GeneratePanel {
-    /// Starts loading `family`'s shipped models on its sampling device of `compute`.
-    pub fn new(ctx: &egui::Context, compute: &Compute, family: Family, autorun: bool, url_warnings: Vec<String>) -> Self {
-        let device = compute.work_device().0;
-        let models = HashMap::from([(family, generation::load_shipped(family, device, ctx.clone()))]);
-        Self {
-            models,
-            family,
+    /// Starts loading the shipped models `settings` ask for on the sampling device of `compute`.
+    pub fn new(ctx: &egui::Context, compute: &Compute, settings: &GenerateSettings, autorun: bool, url_warnings: Vec<String>) -> Self {
+        let mut panel = Self {
+            models: HashMap::new(),
+            family: settings.generator,
+            chosen: None,
             compute: compute.clone(),
             ctx: ctx.clone(),
             job: None,
@@ -122,28 +128,51 @@ impl GeneratePanel {
             continuation: ContinuePanel::default(),
             own_models: HashSet::new(),
             lesson_query: None,
-        }
+        };
+        panel.choose(settings);
+        panel.models();
+        panel
+    }
+
+    /// Follows the settings' generator and model.
+    fn choose(&mut self, settings: &GenerateSettings) {
+        self.family = settings.generator;
+        self.chosen = settings.model.as_deref().and_then(Shipped::named).filter(|s| s.family == self.family);
+    }
+
+    /// The models the panel samples from: the chosen shipped pair, else the family's own, else
+    /// its first shipped pair.
+    fn key(&self) -> ModelKey {
+        let shipped = self.chosen.or_else(|| Shipped::of(self.family).filter(|_| !self.own_models.contains(&self.family)));
+        (self.family, shipped.map(|s| s.name))
     }
 
     /// Drops the loaded shipped models, so each family loads its pair again on the compute's
     /// current work device when next shown (after the Device tab moved work). Models the user
     /// trained or dropped stay, on the device they were loaded on.
     pub fn reload_shipped(&mut self) {
-        let own = &self.own_models;
-        self.models.retain(|family, _| own.contains(family));
+        self.models.retain(|(_, shipped), _| shipped.is_none());
     }
 
-    /// The current family's models (loading them the first time it is asked for).
+    /// The models the current family can sample from, the one the settings fall back to first:
+    /// the user's own (trained or dropped), then each shipped pair.
+    fn model_choices(&self) -> Vec<ModelChoice> {
+        let own = self.own_models.contains(&self.family).then(|| ModelChoice { model: None, label: "your trained model".into() });
+        let shipped = Shipped::all_of(self.family).map(|s| ModelChoice { model: Some(s.name.into()), label: format!("{} ({})", s.draws, s.name) });
+        own.into_iter().chain(shipped).collect()
+    }
+
+    /// The current models (loading a shipped pair the first time it is asked for).
     fn models(&mut self) -> ModelSlot {
-        let (family, ctx) = (self.family, &self.ctx);
+        let (key, ctx) = (self.key(), &self.ctx);
         let device = self.compute.work_device().0;
-        let slot = self.models.entry(family).or_insert_with(|| generation::load_shipped(family, device, ctx.clone()));
+        let slot = self.models.entry(key).or_insert_with(|| generation::load_shipped(key.1.and_then(Shipped::named), device, ctx.clone()));
         slot.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The current family's models, once loaded (the Edit panel samples from them too).
     pub fn ready_models(&self) -> Option<Arc<dyn ImageGenerator>> {
-        match self.models.get(&self.family).map(|slot| slot.lock().unwrap_or_else(|p| p.into_inner()).clone()) {
+        match self.models.get(&self.key()).map(|slot| slot.lock().unwrap_or_else(|p| p.into_inner()).clone()) {
             Some(ModelSlot::Ready(m)) => Some(m),
             _ => None,
         }
@@ -161,7 +190,7 @@ impl GeneratePanel {
     pub fn set_models(&mut self, models: Arc<dyn ImageGenerator>) {
         let family = models.info().family;
         self.own_models.insert(family);
-        self.models.insert(family, Arc::new(Mutex::new(ModelSlot::Ready(models))));
+        self.models.insert((family, None), Arc::new(Mutex::new(ModelSlot::Ready(models))));
     }
 
     /// The finished image open in the player, if any.
@@ -176,7 +205,7 @@ impl GeneratePanel {
 
     /// Runs every frame, whichever tab is open: autorun, and the state the page reports.
     pub fn poll(&mut self, ctx: &egui::Context, settings: &GenerateSettings) {
-        self.family = settings.generator;
+        self.choose(settings);
         let models = self.models();
         if let (ModelSlot::Ready(m), true) = (&models, self.autorun) {
             self.autorun = false;
@@ -218,6 +247,7 @@ impl GeneratePanel {
         hooks::report_timing("first_image");
         hooks::report_last(LastResult {
             settings: &progress.settings,
+            model: self.key().1.unwrap_or("own"),
             width: image.width,
             height: image.height,
             ms: progress.elapsed_ms,
@@ -291,8 +321,8 @@ impl GeneratePanel {
         self.load_message = Some(match crate::shipped::load_pair(&transformer.bytes, &tokenizer.bytes, &device) {
             Ok(models) => {
                 self.set_models(models);
-                settings.generator = family;
-                self.family = family;
+                (settings.generator, settings.model) = (family, None);
+                self.choose(settings);
                 Ok(format!("{family} now samples from {} with {}", transformer.describe(), tokenizer.describe()))
             }
             Err(e) => Err(format!("{e:#}")),
@@ -339,8 +369,10 @@ impl GeneratePanel {
                 ui.horizontal_wrapped(|ui| {
                     ui.colored_label(ui.visuals().error_fg_color, format!("Could not load the models: {e}"));
                     // A download that failed (the browser, a network hiccup) can be tried again.
-                    if is_shipped(self.family) && !self.own_models.contains(&self.family) && ui.button("Try again").clicked() {
-                        self.models.remove(&self.family);
+                    if let (family, Some(shipped)) = self.key()
+                        && ui.button("Try again").clicked()
+                    {
+                        self.models.remove(&(family, Some(shipped)));
                     }
                 });
             }
@@ -357,7 +389,8 @@ impl GeneratePanel {
             ui.weak(note);
         }
         super::show_outcome(ui, &self.load_message);
-        settings_ui(ui, settings, ready.as_deref(), shown);
+        let choices = self.model_choices();
+        settings_ui(ui, settings, ready.as_deref(), &choices, shown);
         self.run_bar(ui, settings, ready.clone(), shown);
         let widths = shown.has(Control::Sampling);
         if let Some(model) = ready.filter(|m| widths && m.controls().width.is_some() && m.info().family == settings.generator) {
@@ -651,9 +684,15 @@ impl GeneratePanel {
     }
 }
 
+/// One entry of the model picker: what it sets `GenerateSettings::model` to.
+struct ModelChoice {
+    model: Option<String>,
+    label: String,
+}
+
 /// Generator, class and sampling controls.
 /// The sampling settings; a lesson link's `shown` hides the controls it does not name.
-fn settings_ui(ui: &mut egui::Ui, settings: &mut GenerateSettings, model: Option<&dyn ImageGenerator>, shown: &Shown) {
+fn settings_ui(ui: &mut egui::Ui, settings: &mut GenerateSettings, model: Option<&dyn ImageGenerator>, choices: &[ModelChoice], shown: &Shown) {
     let info = model.map(|m| m.info());
     let controls = model.map(|m| m.controls());
     ui.horizontal_wrapped(|ui| {
@@ -666,6 +705,14 @@ fn settings_ui(ui: &mut egui::Ui, settings: &mut GenerateSettings, model: Option
                         ui.selectable_value(&mut settings.generator, g, label);
                     }
                 });
+            if choices.len() > 1 {
+                let selected = choices.iter().find(|c| c.model == settings.model).unwrap_or(&choices[0]);
+                egui::ComboBox::from_label("model").selected_text(&selected.label).show_ui(ui, |ui| {
+                    for choice in choices {
+                        ui.selectable_value(&mut settings.model, choice.model.clone(), &choice.label);
+                    }
+                });
+            }
         }
         match controls.as_ref().map(|c| c.fill_orders.clone()).filter(|o| !o.is_empty() && shown.has(Control::Sampling)) {
             Some(orders) => {

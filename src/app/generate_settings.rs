@@ -3,7 +3,8 @@
 //! The query string carries a version and every setting that differs from [`GenerateSettings::url_base`]
 //! (class and seed always), so a shared link reproduces the same images:
 //! `?v=2&generator=var&class=3&seed=1&guidance=3&n=8&autorun=1` (RAR adds `order=spiral` and the like,
-//! the column generator `width=64`, its width in columns).
+//! the column generator `width=64`, its width in columns, and `model=columns-scenes` for its
+//! landscapes instead of its default digits).
 //! A link without `n` draws one image: that is what the automation hook
 //! (`?generator=var&class=C&seed=S&autorun=1`) promises. Format 2 added lesson links
 //! (`lesson=class,seed&note=...`, [`super::lesson`]); format 1 links open as they always did.
@@ -46,6 +47,9 @@ pub struct GenerateSettings {
     /// Token columns to draw, for models that draw any width (the column generator); `None`: the
     /// model's training width.
     pub width: Option<usize>,
+    /// Which shipped pair of the generator's family (`columns-scenes`); `None`: the family's own
+    /// trained or dropped models if any, else its first shipped pair.
+    pub model: Option<String>,
 }
 
 impl Default for GenerateSettings {
@@ -124,6 +128,7 @@ impl GenerateSettings {
             count: 1,
             order: FillOrder::Raster,
             width: None,
+            model: None,
         }
     }
 
@@ -173,6 +178,10 @@ impl GenerateSettings {
         if let Some(width) = self.width.filter(|_| self.generator == Family::Columns) {
             parts.push(format!("width={width}"));
         }
+        // A model of another family is left over from before the generator changed: not this one's.
+        if let Some(model) = self.model.as_ref().filter(|m| crate::shipped::Shipped::named(m).is_some_and(|s| s.family == self.generator)) {
+            parts.push(format!("model={model}"));
+        }
         if autorun {
             parts.push("autorun=1".into());
         }
@@ -221,6 +230,7 @@ impl GenerateSettings {
                     Ok(_) => bad(&format!("the width is {MIN_WIDTH} to {MAX_WIDTH} columns")),
                     Err(_) => bad("not a number of columns"),
                 },
+                "model" => settings.model = Some(value.to_string()),
                 "autorun" => autorun = matches!(value, "1" | "true" | "yes" | ""),
                 "train" => match value.parse::<QuickTrain>() {
                     Ok(t) => train = Some(t),
@@ -253,6 +263,13 @@ impl GenerateSettings {
             Some(t) => (t.on_pictures, t.family) = (on_pictures, settings.generator),
             None if on_pictures => warnings.push("ignored dataset=pictures: it goes with train=T,V".into()),
             None => {}
+        }
+        if let Some(model) = settings.model.take() {
+            match crate::shipped::Shipped::named(&model) {
+                Some(shipped) if shipped.family == settings.generator => settings.model = Some(model),
+                Some(shipped) => warnings.push(format!("ignored model={model}: it is a {} model, not a {} one", shipped.family.key(), settings.generator.key())),
+                None => warnings.push(format!("ignored model={model}: no shipped model has that name ({})", crate::shipped::Shipped::names())),
+            }
         }
         if settings.width.is_some() && settings.generator != Family::Columns {
             warnings.push(format!("ignored width={}: only the column generator draws other widths", settings.width.unwrap_or(0)));
@@ -368,6 +385,23 @@ mod tests {
         // A train= link with generator=columns trains the column pair.
         let r = GenerateSettings::from_query("generator=columns&train=3,2,4");
         assert_eq!(r.train.map(|t| (t.family, t.tokenizer_steps, t.transformer_steps, t.batch)), Some((Family::Columns, 3, 2, Some(4))));
+    }
+
+    #[test]
+    fn a_link_can_pick_a_shipped_model_of_its_generator() {
+        let r = GenerateSettings::from_query("generator=columns&model=columns-scenes&class=2&width=64");
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+        assert_eq!(r.settings.model.as_deref(), Some("columns-scenes"));
+        assert_eq!(r.settings.to_query(false), "v=2&generator=columns&class=2&seed=0&width=64&model=columns-scenes");
+        assert_eq!(GenerateSettings::from_query(&r.settings.to_query(false)).settings, r.settings);
+        // The parameters may come in any order; a name of another family or of nothing is refused.
+        assert_eq!(GenerateSettings::from_query("model=columns-scenes&generator=columns").settings.model.as_deref(), Some("columns-scenes"));
+        for (query, why) in [("generator=var&model=columns-scenes", "not a var one"), ("generator=columns&model=columns-cats", "no shipped model")] {
+            let r = GenerateSettings::from_query(query);
+            assert_eq!(r.settings.model, None, "{query}");
+            assert!(r.warnings.len() == 1 && r.warnings[0].contains(why), "{query}: {:?}", r.warnings);
+        }
+        assert_eq!(GenerateSettings::url_base().model, None, "no model: the family's default");
     }
 
     #[test]

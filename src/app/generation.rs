@@ -211,12 +211,13 @@ impl Downloaded {
     }
 }
 
-/// Loads `family`'s shipped pair in the background (in the browser, downloads it first); the
-/// slot says `Loading` until it is in (`Missing` at once when the family ships none).
-pub fn load_shipped(family: Family, device: Device, ctx: egui::Context) -> Arc<Mutex<ModelSlot>> {
-    let Some(shipped) = crate::shipped::Shipped::of(family) else {
+/// Loads a shipped pair in the background (in the browser, downloads it first); the slot says
+/// `Loading` until it is in (`Missing` at once for none: a family that ships none).
+pub fn load_shipped(shipped: Option<&'static crate::shipped::Shipped>, device: Device, ctx: egui::Context) -> Arc<Mutex<ModelSlot>> {
+    let Some(shipped) = shipped else {
         return Arc::new(Mutex::new(ModelSlot::Missing));
     };
+    let family = shipped.family;
     let slot = Arc::new(Mutex::new(ModelSlot::Loading(Downloaded::default())));
     let target = slot.clone();
     spawn(async move {

@@ -43,6 +43,8 @@ pub fn report_state(state: AppState, error: Option<&str>) {
 /// The latest finished generation, with its first image as a PNG data URL.
 pub struct LastResult<'a> {
     pub settings: &'a GenerateSettings,
+    /// The shipped pair it came from (`columns-scenes`), or `own` (trained or dropped).
+    pub model: &'a str,
     pub width: usize,
     pub height: usize,
     pub ms: f64,
@@ -55,6 +57,7 @@ pub fn report_last(last: LastResult<'_>) {
     #[cfg(target_arch = "wasm32")]
     crate::web::set_last(&[
         ("generator", last.settings.generator.key().into()),
+        ("model", last.model.into()),
         ("class", (last.settings.class as f64).into()),
         ("seed", (last.settings.seed as f64).into()),
         ("width", (last.width as f64).into()),
@@ -65,8 +68,9 @@ pub fn report_last(last: LastResult<'_>) {
     ]);
     #[cfg(not(target_arch = "wasm32"))]
     log::info!(
-        "generated {} class {} seed {}: {}x{} in {:.0} ms on {} ({} byte PNG data URL)",
+        "generated {} ({}) class {} seed {}: {}x{} in {:.0} ms on {} ({} byte PNG data URL)",
         last.settings.generator.key(),
+        last.model,
         last.settings.class,
         last.settings.seed,
         last.width,

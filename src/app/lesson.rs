@@ -11,6 +11,7 @@ use super::generate_settings::GenerateSettings;
 /// A control a lesson shows or hides. The Generate button and the images are always shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Control {
+    /// The generator and, where it ships several, its model (digits or landscapes).
     Generator,
     Class,
     Seed,

@@ -142,7 +142,7 @@ impl TesseraApp {
         let compute = crate::gpu_setup::compute_from_render_state(cc.wgpu_render_state.as_ref());
         compute.set_software_adapter_forced(link_device.unwrap_or(state.software_adapter));
         log::info!("Tessera computes on {}", compute.describe());
-        let mut generate = generate_panel::GeneratePanel::new(&cc.egui_ctx, &compute, state.generate.generator, autorun, warnings);
+        let mut generate = generate_panel::GeneratePanel::new(&cc.egui_ctx, &compute, &state.generate, autorun, warnings);
         generate.lesson_query = shown.query();
         hooks::report_lesson(&shown);
         let mut train = train_panel::TrainPanel::default();
@@ -181,7 +181,7 @@ impl TesseraApp {
             if ui.button("Continue on the CPU").on_hover_text("load the models again on the CPU backend (slower, but it works)").clicked() {
                 self.compute = Compute::cpu(Some("computing on the CPU because the GPU device was lost".into()));
                 self.notice_dismissed = false;
-                self.generate = generate_panel::GeneratePanel::new(ui.ctx(), &self.compute, self.state.generate.generator, false, Vec::new());
+                self.generate = generate_panel::GeneratePanel::new(ui.ctx(), &self.compute, &self.state.generate, false, Vec::new());
                 self.generate.lesson_query = self.shown.query();
                 #[cfg(target_arch = "wasm32")]
                 crate::web::set_status("adapter", self.compute.describe().into());
@@ -270,7 +270,7 @@ impl eframe::App for TesseraApp {
             Tab::Train => {
                 egui::ScrollArea::vertical().show(ui, |ui| self.train.ui(ui, &self.compute));
                 if let Some(models) = self.train.for_generate.take() {
-                    self.state.generate.generator = models.info().family;
+                    (self.state.generate.generator, self.state.generate.model) = (models.info().family, None);
                     self.generate.set_models(models);
                 }
             }

@@ -73,6 +73,10 @@ pub struct Args {
 /// Which checkpoints to load; the family's shipped pair by default.
 #[derive(clap::Args, Debug)]
 pub struct ModelArgs {
+    /// A shipped pair by name (default: the family's first): `columns-scenes` draws landscapes
+    /// with the column generator, `columns-mnist` digits.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["checkpoint", "tokenizer"])]
+    model: Option<String>,
     /// The generator checkpoint (default: the family's shipped model).
     #[arg(long)]
     checkpoint: Option<PathBuf>,
@@ -85,7 +89,12 @@ impl ModelArgs {
     /// The named checkpoints, else `family`'s shipped pair from `assets/` (so a retrained file
     /// there is used without a rebuild); the loaded model must be of `family`.
     pub(crate) fn load(&self, family: Family, device: &Device) -> anyhow::Result<Arc<dyn ImageGenerator>> {
-        let default = || Shipped::of(family).with_context(|| format!("{family} has no shipped model yet: pass --checkpoint and --tokenizer"));
+        let default = || match &self.model {
+            Some(name) => Shipped::named(name)
+                .filter(|s| s.family == family)
+                .with_context(|| format!("no shipped {family} model is called {name:?} (shipped: {})", Shipped::names())),
+            None => Shipped::of(family).with_context(|| format!("{family} has no shipped model yet: pass --checkpoint and --tokenizer")),
+        };
         let generator = match &self.checkpoint {
             Some(path) => path.clone(),
             None => shipped(default()?.generator_path),

@@ -113,9 +113,10 @@ mod tests {
 
     #[test]
     fn every_shipped_checkpoint_holds_the_weights_its_config_implies() {
-        let pairs: [(&[u8], &[u8]); 2] = [
+        let pairs: [(&[u8], &[u8]); 3] = [
             (include_bytes!("../../../assets/rar-tiny/rar.ckpt"), include_bytes!("../../../assets/rar-tiny/tokenizer.ckpt")),
             (include_bytes!("../../../assets/columns-mnist/equivariant.ckpt"), include_bytes!("../../../assets/columns-mnist/tokenizer.ckpt")),
+            (include_bytes!("../../../assets/columns-scenes/equivariant.ckpt"), include_bytes!("../../../assets/columns-scenes/tokenizer.ckpt")),
         ];
         for (g, t) in pairs {
             let (g, t) = (Checkpoint::from_bytes(g).unwrap(), Checkpoint::from_bytes(t).unwrap());

@@ -182,15 +182,7 @@ unsafe fn many_queries(q: View, k: View, v: View, [bi, hi]: [usize; 2], [lq, lk,
     }
     inv_sums.clear();
     for (i, row) in scores.chunks_exact_mut(lk).enumerate() {
-        let (lo, hi) = visible.range(i, lk);
-        row[..lo].fill(0.0);
-        row[hi..].fill(0.0);
-        let seen = &mut row[lo..hi];
-        let max = max(seen);
-        seen.iter_mut().for_each(|s| *s -= max);
-        exp_in_place(seen);
-        let sum = super::sum(seen);
-        inv_sums.push(if sum > 0.0 { 1.0 / sum } else { 0.0 });
+        inv_sums.push(exp_row(row, visible.range(i, lk)));
     }
     // SAFETY: as the caller promises.
     unsafe {
@@ -199,6 +191,20 @@ unsafe fn many_queries(q: View, k: View, v: View, [bi, hi]: [usize; 2], [lq, lk,
             std::slice::from_raw_parts_mut(o.add(i * row_stride), d).iter_mut().for_each(|x| *x *= inv);
         }
     }
+}
+
+/// One softmax row before its normalisation: zero outside the visible keys `lo..hi`,
+/// `exp(s − max)` inside; returns `1 / Σ` (0 for a row that sees nothing).
+#[inline(always)]
+fn exp_row(row: &mut [f32], (lo, hi): (usize, usize)) -> f32 {
+    row[..lo].fill(0.0);
+    row[hi..].fill(0.0);
+    let seen = &mut row[lo..hi];
+    let max = max(seen);
+    seen.iter_mut().for_each(|s| *s -= max);
+    exp_in_place(seen);
+    let sum = super::sum(seen);
+    if sum > 0.0 { 1.0 / sum } else { 0.0 }
 }
 
 #[inline(always)]
@@ -245,16 +251,8 @@ pub(crate) fn attention_backward(q: View, k: View, v: View, dout: View, [b, h, l
             // P = softmax(scale · q kᵀ) over each row's visible keys.
             gemm::gemm(lq, lk, d, p.as_mut_ptr(), 1, ld, false, qh, 1, q.strides[2] as isize, kh, k.strides[2] as isize, 1, 0.0, scale, false, false, false, none);
             for (i, row) in p.chunks_exact_mut(lk).enumerate() {
-                let (lo, hi) = visible.range(i, lk);
-                row[..lo].fill(0.0);
-                row[hi..].fill(0.0);
-                let seen = &mut row[lo..hi];
-                let max = max(seen);
-                seen.iter_mut().for_each(|s| *s -= max);
-                exp_in_place(seen);
-                let sum = super::sum(seen);
-                let inv = if sum > 0.0 { 1.0 / sum } else { 0.0 };
-                seen.iter_mut().for_each(|s| *s *= inv);
+                let inv = exp_row(row, visible.range(i, lk));
+                row.iter_mut().for_each(|s| *s *= inv);
             }
             // dV = Pᵀ dO.
             gemm::gemm(lk, d, lq, dvh, 1, rs, false, p.as_ptr(), ld, 1, oh, 1, dout.strides[2] as isize, 0.0, 1.0, false, false, false, none);
