@@ -71,7 +71,7 @@ pub const SHIPPED: &[Shipped] = &[
     },
     Shipped {
         name: "columns-scenes",
-        draws: "landscapes (procedural scenes)",
+        draws: "landscapes",
         family: Family::Columns,
         generator_path: "assets/columns-scenes/equivariant.ckpt",
         tokenizer_path: "assets/columns-scenes/tokenizer.ckpt",
