@@ -137,7 +137,7 @@ impl GeneratePanel {
     /// Follows the settings' generator and model.
     fn choose(&mut self, settings: &GenerateSettings) {
         self.family = settings.generator;
-        self.chosen = settings.model.as_deref().and_then(Shipped::named).filter(|s| s.family == self.family);
+        self.chosen = settings.shipped_model();
     }
 
     /// The models the panel samples from: the chosen shipped pair, else the family's own, else

@@ -132,6 +132,11 @@ impl GenerateSettings {
         }
     }
 
+    /// The shipped pair `model` names, if it is one of the generator's family.
+    pub fn shipped_model(&self) -> Option<&'static crate::shipped::Shipped> {
+        self.model.as_deref().and_then(crate::shipped::Shipped::named).filter(|s| s.family == self.generator)
+    }
+
     /// Values brought into the ranges the sampler accepts.
     pub fn clamped(mut self) -> Self {
         // `clamp` passes NaN through, and saved settings can hold NaN or infinities (RON writes
@@ -179,8 +184,8 @@ impl GenerateSettings {
             parts.push(format!("width={width}"));
         }
         // A model of another family is left over from before the generator changed: not this one's.
-        if let Some(model) = self.model.as_ref().filter(|m| crate::shipped::Shipped::named(m).is_some_and(|s| s.family == self.generator)) {
-            parts.push(format!("model={model}"));
+        if let Some(model) = self.shipped_model() {
+            parts.push(format!("model={}", model.name));
         }
         if autorun {
             parts.push("autorun=1".into());
