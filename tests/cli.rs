@@ -437,7 +437,7 @@ fn bench_quick_reports_rows_with_their_device() {
             assert_eq!(row["bench"], kind, "{row}");
             assert!(row["images_per_s"].as_f64().unwrap() > 0.0, "{row}");
             assert!(row["device"].as_str().unwrap().contains("CPU"), "--device cpu: {row}");
-            assert_eq!(row["ops"], "burn-ops", "no kernels on the CPU backend: {row}");
+            assert_eq!(row["ops"], "cpu-kernels", "the CPU kernels on the CPU backend: {row}");
         }
     }
 }

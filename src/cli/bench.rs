@@ -77,8 +77,8 @@ pub struct Row {
     pub images_per_s: f64,
     /// Calls / steps per second.
     pub per_s: f64,
-    /// Which ops ran: `wgsl-kernels` on a wgpu device, `burn-ops` on the CPU backend or with
-    /// `--reference-ops`.
+    /// Which ops ran: `wgsl-kernels` on a wgpu device, `cpu-kernels` on the CPU backend (the
+    /// CPU kernels, a batch drawn in parts side by side), `burn-ops` with `--reference-ops`.
     pub ops: &'static str,
     /// The device, in words.
     pub device: String,
@@ -167,7 +167,13 @@ fn row(bench: &'static str, model: &str, batch: usize, seconds: f64, device: &De
         ms: seconds * 1e3,
         images_per_s: batch as f64 / seconds,
         per_s: 1.0 / seconds,
-        ops: if tessera_kernels::kernels_enabled(device) { "wgsl-kernels" } else { "burn-ops" },
+        ops: if tessera_kernels::kernels_enabled(device) {
+            "wgsl-kernels"
+        } else if tessera_kernels::ops::cpu_kernels_enabled(device) {
+            "cpu-kernels"
+        } else {
+            "burn-ops"
+        },
         device: device_name.to_string(),
         official_images_per_s: anchor::official(bench, model, batch),
     }

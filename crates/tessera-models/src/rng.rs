@@ -48,6 +48,62 @@ impl SplitMix64 {
     }
 }
 
+/// Where a run's images sit in a batch split into parts drawn side by side (one per CPU core):
+/// rows `start..start + rows` of `total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchPart {
+    pub start: usize,
+    pub total: usize,
+}
+
+/// The seeded stream of a sampling run, drawn per image: each draw is made for every image of
+/// the whole batch, one row after the other, and a part of the batch keeps its own rows. So an
+/// image is the same whether its batch was drawn in one piece or in parts.
+#[derive(Debug, Clone)]
+pub struct BatchRng {
+    rng: SplitMix64,
+    rows: std::ops::Range<usize>,
+    total: usize,
+}
+
+impl BatchRng {
+    /// The stream of `seed` for `rows` images: the whole batch, or `part` of a larger one.
+    ///
+    /// # Panics
+    /// If the part does not fit its batch.
+    pub fn new(seed: u64, rows: usize, part: Option<BatchPart>) -> Self {
+        let BatchPart { start, total } = part.unwrap_or(BatchPart { start: 0, total: rows });
+        assert!(start + rows <= total, "rows {start}..{} of a batch of {total}", start + rows);
+        Self { rng: SplitMix64::new(seed), rows: start..start + rows, total }
+    }
+
+    /// This part's rows of `per_row` values per image of the whole batch.
+    fn keep(&self, all: Vec<f32>, per_row: usize) -> Vec<f32> {
+        if self.rows.len() == self.total {
+            return all;
+        }
+        all[self.rows.start * per_row..self.rows.end * per_row].to_vec()
+    }
+
+    /// `per_row` uniforms in `[0, 1)` per image, `[rows, per_row]` row-major.
+    pub fn uniforms(&mut self, per_row: usize) -> Vec<f32> {
+        let all = self.rng.uniforms(self.total * per_row);
+        self.keep(all, per_row)
+    }
+
+    /// `per_row` standard normal draws per image, `[rows, per_row]` row-major.
+    pub fn normals(&mut self, per_row: usize) -> Vec<f32> {
+        let all = self.rng.normals(self.total * per_row);
+        self.keep(all, per_row)
+    }
+
+    /// `draw` once per image of the whole batch, in order; this part's results.
+    pub fn per_row<T>(&mut self, mut draw: impl FnMut(&mut SplitMix64) -> T) -> Vec<T> {
+        let all: Vec<T> = (0..self.total).map(|_| draw(&mut self.rng)).collect();
+        all.into_iter().skip(self.rows.start).take(self.rows.len()).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,5 +134,22 @@ mod tests {
     fn uniforms_stay_in_the_unit_interval() {
         let mut rng = SplitMix64::new(1);
         assert!(rng.uniforms(10_000).iter().all(|u| (0.0..1.0).contains(u)));
+    }
+
+    #[test]
+    fn a_part_of_a_batch_draws_what_the_whole_batch_draws_for_its_rows() {
+        // Four kinds of draws one after the other, as a run makes them.
+        let draws = |part: Option<BatchPart>, rows: usize| {
+            let mut rng = BatchRng::new(9, rows, part);
+            [rng.uniforms(3), rng.normals(5), rng.per_row(|r| r.next_f32()), rng.uniforms(1)]
+        };
+        let whole = draws(None, 5);
+        let parts = [(0, 2), (2, 1), (3, 2)].map(|(start, rows)| draws(Some(BatchPart { start, total: 5 }), rows));
+        for kind in 0..4 {
+            let joined: Vec<f32> = parts.iter().flat_map(|p| p[kind].clone()).collect();
+            assert_eq!(joined, whole[kind], "draw {kind}");
+        }
+        assert_eq!(draws(None, 5), whole, "the stream is fixed by the seed");
+        assert_ne!(draws(Some(BatchPart { start: 1, total: 5 }), 2), draws(None, 2), "a part is not the batch's first rows");
     }
 }

@@ -14,7 +14,7 @@ use tessera_models::generator::SampleRequest;
 use tessera_models::generator::columns::ColumnsGenerator;
 use tessera_models::generators::equivariant::EquivariantConfig;
 use tessera_models::generators::rar::RarConfig;
-use tessera_models::rng::SplitMix64;
+use tessera_models::rng::{BatchPart, SplitMix64};
 use tessera_models::sampling::equivariant::{ColumnSamplerConfig, ColumnSampling};
 use tessera_models::sampling::rar::{RarSamplerConfig, RarSampling};
 use tessera_models::tokenizers::columns::ColumnTokenizerConfig;
@@ -78,10 +78,12 @@ pub(super) fn rar_sample_rows(batches: &[usize], repeats: usize, device: &Device
         let labels = Tensor::<1, Int>::from_data(TensorData::new(labels, [b]), device);
         for (model, decode) in [(RAR_TOKENS, false), (RAR_DECODED, true)] {
             let seconds = seconds_per_call(repeats, || {
-                let sampler = RarSamplerConfig { guidance: 4.0, ..RarSamplerConfig::default() };
-                let mut run = RarSampling::new(&rar, labels.clone(), sampler);
-                while run.step(&rar).is_some() {}
-                let done = if decode { vqgan.codes_to_image(run.tokens()).sum() } else { run.tokens().float().sum() };
+                let done = in_parts(&labels, |labels, part| {
+                    let sampler = RarSamplerConfig { guidance: 4.0, ..RarSamplerConfig::default() };
+                    let mut run = RarSampling::new(&rar, labels, sampler).part_of(&rar, part);
+                    while run.step(&rar).is_some() {}
+                    if decode { vqgan.codes_to_image(run.tokens()).sum() } else { run.tokens().float().sum() }
+                });
                 block_on(done.into_data_async()).map_err(|e| anyhow::anyhow!("reading back: {e:?}"))?;
                 Ok(())
             })?;
@@ -89,6 +91,19 @@ pub(super) fn rar_sample_rows(batches: &[usize], repeats: usize, device: &Device
         }
     }
     Ok(rows)
+}
+
+/// `run` on the parts the batch of `labels` is split into on this device, side by side, as
+/// `ImageGenerator::start` samples a batch (one part per CPU core; the whole batch elsewhere);
+/// the sum of the parts' results.
+fn in_parts(labels: &Tensor<1, Int>, run: impl Fn(Tensor<1, Int>, BatchPart) -> Tensor<1> + Sync + Send) -> Tensor<1> {
+    let [total] = labels.dims();
+    let parts = tessera_kernels::cpu::batch_parts(&labels.device(), total);
+    let mut parts: Vec<_> = (0..parts).map(|p| p * total / parts..(p + 1) * total / parts).collect();
+    let sums = tessera_kernels::cpu::side_by_side(&mut parts, |rows| {
+        run(labels.clone().slice(rows.clone()), BatchPart { start: rows.start, total })
+    });
+    sums.into_iter().reduce(|a, b| a + b).expect("at least one part")
 }
 
 /// The RAR anchor's training step on random codes (as the official figure), batch `batch`.
@@ -148,10 +163,13 @@ pub(super) fn columns_sample_rows(batches: &[usize], repeats: usize, device: &De
         let mut seed = 0;
         let tokens_s = seconds_per_call(repeats, || {
             seed += 1;
-            let sampler = ColumnSamplerConfig { cfg: 1.0 + EQV_GUIDANCE, seed, ..ColumnSamplerConfig::default() };
-            let mut run = ColumnSampling::new(model, labels.clone(), sampler, model.token_num());
-            while run.step(model).is_some() {}
-            block_on(run.tokens().sum().into_data_async()).map_err(|e| anyhow::anyhow!("reading back: {e:?}"))?;
+            let done = in_parts(&labels, |labels, part| {
+                let sampler = ColumnSamplerConfig { cfg: 1.0 + EQV_GUIDANCE, seed, ..ColumnSamplerConfig::default() };
+                let mut run = ColumnSampling::new(model, labels, sampler, model.token_num()).part_of(part);
+                while run.step(model).is_some() {}
+                run.tokens().sum()
+            });
+            block_on(done.into_data_async()).map_err(|e| anyhow::anyhow!("reading back: {e:?}"))?;
             Ok(())
         })?;
         rows.push(row("sample", EQV_TOKENS, b, tokens_s, device, device_name));

@@ -601,6 +601,29 @@ pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     f()
 }
 
+/// How many parts a batch of `rows` images on the CPU is split into, drawn side by side (one per
+/// thread; 1 in the browser, with the reference ops, or off the CPU).
+pub fn batch_parts(device: &burn::tensor::Device, rows: usize) -> usize {
+    #[cfg(not(target_arch = "wasm32"))]
+    if crate::ops::cpu_kernels_enabled(device) {
+        return rayon::current_num_threads().min(rows).max(1);
+    }
+    let _ = (device, rows);
+    1
+}
+
+/// `f` on every item, side by side on the pool's threads natively, one after the other in the
+/// browser; the results in the items' order.
+pub fn side_by_side<T: Send, R: Send>(items: &mut [T], f: impl Fn(&mut T) -> R + Sync + Send) -> Vec<R> {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use rayon::prelude::*;
+        items.par_iter_mut().map(f).collect()
+    }
+    #[cfg(target_arch = "wasm32")]
+    items.iter_mut().map(f).collect()
+}
+
 /// Runs `f(index, scratch)` for every index below `count`, in parallel where threads exist;
 /// `scratch` is made once per worker by `init`.
 pub(crate) fn for_each_task<S: Send>(count: usize, init: impl Fn() -> S + Sync + Send, f: impl Fn(usize, &mut S) + Sync + Send) {

@@ -154,7 +154,7 @@ impl ImageGenerator for ColumnsGenerator {
         }
     }
 
-    fn start(&self, request: &SampleRequest, edit: Option<&Edit>) -> crate::Result<Box<dyn Sampling + '_>> {
+    fn start_part(&self, request: &SampleRequest, edit: Option<&Edit>) -> crate::Result<Box<dyn Sampling + '_>> {
         request.validate(&self.info)?;
         if edit.is_some() {
             return Err(crate::Error::Invalid(
@@ -173,6 +173,9 @@ impl ImageGenerator for ColumnsGenerator {
         // The app's guidance g is the official weight minus one: g = 0 is unguided, as for VAR and RAR.
         let config = ColumnSamplerConfig { cfg: 1.0 + request.guidance, seed: request.seed, ..ColumnSamplerConfig::default() };
         let mut run = ColumnSampling::new(&self.model, labels, config, total);
+        if let Some(part) = request.part {
+            run = run.part_of(part);
+        }
         if let Some(c) = &request.continuation {
             run = run.with_prefix(self.prefix(c, n, total)?);
         }
@@ -231,12 +234,12 @@ impl Sampling for ColumnsRun<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::generators::equivariant::EquivariantConfig;
 
     /// A small random pair: 4 training columns of 4 px, tokens of 16.
-    fn generator(device: &Device) -> ColumnsGenerator {
+    pub(crate) fn generator(device: &Device) -> ColumnsGenerator {
         let model = EquivariantConfig::new(4, 16, 32, 2, 2, 3)
             .with_buffer_size(2)
             .with_head_width(32)

@@ -7,11 +7,13 @@
 
 pub mod columns;
 pub mod rar;
+mod side_by_side;
 pub mod var;
 
 use burn::prelude::*;
 
 use crate::family::{Family, FillOrder, GenerationOrder, GuidanceSchedule};
+use crate::rng::BatchPart;
 
 /// What a loaded generator is: shown in the app, printed by the CLI, reported by eval.
 #[derive(Clone, Debug)]
@@ -156,6 +158,9 @@ pub struct SampleRequest {
     pub width: Option<usize>,
     /// Keep the left part of an image and generate the rest (the column generator).
     pub continuation: Option<Continuation>,
+    /// Set on the parts [`ImageGenerator::start`] splits a batch into: where these images sit in
+    /// the whole batch, so that they draw what they would there. `None`: the request is the batch.
+    pub part: Option<BatchPart>,
 }
 
 /// An image to continue to the right: its first `keep` columns of tokens are kept.
@@ -184,6 +189,7 @@ impl Default for SampleRequest {
             fill_order: FillOrder::Raster,
             width: None,
             continuation: None,
+            part: None,
         }
     }
 }
@@ -243,7 +249,20 @@ pub trait ImageGenerator: Send + Sync {
     fn controls(&self) -> Controls;
     /// Starts a sampling run (an edit of `edit`'s source when given). Errors: classes out of range,
     /// settings that are not finite, an edit the model does not offer or whose source does not fit.
-    fn start(&self, request: &SampleRequest, edit: Option<&Edit>) -> crate::Result<Box<dyn Sampling + '_>>;
+    ///
+    /// On the CPU the batch is split into one part per core, each its own run, and the parts
+    /// advance side by side ([`side_by_side`]): the same images as the whole batch's, faster.
+    fn start(&self, request: &SampleRequest, edit: Option<&Edit>) -> crate::Result<Box<dyn Sampling + '_>> {
+        request.validate(self.info())?;
+        let parts = tessera_kernels::cpu::batch_parts(&self.device(), request.classes.len());
+        if parts < 2 || request.part.is_some() {
+            return self.start_part(request, edit);
+        }
+        side_by_side::start(self, request, edit, parts)
+    }
+    /// [`ImageGenerator::start`] for the whole of `request`'s batch in one run (with
+    /// `request.part`, a part of a larger batch): what each family implements.
+    fn start_part(&self, request: &SampleRequest, edit: Option<&Edit>) -> crate::Result<Box<dyn Sampling + '_>>;
     /// The device the weights live on.
     fn device(&self) -> Device;
     /// Floats per image of the largest tensor sampling `request` holds ([`crate::memory`]; the
@@ -259,7 +278,7 @@ pub fn check_fits(generator: &dyn ImageGenerator, request: &SampleRequest, limit
 }
 
 /// One sampling run, advanced one player step at a time; nothing is read back.
-pub trait Sampling: Send {
+pub trait Sampling: Send + Sync {
     /// Player steps in the whole run (VAR: scales; RAR: tokens or rows; columns: columns).
     fn steps(&self) -> usize;
     /// The next step, or `None` once the run is done.

@@ -134,7 +134,7 @@ impl ImageGenerator for RarGenerator {
         }
     }
 
-    fn start(&self, request: &SampleRequest, edit: Option<&Edit>) -> crate::Result<Box<dyn Sampling + '_>> {
+    fn start_part(&self, request: &SampleRequest, edit: Option<&Edit>) -> crate::Result<Box<dyn Sampling + '_>> {
         request.validate(&self.info)?;
         let n = request.classes.len();
         let (labels, guidance) = request.conditioning(edit, self.rar.null_class(), &self.device);
@@ -146,6 +146,9 @@ impl ImageGenerator for RarGenerator {
             seed: request.seed,
         };
         let mut run = RarSampling::new(&self.rar, labels, config);
+        if let Some(part) = request.part {
+            run = run.part_of(&self.rar, part);
+        }
         if let Some(e) = edit {
             let (codes, keep) = self.edit(e, n)?;
             run = run.with_kept(codes, &keep);

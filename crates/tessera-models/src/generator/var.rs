@@ -107,7 +107,7 @@ impl ImageGenerator for VarGenerator {
         }
     }
 
-    fn start(&self, request: &SampleRequest, edit: Option<&Edit>) -> crate::Result<Box<dyn Sampling + '_>> {
+    fn start_part(&self, request: &SampleRequest, edit: Option<&Edit>) -> crate::Result<Box<dyn Sampling + '_>> {
         request.validate(&self.info)?;
         let n = request.classes.len();
         let (labels, guidance) = request.conditioning(edit, self.var.null_class(), &self.device());
@@ -118,6 +118,9 @@ impl ImageGenerator for VarGenerator {
             .with_temperature(request.temperature)
             .with_seed(request.seed);
         let mut run = VarSampling::new(&self.var, &self.vae, labels, config);
+        if let Some(part) = request.part {
+            run = run.part_of(part);
+        }
         if let Some(e) = edit {
             run = run.with_edit(self.edit(e, n)?);
         }

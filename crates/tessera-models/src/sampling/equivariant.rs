@@ -24,7 +24,7 @@
 use burn::prelude::*;
 
 use crate::generators::equivariant::{Equivariant, EquivariantCache};
-use crate::rng::SplitMix64;
+use crate::rng::{BatchPart, BatchRng};
 
 /// How the guidance weight goes over the columns (official `cfg_schedule`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -78,7 +78,7 @@ pub struct ColumnSampling {
     unfed: Option<Tensor<3>>,
     /// Columns the run makes in all (kept ones included); the guidance schedule's `N`.
     total: usize,
-    rng: SplitMix64,
+    rng: BatchRng,
     device: Device,
 }
 
@@ -89,8 +89,16 @@ impl ColumnSampling {
         let device = labels.device();
         let cond = model.class_embedding(labels);
         let cond = if config.cfg != 1.0 { Tensor::cat(vec![cond, model.null_condition(batch)], 0) } else { cond };
-        let rng = SplitMix64::new(config.seed);
+        let rng = BatchRng::new(config.seed, batch, None);
         Self { batch, cache: model.start(cond), columns: Vec::new(), unfed: None, total, rng, config, device }
+    }
+
+    /// Makes this run `part` of a larger batch: its images draw the noise they would in the
+    /// whole batch (see [`BatchRng`]).
+    pub fn part_of(mut self, part: BatchPart) -> Self {
+        assert_eq!(self.done(), 0, "a run becomes part of a batch before its first column");
+        self.rng = BatchRng::new(self.config.seed, self.batch, Some(part));
+        self
     }
 
     /// Keeps `prefix` (`[B, K, C]`, tokens as the model takes them) as the first `K` columns and
@@ -135,7 +143,7 @@ impl ColumnSampling {
             return None;
         }
         let c = model.token_dim();
-        let noise = self.rng.normals(self.batch * c);
+        let noise = self.rng.normals(c);
         let noise = Tensor::from_data(TensorData::new(noise, [self.batch, c]), &self.device);
         Some(self.step_with_noise(model, noise))
     }

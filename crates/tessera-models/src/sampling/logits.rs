@@ -1,14 +1,14 @@
 //! Turning logits into tokens, shared by every sampler with discrete tokens (VAR, RAR):
 //! temperature, top-k, top-p by bisection, and the seeded inverse-CDF draw.
 //!
-//! Random numbers come from a seeded [`SplitMix64`] on the CPU, one uniform per token, and the
+//! Random numbers come from a seeded [`BatchRng`] on the CPU, one uniform per token, and the
 //! token is drawn on the device by inverse CDF, so the same seed gives the same tokens on every
 //! device. Nothing here reads a tensor back (`sort` would, on WebGPU): it runs in the browser.
 
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
-use crate::rng::SplitMix64;
+use crate::rng::BatchRng;
 
 /// Bisection steps of the top-p cut: enough to separate any two distinct f32 logits of a row.
 const TOP_P_BISECTION_STEPS: usize = 48;
@@ -31,7 +31,7 @@ impl Default for TokenFilter {
 }
 
 /// Picks one code per position from guided logits `[B, l, V]` → `[B, l]`.
-pub fn choose_tokens(logits: Tensor<3>, config: &TokenFilter, rng: &mut SplitMix64) -> Tensor<2, Int> {
+pub fn choose_tokens(logits: Tensor<3>, config: &TokenFilter, rng: &mut BatchRng) -> Tensor<2, Int> {
     let [b, l, v] = logits.dims();
     if config.top_k == 1 {
         // Greedy: what torch.multinomial does when every other probability is exactly 0.
@@ -61,7 +61,7 @@ pub fn choose_tokens(logits: Tensor<3>, config: &TokenFilter, rng: &mut SplitMix
     let cdf = probs.cumsum(2); // [B, l, V]
     let total = cdf.clone().narrow(2, v - 1, 1); // ≈ 1, exact scale of the CDF
     let u = Tensor::<3>::from_data(
-        TensorData::new(rng.uniforms(b * l), [b, l, 1]),
+        TensorData::new(rng.uniforms(l), [b, l, 1]),
         &cdf.device(),
     );
     let below = cdf.lower_equal((u * total).expand([b, l, v]));
@@ -118,8 +118,8 @@ mod tests {
         // Probabilities ∝ exp(logit): 0.64, 0.24, 0.09, 0.03 (roughly) for logits 3, 2, 1, 0.
         let row = [0.0f32, 3.0, 1.0, 2.0];
         let logits = Tensor::<3>::from_data(TensorData::new(row.repeat(500), [1, 500, 4]), &device);
-        let mut rng = SplitMix64::new(5);
-        let seen = |config: &TokenFilter, rng: &mut SplitMix64| {
+        let mut rng = BatchRng::new(5, 1, None);
+        let seen = |config: &TokenFilter, rng: &mut BatchRng| {
             let mut seen = ints(choose_tokens(logits.clone(), config, rng));
             seen.sort();
             seen.dedup();
@@ -154,7 +154,7 @@ mod tests {
         let drawn = ints(choose_tokens(
             many,
             &TokenFilter::default(),
-            &mut SplitMix64::new(3),
+            &mut BatchRng::new(3, 1, None),
         ));
         for (code, p) in probs.iter().enumerate() {
             let freq = drawn.iter().filter(|&&d| d == code as i64).count() as f32 / 20_000.0;

@@ -18,7 +18,7 @@ use burn::prelude::*;
 
 use crate::family::FillOrder;
 use crate::generators::rar::{Rar, RarCache};
-use crate::rng::SplitMix64;
+use crate::rng::{BatchPart, BatchRng};
 use crate::sampling::logits::{TokenFilter, choose_tokens};
 
 /// Official guidance factor at step `step` of `steps`: `1 + (g − 1) · (1 − cos(π (s/N)^pow)) / 2`.
@@ -80,17 +80,26 @@ pub struct RarSampling {
     /// Kept tokens: `[B, N]` codes, and how many of each order's first positions are kept.
     kept: Option<(Tensor<2, Int>, usize)>,
     step: usize,
-    rng: SplitMix64,
+    rng: BatchRng,
 }
 
 impl RarSampling {
     /// A run for `labels` (`[B]`, the null class allowed).
     pub fn new(rar: &Rar, labels: Tensor<1, Int>, config: RarSamplerConfig) -> Self {
         let [b] = labels.dims();
-        let mut rng = SplitMix64::new(config.seed);
-        let orders = (0..b).map(|_| config.order.positions(rar.side(), &mut rng)).collect();
+        let mut rng = BatchRng::new(config.seed, b, None);
+        let orders = rng.per_row(|r| config.order.positions(rar.side(), r));
         let tokens = Tensor::<2, Int>::full([b, rar.seq_len()], -1, &labels.device());
         Self { config, batch: b, orders, cache: None, pending: None, labels, tokens, kept: None, step: 0, rng }
+    }
+
+    /// Makes this run `part` of a larger batch: its images draw the orders and tokens they would
+    /// in the whole batch (see [`BatchRng`]).
+    pub fn part_of(mut self, rar: &Rar, part: BatchPart) -> Self {
+        assert!(self.step == 0 && self.kept.is_none(), "a run becomes part of a batch before its first step and its kept cells");
+        self.rng = BatchRng::new(self.config.seed, self.batch, Some(part));
+        self.orders = self.rng.per_row(|r| self.config.order.positions(rar.side(), r));
+        self
     }
 
     /// Zero-shot in-painting: the cells where `keep` is true (raster, the same for every image)

@@ -31,7 +31,7 @@
 use burn::prelude::*;
 
 use crate::generators::var::{TokenOrder, Var, VarCache, scale_ranges};
-use crate::rng::SplitMix64;
+use crate::rng::{BatchPart, BatchRng};
 use crate::sampling::logits::{TokenFilter, choose_tokens};
 use crate::tokenizers::msvq::MsVqVae;
 
@@ -95,7 +95,7 @@ pub struct VarSample {
 #[derive(Debug, Clone)]
 pub struct VarSampling {
     config: VarSamplerConfig,
-    rng: SplitMix64,
+    rng: BatchRng,
     patch_nums: Vec<usize>,
     batch: usize,
     /// Class embedding of `[labels; null]`, `[2B, C]`.
@@ -203,7 +203,7 @@ impl VarSampling {
         let side = *vae.patch_nums().last().expect("at least one scale");
         let f_hat = Tensor::<4>::zeros([b, vae.z_channels(), side, side], &device);
         Self {
-            rng: SplitMix64::new(config.seed),
+            rng: BatchRng::new(config.seed, b, None),
             config,
             patch_nums: var.patch_nums().to_vec(),
             batch: b,
@@ -214,6 +214,14 @@ impl VarSampling {
             si: 0,
             edit: None,
         }
+    }
+
+    /// Makes this run `part` of a larger batch: its images draw what they would in the whole
+    /// batch (see [`BatchRng`]).
+    pub fn part_of(mut self, part: BatchPart) -> Self {
+        assert_eq!(self.si, 0, "a run becomes part of a batch before its first step");
+        self.rng = BatchRng::new(self.config.seed, self.batch, Some(part));
+        self
     }
 
     /// Turns this run into a zero-shot edit of `edit.tokens`' images.
