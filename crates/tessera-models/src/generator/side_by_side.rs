@@ -89,32 +89,15 @@ mod tests {
     use crate::generator::rar::RarGenerator;
     use crate::generator::var::VarGenerator;
     use crate::generators::rar::RarConfig;
-    use crate::generators::var::VarConfig;
-    use crate::tokenizers::msvq::MsVqVaeConfig;
-    use crate::tokenizers::vqgan::VqganConfig;
 
     /// Small random generators of the three families.
     fn generators(device: &Device) -> Vec<Box<dyn ImageGenerator>> {
         device.seed(4);
-        let vae_config = MsVqVaeConfig::new()
-            .with_vocab_size(16)
-            .with_z_channels(4)
-            .with_ch(8)
-            .with_ch_mult(vec![1, 1])
-            .with_num_res_blocks(1)
-            .with_num_groups(4)
-            .with_patch_nums(vec![1, 2, 4]);
-        let var = VarConfig::new(vec![1, 2, 4], 16, 4, 3, 2, 32, 2).with_init_head(1.0).init(device);
+        let vae_config = crate::sampling::var::tests::vae_config();
+        let var = crate::sampling::var::tests::var(device);
         let var = VarGenerator::new(var, vae_config.init(device), &vae_config, device, Vec::new(), None, None).unwrap();
-        let vqgan_config = VqganConfig::new()
-            .with_channel_mult(vec![1, 2])
-            .with_hidden_channels(32)
-            .with_num_res_blocks(1)
-            .with_z_channels(8)
-            .with_codebook_size(16)
-            .with_codebook_dim(8)
-            .with_resolution(8);
-        let rar = RarConfig::new(16, 3, 16, 32, 2, 4, 64).with_dropout(0.0).init(device);
+        let vqgan_config = crate::tokenizers::vqgan::tests::small();
+        let rar = RarConfig::new(16, 3, vqgan_config.seq_len(), 32, 2, 4, 64).with_dropout(0.0).init(device);
         let rar = RarGenerator::new(rar, vqgan_config.init(device), &vqgan_config, device, Vec::new(), None, None).unwrap();
         let columns = crate::generator::columns::tests::generator(device);
         vec![Box::new(var), Box::new(rar), Box::new(columns)]

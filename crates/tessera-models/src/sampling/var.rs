@@ -368,27 +368,32 @@ pub fn sample(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::generators::var::VarConfig;
     use crate::tokenizers::msvq::MsVqVaeConfig;
 
-    fn models(device: &Device) -> (Var, MsVqVae) {
-        device.seed(11);
-        let patch_nums = vec![1, 2, 4];
-        let vae = MsVqVaeConfig::new()
+    /// A small tokenizer config: 16 codes, scales 1, 2, 4.
+    pub(crate) fn vae_config() -> MsVqVaeConfig {
+        MsVqVaeConfig::new()
             .with_vocab_size(16)
             .with_z_channels(4)
             .with_ch(8)
             .with_ch_mult(vec![1, 1])
             .with_num_res_blocks(1)
             .with_num_groups(4)
-            .with_patch_nums(patch_nums.clone())
-            .init(device);
-        let var = VarConfig::new(patch_nums, 16, 4, 3, 2, 32, 2)
-            .with_init_head(1.0)
-            .init(device);
-        (var, vae)
+            .with_patch_nums(vec![1, 2, 4])
+    }
+
+    /// A small VAR for [`vae_config`]'s tokenizer, 4 classes, random weights.
+    pub(crate) fn var(device: &Device) -> Var {
+        VarConfig::new(vec![1, 2, 4], 16, 4, 3, 2, 32, 2).with_init_head(1.0).init(device)
+    }
+
+    fn models(device: &Device) -> (Var, MsVqVae) {
+        device.seed(11);
+        let vae = vae_config().init(device);
+        (var(device), vae)
     }
 
     fn ints(t: Tensor<2, Int>) -> Vec<i64> {

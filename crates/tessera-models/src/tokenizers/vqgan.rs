@@ -645,7 +645,7 @@ impl Decoder {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use burn::tensor::Distribution;
     use tessera_kernels::activation::silu;
@@ -660,7 +660,7 @@ mod tests {
 
     /// A small 16 px config: two levels (16 → 8), widths 32 → 64, so the quirk's shortcut exists in
     /// the encoder's level 1 and the decoder's level 0.
-    fn small() -> VqganConfig {
+    pub(crate) fn small() -> VqganConfig {
         VqganConfig::new()
             .with_channel_mult(vec![1, 2])
             .with_hidden_channels(32)
