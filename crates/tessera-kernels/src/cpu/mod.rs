@@ -574,10 +574,28 @@ fn view(x: &FlexTensor) -> attention::View<'_> {
 }
 
 /// `x`'s elements in row-major order (copied only when `x` is a strided view).
-pub(crate) fn contiguous_f32(x: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
+pub(crate) fn contiguous_f32(x: &FlexTensor) -> Contiguous<'_> {
     match x.as_slice::<f32>() {
-        Some(s) => s.into(),
-        None => x.to_contiguous().as_slice::<f32>().expect("a contiguous f32 tensor").to_vec().into(),
+        Some(s) => Contiguous::View(s),
+        None => Contiguous::Copy(x.to_contiguous()),
+    }
+}
+
+/// [`contiguous_f32`]'s elements: the tensor's own storage, or its one contiguous copy (read in
+/// place, not copied a second time into a `Vec`).
+pub(crate) enum Contiguous<'a> {
+    View(&'a [f32]),
+    Copy(FlexTensor),
+}
+
+impl std::ops::Deref for Contiguous<'_> {
+    type Target = [f32];
+
+    fn deref(&self) -> &[f32] {
+        match self {
+            Self::View(s) => s,
+            Self::Copy(t) => t.as_slice::<f32>().expect("a contiguous f32 tensor"),
+        }
     }
 }
 
