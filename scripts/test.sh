@@ -18,8 +18,9 @@ echo "== browser end to end (headless Chromium): WebGPU on its software adapter,
 node web/e2e.mjs
 WEBGPU=0 node web/e2e.mjs
 echo "== benchmarks, quick mode (no timing asserted: checks the commands run)"
-# Every family and anchor on the CPU backend, and the shipped VAR on the wgpu device: on lavapipe
-# the anchors alone take about 10 minutes, and the GPU tests above already sample every family there.
+# Every family and anchor on the CPU backend, and the shipped VAR on the wgpu device: all of them on
+# lavapipe took about 10 minutes (mostly the anchors), and the GPU tests above already sample every
+# family there.
 "$CARGO_TARGET_DIR/debug/tessera" --device cpu bench sample --quick
 "$CARGO_TARGET_DIR/debug/tessera" bench sample var --quick
 "$CARGO_TARGET_DIR/debug/tessera" bench train --quick

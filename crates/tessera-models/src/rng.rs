@@ -56,6 +56,14 @@ pub struct BatchPart {
     pub total: usize,
 }
 
+impl BatchPart {
+    /// A batch of `total` images cut into `parts` consecutive parts of near-equal size: each
+    /// part, and its rows.
+    pub fn split(total: usize, parts: usize) -> Vec<(Self, std::ops::Range<usize>)> {
+        (0..parts).map(|p| (Self { start: p * total / parts, total }, p * total / parts..(p + 1) * total / parts)).collect()
+    }
+}
+
 /// The seeded stream of a sampling run, drawn per image: each draw is made for every image of
 /// the whole batch, one row after the other, and a part of the batch keeps its own rows. So an
 /// image is the same whether its batch was drawn in one piece or in parts.
@@ -151,5 +159,8 @@ mod tests {
         }
         assert_eq!(draws(None, 5), whole, "the stream is fixed by the seed");
         assert_ne!(draws(Some(BatchPart { start: 1, total: 5 }), 2), draws(None, 2), "a part is not the batch's first rows");
+        let split = BatchPart::split(5, 3);
+        assert_eq!(split.iter().map(|(_, rows)| rows.clone()).collect::<Vec<_>>(), [0..1, 1..3, 3..5]);
+        assert!(split.iter().all(|(part, rows)| part.start == rows.start && part.total == 5));
     }
 }

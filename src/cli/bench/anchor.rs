@@ -98,11 +98,8 @@ pub(super) fn rar_sample_rows(batches: &[usize], repeats: usize, device: &Device
 /// the sum of the parts' results.
 fn in_parts(labels: &Tensor<1, Int>, run: impl Fn(Tensor<1, Int>, BatchPart) -> Tensor<1> + Sync + Send) -> Tensor<1> {
     let [total] = labels.dims();
-    let parts = tessera_kernels::cpu::batch_parts(&labels.device(), total);
-    let mut parts: Vec<_> = (0..parts).map(|p| p * total / parts..(p + 1) * total / parts).collect();
-    let sums = tessera_kernels::cpu::side_by_side(&mut parts, |rows| {
-        run(labels.clone().slice(rows.clone()), BatchPart { start: rows.start, total })
-    });
+    let mut parts = BatchPart::split(total, tessera_kernels::cpu::batch_parts(&labels.device(), total));
+    let sums = tessera_kernels::cpu::side_by_side(&mut parts, |(part, rows)| run(labels.clone().slice(rows.clone()), *part));
     sums.into_iter().reduce(|a, b| a + b).expect("at least one part")
 }
 

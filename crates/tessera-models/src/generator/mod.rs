@@ -277,7 +277,8 @@ pub fn check_fits(generator: &dyn ImageGenerator, request: &SampleRequest, limit
     crate::memory::check("a generation", request.classes.len(), "images", generator.largest_floats_per_image(request), limit).map_err(crate::Error::Invalid)
 }
 
-/// One sampling run, advanced one player step at a time; nothing is read back.
+/// One sampling run, advanced one player step at a time; nothing is read back. `Sync`: the parts
+/// of a batch split over the CPU's cores decode their images side by side (`side_by_side`).
 pub trait Sampling: Send + Sync {
     /// Player steps in the whole run (VAR: scales; RAR: tokens or rows; columns: columns).
     fn steps(&self) -> usize;

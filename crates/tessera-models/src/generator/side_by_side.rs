@@ -19,15 +19,10 @@ pub(super) fn start<'a, G: ImageGenerator + ?Sized>(
     edit: Option<&Edit>,
     parts: usize,
 ) -> crate::Result<Box<dyn Sampling + 'a>> {
-    let total = request.classes.len();
-    let runs = (0..parts)
-        .map(|p| {
-            let rows = p * total / parts..(p + 1) * total / parts;
-            let part = SampleRequest {
-                classes: request.classes[rows.clone()].to_vec(),
-                part: Some(BatchPart { start: rows.start, total }),
-                ..request.clone()
-            };
+    let runs = BatchPart::split(request.classes.len(), parts)
+        .into_iter()
+        .map(|(part, rows)| {
+            let part = SampleRequest { classes: request.classes[rows].to_vec(), part: Some(part), ..request.clone() };
             generator.start_part(&part, edit)
         })
         .collect::<crate::Result<Vec<_>>>()?;
