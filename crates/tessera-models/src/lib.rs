@@ -15,6 +15,7 @@
 //! - [`sampling::rar`]: RAR sampling with the KV cache, in any fill order.
 //! - [`sampling::equivariant`]: column-by-column sampling with the bounded cache, any width.
 //! - [`sampling::logits`]: temperature, top-k, top-p and the seeded draw, for every discrete sampler.
+//! - [`dropout`]: dropout whose masks a training step split into parts can reproduce.
 //! - [`judge`]: the small CNN classifier whose verdicts and features measure generated images.
 //! - [`resize`]: PyTorch-exact `area`, `bicubic` and nearest ×2 resizes (reference twins of the
 //!   WGSL kernels).
@@ -25,6 +26,7 @@
 //! Model, tokenizer and sampler code never reads a tensor back to the CPU, so it runs unchanged
 //! on WebGPU in the browser; only [`parity`] and tests read back.
 
+pub mod dropout;
 mod error;
 pub mod family;
 pub mod generator;

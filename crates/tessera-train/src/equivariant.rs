@@ -16,22 +16,23 @@
 //! scale whatever the tokenizer; it is saved in the model config.
 //!
 //! Differences from the official code: f32 throughout; the label drop, the shift, the posterior
-//! noise and the flow noise come from a seeded CPU stream per step, and the device's stream
-//! (dropout) is re-seeded every step, so a resumed run takes exactly the steps an uninterrupted one
-//! would. The EMA warms up (`(1 + n) / (10 + n)`, as the tokenizer's `LitEma`) since short runs
+//! noise and the flow noise come from a seeded CPU stream per step, and dropout from a stream
+//! seeded per step (per part of the batch on the CPU, [`crate::parts`]; the device's on a GPU), so
+//! a resumed run takes exactly the steps an uninterrupted one would. The EMA warms up (`(1 + n) / (10 + n)`, as the tokenizer's `LitEma`) since short runs
 //! would otherwise keep the random initial weights in the average.
 
 use burn::config::Config;
 use burn::prelude::*;
 use tessera_models::generators::equivariant::{Equivariant, EquivariantConfig, decays};
 use tessera_models::rng::SplitMix64;
-use tessera_models::tokenizers::columns::ColumnTokenizer;
+use tessera_models::tokenizers::columns::{ColumnTokenizer, Posterior};
 
 use crate::Error;
 use crate::checkpoint::{Checkpoint, CheckpointHeader, ModelKind, load_weights, weights_to_bytes};
 use crate::data::mix;
 use crate::ema::Ema;
 use crate::optim::{AdamW, AdamWConfig};
+use crate::parts::{self, Part};
 use crate::schedule::LrScheduleConfig;
 
 /// Everything that shapes an equivariant training run.
@@ -199,7 +200,9 @@ impl EquivariantTrainer {
     /// [`Self::step_tokens`].
     pub async fn step(&mut self, images: Tensor<4>, labels: Tensor<1, Int>) -> crate::Result<EquivariantStats> {
         let mut rng = SplitMix64::new(mix(self.config.seed ^ 0xE0E1, self.step as u64));
-        let draws = self.tokenizer.posterior(images.inner()).sample(&mut rng);
+        let tokenizer = &self.tokenizer;
+        let mean = parts::by_rows(images.inner(), |rows| tokenizer.posterior(rows).mean);
+        let draws = Posterior { mean, std: tokenizer.posterior_std() }.sample(&mut rng);
         if self.step == 0 && self.config.measure_vae_norm {
             let numel = draws.shape().num_elements();
             let std = draws.clone().reshape([numel]).var(0).sqrt().into_data_async().await.map_err(Error::readback).and_then(crate::error::on_host)?;
@@ -229,22 +232,44 @@ impl EquivariantTrainer {
         }
         let [b, n, c] = tokens.dims();
 
-        // 1. Conditions (label drop), the RoPE shift, and the flow's noise and times.
+        // 1. Conditions (label drop), the RoPE shift, and the flow's noise and times, drawn for the
+        //    whole batch: a part keeps its own rows.
         let labels = labels.inner();
         let device = labels.device();
         let drop: Vec<bool> = (0..b).map(|_| (rng.next_f32() as f64) < m.label_drop_prob).collect();
-        let drop = Tensor::<1, Bool>::from_data(TensorData::new(drop, [b]), &device);
         let shift = (rng.next_u64() % m.shift_num.max(1) as u64) as usize;
-        let rows = m.diffusion_batch_mul * b * n;
-        let noise = Tensor::<2>::from_data(TensorData::new(rng.normals(rows * c), [rows, c]), &device).autodiff();
-        let u = Tensor::<1>::from_data(TensorData::new(rng.uniforms(rows), [rows]), &device).autodiff();
-        let cond = self.model.condition(labels.autodiff(), drop.autodiff());
-        let loss = self.model.loss(tokens, cond, shift, noise, u);
+        let (mul, rows) = (m.diffusion_batch_mul, m.diffusion_batch_mul * b * n);
+        let noise = rng.normals(rows * c);
+        let u = rng.uniforms(rows);
+
+        // 2. Each part's loss and gradients, side by side on the CPU's cores.
+        let parts = parts::split(&self.device, b)
+            .into_iter()
+            .enumerate()
+            .map(|(p, range)| {
+                let (s, k) = (range.start, range.len());
+                // Repeated row `r · B·N + i` of the batch is row `r · k·N + (i − s·N)` of the part.
+                let part_rows = |per_row: usize, all: &[f32]| -> Vec<f32> {
+                    (0..mul).flat_map(|r| &all[(r * b * n + s * n) * per_row..(r * b * n + (s + k) * n) * per_row]).copied().collect()
+                };
+                let input = PartInput {
+                    tokens: tokens.clone().narrow(0, s, k),
+                    labels: labels.clone().narrow(0, s, k).autodiff(),
+                    drop: Tensor::<1, Bool>::from_data(TensorData::new(drop[range.clone()].to_vec(), [k]), &device).autodiff(),
+                    noise: Tensor::<2>::from_data(TensorData::new(part_rows(c, &noise), [mul * k * n, c]), &device).autodiff(),
+                    u: Tensor::<1>::from_data(TensorData::new(part_rows(1, &u), [mul * k * n]), &device).autodiff(),
+                };
+                Part { input, rows: range, total: b, dropout_seed: mix(mix(self.config.seed ^ 0xD20A, step as u64), p as u64) }
+            })
+            .collect();
+        let (report, grads) = parts::gradients(&self.model, parts, |model, p: PartInput| {
+            let cond = model.condition(p.labels, p.drop);
+            (model.loss(p.tokens, cond, shift, p.noise, p.u), Vec::new())
+        });
         let vae_norm = m.vae_norm;
 
-        // 2. Backward, one read back, the update, the average.
-        let report = vec![loss.clone().inner()];
-        let (model, values) = self.optimizer.checked_update(&self.model, loss, report, lr, step).await?;
+        // 3. One read back, the update, the average.
+        let (model, values) = self.optimizer.checked_update_with(&self.model, grads, report, lr, step).await?;
         self.model = model;
         self.ema.update(&self.model.valid());
         self.step += 1;
@@ -265,6 +290,15 @@ impl EquivariantTrainer {
             state: weights_to_bytes(&live).await?,
         })
     }
+}
+
+/// One part's share of a step's inputs.
+struct PartInput {
+    tokens: Tensor<3>,
+    labels: Tensor<1, Int>,
+    drop: Tensor<1, Bool>,
+    noise: Tensor<2>,
+    u: Tensor<1>,
 }
 
 /// The transformer saved in a checkpoint (training or weights-only), without autodiff.

@@ -71,6 +71,7 @@ mod error;
 pub mod judge;
 pub mod load;
 pub mod optim;
+mod parts;
 pub mod presets;
 pub mod rar;
 pub mod schedule;

@@ -195,6 +195,19 @@ impl AdamW {
         step: usize,
     ) -> crate::Result<(M, Vec<f32>)> {
         let grads = GradientsParams::from_grads(loss.backward(), model);
+        self.checked_update_with(model, grads, report, lr, step).await
+    }
+
+    /// [`AdamW::checked_update`] with the gradients already taken (a batch in parts: `report`
+    /// starts with the batch's loss).
+    pub(crate) async fn checked_update_with<M: Module>(
+        &mut self,
+        model: &M,
+        grads: GradientsParams,
+        report: Vec<Tensor<1>>,
+        lr: f64,
+        step: usize,
+    ) -> crate::Result<(M, Vec<f32>)> {
         let grad_norm = Self::grad_norm(model, &grads);
         let mut parts = report;
         parts.push(grad_norm.clone());

@@ -12,8 +12,9 @@
 //!
 //! Differences from the official code: f32 throughout (no bf16); the per-sample coin flips, the
 //! permutations and the label dropout come from a seeded CPU stream per step (official: python's
-//! `random` and `torch.randperm`), and the device's own random stream (dropout) is re-seeded every
-//! step, so a resumed run takes exactly the steps an uninterrupted one would.
+//! `random` and `torch.randperm`), and dropout draws from a stream seeded per step (per part of
+//! the batch on the CPU, [`crate::parts`]; the device's on a GPU), so a resumed run takes exactly
+//! the steps an uninterrupted one would.
 
 use burn::config::Config;
 use burn::prelude::*;
@@ -26,6 +27,7 @@ use crate::Error;
 use crate::checkpoint::{Checkpoint, CheckpointHeader, ModelKind, load_weights, weights_to_bytes};
 use crate::data::mix;
 use crate::optim::{AdamW, AdamWConfig};
+use crate::parts::{self, Part};
 use crate::schedule::LrScheduleConfig;
 
 /// How the probability `r` of a random order goes from 1 to 0 (official
@@ -272,25 +274,38 @@ impl RarTrainer {
     /// [`Error::NonFiniteLoss`] / [`Error::NonFiniteGradient`] and leaves the model as it was.
     pub async fn step_tokens(&mut self, tokens: Tensor<2, Int>, labels: Tensor<1, Int>) -> crate::Result<RarStats> {
         let (step, lr, random_ratio) = (self.step, self.lr(), self.random_ratio());
-        // Dropout draws from the device's stream: seeded per step, so a resumed run repeats it.
+        // Dropout on a GPU draws from the device's stream: seeded per step, so a resumed run
+        // repeats it (on the CPU each part of the batch has its own stream, `crate::parts`).
         self.device.seed(mix(self.config.seed ^ 0xD209, step as u64));
 
-        // 1. This step's orders and label dropout.
+        // 1. This step's orders and label dropout, for the whole batch.
         let tokens = tokens.inner();
         let [b, n] = tokens.dims();
         let (orders, labels) = self.orders_and_labels(b, labels.inner());
-        let targets = tokens.clone().gather(1, orders.clone()); // output j predicts token orders[j]
 
-        // 2. Cross-entropy of the first N outputs (the last one predicts nothing).
-        let ad = |t: Tensor<2, Int>| t.autodiff();
-        let logits = self.model.forward(ad(tokens), labels.autodiff(), Some(ad(orders))).narrow(1, 0, n); // [B, N, V]
-        let target_idx = targets.reshape([b, n, 1]);
-        let loss = cross_entropy(logits.clone(), target_idx.clone().autodiff());
-        let correct = logits.inner().argmax(2).equal(target_idx).float().mean();
+        // 2. Cross-entropy of the first N outputs (the last one predicts nothing), in parts side
+        //    by side on the CPU's cores.
+        let parts = parts::split(&self.device, b)
+            .into_iter()
+            .enumerate()
+            .map(|(p, rows)| {
+                let at = |t: &Tensor<2, Int>| t.clone().narrow(0, rows.start, rows.len());
+                let input = (at(&tokens), labels.clone().narrow(0, rows.start, rows.len()), at(&orders));
+                Part { input, rows, total: b, dropout_seed: mix(mix(self.config.seed ^ 0xD20A, step as u64), p as u64) }
+            })
+            .collect();
+        let (report, grads) = parts::gradients(&self.model, parts, |model, (tokens, labels, orders)| {
+            let k = tokens.dims()[0];
+            let targets = tokens.clone().gather(1, orders.clone()); // output j predicts token orders[j]
+            let logits = model.forward(tokens.autodiff(), labels.autodiff(), Some(orders.autodiff())).narrow(1, 0, n); // [k, N, V]
+            let target_idx = targets.reshape([k, n, 1]);
+            let loss = cross_entropy(logits.clone(), target_idx.clone().autodiff());
+            let correct = logits.inner().argmax(2).equal(target_idx).float().mean();
+            (loss, vec![correct])
+        });
 
-        // 3. Backward, one read back of everything the step reports, and the update.
-        let report = vec![loss.clone().inner(), correct];
-        let (model, values) = self.optimizer.checked_update(&self.model, loss, report, lr, step).await?;
+        // 3. One read back of everything the step reports, and the update.
+        let (model, values) = self.optimizer.checked_update_with(&self.model, grads, report, lr, step).await?;
         let (loss_value, accuracy, norm_value) = (values[0], values[1], values[2]);
         self.model = model;
         self.step += 1;

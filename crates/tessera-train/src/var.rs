@@ -24,6 +24,7 @@ use tessera_models::tokenizers::msvq::MsVqVae;
 use crate::checkpoint::{Checkpoint, CheckpointHeader, ModelKind, load_weights, transformer_weights, weights_to_bytes};
 use crate::data::mix;
 use crate::optim::{AdamW, AdamWConfig};
+use crate::parts::{self, Part};
 use crate::schedule::LrScheduleConfig;
 use crate::Error;
 
@@ -195,22 +196,34 @@ impl VarTrainer {
         let [b, l] = targets.dims();
         let mut rng = SplitMix64::new(mix(self.config.seed ^ 0x1ABE1, step as u64));
         let labels = self.model.drop_labels(labels.inner(), &mut rng);
+        let inputs = match self.config.model.order() {
+            TokenOrder::NextScale => Some(self.tokenizer.idx_to_var_input(&idx)), // [B, L - 1, Cvae]
+            TokenOrder::NextToken => None,
+        };
 
-        // 2. Cross-entropy over every token of every scale (official: weight 1/L each).
-        let logits = match self.config.model.order() {
-            TokenOrder::NextScale => {
-                let x = self.tokenizer.idx_to_var_input(&idx).autodiff(); // [B, L - 1, Cvae]
-                self.model.forward(labels, x)
-            }
-            TokenOrder::NextToken => self.model.forward_tokens(labels, targets.clone()),
-        }; // [B, L, V]
-        let target_idx = targets.clone().reshape([b, l, 1]);
-        let loss = cross_entropy(logits.clone(), target_idx.clone().autodiff());
-        let correct = logits.inner().argmax(2).equal(target_idx).float().mean();
+        // 2. Cross-entropy over every token of every scale (official: weight 1/L each), in parts
+        //    side by side on the CPU's cores.
+        let parts = parts::split(&self.device, b)
+            .into_iter()
+            .map(|rows| {
+                let (s, k) = (rows.start, rows.len());
+                let input = (labels.clone().narrow(0, s, k), targets.clone().narrow(0, s, k), inputs.as_ref().map(|x| x.clone().narrow(0, s, k)));
+                Part { input, rows, total: b, dropout_seed: 0 } // VAR has no dropout
+            })
+            .collect();
+        let (report, grads) = parts::gradients(&self.model, parts, |model, (labels, targets, inputs)| {
+            let logits = match inputs {
+                Some(x) => model.forward(labels, x.autodiff()),
+                None => model.forward_tokens(labels, targets.clone()),
+            }; // [k, L, V]
+            let target_idx = targets.clone().reshape([targets.dims()[0], l, 1]);
+            let loss = cross_entropy(logits.clone(), target_idx.clone().autodiff());
+            let correct = logits.inner().argmax(2).equal(target_idx).float().mean();
+            (loss, vec![correct])
+        });
 
-        // 3. Backward, one read back of everything the step reports, and the update.
-        let report = vec![loss.clone().inner(), correct];
-        let (model, values) = self.optimizer.checked_update(&self.model, loss, report, lr, step).await?;
+        // 3. One read back of everything the step reports, and the update.
+        let (model, values) = self.optimizer.checked_update_with(&self.model, grads, report, lr, step).await?;
         let (loss_value, accuracy, norm_value) = (values[0], values[1], values[2]);
         self.model = model;
         self.step += 1;

@@ -3,12 +3,17 @@
 //! posterior noise, the label drop, the RoPE shift and the flow noise included), the token scale
 //! is measured once and saved, and the trained pair loads as a generator that draws any width.
 
+mod common;
+
 use burn::prelude::*;
+use common::{close, in_parts};
 use pollster::block_on;
 use tessera_data::Mnist;
 use tessera_models::generator::{SampleRequest, generate};
 use tessera_train::data::load_batch;
-use tessera_train::{Checkpoint, ColumnTokenizerTrainer, ColumnsPreset, EquivariantTrainer, LrScheduleConfig, load_generator};
+use tessera_models::rng::SplitMix64;
+use tessera_models::tokenizers::columns::ColumnTokenizerConfig;
+use tessera_train::{Checkpoint, ColumnTokenizerTrainer, ColumnsPreset, EquivariantStats, EquivariantTrainer, LrScheduleConfig, load_generator};
 
 #[test]
 fn column_pair_trains_resumes_exactly_and_draws_wider_than_trained() {
@@ -58,4 +63,52 @@ fn column_pair_trains_resumes_exactly_and_draws_wider_than_trained() {
     let request = SampleRequest { classes: vec![3, 7], width: Some(16), guidance: 1.0, ..Default::default() };
     let images = generate(generator.as_ref(), &request).unwrap();
     assert_eq!(images.dims(), [2, 1, 32, 64]);
+}
+
+/// On the CPU a step's batch runs in parts side by side, one per pool thread. Cut into 3 parts,
+/// a step is the step taken whole (1 part) up to float rounding, step after step. With dropout,
+/// each part draws its own seeded masks: the run is the same every time and resumes exactly.
+#[test]
+fn a_step_in_parts_is_the_step_whole_and_resumes_exactly_with_dropout() {
+    let device = Device::flex();
+    let tokenizer_config = ColumnTokenizerConfig::mnist();
+    let config = |dropout: f64| {
+        let mut config = ColumnsPreset::Tiny.equivariant_training(&tokenizer_config, 10);
+        (config.steps, config.batch_size, config.schedule) = (20, 6, LrScheduleConfig::new(2e-3).with_warmup_fraction(0.0));
+        config.model = config.model.with_dropout(dropout);
+        config
+    };
+    let (n, c) = (config(0.0).model.token_num, config(0.0).model.token_dim);
+    let batches: Vec<(Tensor<3>, Tensor<1, Int>)> = {
+        let mut rng = SplitMix64::new(5);
+        (0..3)
+            .map(|_| {
+                let tokens = Tensor::<3>::from_data(TensorData::new(rng.normals(6 * n * c), [6, n, c]), &device);
+                (tokens, Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 1, 2, 3, 4, 5], [6]), &device))
+            })
+            .collect()
+    };
+    let run = |trainer: &mut EquivariantTrainer, parts: usize| -> Vec<EquivariantStats> {
+        in_parts(parts, 6, || batches.iter().map(|(t, l)| block_on(trainer.step_tokens(t.clone(), l.clone())).unwrap()).collect())
+    };
+    // Runs start from a saved step 0: weights drawn from burn's generator could differ between two
+    // fresh trainers while other tests draw from it too.
+    let start = |dropout| {
+        let trainer = EquivariantTrainer::new(config(dropout), tokenizer_config.init(&device), &device).unwrap();
+        Checkpoint::from_bytes(&block_on(trainer.checkpoint(&[])).unwrap().to_bytes()).unwrap()
+    };
+    let (plain, dropped) = (start(0.0), start(0.1));
+    let resume = |saved: &Checkpoint| EquivariantTrainer::resume(saved, tokenizer_config.init(&device), &device).unwrap();
+
+    let (whole, parts) = (run(&mut resume(&plain), 1), run(&mut resume(&plain), 3));
+    for (w, p) in whole.iter().zip(&parts) {
+        assert!(close(w.loss, p.loss) && close(w.grad_norm, p.grad_norm), "step {}: whole {w:?}, in parts {p:?}", w.step);
+    }
+
+    let mut first = resume(&dropped);
+    let (a, b) = (run(&mut first, 3), run(&mut resume(&dropped), 3));
+    assert_eq!(a, b, "dropout in parts draws the same masks on every run");
+    assert!(a.iter().zip(&parts).any(|(d, p)| d.loss != p.loss), "dropout is on");
+    let saved = Checkpoint::from_bytes(&block_on(first.checkpoint(&[])).unwrap().to_bytes()).unwrap();
+    assert_eq!(run(&mut first, 3), run(&mut resume(&saved), 3), "a resumed run in parts takes the same steps");
 }

@@ -2,7 +2,10 @@
 //! checkpoints round-trip and resume exactly, damaged or foreign files give the named error,
 //! a NaN stops training before it reaches the weights, and the trained pair samples images.
 
+mod common;
+
 use burn::prelude::*;
+use common::{close, in_parts};
 use pollster::block_on;
 use tessera_data::{Dataset, Mnist};
 use tessera_models::generators::var::VarConfig;
@@ -188,4 +191,23 @@ fn a_nan_loss_stops_training_before_the_weights_change() {
     let e = block_on(var.step(images, labels)).unwrap_err();
     assert!(matches!(e, Error::NonFiniteLoss { step: 1, .. } | Error::NonFiniteGradient { step: 1, .. }), "{e}");
     assert_eq!(var.step_index(), 1);
+}
+
+/// On the CPU a step's batch runs in parts side by side, one per pool thread: eight digits cut
+/// into 3 uneven parts (2, 3, 3) take the steps the whole batch takes, up to float rounding.
+#[test]
+fn a_var_step_in_parts_is_the_step_whole() {
+    let device = Device::flex();
+    let (images, labels) = digits(&device);
+    let tokenizer = tokenizer_config().model.init(&device);
+    // From a saved step 0: other tests draw from burn's generator too.
+    let start = block_on(VarTrainer::new(var_config(), tokenizer.clone(), &device).unwrap().checkpoint(&[])).unwrap();
+    let start = Checkpoint::from_bytes(&start.to_bytes()).unwrap();
+    let run = |parts: usize| {
+        let mut var = VarTrainer::resume(&start, tokenizer.clone(), None, &device).unwrap();
+        in_parts(parts, 8, || (0..3).map(|_| block_on(var.step(images.clone(), labels.clone())).unwrap()).collect::<Vec<_>>())
+    };
+    for (w, p) in run(1).iter().zip(&run(3)) {
+        assert!(close(w.loss, p.loss) && close(w.grad_norm, p.grad_norm) && close(w.accuracy, p.accuracy), "whole {w:?}, in parts {p:?}");
+    }
 }

@@ -3,7 +3,10 @@
 //! the label dropout and the dropout masks included), and the trained pair loads as a generator
 //! that samples in every order.
 
+mod common;
+
 use burn::prelude::*;
+use common::{close, in_parts};
 use pollster::block_on;
 use tessera_data::Mnist;
 use tessera_models::family::{Family, FillOrder};
@@ -94,5 +97,27 @@ fn vqgan_and_rar_train_resume_exactly_and_sample_in_every_order() {
         assert_eq!(images.dims(), [2, 1, 32, 32]);
         let (min, max) = (images.clone().min().into_scalar::<f32>(), images.max().into_scalar::<f32>());
         assert!((0.0..=1.0).contains(&min) && (0.0..=1.0).contains(&max) && max > min, "{order:?}: {min}..{max}");
+    }
+}
+
+/// On the CPU a step's batch runs in parts side by side, one per pool thread: eight digits' codes
+/// cut into 3 uneven parts (2, 3, 3), in random orders, take the steps the whole batch takes, up to
+/// float rounding. (The resume test above covers dropout in parts.)
+#[test]
+fn a_rar_step_in_parts_is_the_step_whole() {
+    let device = Device::flex();
+    let (images, labels) = digits(&device);
+    let tokenizer = vqgan_config().model.init(&device);
+    let mut config = rar_config();
+    config.model = config.model.with_dropout(0.0);
+    // From a saved step 0: other tests draw from burn's generator too.
+    let start = block_on(RarTrainer::new(config, tokenizer.clone(), &device).unwrap().checkpoint(&[])).unwrap();
+    let start = Checkpoint::from_bytes(&start.to_bytes()).unwrap();
+    let run = |parts: usize| {
+        let mut rar = RarTrainer::resume(&start, tokenizer.clone(), &device).unwrap();
+        in_parts(parts, 8, || (0..3).map(|_| block_on(rar.step(images.clone(), labels.clone())).unwrap()).collect::<Vec<_>>())
+    };
+    for (w, p) in run(1).iter().zip(&run(3)) {
+        assert!(close(w.loss, p.loss) && close(w.grad_norm, p.grad_norm) && close(w.accuracy, p.accuracy), "whole {w:?}, in parts {p:?}");
     }
 }

@@ -44,6 +44,7 @@ use tessera_kernels::{AttentionMask, attention};
 
 use super::flow_head::{FlowHead, FlowHeadConfig, xavier};
 use crate::Error;
+use crate::dropout::dropout;
 use crate::weights::StateDict;
 
 /// Std of the official normal init of `class_emb`, `fake_latent` and `encoder_pos_embed_learned`.
@@ -450,7 +451,7 @@ impl Block {
     /// `x + MLP(norm2(x))`, on any slots (`[B, L, D]`).
     fn mlp_residual(&self, x: Tensor<3>) -> Tensor<3> {
         let h = gelu(dense(&self.mlp.fc1, layer_norm(&self.norm2, x.clone(), self.norm_eps)));
-        x + self.dropout.forward(dense(&self.mlp.fc2, self.dropout.forward(h)))
+        x + dropout(&self.dropout, dense(&self.mlp.fc2, dropout(&self.dropout, h)))
     }
 
     /// Cross-attention keys and values of the condition slots `[B, S, D]` entering this block.
@@ -488,12 +489,12 @@ impl Block {
             kv.v = Some(v.clone().narrow(2, lk - kept, kept));
         }
         let a = attention(q, k, v, mask, scale);
-        let img = img + self.dropout.forward(dense(&self.attn.proj, merge_heads(a)));
+        let img = img + dropout(&self.dropout, dense(&self.attn.proj, merge_heads(a)));
 
         // 2. Cross-attention to the condition slots, RoPE on q only.
         let q = rope.apply(split_heads(dense(&self.attn2.qkv, layer_norm(&self.cross_norm, img.clone(), CROSS_NORM_EPS)), h)).swap_dims(1, 2);
         let a = attention(q, cross.k.clone(), cross.v.clone(), &AttentionMask::None, scale);
-        let img = img + self.dropout.forward(dense(&self.attn2.proj, merge_heads(a)));
+        let img = img + dropout(&self.dropout, dense(&self.attn2.proj, merge_heads(a)));
         debug_assert_eq!(img.dims(), [b, l, d]);
 
         // 3. MLP (per slot).
@@ -783,10 +784,7 @@ impl Equivariant {
         let [b, n, c] = tokens.dims();
         let z = self.forward(tokens.clone(), cond, rope_shift);
         let d = z.dims()[2];
-        let mul = self.diffusion_batch_mul;
-        let z = Tensor::cat(vec![z.reshape([b * n, d]); mul], 0);
-        let x0 = Tensor::cat(vec![tokens.reshape([b * n, c]); mul], 0);
-        self.diffloss.loss(x0, z, noise, u)
+        self.diffloss.loss(tokens.reshape([b * n, c]), z.reshape([b * n, d]), self.diffusion_batch_mul, noise, u)
     }
 
     /// Loads an official `EquivariantGenerativeModel` `state_dict` (names as in

@@ -257,20 +257,24 @@ impl FlowHead {
         x
     }
 
-    /// The rectified-flow loss (official `DiffLoss.forward` via `RectifiedFlow.get_train_tuple`):
-    /// `t = u · (1 - 1e-5) + 1e-5`, `x_t = t · noise + (1 - t) · x0`, target `noise - x0`; the
-    /// squared error averaged over channels, then over rows. The caller draws `noise ~ N(0, 1)`
-    /// and `u ~ U(0, 1)` per row.
+    /// The rectified-flow loss (official `DiffLoss.forward` via `RectifiedFlow.get_train_tuple`)
+    /// with every row repeated `mul` times (official `.repeat(mul, 1)`: repeated row `r · N + i`
+    /// is row `i`): `t = u · (1 - 1e-5) + 1e-5`, `x_t = t · noise + (1 - t) · x0`, target
+    /// `noise - x0`; the squared error averaged over channels, then over rows. The caller draws
+    /// `noise ~ N(0, 1)` and `u ~ U(0, 1)` per repeated row. The condition is embedded once per
+    /// row, then repeated: the same numbers as embedding the repeated rows, for a `mul`-th of the work.
     ///
     /// # Shapes
-    /// - `x0`, `noise`: `[M, C]`, `z`: `[M, D]`, `u`: `[M]` → `[1]`
-    pub fn loss(&self, x0: Tensor<2>, z: Tensor<2>, noise: Tensor<2>, u: Tensor<1>) -> Tensor<1> {
+    /// - `x0`: `[N, C]`, `z`: `[N, D]`, `noise`: `[mul · N, C]`, `u`: `[mul · N]` → `[1]`
+    pub fn loss(&self, x0: Tensor<2>, z: Tensor<2>, mul: usize, noise: Tensor<2>, u: Tensor<1>) -> Tensor<1> {
         let [m] = u.dims();
+        let x0 = Tensor::cat(vec![x0; mul], 0);
+        let cond = Tensor::cat(vec![dense(&self.cond_embed, z); mul], 0);
         let t = u * (1.0 - T_EPS) + T_EPS;
         let tc = t.clone().reshape([m, 1]);
         let x_t = tc.clone() * noise.clone() + (tc.neg() + 1.0) * x0.clone();
         let target = noise - x0;
-        (target - self.velocity(x_t, t, z)).square().mean()
+        (target - self.velocity_from(x_t, self.time_embed.forward(t) + cond)).square().mean()
     }
 
     /// Loads an official `SimpleMLPAdaLN` `state_dict` under `prefix` (`diffloss.net` inside the
@@ -377,21 +381,23 @@ mod tests {
     }
 
     #[test]
-    fn the_loss_is_the_mean_squared_velocity_error_at_the_shifted_time() {
+    fn the_loss_is_the_mean_squared_velocity_error_at_the_shifted_time_over_the_repeated_rows() {
         let device = Device::flex();
         device.seed(5);
         let head = random_head(&device);
-        let x0 = Tensor::<2>::random([6, 4], Distribution::Normal(0.0, 1.0), &device);
+        let x0 = Tensor::<2>::random([3, 4], Distribution::Normal(0.0, 1.0), &device);
         let noise = Tensor::<2>::random([6, 4], Distribution::Normal(0.0, 1.0), &device);
-        let z = Tensor::<2>::random([6, 6], Distribution::Normal(0.0, 1.0), &device);
+        let z = Tensor::<2>::random([3, 6], Distribution::Normal(0.0, 1.0), &device);
         let u = Tensor::<1>::random([6], Distribution::Uniform(0.0, 1.0), &device);
-        let loss = head.loss(x0.clone(), z.clone(), noise.clone(), u.clone()).into_scalar::<f32>();
-        // By hand: the mean squared error of the velocity at the same x_t.
+        let loss = head.loss(x0.clone(), z.clone(), 2, noise.clone(), u.clone()).into_scalar::<f32>();
+        // By hand: the rows repeated twice (`.repeat(2, 1)`), the mean squared error of the
+        // velocity at the same x_t.
+        let (x0, z) = (Tensor::cat(vec![x0.clone(), x0], 0), Tensor::cat(vec![z.clone(), z], 0));
         let t = u * (1.0 - T_EPS) + T_EPS;
         let tc = t.clone().reshape([6, 1]);
         let x_t = tc.clone() * noise.clone() + (tc.neg() + 1.0) * x0.clone();
         let want = ((noise - x0) - head.velocity(x_t, t, z)).square().mean().into_scalar::<f32>();
-        assert!((loss - want).abs() < 1e-6 && loss > 0.0);
+        assert!((loss - want).abs() < 1e-6 && loss > 0.0, "{loss} against {want}");
     }
 
     #[test]

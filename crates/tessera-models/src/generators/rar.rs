@@ -34,6 +34,7 @@ use tessera_kernels::norm::{gated_residual, layer_norm, layer_norm_modulate};
 use tessera_kernels::{AttentionMask, attention};
 
 use crate::Error;
+use crate::dropout::dropout;
 use crate::kv::LayerKv;
 use crate::weights::StateDict;
 
@@ -301,10 +302,10 @@ impl Block {
         // Official chunk order: shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp.
         let [shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp] = c.project(&self.ada_ln_modulation);
         let h = layer_norm_modulate(x.clone(), affine(&self.norm1), scale_msa, shift_msa, LN_EPS);
-        let x = gated_residual(x, self.dropout.forward(self.attn.forward(h, mask, cache)), gate_msa);
+        let x = gated_residual(x, dropout(&self.dropout, self.attn.forward(h, mask, cache)), gate_msa);
         let h = layer_norm_modulate(x.clone(), affine(&self.norm2), scale_mlp, shift_mlp, LN_EPS);
-        let h = dense(&self.mlp.fc2, self.dropout.forward(gelu(dense(&self.mlp.fc1, h))));
-        gated_residual(x, self.dropout.forward(h), gate_mlp)
+        let h = dense(&self.mlp.fc2, dropout(&self.dropout, gelu(dense(&self.mlp.fc1, h))));
+        gated_residual(x, dropout(&self.dropout, h), gate_mlp)
     }
 }
 

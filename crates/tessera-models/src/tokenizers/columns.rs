@@ -638,6 +638,11 @@ impl ColumnTokenizer {
         rasterize(columns, self.decoder.z_channels)
     }
 
+    /// The bound of the posterior's per-sample noise scale ([`Posterior::std`]).
+    pub fn posterior_std(&self) -> f64 {
+        self.std
+    }
+
     /// Token width E.
     pub fn embed_dim(&self) -> usize {
         self.quant_layer.weight.lazy_shape().dims::<3>()[0]
