@@ -4,8 +4,9 @@
 //! parts of a batch drawing from it at once would take each other's numbers in whatever order the
 //! threads run. So on the CPU a trainer scopes a seeded stream per part ([`with_stream`]) and
 //! [`dropout`] draws that part's masks from it (SplitMix64, also several times faster than burn's
-//! per-element ChaCha draws). On a GPU the device's own generator, seeded per step, still draws
-//! them: a mask made on the CPU would have to be uploaded.
+//! per-element ChaCha draws). Outside a scoped stream (a trainer that does not scope one, a test)
+//! and on a wgpu device the device's own generator still draws them: on a GPU a mask made on the
+//! CPU would have to be uploaded.
 
 use std::cell::RefCell;
 
@@ -23,10 +24,15 @@ thread_local! {
 /// The previous stream is put back afterwards: a pool thread waiting inside one part's op may run
 /// another part whole in the meantime, and the first part must then go on with its own stream.
 pub fn with_stream<R>(seed: u64, f: impl FnOnce() -> R) -> R {
-    let previous = STREAM.with(|s| s.replace(Some(SplitMix64::new(seed))));
-    let out = f();
-    STREAM.with(|s| *s.borrow_mut() = previous);
-    out
+    /// Puts the previous stream back, also when `f` panics.
+    struct Restore(Option<SplitMix64>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            STREAM.with(|s| *s.borrow_mut() = self.0.take());
+        }
+    }
+    let _restore = Restore(STREAM.with(|s| s.replace(Some(SplitMix64::new(seed)))));
+    f()
 }
 
 /// `layer` applied to `x`: identity outside training, else every element zeroed with the layer's

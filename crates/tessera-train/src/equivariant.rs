@@ -17,8 +17,9 @@
 //!
 //! Differences from the official code: f32 throughout; the label drop, the shift, the posterior
 //! noise and the flow noise come from a seeded CPU stream per step, and dropout from a stream
-//! seeded per step (per part of the batch on the CPU, [`crate::parts`]; the device's on a GPU), so
-//! a resumed run takes exactly the steps an uninterrupted one would. The EMA warms up (`(1 + n) / (10 + n)`, as the tokenizer's `LitEma`) since short runs
+//! seeded per step (per part of the batch on the CPU, `parts.rs`; the device's on a GPU), so a
+//! resumed run takes exactly the steps an uninterrupted one would (on the CPU: with as many
+//! threads, which the batch's split follows). The EMA warms up (`(1 + n) / (10 + n)`, as the tokenizer's `LitEma`) since short runs
 //! would otherwise keep the random initial weights in the average.
 
 use burn::config::Config;

@@ -1,14 +1,15 @@
 //! A training step's batch cut into parts that run side by side, one per CPU core, as sampling
-//! does ([`tessera_models::generator`]'s `side_by_side`): each core runs its part's forward and
-//! backward passes op after op, with no hand-over between cores inside an op. The gradients of the
+//! does ([`tessera_models::generator`]'s `side_by_side`): each core runs its own part's forward
+//! and backward passes, and no op waits at its end for another part's half. The gradients of the
 //! parts are summed, so the update is the whole batch's, up to float rounding.
 //!
 //! Each part differentiates its own copy of the parameter leaves ([`own_leaves`]): burn's autodiff
 //! keeps one graph per set of connected tensors behind one lock, and parts sharing the leaves
-//! would be one graph, with their backward passes one after the other. Each part's loss is its
-//! mean, weighted by its share of the batch. Dropout in a part draws from the part's own seeded
-//! stream ([`tessera_models::dropout::with_stream`]), so a run, and its resume, take the same
-//! steps on a machine with the same number of cores.
+//! would be one graph, with their backward passes one after the other. So a part's step must not
+//! use any other tracked tensor it shares with another part. Each part's loss is its mean,
+//! weighted by its share of the batch. Dropout in a part draws from the part's own seeded stream
+//! ([`tessera_models::dropout::with_stream`]): a run, and its resume, take the same steps on a
+//! machine with the same number of threads (the split depends on it).
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
@@ -39,13 +40,14 @@ where
     M: Module + Sync,
     I: Send,
 {
-    let mut parts: Vec<Option<Part<I>>> = parts.into_iter().map(Some).collect();
     let single = parts.len() == 1;
+    // The copies are made here, one thread, before the parts start.
+    let mut parts: Vec<Option<(M, Part<I>)>> =
+        parts.into_iter().map(|part| Some((if single { model.clone() } else { own_leaves(model) }, part))).collect();
     let outcomes = tessera_kernels::cpu::side_by_side(&mut parts, |part| {
-        let Part { input, rows, total, dropout_seed } = part.take().expect("each part runs once");
+        let (own, Part { input, rows, total, dropout_seed }) = part.take().expect("each part runs once");
         let share = rows.len() as f64 / total as f64;
         with_stream(dropout_seed, || {
-            let own = if single { model.clone() } else { own_leaves(model) };
             let (loss, reports) = step(&own, input);
             let loss = loss * share;
             let grads = GradientsParams::from_grads(loss.backward(), &own);
@@ -68,14 +70,14 @@ pub(crate) fn by_rows<const D: usize, const E: usize>(x: Tensor<D>, f: impl Fn(T
     Tensor::cat(tessera_kernels::cpu::side_by_side(&mut inputs, |rows| f(rows.clone())), 0)
 }
 
-/// `model` with new leaves for its trained parameters (same values, same ids).
+/// `model` with new leaves for its parameters (same values, same ids, the same ones trained).
 fn own_leaves<M: Module>(model: &M) -> M {
     struct Leaves;
     impl ModuleMapper for Leaves {
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
             let (id, tensor, mapper) = param.consume();
-            let tensor = if tensor.is_require_grad() { Tensor::from_inner(tensor.inner()).require_grad() } else { tensor };
-            Param::from_mapped_value(id, tensor, mapper)
+            // A new node that keeps `require_grad`.
+            Param::from_mapped_value(id, tensor.detach(), mapper)
         }
     }
     model.clone().map(&mut Leaves)

@@ -13,8 +13,9 @@
 //! Differences from the official code: f32 throughout (no bf16); the per-sample coin flips, the
 //! permutations and the label dropout come from a seeded CPU stream per step (official: python's
 //! `random` and `torch.randperm`), and dropout draws from a stream seeded per step (per part of
-//! the batch on the CPU, [`crate::parts`]; the device's on a GPU), so a resumed run takes exactly
-//! the steps an uninterrupted one would.
+//! the batch on the CPU, `parts.rs`; the device's on a GPU), so a resumed run takes exactly the
+//! steps an uninterrupted one would (on the CPU: with as many threads, which the batch's split
+//! follows).
 
 use burn::config::Config;
 use burn::prelude::*;

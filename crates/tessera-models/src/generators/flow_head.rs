@@ -262,7 +262,8 @@ impl FlowHead {
     /// is row `i`): `t = u · (1 - 1e-5) + 1e-5`, `x_t = t · noise + (1 - t) · x0`, target
     /// `noise - x0`; the squared error averaged over channels, then over rows. The caller draws
     /// `noise ~ N(0, 1)` and `u ~ U(0, 1)` per repeated row. The condition is embedded once per
-    /// row, then repeated: the same numbers as embedding the repeated rows, for a `mul`-th of the work.
+    /// row, then repeated: the numbers of embedding the repeated rows (up to float rounding), for a
+    /// `mul`-th of the work.
     ///
     /// # Shapes
     /// - `x0`: `[N, C]`, `z`: `[N, D]`, `noise`: `[mul · N, C]`, `u`: `[mul · N]` → `[1]`
