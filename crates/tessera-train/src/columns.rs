@@ -17,13 +17,14 @@
 use burn::config::Config;
 use burn::prelude::*;
 use tessera_models::rng::SplitMix64;
-use tessera_models::tokenizers::columns::{ColumnTokenizer, ColumnTokenizerConfig};
+use tessera_models::tokenizers::columns::{ColumnTokenizer, ColumnTokenizerConfig, Posterior};
 
 use crate::Error;
 use crate::checkpoint::{Checkpoint, CheckpointHeader, ModelKind, load_weights, weights_to_bytes};
 use crate::data::mix;
 use crate::ema::Ema;
 use crate::optim::{AdamW, AdamWConfig};
+use crate::parts::{self, Part};
 use crate::schedule::LrScheduleConfig;
 
 /// Everything that shapes a column tokenizer training run.
@@ -161,21 +162,36 @@ impl ColumnTokenizerTrainer {
         let (step, lr) = (self.step, self.lr());
         let x = images.inner().autodiff();
         let [b, c, h, w] = x.dims();
-        let pixels = (c * h * w) as f64;
+        let (pixels, kl_weight) = ((c * h * w) as f64, self.config.kl_weight);
 
-        // 1. Encode, draw from the posterior (seeded per step), decode.
-        let posterior = self.model.posterior(x.clone());
+        // 1. The posterior's noise, drawn for the whole batch (seeded per step): a part keeps its rows.
+        let (n, e) = (self.config.model.tokens_for_width(w), self.config.model.embed_dim);
         let mut rng = SplitMix64::new(mix(self.config.seed ^ 0xC011, step as u64));
-        let tokens = posterior.sample(&mut rng);
-        let err = self.model.decode(tokens) - x;
-        let l1 = err.clone().abs().sum() / (b as f64 * pixels);
-        let kl = posterior.kl().mean();
-        let loss = l1 + kl.clone() * (self.config.kl_weight / pixels);
-        let mse = err.square().mean();
+        let (scales, eps) = Posterior::noise(&mut rng, [b, n, e]);
 
-        // 2. Backward, one read back of everything the step reports, and the update.
-        let report = vec![loss.clone().inner(), mse.inner(), kl.inner()];
-        let (model, values) = self.optimizer.checked_update(&self.model, loss, report, lr, step).await?;
+        // 2. Encode, draw from the posterior, decode: in parts side by side on the CPU's cores.
+        let parts = parts::split(&self.device, b)
+            .into_iter()
+            .map(|rows| {
+                let (s, k) = (rows.start, rows.len());
+                let input = (x.clone().narrow(0, s, k), scales[rows.clone()].to_vec(), eps[s * n * e..(s + k) * n * e].to_vec());
+                Part { input, rows, total: b, dropout_seed: 0 } // no dropout in the tokenizer
+            })
+            .collect();
+        let (report, grads) = parts::gradients(&self.model, parts, |model, (x, scales, eps)| {
+            let (k, device) = (x.dims()[0], x.device());
+            let posterior = model.posterior(x.clone());
+            let scales = Tensor::from_data(TensorData::new(scales, [k]), &device);
+            let tokens = posterior.sample_with(scales, Tensor::from_data(TensorData::new(eps, [k, n, e]), &device));
+            let err = model.decode(tokens) - x;
+            let l1 = err.clone().abs().sum() / (k as f64 * pixels);
+            let kl = posterior.kl().mean();
+            let loss = l1 + kl.clone() * (kl_weight / pixels);
+            (loss, vec![err.square().mean().inner(), kl.inner()])
+        });
+
+        // 3. One read back of everything the step reports, and the update.
+        let (model, values) = self.optimizer.checked_update_with(&self.model, grads, report, lr, step).await?;
         let (loss_value, mse_value, kl_value, norm_value) = (values[0], values[1], values[2], values[3]);
         self.model = model;
         self.ema.update(&self.model.valid());

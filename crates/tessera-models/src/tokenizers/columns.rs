@@ -504,17 +504,24 @@ impl Posterior {
         self.mean.clone() + s.reshape([b, 1, 1]) * eps
     }
 
-    /// [`Self::sample_with`] with standard normals drawn from `rng` (the scales first, then ε in
-    /// row-major order) and uploaded: the same seed gives the same sample on every device.
+    /// [`Self::sample_with`] with standard normals drawn from `rng` ([`Self::noise`]) and
+    /// uploaded: the same seed gives the same sample on every device.
     pub fn sample(&self, rng: &mut SplitMix64) -> Tensor<3> {
         let shape = self.mean.dims();
         let device = self.mean.device();
-        let scales = normals(rng, shape[0]);
-        let eps = normals(rng, shape.iter().product());
+        let (scales, eps) = Self::noise(rng, shape);
         self.sample_with(
             Tensor::from_data(TensorData::new(scales, [shape[0]]), &device),
             Tensor::from_data(TensorData::new(eps, shape), &device),
         )
+    }
+
+    /// The noise [`Self::sample`] draws for means of `shape` `[B, N, E]`: the `B` scales first,
+    /// then ε in row-major order, standard normal. Image `i`'s draws are `scales[i]` and
+    /// `eps[i·N·E..(i + 1)·N·E]`.
+    pub fn noise(rng: &mut SplitMix64, shape: [usize; 3]) -> (Vec<f32>, Vec<f32>) {
+        let scales = normals(rng, shape[0]);
+        (scales, normals(rng, shape.iter().product()))
     }
 
     /// The official `kl()`, an L2 penalty: `0.5 Σ mean²` per sample, `[B]`.
