@@ -25,9 +25,14 @@ pub(crate) struct Part<I> {
     pub dropout_seed: u64,
 }
 
-/// How a step of `rows` images on `device` is cut: one range per part (one per core on the CPU).
+/// The most parts a step is cut into: each part holds a whole copy of the gradients until they
+/// are summed, and on a many-core machine the parts' ops still spread over the other cores.
+const MAX_PARTS: usize = 8;
+
+/// How a step of `rows` images on `device` is cut: one range per part (one per core on the CPU,
+/// at most [`MAX_PARTS`]).
 pub(crate) fn split(device: &Device, rows: usize) -> Vec<std::ops::Range<usize>> {
-    let parts = tessera_kernels::cpu::batch_parts(device, rows);
+    let parts = tessera_kernels::cpu::batch_parts(device, rows).min(MAX_PARTS);
     BatchPart::split(rows, parts).into_iter().map(|(_, rows)| rows).collect()
 }
 
@@ -103,4 +108,23 @@ fn sum<M: Module>(model: &M, mut parts: Vec<GradientsParams>) -> GradientsParams
     let mut visitor = Sum { parts, out: GradientsParams::new() };
     model.visit(&mut visitor);
     visitor.out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_is_cut_into_one_part_per_thread_up_to_the_most_parts() {
+        let device = Device::flex();
+        let on = |threads: usize, rows: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| split(&device, rows))
+        };
+        assert_eq!(on(3, 8), vec![0..2, 2..5, 5..8]);
+        assert_eq!(on(4, 2), vec![0..1, 1..2], "no empty part");
+        let many = on(2 * MAX_PARTS, 64);
+        assert_eq!(many.len(), MAX_PARTS);
+        assert_eq!(many.iter().map(|r| r.len()).sum::<usize>(), 64);
+    }
 }
