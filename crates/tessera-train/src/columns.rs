@@ -24,7 +24,7 @@ use crate::checkpoint::{Checkpoint, CheckpointHeader, ModelKind, load_weights, w
 use crate::data::mix;
 use crate::ema::Ema;
 use crate::optim::{AdamW, AdamWConfig};
-use crate::parts::{self, Part};
+use crate::parts;
 use crate::schedule::LrScheduleConfig;
 
 /// Everything that shapes a column tokenizer training run.
@@ -175,10 +175,11 @@ impl ColumnTokenizerTrainer {
             .map(|rows| {
                 let (s, k) = (rows.start, rows.len());
                 let input = (x.clone().narrow(0, s, k), scales[rows.clone()].to_vec(), eps[s * n * e..(s + k) * n * e].to_vec());
-                Part { input, rows, total: b, dropout_seed: 0 } // no dropout in the tokenizer
+                (rows, input)
             })
             .collect();
-        let (report, grads) = parts::gradients(&self.model, parts, |model, (x, scales, eps)| {
+        // The tokenizer has no dropout: no stream to seed.
+        let (report, grads) = parts::gradients(&self.model, parts, 0, |model, (x, scales, eps)| {
             let (k, device) = (x.dims()[0], x.device());
             let posterior = model.posterior(x.clone());
             let scales = Tensor::from_data(TensorData::new(scales, [k]), &device);

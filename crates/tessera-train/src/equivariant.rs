@@ -19,8 +19,9 @@
 //! noise and the flow noise come from a seeded CPU stream per step, and dropout from a stream
 //! seeded per step (per part of the batch on the CPU, `parts.rs`; the device's on a GPU), so a
 //! resumed run takes exactly the steps an uninterrupted one would (on the CPU: with as many
-//! threads, which the batch's split follows). The EMA warms up (`(1 + n) / (10 + n)`, as the tokenizer's `LitEma`) since short runs
-//! would otherwise keep the random initial weights in the average.
+//! threads, which the batch's split follows). The EMA warms up (`(1 + n) / (10 + n)`, as the
+//! tokenizer's `LitEma`) since short runs would otherwise keep the random initial weights in the
+//! average.
 
 use burn::config::Config;
 use burn::prelude::*;
@@ -33,7 +34,7 @@ use crate::checkpoint::{Checkpoint, CheckpointHeader, ModelKind, load_weights, w
 use crate::data::mix;
 use crate::ema::Ema;
 use crate::optim::{AdamW, AdamWConfig};
-use crate::parts::{self, Part};
+use crate::parts;
 use crate::schedule::LrScheduleConfig;
 
 /// Everything that shapes an equivariant training run.
@@ -246,8 +247,7 @@ impl EquivariantTrainer {
         // 2. Each part's loss and gradients, side by side on the CPU's cores.
         let parts = parts::split(&self.device, b)
             .into_iter()
-            .enumerate()
-            .map(|(p, range)| {
+            .map(|range| {
                 let (s, k) = (range.start, range.len());
                 // Repeated row `r · B·N + i` of the batch is row `r · k·N + (i − s·N)` of the part.
                 let part_rows = |per_row: usize, all: &[f32]| -> Vec<f32> {
@@ -260,10 +260,11 @@ impl EquivariantTrainer {
                     noise: Tensor::<2>::from_data(TensorData::new(part_rows(c, &noise), [mul * k * n, c]), &device).autodiff(),
                     u: Tensor::<1>::from_data(TensorData::new(part_rows(1, &u), [mul * k * n]), &device).autodiff(),
                 };
-                Part { input, rows: range, total: b, dropout_seed: mix(mix(self.config.seed ^ 0xD20A, step as u64), p as u64) }
+                (range, input)
             })
             .collect();
-        let (report, grads) = parts::gradients(&self.model, parts, |model, p: PartInput| {
+        let dropout_seed = mix(self.config.seed ^ 0xD20A, step as u64);
+        let (report, grads) = parts::gradients(&self.model, parts, dropout_seed, |model, p: PartInput| {
             let cond = model.condition(p.labels, p.drop);
             (model.loss(p.tokens, cond, shift, p.noise, p.u), Vec::new())
         });

@@ -17,13 +17,10 @@ use burn::prelude::*;
 use tessera_models::dropout::with_stream;
 use tessera_models::rng::BatchPart;
 
-/// Rows `range` of a batch of `total`, and the seed of this part's dropout stream.
-pub(crate) struct Part<I> {
-    pub input: I,
-    pub rows: std::ops::Range<usize>,
-    pub total: usize,
-    pub dropout_seed: u64,
-}
+use crate::data::mix;
+
+/// A part: its rows of the batch ([`split`]'s range) and its share of the step's inputs.
+pub(crate) type Part<I> = (std::ops::Range<usize>, I);
 
 /// The most parts a step is cut into: each part holds a whole copy of the gradients until they
 /// are summed, and on a many-core machine the parts' ops still spread over the other cores.
@@ -37,22 +34,31 @@ pub(crate) fn split(device: &Device, rows: usize) -> Vec<std::ops::Range<usize>>
 }
 
 /// `step` of every part on `model`, backpropagated side by side. A part's step gives its loss
-/// (its mean, `[1]`, with autodiff) and the means it reports besides (`[1]` each, without). Returns
-/// the batch's loss and reports (the parts' weighted by their shares) and the summed gradients of
-/// `model`'s parameters.
-pub(crate) fn gradients<M, I>(model: &M, parts: Vec<Part<I>>, step: impl Fn(&M, I) -> (Tensor<1>, Vec<Tensor<1>>) + Sync) -> (Vec<Tensor<1>>, GradientsParams)
+/// (its mean, `[1]`, with autodiff) and the means it reports besides (`[1]` each, without). Part
+/// `p`'s dropout masks come from the stream of `mix(dropout_seed, p)`. Returns the batch's loss
+/// and reports (the parts' weighted by their shares) and the summed gradients of `model`'s
+/// parameters.
+pub(crate) fn gradients<M, I>(
+    model: &M,
+    parts: Vec<Part<I>>,
+    dropout_seed: u64,
+    step: impl Fn(&M, I) -> (Tensor<1>, Vec<Tensor<1>>) + Sync,
+) -> (Vec<Tensor<1>>, GradientsParams)
 where
     M: Module + Sync,
     I: Send,
 {
-    let single = parts.len() == 1;
+    let (single, total) = (parts.len() == 1, parts.iter().map(|(rows, _)| rows.len()).sum::<usize>());
     // The copies are made here, one thread, before the parts start.
-    let mut parts: Vec<Option<(M, Part<I>)>> =
-        parts.into_iter().map(|part| Some((if single { model.clone() } else { own_leaves(model) }, part))).collect();
+    let mut parts: Vec<Option<(u64, M, Part<I>)>> = parts
+        .into_iter()
+        .enumerate()
+        .map(|(p, part)| Some((mix(dropout_seed, p as u64), if single { model.clone() } else { own_leaves(model) }, part)))
+        .collect();
     let outcomes = tessera_kernels::cpu::side_by_side(&mut parts, |part| {
-        let (own, Part { input, rows, total, dropout_seed }) = part.take().expect("each part runs once");
+        let (stream, own, (rows, input)) = part.take().expect("each part runs once");
         let share = rows.len() as f64 / total as f64;
-        with_stream(dropout_seed, || {
+        with_stream(stream, || {
             let (loss, reports) = step(&own, input);
             let loss = loss * share;
             let grads = GradientsParams::from_grads(loss.backward(), &own);

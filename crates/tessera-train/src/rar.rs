@@ -28,7 +28,7 @@ use crate::Error;
 use crate::checkpoint::{Checkpoint, CheckpointHeader, ModelKind, load_weights, weights_to_bytes};
 use crate::data::mix;
 use crate::optim::{AdamW, AdamWConfig};
-use crate::parts::{self, Part};
+use crate::parts;
 use crate::schedule::LrScheduleConfig;
 
 /// How the probability `r` of a random order goes from 1 to 0 (official
@@ -276,7 +276,7 @@ impl RarTrainer {
     pub async fn step_tokens(&mut self, tokens: Tensor<2, Int>, labels: Tensor<1, Int>) -> crate::Result<RarStats> {
         let (step, lr, random_ratio) = (self.step, self.lr(), self.random_ratio());
         // Dropout on a GPU draws from the device's stream: seeded per step, so a resumed run
-        // repeats it (on the CPU each part of the batch has its own stream, `crate::parts`).
+        // repeats it (on the CPU each part of the batch has its own stream, `parts.rs`).
         self.device.seed(mix(self.config.seed ^ 0xD209, step as u64));
 
         // 1. This step's orders and label dropout, for the whole batch.
@@ -288,14 +288,14 @@ impl RarTrainer {
         //    by side on the CPU's cores.
         let parts = parts::split(&self.device, b)
             .into_iter()
-            .enumerate()
-            .map(|(p, rows)| {
+            .map(|rows| {
                 let at = |t: &Tensor<2, Int>| t.clone().narrow(0, rows.start, rows.len());
                 let input = (at(&tokens), labels.clone().narrow(0, rows.start, rows.len()), at(&orders));
-                Part { input, rows, total: b, dropout_seed: mix(mix(self.config.seed ^ 0xD20A, step as u64), p as u64) }
+                (rows, input)
             })
             .collect();
-        let (report, grads) = parts::gradients(&self.model, parts, |model, (tokens, labels, orders)| {
+        let dropout_seed = mix(self.config.seed ^ 0xD20A, step as u64);
+        let (report, grads) = parts::gradients(&self.model, parts, dropout_seed, |model, (tokens, labels, orders)| {
             let k = tokens.dims()[0];
             let targets = tokens.clone().gather(1, orders.clone()); // output j predicts token orders[j]
             let logits = model.forward(tokens.autodiff(), labels.autodiff(), Some(orders.autodiff())).narrow(1, 0, n); // [k, N, V]

@@ -24,7 +24,7 @@ use tessera_models::tokenizers::msvq::MsVqVae;
 use crate::checkpoint::{Checkpoint, CheckpointHeader, ModelKind, load_weights, transformer_weights, weights_to_bytes};
 use crate::data::mix;
 use crate::optim::{AdamW, AdamWConfig};
-use crate::parts::{self, Part};
+use crate::parts;
 use crate::schedule::LrScheduleConfig;
 use crate::Error;
 
@@ -208,10 +208,11 @@ impl VarTrainer {
             .map(|rows| {
                 let (s, k) = (rows.start, rows.len());
                 let input = (labels.clone().narrow(0, s, k), targets.clone().narrow(0, s, k), inputs.as_ref().map(|x| x.clone().narrow(0, s, k)));
-                Part { input, rows, total: b, dropout_seed: 0 } // VAR has no dropout
+                (rows, input)
             })
             .collect();
-        let (report, grads) = parts::gradients(&self.model, parts, |model, (labels, targets, inputs)| {
+        // VAR has no dropout: no stream to seed.
+        let (report, grads) = parts::gradients(&self.model, parts, 0, |model, (labels, targets, inputs)| {
             let logits = match inputs {
                 Some(x) => model.forward(labels, x.autodiff()),
                 None => model.forward_tokens(labels, targets.clone()),

@@ -6,7 +6,7 @@
 mod common;
 
 use burn::prelude::*;
-use common::{close, in_parts};
+use common::{assert_same_steps, in_parts};
 use pollster::block_on;
 use tessera_data::Mnist;
 use tessera_models::generator::{SampleRequest, generate};
@@ -101,9 +101,7 @@ fn a_step_in_parts_is_the_step_whole_and_resumes_exactly_with_dropout() {
     let resume = |saved: &Checkpoint| EquivariantTrainer::resume(saved, tokenizer_config.init(&device), &device).unwrap();
 
     let (whole, parts) = (run(&mut resume(&plain), 1), run(&mut resume(&plain), 3));
-    for (w, p) in whole.iter().zip(&parts) {
-        assert!(close(w.loss, p.loss) && close(w.grad_norm, p.grad_norm), "step {}: whole {w:?}, in parts {p:?}", w.step);
-    }
+    assert_same_steps(&whole, &parts, |s| vec![s.loss, s.grad_norm]);
 
     let mut first = resume(&dropped);
     let (a, b) = (run(&mut first, 3), run(&mut resume(&dropped), 3));
@@ -128,8 +126,5 @@ fn a_column_tokenizer_step_in_parts_is_the_step_whole() {
         let mut tok = ColumnTokenizerTrainer::resume(&start, &device).unwrap();
         in_parts(parts, 8, || (0..3).map(|_| block_on(tok.step(images.clone())).unwrap()).collect::<Vec<_>>())
     };
-    for (w, p) in run(1).iter().zip(&run(3)) {
-        let same = close(w.loss, p.loss) && close(w.psnr, p.psnr) && close(w.kl, p.kl) && close(w.grad_norm, p.grad_norm);
-        assert!(same, "whole {w:?}, in parts {p:?}");
-    }
+    assert_same_steps(&run(1), &run(3), |s| vec![s.loss, s.psnr, s.kl, s.grad_norm]);
 }

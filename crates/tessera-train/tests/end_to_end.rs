@@ -5,7 +5,7 @@
 mod common;
 
 use burn::prelude::*;
-use common::{close, in_parts};
+use common::{assert_same_steps, in_parts};
 use pollster::block_on;
 use tessera_data::{Dataset, Mnist};
 use tessera_models::generators::var::VarConfig;
@@ -207,7 +207,5 @@ fn a_var_step_in_parts_is_the_step_whole() {
         let mut var = VarTrainer::resume(&start, tokenizer.clone(), None, &device).unwrap();
         in_parts(parts, 8, || (0..3).map(|_| block_on(var.step(images.clone(), labels.clone())).unwrap()).collect::<Vec<_>>())
     };
-    for (w, p) in run(1).iter().zip(&run(3)) {
-        assert!(close(w.loss, p.loss) && close(w.grad_norm, p.grad_norm) && close(w.accuracy, p.accuracy), "whole {w:?}, in parts {p:?}");
-    }
+    assert_same_steps(&run(1), &run(3), |s| vec![s.loss, s.grad_norm, s.accuracy]);
 }

@@ -6,7 +6,7 @@
 mod common;
 
 use burn::prelude::*;
-use common::{close, in_parts};
+use common::{assert_same_steps, in_parts};
 use pollster::block_on;
 use tessera_data::Mnist;
 use tessera_models::family::{Family, FillOrder};
@@ -117,7 +117,5 @@ fn a_rar_step_in_parts_is_the_step_whole() {
         let mut rar = RarTrainer::resume(&start, tokenizer.clone(), &device).unwrap();
         in_parts(parts, 8, || (0..3).map(|_| block_on(rar.step(images.clone(), labels.clone())).unwrap()).collect::<Vec<_>>())
     };
-    for (w, p) in run(1).iter().zip(&run(3)) {
-        assert!(close(w.loss, p.loss) && close(w.grad_norm, p.grad_norm) && close(w.accuracy, p.accuracy), "whole {w:?}, in parts {p:?}");
-    }
+    assert_same_steps(&run(1), &run(3), |s| vec![s.loss, s.grad_norm, s.accuracy]);
 }
